@@ -1,0 +1,250 @@
+/*
+ * chan.c - the ipcd C API: a channel opened through the file system and
+ * driven through its mapped ring.  Blocking here is spin-then-futex on the
+ * ring; the daemon is involved only in open, close and role changes.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "ipcd.h"
+#include "ringops.h"
+
+struct ipcd_chan {
+	int fd;
+	unsigned roles;		/* IPCD_ROLE_* */
+	int nonblock;		/* O_NONBLOCK given at open */
+	struct ipcd_view v;
+};
+
+/* How long a waiting end spins before it sleeps; IPCD_SPIN_NS overrides. */
+static uint64_t spin_ns(void)
+{
+	static uint64_t cached = UINT64_MAX;
+	const char *s;
+
+	if (cached == UINT64_MAX) {
+		s = getenv("IPCD_SPIN_NS");
+		cached = s ? strtoull(s, NULL, 10) : 50000;
+	}
+	return cached;
+}
+
+int ipcd_mkchan(const char *path, mode_t mode, unsigned flags, size_t capacity)
+{
+	char num[32];
+
+	if (flags & ~IPCD_MESSAGE)
+		return -EINVAL;
+	if (mknod(path, S_IFREG | (mode & 07777), 0) < 0)
+		return -errno;
+	if ((flags & IPCD_MESSAGE) &&
+	    setxattr(path, "user.ipcd.kind", "message", 7, 0) < 0)
+		goto err;
+	if (capacity) {
+		snprintf(num, sizeof(num), "%zu", capacity);
+		if (setxattr(path, "user.ipcd.capacity", num, strlen(num), 0) < 0)
+			goto err;
+	}
+	return 0;
+err:
+	{
+		int e = errno;
+
+		unlink(path);
+		return -e;
+	}
+}
+
+int ipcd_attach(int fd, int flags, struct ipcd_chan **out)
+{
+	struct ipcd_chan *c;
+	struct stat st;
+	uint32_t roles;
+	void *map;
+	int r;
+
+	switch (flags & O_ACCMODE) {
+	case O_RDONLY: roles = IPCD_ROLE_READ; break;
+	case O_WRONLY: roles = IPCD_ROLE_WRITE; break;
+	case O_RDWR: roles = IPCD_ROLE_READ | IPCD_ROLE_WRITE; break;
+	default: return -EINVAL;
+	}
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode) || st.st_size < IPCD_RING_HDR_SIZE)
+		return -ENOTSUP;
+	if (roles != (IPCD_ROLE_READ | IPCD_ROLE_WRITE) &&
+	    ioctl(fd, IPCD_IOC_SETROLE, &roles) < 0)
+		return -errno;
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		   fd, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		r = -ENOMEM;
+		goto err_unmap;
+	}
+	r = ipcd_view_attach(&c->v, map, (size_t)st.st_size);
+	if (r)
+		goto err_free;
+	c->fd = fd;
+	c->roles = roles;
+	c->nonblock = !!(flags & O_NONBLOCK);
+	*out = c;
+	return 0;
+err_free:
+	free(c);
+err_unmap:
+	munmap(map, (size_t)st.st_size);
+	return r;
+}
+
+int ipcd_open(const char *path, int flags, struct ipcd_chan **out)
+{
+	int fd, r;
+
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	r = ipcd_attach(fd, flags, out);
+	if (r)
+		close(fd);
+	return r;
+}
+
+void ipcd_close(struct ipcd_chan *c)
+{
+	if (!c)
+		return;
+	munmap(c->v.r, c->v.map_len);
+	close(c->fd);
+	free(c);
+}
+
+int ipcd_fd(const struct ipcd_chan *c)
+{
+	return c->fd;
+}
+
+int ipcd_is_message(const struct ipcd_chan *c)
+{
+	return !!(c->v.features & IPCD_RING_F_MESSAGE);
+}
+
+ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags)
+{
+	const char *p = buf;
+	size_t done = 0;
+	ssize_t n;
+	int r;
+
+	if (!(c->roles & IPCD_ROLE_WRITE))
+		return -EBADF;
+	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
+	for (;;) {
+		n = ipcd_ring_write(&c->v, p + done, len - done, ipcd_tid());
+		if (n >= 0) {
+			done += (size_t)n;
+			if (done == len || ipcd_is_message(c))
+				return (ssize_t)done;
+			continue;
+		}
+		if (n == -EBUSY)
+			r = ipcd_ring_lock_wait(&c->v, IPCD_WAIT_SPACE);
+		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
+			r = ipcd_ring_wait(&c->v, IPCD_WAIT_SPACE,
+					   ipcd_ring_need(&c->v, len - done), NULL,
+					   spin_ns());
+		else
+			r = (int)n;
+		if (r < 0)
+			return done ? (ssize_t)done : r;
+	}
+}
+
+ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags)
+{
+	unsigned ioflags = (flags & IPCD_PEEK) ? IPCD_IO_PEEK : 0;
+	ssize_t n;
+	int r;
+
+	if (!(c->roles & IPCD_ROLE_READ))
+		return -EBADF;
+	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
+	for (;;) {
+		n = ipcd_ring_read(&c->v, buf, len, ipcd_tid(), ioflags, NULL);
+		if (n >= 0)
+			return n;
+		if (n == IPCD_EOF)
+			return 0;
+		if (n == -EBUSY)
+			r = ipcd_ring_lock_wait(&c->v, IPCD_WAIT_DATA);
+		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
+			r = ipcd_ring_wait(&c->v, IPCD_WAIT_DATA, 0, NULL, spin_ns());
+		else
+			r = (int)n;
+		if (r < 0)
+			return r;
+	}
+}
+
+static short revents(const struct ipcd_chan *c, short events)
+{
+	short rev = 0;
+
+	if (atomic_load(&c->v.r->state) & IPCD_RING_S_BROKEN)
+		return POLLERR;
+	if ((c->roles & IPCD_ROLE_READ) && ipcd_ring_can_read(&c->v)) {
+		if (ipcd_ring_readable(&c->v) != 0)
+			rev |= POLLIN;
+		else
+			rev |= POLLIN | POLLHUP;
+	}
+	if ((c->roles & IPCD_ROLE_WRITE) && ipcd_ring_can_write(&c->v, PIPE_BUF)) {
+		if (atomic_load(&c->v.r->readers) == 0)
+			rev |= POLLERR;
+		else
+			rev |= POLLOUT;
+	}
+	return rev & (events | POLLHUP | POLLERR);
+}
+
+int ipcd_wait(struct ipcd_chan *c, short events, int timeout_ms)
+{
+	struct timespec ts, *tp = NULL;
+	unsigned dirs = 0;
+	short rev;
+	int r;
+
+	if (timeout_ms >= 0) {
+		ts.tv_sec = timeout_ms / 1000;
+		ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+		tp = &ts;
+	}
+	if (events & POLLIN)
+		dirs |= IPCD_WAIT_DATA;
+	if (events & POLLOUT)
+		dirs |= IPCD_WAIT_SPACE;
+	for (;;) {
+		rev = revents(c, events);
+		if (rev || timeout_ms == 0 || !dirs)
+			return rev;
+		r = ipcd_ring_wait(&c->v, dirs, PIPE_BUF, tp, spin_ns());
+		if (r == -ETIMEDOUT)
+			return revents(c, events);
+		if (r < 0)
+			return r;
+	}
+}

@@ -1,0 +1,67 @@
+/*
+ * ipcd.h - the ipcd C API: attach to a channel's ring through its file on an
+ * ipcd mount and move bytes or messages with no system call in the common
+ * case.  Every function returns 0, a count, or -errno; none sets errno.
+ * See ipcd_open(3) and ipcd-ring(7).
+ */
+#ifndef IPCD_H
+#define IPCD_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <ipcd/ring.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct ipcd_chan;
+
+/* Flags for ipcd_send, ipcd_recv. */
+#define IPCD_NONBLOCK	(1 << 0)	/* -EAGAIN instead of waiting */
+#define IPCD_PEEK	(1 << 1)	/* ipcd_recv: leave the data in the ring */
+
+/* Flags for ipcd_mkchan. */
+#define IPCD_MESSAGE	(1u << 0)	/* keep write boundaries */
+
+/* Create a channel file at path (mode as for mknod), with the given kind and
+ * ring capacity in bytes (0: the mount's default).  -EEXIST if it exists. */
+int ipcd_mkchan(const char *path, mode_t mode, unsigned flags, size_t capacity);
+
+/* Open the channel at path as a reader (O_RDONLY), writer (O_WRONLY) or both
+ * (O_RDWR), plus O_NONBLOCK, and map its ring. */
+int ipcd_open(const char *path, int flags, struct ipcd_chan **out);
+
+/* The same for a channel file already open read-write as fd; on success the
+ * channel owns fd. */
+int ipcd_attach(int fd, int flags, struct ipcd_chan **out);
+
+/* Unmap and close. */
+void ipcd_close(struct ipcd_chan *c);
+
+/* The channel's file descriptor (for poll through the daemon, fstat, ...). */
+int ipcd_fd(const struct ipcd_chan *c);
+
+/* Whether the ring keeps message boundaries. */
+int ipcd_is_message(const struct ipcd_chan *c);
+
+/* Write len bytes (stream: all of them unless interrupted or nonblocking;
+ * message: one message).  Returns bytes written or -EAGAIN, -EPIPE, -EINTR,
+ * -EMSGSIZE, -EIO, -EBADF (not opened for writing). */
+ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags);
+
+/* Read up to len bytes (stream) or one message, cut to len.  Returns bytes
+ * read, 0 at end of file, or -EAGAIN, -EINTR, -EIO, -EBADF. */
+ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags);
+
+/* Wait for POLLIN and/or POLLOUT; returns the events that hold (POLLIN,
+ * POLLOUT, POLLHUP, POLLERR), 0 on timeout (timeout_ms < 0: forever), or
+ * -EINTR. */
+int ipcd_wait(struct ipcd_chan *c, short events, int timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* IPCD_H */

@@ -1,0 +1,149 @@
+/*
+ * ipcd/ring.h - the shared-memory ring of an ipcd channel (ABI version 1).
+ *
+ * This header is the one contract shared by the daemon, the shim, the C API
+ * and any program in any language that maps a channel file.  ipcd-ring(7)
+ * restates it for readers who do not speak C.
+ *
+ * Layout of a mapping (all integers little-endian, as the host):
+ *
+ *	0            struct ipcd_ring (IPCD_RING_HDR_SIZE bytes, 4 cache lines
+ *	             used, the rest reserved and zero)
+ *	data_off     data area of `capacity` bytes (a power of two)
+ *
+ * head and tail are 64-bit byte counters that only grow; the byte at counter
+ * value c lives at data[c & (capacity - 1)].  The ring is empty when
+ * head == tail and full when tail - head == capacity.  Any other relation
+ * (tail - head > capacity) is corruption, and users report EIO.
+ *
+ * Producer (holds wlock):
+ *	h = load_acquire(head)          pairs with the consumer's release of head
+ *	copy bytes to data[tail ...]
+ *	store_release(tail, tail + n)   pairs with the consumer's acquire of tail
+ *	full fence; if rd_sleepers != 0: data_seq += 1, FUTEX_WAKE(data_seq)
+ *
+ * Consumer (holds rlock):
+ *	t = load_acquire(tail)          pairs with the producer's release of tail
+ *	copy bytes from data[head ...]
+ *	store_release(head, head + n)   pairs with the producer's acquire of head
+ *	full fence; if wr_sleepers != 0: space_seq += 1, FUTEX_WAKE(space_seq)
+ *
+ * Sleeping (a reader; writers mirror it with wr_sleepers and space_seq):
+ *	rd_sleepers += 1 (sequentially consistent), s = data_seq,
+ *	re-check the ring, FUTEX_WAIT(data_seq, s), rd_sleepers -= 1.
+ *
+ * Message channels (IPCD_RING_F_MESSAGE) store records: an 8-byte
+ * struct ipcd_ring_rec followed by `len` payload bytes, padded to 8.  A
+ * record never wraps; when it does not fit before the end of the data area
+ * the producer first writes a record with IPCD_REC_PAD that fills the rest.
+ *
+ * Locks (wlock, rlock): 0 when free, else the holder's thread id, with
+ * IPCD_LOCK_WAITERS set while someone sleeps on the word.  A lock is held
+ * only while bytes are copied, never while sleeping.  A waiter that finds
+ * the holder's thread gone takes the lock over.
+ *
+ * Peer state (writers, readers, state) is written only by the daemon, from
+ * the opens and closes of the channel file.  It is the truth about EOF and
+ * EPIPE; see ipcd-ring(7) for the exact end-of-file rule.
+ */
+#ifndef IPCD_RING_H
+#define IPCD_RING_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+#include <atomic>
+#define IPCD_ATOMIC(t) std::atomic<t>
+#else
+#include <stdatomic.h>
+#define IPCD_ATOMIC(t) _Atomic t
+#endif
+
+#define IPCD_RING_MAGIC		0x52435049u	/* "IPCR" in memory order */
+#define IPCD_RING_VERSION	1u
+#define IPCD_RING_HDR_SIZE	4096u		/* bytes before the data area */
+#define IPCD_RING_MIN_CAPACITY	4096u		/* at least PIPE_BUF */
+#define IPCD_RING_MAX_CAPACITY	(1u << 30)
+
+/* Feature bits (ipcd_ring.features), fixed when the ring is made. */
+#define IPCD_RING_F_MESSAGE	(1u << 0)	/* records keep write boundaries */
+#define IPCD_RING_F_KNOWN	(IPCD_RING_F_MESSAGE)
+
+/* State bits (ipcd_ring.state), set by the daemon only. */
+#define IPCD_RING_S_BROKEN	(1u << 0)	/* corruption seen: everyone gets EIO */
+
+/* Lock words. */
+#define IPCD_LOCK_WAITERS	0x80000000u
+#define IPCD_LOCK_TID_MAX	4194304u	/* PID_MAX_LIMIT: larger owners are corrupt */
+
+/* Message record header. */
+#define IPCD_REC_PAD		(1u << 0)	/* skip to the end of the data area */
+#define IPCD_REC_ALIGN		8u
+
+struct ipcd_ring_rec {
+	uint32_t len;		/* payload bytes (for a pad: bytes after this header) */
+	uint32_t flags;		/* IPCD_REC_*; other bits must be zero */
+};
+
+/* writers_epoch packs two daemon-written counters into one atomic word. */
+#define IPCD_WRITERS(we)	((uint32_t)((we) & 0xffffffffu))
+#define IPCD_WEPOCH(we)		((uint32_t)((we) >> 32))
+
+struct ipcd_ring {
+	/* Cache line 0: written once by the daemon when the ring is made. */
+	uint32_t magic;		/* IPCD_RING_MAGIC */
+	uint16_t version;	/* IPCD_RING_VERSION */
+	uint16_t hdr_size;	/* sizeof(struct ipcd_ring) */
+	uint32_t features;	/* IPCD_RING_F_* */
+	uint32_t msg_max;	/* largest message payload (message rings) */
+	uint64_t data_off;	/* offset of the data area in the mapping */
+	uint64_t capacity;	/* size of the data area, a power of two */
+	uint64_t map_size;	/* data_off + capacity: the size to map */
+	uint64_t reserved0[3];	/* zero */
+
+	/* Cache line 1: written by the producer holding wlock. */
+	IPCD_ATOMIC(uint64_t) tail;	/* bytes ever published */
+	IPCD_ATOMIC(uint32_t) wlock;	/* producer lock: 0 or tid | WAITERS */
+	uint32_t reserved1[13];		/* zero */
+
+	/* Cache line 2: written by the consumer holding rlock. */
+	IPCD_ATOMIC(uint64_t) head;	/* bytes ever consumed */
+	IPCD_ATOMIC(uint32_t) rlock;	/* consumer lock: 0 or tid | WAITERS */
+	uint32_t reserved2[13];		/* zero */
+
+	/* Cache line 3: sleeping and waking; rarely written. */
+	IPCD_ATOMIC(uint32_t) data_seq;	   /* futex: producers bump it to wake readers */
+	IPCD_ATOMIC(uint32_t) rd_sleepers; /* readers (and the daemon) asleep on data_seq */
+	IPCD_ATOMIC(uint32_t) space_seq;   /* futex: consumers bump it to wake writers */
+	IPCD_ATOMIC(uint32_t) wr_sleepers; /* writers (and the daemon) asleep on space_seq */
+	uint32_t reserved3[12];		   /* zero */
+
+	/* Cache line 4: peer state, written by the daemon only. */
+	IPCD_ATOMIC(uint64_t) writers_epoch; /* low 32: open write ends; high 32: epoch */
+	IPCD_ATOMIC(uint32_t) readers;	     /* open read ends */
+	IPCD_ATOMIC(uint32_t) state;	     /* IPCD_RING_S_* */
+	uint32_t reserved4[12];		     /* zero */
+};
+
+#ifndef __cplusplus
+_Static_assert(sizeof(struct ipcd_ring_rec) == 8, "record header is 8 bytes");
+_Static_assert(sizeof(struct ipcd_ring) == 320, "ring header is 5 cache lines");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, tail) == 64, "tail on line 1");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, wlock) == 72, "wlock on line 1");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, head) == 128, "head on line 2");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, rlock) == 136, "rlock on line 2");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, data_seq) == 192, "wait words on line 3");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, rd_sleepers) == 196, "rd_sleepers");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, space_seq) == 200, "space_seq");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, wr_sleepers) == 204, "wr_sleepers");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, writers_epoch) == 256, "peer state on line 4");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, readers) == 264, "readers");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, state) == 268, "state");
+#endif
+
+/* ioctl on an open channel file: narrow the roles of this open file. */
+#define IPCD_ROLE_READ		1u
+#define IPCD_ROLE_WRITE		2u
+#define IPCD_IOC_SETROLE	0x4004ab01u	/* _IOW(0xab, 1, uint32_t) */
+
+#endif /* IPCD_RING_H */

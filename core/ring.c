@@ -1,0 +1,637 @@
+/*
+ * ring.c - the ipcd ring: formatting, attaching, moving bytes and messages,
+ * the robust producer/consumer locks, and sleeping on the ring's futex words.
+ * The algorithm and memory ordering are described in ipcd/ring.h.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ringops.h"
+
+#define RELAXED memory_order_relaxed
+#define ACQUIRE memory_order_acquire
+#define RELEASE memory_order_release
+#define SEQCST memory_order_seq_cst
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static long futex(_Atomic uint32_t *w, int op, uint32_t val,
+		  const struct timespec *ts)
+{
+	return syscall(SYS_futex, (uint32_t *)w, op, val, ts, NULL, 0);
+}
+
+/* ---- thread id ---------------------------------------------------------- */
+
+static _Thread_local uint32_t tid_cache;
+static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
+
+static void tid_forget(void)
+{
+	tid_cache = 0;
+}
+
+static void tid_setup(void)
+{
+	pthread_atfork(NULL, NULL, tid_forget);
+}
+
+uint32_t ipcd_tid(void)
+{
+	if (tid_cache == 0) {
+		pthread_once(&tid_once, tid_setup);
+		tid_cache = (uint32_t)syscall(SYS_gettid);
+	}
+	return tid_cache;
+}
+
+/* ---- format and attach -------------------------------------------------- */
+
+static int valid_capacity(uint64_t cap)
+{
+	return cap >= IPCD_RING_MIN_CAPACITY && cap <= IPCD_RING_MAX_CAPACITY &&
+	       (cap & (cap - 1)) == 0;
+}
+
+size_t ipcd_ring_map_size(uint64_t capacity)
+{
+	if (!valid_capacity(capacity))
+		return 0;
+	return IPCD_RING_HDR_SIZE + (size_t)capacity;
+}
+
+int ipcd_ring_format(void *map, size_t map_len, uint64_t capacity,
+		     uint32_t features, uint32_t msg_max)
+{
+	struct ipcd_ring *r = map;
+
+	if (!valid_capacity(capacity) || map_len < ipcd_ring_map_size(capacity) ||
+	    (features & ~IPCD_RING_F_KNOWN))
+		return -EINVAL;
+	if ((features & IPCD_RING_F_MESSAGE) &&
+	    (msg_max == 0 || msg_max > capacity - sizeof(struct ipcd_ring_rec)))
+		return -EINVAL;
+	r->version = IPCD_RING_VERSION;
+	r->hdr_size = sizeof(*r);
+	r->features = features;
+	r->msg_max = (features & IPCD_RING_F_MESSAGE) ? msg_max : 0;
+	r->data_off = IPCD_RING_HDR_SIZE;
+	r->capacity = capacity;
+	r->map_size = ipcd_ring_map_size(capacity);
+	/* The magic goes last: a reader that sees it sees a complete header. */
+	atomic_thread_fence(RELEASE);
+	r->magic = IPCD_RING_MAGIC;
+	return 0;
+}
+
+int ipcd_view_attach(struct ipcd_view *v, void *map, size_t map_len)
+{
+	struct ipcd_ring *r = map;
+	uint64_t cap;
+
+	if (map_len < IPCD_RING_HDR_SIZE)
+		return -EINVAL;
+	if (r->magic != IPCD_RING_MAGIC)
+		return -EIO;
+	if (r->version != IPCD_RING_VERSION)
+		return -EPROTO;
+	cap = r->capacity;
+	if (r->hdr_size < sizeof(*r) || r->hdr_size > IPCD_RING_HDR_SIZE ||
+	    r->data_off != IPCD_RING_HDR_SIZE || !valid_capacity(cap) ||
+	    r->map_size != ipcd_ring_map_size(cap) ||
+	    (r->features & ~IPCD_RING_F_KNOWN))
+		return -EIO;
+	if (map_len < r->map_size)
+		return -EINVAL;
+	if ((r->features & IPCD_RING_F_MESSAGE) &&
+	    (r->msg_max == 0 || r->msg_max > cap - sizeof(struct ipcd_ring_rec)))
+		return -EIO;
+	v->r = r;
+	v->data = (unsigned char *)map + IPCD_RING_HDR_SIZE;
+	v->cap = cap;
+	v->features = r->features;
+	v->msg_max = r->msg_max;
+	v->map_len = map_len;
+	ipcd_view_mark_open(v);
+	return 0;
+}
+
+void ipcd_view_mark_open(struct ipcd_view *v)
+{
+	uint64_t we = atomic_load_explicit(&v->r->writers_epoch, ACQUIRE);
+
+	/* A reader that arrives with no writer waits for one to come and go. */
+	v->eof_epoch = IPCD_WEPOCH(we) + (IPCD_WRITERS(we) == 0);
+}
+
+/* ---- locks -------------------------------------------------------------- */
+
+static _Atomic uint32_t *lock_word(struct ipcd_view *v, enum ipcd_dir dir)
+{
+	return dir == IPCD_WAIT_DATA ? &v->r->rlock : &v->r->wlock;
+}
+
+static int lock_try(_Atomic uint32_t *l, uint32_t tid)
+{
+	uint32_t cur = 0;
+	int spins;
+
+	for (spins = 0; spins < 128; spins++) {
+		/* Acquire: pairs with the release in lock_drop, so the previous
+		 * holder's index stores are visible to us. */
+		if (atomic_compare_exchange_weak_explicit(l, &cur, cur | tid,
+							  ACQUIRE, RELAXED))
+			return 0;
+		if ((cur & ~IPCD_LOCK_WAITERS) > IPCD_LOCK_TID_MAX)
+			return -EIO;
+		if ((cur & ~IPCD_LOCK_WAITERS) != 0) {
+			cpu_relax();
+			cur = 0;
+		}
+	}
+	return -EBUSY;
+}
+
+static void lock_drop(_Atomic uint32_t *l)
+{
+	/* Release: orders our index stores before the next holder's reads. */
+	uint32_t old = atomic_exchange_explicit(l, 0, RELEASE);
+
+	if (old & IPCD_LOCK_WAITERS)
+		futex(l, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+static int tid_alive(uint32_t tid)
+{
+	return kill((pid_t)tid, 0) == 0 || errno == EPERM;
+}
+
+int ipcd_ring_lock_reap(struct ipcd_view *v, enum ipcd_dir dir)
+{
+	_Atomic uint32_t *l = lock_word(v, dir);
+	uint32_t cur = atomic_load_explicit(l, RELAXED);
+	uint32_t owner = cur & ~IPCD_LOCK_WAITERS;
+
+	if (owner == 0)
+		return 0;
+	if (owner > IPCD_LOCK_TID_MAX)
+		return -EIO;
+	if (tid_alive(owner))
+		return 0;
+	if (!atomic_compare_exchange_strong_explicit(l, &cur, 0, RELEASE, RELAXED))
+		return 0;
+	futex(l, FUTEX_WAKE, INT_MAX, NULL);
+	return 1;
+}
+
+int ipcd_ring_lock_wait(struct ipcd_view *v, enum ipcd_dir dir)
+{
+	_Atomic uint32_t *l = lock_word(v, dir);
+	const struct timespec tick = { 0, 10 * 1000 * 1000 };
+	uint32_t cur = atomic_load_explicit(l, RELAXED);
+	int r;
+
+	if (cur == 0)
+		return 0;
+	if ((cur & ~IPCD_LOCK_WAITERS) > IPCD_LOCK_TID_MAX)
+		return -EIO;
+	if (!(cur & IPCD_LOCK_WAITERS) &&
+	    !atomic_compare_exchange_strong_explicit(l, &cur, cur | IPCD_LOCK_WAITERS,
+						     RELAXED, RELAXED))
+		return 0;	/* it changed: try again */
+	cur |= IPCD_LOCK_WAITERS;
+	if (futex(l, FUTEX_WAIT, cur, &tick) < 0) {
+		if (errno == EINTR)
+			return -EINTR;
+		if (errno == ETIMEDOUT) {
+			r = ipcd_ring_lock_reap(v, dir);
+			if (r < 0)
+				return r;
+		}
+	}
+	return 0;
+}
+
+static uint64_t rec_size(uint64_t len)
+{
+	return sizeof(struct ipcd_ring_rec) +
+	       ((len + IPCD_REC_ALIGN - 1) & ~(uint64_t)(IPCD_REC_ALIGN - 1));
+}
+
+/* ---- state checks ------------------------------------------------------- */
+
+static int broken(const struct ipcd_view *v)
+{
+	return atomic_load_explicit(&v->r->state, RELAXED) & IPCD_RING_S_BROKEN;
+}
+
+/* Whether every writer is gone in the sense of the end-of-file rule. */
+static int writers_gone(const struct ipcd_view *v)
+{
+	uint64_t we = atomic_load_explicit(&v->r->writers_epoch, ACQUIRE);
+
+	return IPCD_WRITERS(we) == 0 &&
+	       (int32_t)(IPCD_WEPOCH(we) - v->eof_epoch) >= 0;
+}
+
+/* Load the indexes; -EIO when they cannot be right. */
+static int load_used(const struct ipcd_view *v, uint64_t *head, uint64_t *tail)
+{
+	/* Both acquire: head pairs with the consumer's release (its reads of the
+	 * slots are done), tail with the producer's release (its bytes are in). */
+	*head = atomic_load_explicit(&v->r->head, ACQUIRE);
+	*tail = atomic_load_explicit(&v->r->tail, ACQUIRE);
+	if (*tail - *head > v->cap)
+		return -EIO;
+	return 0;
+}
+
+static void wake(struct ipcd_view *v, enum ipcd_dir dir)
+{
+	_Atomic uint32_t *sleepers, *seq;
+
+	if (dir == IPCD_WAIT_DATA) {
+		sleepers = &v->r->rd_sleepers;
+		seq = &v->r->data_seq;
+	} else {
+		sleepers = &v->r->wr_sleepers;
+		seq = &v->r->space_seq;
+	}
+	/* Full fence: orders our index store before the sleeper check, against
+	 * the sleeper's increment before its re-check of the index (Dekker). */
+	atomic_thread_fence(SEQCST);
+	if (atomic_load_explicit(sleepers, RELAXED) == 0)
+		return;
+	atomic_fetch_add_explicit(seq, 1, RELEASE);
+	futex(seq, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+void ipcd_ring_wake_all(struct ipcd_view *v, enum ipcd_dir dir)
+{
+	_Atomic uint32_t *seq = dir == IPCD_WAIT_DATA ? &v->r->data_seq
+						      : &v->r->space_seq;
+
+	atomic_fetch_add_explicit(seq, 1, SEQCST);
+	futex(seq, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+ssize_t ipcd_ring_readable(const struct ipcd_view *v)
+{
+	uint64_t head, tail, pos, to_end;
+	struct ipcd_ring_rec rec;
+
+	if (broken(v) || load_used(v, &head, &tail))
+		return -EIO;
+	if (!(v->features & IPCD_RING_F_MESSAGE) || head == tail)
+		return (ssize_t)(tail - head);
+	pos = head & (v->cap - 1);
+	to_end = v->cap - pos;
+	memcpy(&rec, v->data + pos, sizeof(rec));
+	if (rec.flags & IPCD_REC_PAD) {
+		if (tail - head <= to_end)
+			return -EIO;
+		memcpy(&rec, v->data, sizeof(rec));
+	}
+	if (rec.len > v->msg_max)
+		return -EIO;
+	return rec.len;
+}
+
+ssize_t ipcd_ring_space(const struct ipcd_view *v)
+{
+	uint64_t head, tail;
+
+	if (broken(v) || load_used(v, &head, &tail))
+		return -EIO;
+	return (ssize_t)(v->cap - (tail - head));
+}
+
+int ipcd_ring_can_read(const struct ipcd_view *v)
+{
+	uint64_t head, tail;
+
+	if (broken(v) || load_used(v, &head, &tail))
+		return 1;
+	return head != tail || writers_gone(v);
+}
+
+int ipcd_ring_can_write(const struct ipcd_view *v, size_t need)
+{
+	uint64_t head, tail;
+
+	if (broken(v) || load_used(v, &head, &tail))
+		return 1;
+	if (atomic_load_explicit(&v->r->readers, RELAXED) == 0)
+		return 1;
+	return v->cap - (tail - head) >= (need ? need : 1);
+}
+
+size_t ipcd_ring_need(const struct ipcd_view *v, size_t len)
+{
+	uint64_t to_end, rs;
+
+	if (!(v->features & IPCD_RING_F_MESSAGE))
+		return len <= PIPE_BUF ? (len ? len : 1) : 1;
+	if (len > v->msg_max)
+		return 1;
+	to_end = v->cap - (atomic_load_explicit(&v->r->tail, RELAXED) & (v->cap - 1));
+	rs = rec_size(len);
+	/* A record that must wrap first needs room for the pad alone. */
+	return rs <= to_end ? rs : to_end;
+}
+
+/* ---- moving bytes ------------------------------------------------------- */
+
+static void copy_in(struct ipcd_view *v, uint64_t at, const void *src, size_t n)
+{
+	size_t pos = at & (v->cap - 1), first = v->cap - pos;
+
+	if (first >= n) {
+		memcpy(v->data + pos, src, n);
+	} else {
+		memcpy(v->data + pos, src, first);
+		memcpy(v->data, (const char *)src + first, n - first);
+	}
+}
+
+static void copy_out(struct ipcd_view *v, uint64_t at, void *dst, size_t n)
+{
+	size_t pos = at & (v->cap - 1), first = v->cap - pos;
+
+	if (first >= n) {
+		memcpy(dst, v->data + pos, n);
+	} else {
+		memcpy(dst, v->data + pos, first);
+		memcpy((char *)dst + first, v->data, n - first);
+	}
+}
+
+/*
+ * Called with wlock held.  Returns bytes taken or -errno; *tailp is the tail
+ * to publish, which may have moved even on -EAGAIN (a pad record alone).
+ */
+static ssize_t put_locked(struct ipcd_view *v, const void *buf, size_t len,
+			  uint64_t *tailp)
+{
+	uint64_t head, tail, space, pos, to_end, rs;
+	struct ipcd_ring_rec rec;
+
+	if (load_used(v, &head, &tail))
+		return -EIO;
+	space = v->cap - (tail - head);
+	*tailp = tail;
+	if (!(v->features & IPCD_RING_F_MESSAGE)) {
+		size_t n = len < space ? len : space;
+
+		if (n == 0 || (len <= PIPE_BUF && n < len))
+			return -EAGAIN;
+		copy_in(v, tail, buf, n);
+		*tailp = tail + n;
+		return (ssize_t)n;
+	}
+	if (len > v->msg_max)
+		return -EMSGSIZE;
+	pos = tail & (v->cap - 1);
+	to_end = v->cap - pos;
+	rs = rec_size(len);
+	if (rs > to_end) {
+		/* The record must start at offset 0: fill the rest with a pad,
+		 * alone if the record does not fit behind it yet. */
+		if (to_end > space)
+			return -EAGAIN;
+		rec.len = (uint32_t)(to_end - sizeof(rec));
+		rec.flags = IPCD_REC_PAD;
+		memcpy(v->data + pos, &rec, sizeof(rec));
+		tail += to_end;
+		space -= to_end;
+		*tailp = tail;
+		pos = 0;
+	}
+	if (rs > space)
+		return -EAGAIN;
+	rec.len = (uint32_t)len;
+	rec.flags = 0;
+	memcpy(v->data + pos, &rec, sizeof(rec));
+	memcpy(v->data + pos + sizeof(rec), buf, len);
+	*tailp = tail + rs;
+	return (ssize_t)len;
+}
+
+ssize_t ipcd_ring_write(struct ipcd_view *v, const void *buf, size_t len,
+			uint32_t tid)
+{
+	uint64_t tail, old;
+	ssize_t n;
+	int r;
+
+	if (broken(v))
+		return -EIO;
+	if (atomic_load_explicit(&v->r->readers, RELAXED) == 0)
+		return -EPIPE;
+	if (len == 0 && !(v->features & IPCD_RING_F_MESSAGE))
+		return 0;
+	r = lock_try(&v->r->wlock, tid);
+	if (r)
+		return r;
+	old = atomic_load_explicit(&v->r->tail, RELAXED);
+	n = put_locked(v, buf, len, &tail);
+	if (n != -EIO && tail != old)
+		/* Release: our bytes are visible before the new tail; pairs with
+		 * the consumer's acquire load of tail. */
+		atomic_store_explicit(&v->r->tail, tail, RELEASE);
+	lock_drop(&v->r->wlock);
+	if (n != -EIO && tail != old)
+		wake(v, IPCD_WAIT_DATA);
+	return n;
+}
+
+/*
+ * Called with rlock held.  Returns bytes copied or -errno; *headp is the head
+ * to publish, which may have moved even on -EAGAIN (a pad was skipped).
+ */
+static ssize_t take_locked(struct ipcd_view *v, void *buf, size_t len,
+			   size_t *full, uint64_t *headp)
+{
+	uint64_t head, tail, used, pos, to_end;
+	struct ipcd_ring_rec rec;
+	size_t n;
+
+	if (load_used(v, &head, &tail))
+		return -EIO;
+	used = tail - head;
+	*headp = head;
+	if (used == 0)
+		return writers_gone(v) ? IPCD_EOF : -EAGAIN;
+	if (!(v->features & IPCD_RING_F_MESSAGE)) {
+		n = len < used ? len : (size_t)used;
+		copy_out(v, head, buf, n);
+		*headp = head + n;
+		*full = n;
+		return (ssize_t)n;
+	}
+	pos = head & (v->cap - 1);
+	to_end = v->cap - pos;
+	if (used < sizeof(rec))
+		return -EIO;
+	memcpy(&rec, v->data + pos, sizeof(rec));
+	if (rec.flags & IPCD_REC_PAD) {
+		/* A pad fills exactly the rest of the data area. */
+		if (rec.flags != IPCD_REC_PAD || rec.len != to_end - sizeof(rec) ||
+		    used < to_end)
+			return -EIO;
+		head += to_end;
+		used -= to_end;
+		*headp = head;
+		if (used == 0)
+			return -EAGAIN;
+		pos = 0;
+		to_end = v->cap;
+		if (used < sizeof(rec))
+			return -EIO;
+		memcpy(&rec, v->data, sizeof(rec));
+	}
+	if (rec.flags != 0 || rec.len > v->msg_max || rec_size(rec.len) > used ||
+	    rec_size(rec.len) > to_end)
+		return -EIO;
+	n = len < rec.len ? len : rec.len;
+	memcpy(buf, v->data + pos + sizeof(rec), n);
+	*headp = head + rec_size(rec.len);
+	*full = rec.len;
+	return (ssize_t)n;
+}
+
+ssize_t ipcd_ring_read(struct ipcd_view *v, void *buf, size_t len,
+		       uint32_t tid, unsigned flags, size_t *full)
+{
+	uint64_t head, old;
+	bool moved;
+	size_t dummy;
+	ssize_t n;
+	int r;
+
+	if (!full)
+		full = &dummy;
+	*full = 0;
+	if (broken(v))
+		return -EIO;
+	r = lock_try(&v->r->rlock, tid);
+	if (r)
+		return r;
+	old = atomic_load_explicit(&v->r->head, RELAXED);
+	n = take_locked(v, buf, len, full, &head);
+	moved = n != -EIO && head != old && (n < 0 || !(flags & IPCD_IO_PEEK));
+	if (moved)
+		/* Release: our reads of the slots are done before the producer
+		 * may reuse them; pairs with its acquire load of head. */
+		atomic_store_explicit(&v->r->head, head, RELEASE);
+	lock_drop(&v->r->rlock);
+	if (moved)
+		wake(v, IPCD_WAIT_SPACE);
+	if (n == -EAGAIN && moved)
+		/* Only a pad was consumed: the ring may have ended meanwhile. */
+		return writers_gone(v) && ipcd_ring_readable(v) == 0 ? IPCD_EOF : -EAGAIN;
+	return n;
+}
+
+/* ---- waiting ------------------------------------------------------------ */
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int ready(const struct ipcd_view *v, unsigned dirs, size_t need)
+{
+	return ((dirs & IPCD_WAIT_DATA) && ipcd_ring_can_read(v)) ||
+	       ((dirs & IPCD_WAIT_SPACE) && ipcd_ring_can_write(v, need));
+}
+
+static long futex_waitv2(_Atomic uint32_t *a, uint32_t va, _Atomic uint32_t *b,
+			 uint32_t vb, const struct timespec *rel)
+{
+	struct futex_waitv w[2] = {
+		{ .val = va, .uaddr = (uintptr_t)a, .flags = FUTEX_32 },
+		{ .val = vb, .uaddr = (uintptr_t)b, .flags = FUTEX_32 },
+	};
+	struct timespec abs;
+
+	if (rel) {
+		clock_gettime(CLOCK_MONOTONIC, &abs);
+		abs.tv_sec += rel->tv_sec;
+		abs.tv_nsec += rel->tv_nsec;
+		if (abs.tv_nsec >= 1000000000L) {
+			abs.tv_sec++;
+			abs.tv_nsec -= 1000000000L;
+		}
+	}
+	return syscall(SYS_futex_waitv, w, 2, 0, rel ? &abs : NULL, CLOCK_MONOTONIC);
+}
+
+int ipcd_ring_wait(struct ipcd_view *v, unsigned dirs, size_t need,
+		   const struct timespec *timeout, uint64_t spin_ns)
+{
+	struct ipcd_ring *r = v->r;
+	uint32_t ds = 0, ss = 0;
+	uint64_t start;
+	long rc = 0;
+	int i;
+
+	if (spin_ns) {
+		start = now_ns();
+		for (;;) {
+			for (i = 0; i < 64; i++) {
+				if (ready(v, dirs, need))
+					return 0;
+				cpu_relax();
+			}
+			if (now_ns() - start >= spin_ns)
+				break;
+		}
+	}
+	/* Sequentially consistent: our sleeper count is visible before we
+	 * re-check the ring, against the waker's fence in wake(). */
+	if (dirs & IPCD_WAIT_DATA) {
+		atomic_fetch_add_explicit(&r->rd_sleepers, 1, SEQCST);
+		ds = atomic_load_explicit(&r->data_seq, ACQUIRE);
+	}
+	if (dirs & IPCD_WAIT_SPACE) {
+		atomic_fetch_add_explicit(&r->wr_sleepers, 1, SEQCST);
+		ss = atomic_load_explicit(&r->space_seq, ACQUIRE);
+	}
+	if (!ready(v, dirs, need)) {
+		if (dirs == IPCD_WAIT_DATA)
+			rc = futex(&r->data_seq, FUTEX_WAIT, ds, timeout);
+		else if (dirs == IPCD_WAIT_SPACE)
+			rc = futex(&r->space_seq, FUTEX_WAIT, ss, timeout);
+		else
+			rc = futex_waitv2(&r->data_seq, ds, &r->space_seq, ss, timeout);
+	}
+	if (dirs & IPCD_WAIT_DATA)
+		atomic_fetch_sub_explicit(&r->rd_sleepers, 1, RELAXED);
+	if (dirs & IPCD_WAIT_SPACE)
+		atomic_fetch_sub_explicit(&r->wr_sleepers, 1, RELAXED);
+	if (rc < 0 && errno == EINTR)
+		return -EINTR;
+	if (rc < 0 && errno == ETIMEDOUT)
+		return -ETIMEDOUT;
+	return 0;
+}

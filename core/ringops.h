@@ -1,0 +1,101 @@
+/*
+ * ringops.h - operations on a mapped ipcd ring, shared by the daemon, the C
+ * API and the shim.  Every function here is non-blocking and returns a count
+ * or -errno; waiting is a separate step (ipcd_ring_wait).  Nothing here trusts
+ * the shared header: every index is bounded by the caller's own copy of the
+ * capacity, so a corrupted ring yields -EIO, never a loop or a stray access.
+ */
+#ifndef IPCD_RINGOPS_H
+#define IPCD_RINGOPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "ipcd/ring.h"
+
+/* A process's view of one ring: the mapping plus copies it trusts. */
+struct ipcd_view {
+	struct ipcd_ring *r;	/* the shared header */
+	unsigned char *data;	/* start of the data area */
+	uint64_t cap;		/* capacity, validated at attach */
+	uint32_t features;	/* IPCD_RING_F_*, copied at attach */
+	uint32_t msg_max;	/* copied at attach */
+	size_t map_len;		/* bytes mapped */
+	uint32_t eof_epoch;	/* EOF only once the writer epoch reached this */
+};
+
+/* Flags for ipcd_ring_read and ipcd_ring_write. */
+#define IPCD_IO_PEEK	(1u << 0)	/* read without consuming */
+
+/* Returned by ipcd_ring_read at end of file (every writer gone). */
+#define IPCD_EOF	(-ENODATA)
+
+/* Directions for waiting; ipcd_ring_wait takes a mask of them. */
+enum ipcd_dir { IPCD_WAIT_DATA = 1, IPCD_WAIT_SPACE = 2 };
+
+/* Lay out a fresh ring in `map` (map_len bytes, zeroed by the caller). */
+int ipcd_ring_format(void *map, size_t map_len, uint64_t capacity,
+		     uint32_t features, uint32_t msg_max);
+
+/* Bytes a ring of `capacity` needs mapped; 0 if capacity is invalid. */
+size_t ipcd_ring_map_size(uint64_t capacity);
+
+/* Check the header of `map` and fill `v`; -EPROTO/-EIO/-EINVAL if unusable. */
+int ipcd_view_attach(struct ipcd_view *v, void *map, size_t map_len);
+
+/* Record the writer epoch now, for the end-of-file rule of a new reader. */
+void ipcd_view_mark_open(struct ipcd_view *v);
+
+/*
+ * Move bytes.  write returns bytes taken (>0), -EAGAIN (no room; nothing
+ * taken for stream writes of at most PIPE_BUF bytes or any message),
+ * -EBUSY (another live thread holds the lock), -EPIPE (no reader open),
+ * -EMSGSIZE, or -EIO.  read returns bytes copied (>= 0; a message longer
+ * than len is cut and *full gets its length), -EAGAIN (empty), IPCD_EOF,
+ * -EBUSY or -EIO.  `tid` is the caller's thread id (ipcd_tid()).
+ */
+ssize_t ipcd_ring_write(struct ipcd_view *v, const void *buf, size_t len,
+			uint32_t tid);
+ssize_t ipcd_ring_read(struct ipcd_view *v, void *buf, size_t len,
+		       uint32_t tid, unsigned flags, size_t *full);
+
+/* Bytes (stream) or bytes of the next message (message ring) readable now;
+ * -EIO if corrupt. */
+ssize_t ipcd_ring_readable(const struct ipcd_view *v);
+
+/* Free bytes; -EIO if corrupt. */
+ssize_t ipcd_ring_space(const struct ipcd_view *v);
+
+/* Whether a read / write could make progress or learn its end now. */
+int ipcd_ring_can_read(const struct ipcd_view *v);
+int ipcd_ring_can_write(const struct ipcd_view *v, size_t need);
+
+/* Free bytes a writer of len bytes waits for (ipcd_ring_wait's need). */
+size_t ipcd_ring_need(const struct ipcd_view *v, size_t len);
+
+/*
+ * Sleep until the ring may have changed in one of the directions of `dirs`
+ * (a mask of enum ipcd_dir), a writer waiting for `need` free bytes: spin for
+ * up to spin_ns first, then sleep on the futex words.  timeout (relative) NULL waits forever.  Returns 0,
+ * -ETIMEDOUT or -EINTR.  Lock holders never call it.
+ */
+int ipcd_ring_wait(struct ipcd_view *v, unsigned dirs, size_t need,
+		   const struct timespec *timeout, uint64_t spin_ns);
+
+/* Wait for a busy lock of direction dir (DATA: rlock, SPACE: wlock) to be
+ * released, taking it over from a dead holder.  Returns 0 or -EINTR/-EIO. */
+int ipcd_ring_lock_wait(struct ipcd_view *v, enum ipcd_dir dir);
+
+/* Release a lock held by a thread that no longer exists.  Returns 1 if it
+ * did, 0 if the lock is free or held by a live thread, -EIO if corrupt. */
+int ipcd_ring_lock_reap(struct ipcd_view *v, enum ipcd_dir dir);
+
+/* Wake every sleeper of direction dir, whatever the sleeper counts say. */
+void ipcd_ring_wake_all(struct ipcd_view *v, enum ipcd_dir dir);
+
+/* The calling thread's id, cached per thread and refreshed after fork. */
+uint32_t ipcd_tid(void);
+
+#endif /* IPCD_RINGOPS_H */

@@ -1,0 +1,745 @@
+/*
+ * chan.c - channel objects in the daemon: the ring's memory (a memfd the
+ * daemon maps and lends to clients through passthrough), who has the channel
+ * open in which role, and the slow path: read, write, poll and the role
+ * ioctl, with requests that must wait parked until the ring moves.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "fs.h"
+
+/* ---- ring memory -------------------------------------------------------- */
+
+static uint32_t msg_max_for(uint64_t capacity)
+{
+	uint64_t m = capacity - sizeof(struct ipcd_ring_rec);
+	uint32_t w = ipcd->max_write ? ipcd->max_write : 131072;
+
+	return m < w ? (uint32_t)m : w;
+}
+
+static void publish_peers(struct chan *ch)
+{
+	atomic_store(&ch->v.r->writers_epoch,
+		     ((uint64_t)ch->epoch << 32) | ch->writers);
+	atomic_store(&ch->v.r->readers, ch->readers);
+}
+
+static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
+{
+	size_t len = ipcd_ring_map_size(capacity);
+	void *map;
+	int r;
+
+	if (!len)
+		return -EINVAL;
+	if (ftruncate(ch->memfd, 0) < 0 || ftruncate(ch->memfd, (off_t)len) < 0)
+		return -errno;
+	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, ch->memfd, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	r = ipcd_ring_format(map, len, capacity, features, msg_max_for(capacity));
+	if (!r)
+		r = ipcd_view_attach(&ch->v, map, len);
+	if (r) {
+		munmap(map, len);
+		return r;
+	}
+	ch->map = map;
+	ch->map_len = len;
+	publish_peers(ch);
+	return 0;
+}
+
+/* Make the channel of inode `in` (called under mu). */
+int chan_create(struct inode *in, uint64_t capacity, uint32_t features)
+{
+	struct chan *ch;
+	int r;
+
+	if (ipcd->nchannels >= ipcd->max_channels ||
+	    ipcd->mem_used + capacity > ipcd->mem_limit)
+		return -ENOSPC;
+	ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return -ENOMEM;
+	ch->inode = in;
+	CDS_INIT_LIST_HEAD(&ch->handles);
+	CDS_INIT_LIST_HEAD(&ch->parked_rd);
+	CDS_INIT_LIST_HEAD(&ch->parked_wr);
+	CDS_INIT_LIST_HEAD(&ch->watch);
+	ch->memfd = memfd_create("ipcd-ring", MFD_CLOEXEC);
+	if (ch->memfd < 0) {
+		r = -errno;
+		free(ch);
+		return r == -EMFILE || r == -ENFILE ? -ENOSPC : r;
+	}
+	r = map_ring(ch, capacity, features);
+	if (r) {
+		close(ch->memfd);
+		free(ch);
+		return r;
+	}
+	in->chan = ch;
+	ipcd->nchannels++;
+	ipcd->mem_used += capacity;
+	return 0;
+}
+
+/* Change kind or capacity; only while nobody has the channel open. */
+int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features)
+{
+	void *old = ch->map;
+	size_t old_len = ch->map_len;
+	uint64_t old_cap = ch->v.cap;
+	int r;
+
+	if (ch->opens)
+		return -EBUSY;
+	if (ch->memfd < 0)
+		return -ENOENT;
+	if (capacity > ipcd->max_ring_size ||
+	    ipcd->mem_used - old_cap + capacity > ipcd->mem_limit)
+		return -ENOSPC;
+	munmap(old, old_len);
+	r = map_ring(ch, capacity, features);
+	if (r) {
+		/* Put the old ring back; its memory was cleared. */
+		if (map_ring(ch, old_cap, ch->v.features) < 0) {
+			ch->broken = true;
+			ch->map = NULL;
+		}
+		return r;
+	}
+	ipcd->mem_used = ipcd->mem_used - old_cap + capacity;
+	ch->broken = false;
+	return 0;
+}
+
+/* Free the ring once the channel has no name and no opener. */
+void chan_free_ring(struct chan *ch)
+{
+	if (ch->memfd < 0)
+		return;
+	coord_unwatch(ch);
+	if (ch->backing_id)
+		pt_backing_close(ipcd, ch->backing_id);
+	if (ch->map)
+		munmap(ch->map, ch->map_len);
+	close(ch->memfd);
+	ch->memfd = -1;
+	ch->backing_id = 0;
+	ch->map = NULL;
+	ipcd->nchannels--;
+	ipcd->mem_used -= ch->v.cap;
+}
+
+int chan_info(struct chan *ch, char *buf, size_t len)
+{
+	ssize_t used = ch->map ? ipcd_ring_readable(&ch->v) : -EIO;
+	uint64_t head = 0, tail = 0;
+
+	if (ch->map) {
+		head = atomic_load(&ch->v.r->head);
+		tail = atomic_load(&ch->v.r->tail);
+	}
+	if (!(ch->v.features & IPCD_RING_F_MESSAGE) && used >= 0)
+		used = (ssize_t)(tail - head);
+	return snprintf(buf, len,
+			"kind=%s capacity=%llu buffered=%lld readers=%u writers=%u "
+			"opens=%u written=%llu read=%llu fastpath=%s state=%s\n",
+			(ch->v.features & IPCD_RING_F_MESSAGE) ? "message" : "stream",
+			(unsigned long long)ch->v.cap,
+			(long long)(used < 0 ? 0 : used), ch->readers, ch->writers,
+			ch->opens, (unsigned long long)tail,
+			(unsigned long long)head,
+			ch->backing_id ? "on" : "off",
+			ch->broken || used < 0 ? "broken" : "ok");
+}
+
+/* ---- breaking and peer accounting --------------------------------------- */
+
+static void chan_break(struct chan *ch)
+{
+	if (ch->broken)
+		return;
+	ch->broken = true;
+	ipcd_log(LOG_WARNING, "channel inode %llu: ring corrupted, failing it with EIO",
+		 (unsigned long long)ch->inode->ino);
+	if (ch->map) {
+		atomic_fetch_or(&ch->v.r->state, IPCD_RING_S_BROKEN);
+		ipcd_ring_wake_all(&ch->v, IPCD_WAIT_DATA);
+		ipcd_ring_wake_all(&ch->v, IPCD_WAIT_SPACE);
+	}
+}
+
+static void add_roles(struct handle *h, unsigned roles)
+{
+	struct chan *ch = h->ch;
+
+	if (roles & IPCD_ROLE_READ)
+		ch->readers++;
+	if ((roles & IPCD_ROLE_WRITE) && ch->writers++ == 0) {
+		/* A new generation of writers: readers that came while there
+		 * was none may now see an end of file after it leaves. */
+		if (++ch->epoch == 0)
+			ch->epoch = 1;
+		h->bumped_epoch = ch->epoch;
+		h->tail_at_open = atomic_load(&ch->v.r->tail);
+	}
+	h->roles |= roles;
+	publish_peers(ch);
+}
+
+static void drop_roles(struct handle *h, unsigned roles, bool narrowing)
+{
+	struct chan *ch = h->ch;
+
+	roles &= h->roles;
+	h->roles &= ~roles;
+	if ((roles & IPCD_ROLE_READ) && --ch->readers == 0 && ch->map) {
+		publish_peers(ch);
+		ipcd_ring_wake_all(&ch->v, IPCD_WAIT_SPACE);
+	}
+	if ((roles & IPCD_ROLE_WRITE) && --ch->writers == 0 && ch->map) {
+		/* An open that only narrowed itself to reading, and never
+		 * wrote, was never a writer: take its epoch back. */
+		if (narrowing && h->bumped_epoch == ch->epoch &&
+		    atomic_load(&ch->v.r->tail) == h->tail_at_open)
+			ch->epoch--;
+		publish_peers(ch);
+		ipcd_ring_wake_all(&ch->v, IPCD_WAIT_DATA);
+	}
+	publish_peers(ch);
+}
+
+/* ---- moving bytes for the slow path -------------------------------------- */
+
+static struct ipcd_view handle_view(struct handle *h)
+{
+	struct ipcd_view v = h->ch->v;
+
+	v.eof_epoch = h->eof_epoch;
+	return v;
+}
+
+/* Retry once after taking a lock over from a dead holder. */
+static ssize_t after_busy(struct chan *ch, struct ipcd_view *v, enum ipcd_dir dir,
+			  ssize_t n)
+{
+	int r;
+
+	if (n != -EBUSY)
+		return n;
+	r = ipcd_ring_lock_reap(v, dir);
+	if (r < 0)
+		return -EIO;
+	ch->busy = true;
+	return r ? -EAGAIN : -EBUSY;
+}
+
+static ssize_t do_read(struct handle *h, void *buf, size_t size)
+{
+	struct chan *ch = h->ch;
+	struct ipcd_view v;
+	ssize_t n;
+
+	if (ch->broken || !ch->map)
+		return -EIO;
+	v = handle_view(h);
+	n = ipcd_ring_read(&v, buf, size, ipcd_tid(), 0, NULL);
+	if (n == -EBUSY)
+		n = after_busy(ch, &v, IPCD_WAIT_DATA, n);
+	if (n == -EAGAIN)	/* a pad or a dead holder's lock: once more */
+		n = ipcd_ring_read(&v, buf, size, ipcd_tid(), 0, NULL);
+	if (n == -EIO)
+		chan_break(ch);
+	return n;
+}
+
+/* Write from buf[*done] on; returns 0 once all is in, else -errno. */
+static int do_write(struct handle *h, const unsigned char *buf, size_t size,
+		    size_t *done)
+{
+	struct chan *ch = h->ch;
+	struct ipcd_view v;
+	ssize_t n;
+	int again = 0;
+
+	if (ch->broken || !ch->map)
+		return -EIO;
+	v = handle_view(h);
+	while (*done < size || (size == 0 && *done == 0)) {
+		n = ipcd_ring_write(&v, buf + *done, size - *done, ipcd_tid());
+		if (n == -EBUSY)
+			n = after_busy(ch, &v, IPCD_WAIT_SPACE, n);
+		if (n == -EAGAIN && !again++)
+			continue;	/* a pad went in first, or a lock was reaped */
+		if (n < 0) {
+			if (n == -EIO)
+				chan_break(ch);
+			return (int)n;
+		}
+		*done += (size_t)n;
+		if ((ch->v.features & IPCD_RING_F_MESSAGE) || size == 0)
+			break;
+		again = 0;
+	}
+	return 0;
+}
+
+/* ---- poll --------------------------------------------------------------- */
+
+static short handle_revents(struct handle *h)
+{
+	struct chan *ch = h->ch;
+	struct ipcd_view v;
+	short rev = 0;
+
+	if (ch->broken || !ch->map)
+		return POLLERR;
+	v = handle_view(h);
+	if (ipcd_ring_readable(&v) < 0) {
+		chan_break(ch);
+		return POLLERR;
+	}
+	if (h->roles & IPCD_ROLE_READ) {
+		if (atomic_load(&v.r->tail) != atomic_load(&v.r->head))
+			rev |= POLLIN | POLLRDNORM;
+		else if (ipcd_ring_can_read(&v))
+			rev |= POLLHUP;
+	}
+	if (h->roles & IPCD_ROLE_WRITE) {
+		if (ch->readers == 0)
+			rev |= POLLERR;
+		else if (ipcd_ring_can_write(&v, PIPE_BUF))
+			rev |= POLLOUT | POLLWRNORM;
+	}
+	return rev;
+}
+
+static void snapshot(struct handle *h, uint64_t snap[4])
+{
+	struct ipcd_ring *r = h->ch->v.r;
+
+	snap[0] = atomic_load(&r->tail);
+	snap[1] = atomic_load(&r->head);
+	snap[2] = atomic_load(&r->writers_epoch);
+	snap[3] = atomic_load(&r->readers) | (uint64_t)h->ch->broken << 32;
+}
+
+static void drop_poll(struct handle *h, bool notify)
+{
+	if (!h->ph)
+		return;
+	if (notify)
+		fuse_lowlevel_notify_poll(h->ph);
+	fuse_pollhandle_destroy(h->ph);
+	h->ph = NULL;
+}
+
+/* ---- parked requests and progress --------------------------------------- */
+
+static void park_free(struct parked *p)
+{
+	cds_list_del(&p->link);
+	free(p);
+}
+
+static void finish_read(struct parked *p, unsigned char *buf, ssize_t n)
+{
+	if (n >= 0)
+		fuse_reply_buf(p->req, (const char *)buf, (size_t)n);
+	else if (n == IPCD_EOF)
+		fuse_reply_buf(p->req, NULL, 0);
+	else
+		fuse_reply_err(p->req, (int)-n);
+	park_free(p);
+}
+
+static void finish_write(struct parked *p, int r)
+{
+	if (r == 0 || p->done > 0)
+		fuse_reply_write(p->req, p->done);
+	else
+		fuse_reply_err(p->req, -r);
+	park_free(p);
+}
+
+static bool progress_once(struct chan *ch, unsigned char *buf)
+{
+	struct parked *p, *tmp;
+	struct handle *h;
+	bool need_data = false, need_space = false, added;
+	uint64_t snap[4];
+	ssize_t n;
+	int r;
+
+	ch->busy = false;
+	cds_list_for_each_entry_safe(p, tmp, &ch->parked_rd, link) {
+		n = do_read(p->h, buf, p->size);
+		if (n == -EAGAIN || n == -EBUSY)
+			break;
+		finish_read(p, buf, n);
+	}
+	cds_list_for_each_entry_safe(p, tmp, &ch->parked_wr, link) {
+		r = do_write(p->h, p->data, p->size, &p->done);
+		if (r == -EAGAIN || r == -EBUSY)
+			break;
+		finish_write(p, r);
+	}
+	cds_list_for_each_entry(h, &ch->handles, link) {
+		if (!h->ph)
+			continue;
+		snapshot(h, snap);
+		if (memcmp(snap, h->snap, sizeof(snap)) != 0 || ch->broken) {
+			drop_poll(h, true);
+			continue;
+		}
+		if (h->poll_events & POLLIN)
+			need_data = true;
+		if (h->poll_events & POLLOUT)
+			need_space = true;
+	}
+	if (!cds_list_empty(&ch->parked_rd))
+		need_data = true;
+	if (!cds_list_empty(&ch->parked_wr))
+		need_space = true;
+	if (ch->broken || !ch->map)
+		need_data = need_space = false;
+
+	/* Count ourselves as a sleeper so fast-path peers wake the core. */
+	added = (need_data && !ch->want_data) || (need_space && !ch->want_space);
+	if (need_data != ch->want_data)
+		atomic_fetch_add(&ch->v.r->rd_sleepers, need_data ? 1 : -1);
+	if (need_space != ch->want_space)
+		atomic_fetch_add(&ch->v.r->wr_sleepers, need_space ? 1 : -1);
+	ch->want_data = need_data;
+	ch->want_space = need_space;
+	if (need_data || need_space)
+		coord_watch(ch);
+	else
+		coord_unwatch(ch);
+	return added;
+}
+
+/* Answer every parked request and poll the ring now allows (under mu). */
+void chan_progress(struct chan *ch)
+{
+	/* Newly counted as a sleeper: a peer may have moved the ring just
+	 * before it could see us, so look once more. */
+	if (progress_once(ch, ipcd->rbuf))
+		progress_once(ch, ipcd->rbuf);
+}
+
+/* Interrupt: answer EINTR if the request is still parked. */
+static void interrupted(fuse_req_t req, void *data)
+{
+	struct chan *ch;
+	struct parked *p, *tmp;
+
+	(void)data;
+	pthread_mutex_lock(&ipcd->mu);
+	cds_list_for_each_entry(ch, &ipcd->watched, watch) {
+		cds_list_for_each_entry_safe(p, tmp, &ch->parked_rd, link)
+			if (p->req == req) {
+				fuse_reply_err(req, EINTR);
+				park_free(p);
+				goto out;
+			}
+		cds_list_for_each_entry_safe(p, tmp, &ch->parked_wr, link)
+			if (p->req == req) {
+				finish_write(p, -EINTR);
+				goto out;
+			}
+	}
+out:
+	pthread_mutex_unlock(&ipcd->mu);
+}
+
+static struct handle *fh(struct fuse_file_info *fi)
+{
+	return (struct handle *)(uintptr_t)fi->fh;
+}
+
+/* ---- FUSE handlers ------------------------------------------------------ */
+
+void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct inode *in;
+	struct chan *ch;
+	struct handle *h;
+	unsigned roles;
+	int id, r = 0;
+
+	switch (fi->flags & O_ACCMODE) {
+	case O_RDONLY: roles = IPCD_ROLE_READ; break;
+	case O_WRONLY: roles = IPCD_ROLE_WRITE; break;
+	case O_RDWR: roles = IPCD_ROLE_READ | IPCD_ROLE_WRITE; break;
+	default: fuse_reply_err(req, EINVAL); return;
+	}
+	pthread_mutex_lock(&ipcd->mu);
+	in = ns_inode(ino);
+	if (!in) {
+		r = ENOENT;
+		goto out;
+	}
+	ch = in->chan;
+	if (!ch) {
+		r = EISDIR;
+		goto out;
+	}
+	if (ch->memfd < 0 || !ch->map) {
+		r = ch->memfd < 0 ? ENOENT : EIO;
+		goto out;
+	}
+	if (ipcd->fastpath && !ch->backing_id) {
+		/* One backing id per inode, kept for the channel's life. */
+		id = pt_backing_open(ipcd, ch->memfd);
+		if (id > 0) {
+			ch->backing_id = id;
+		} else {
+			ipcd->fastpath = false;
+			snprintf(ipcd->fastpath_why, sizeof(ipcd->fastpath_why),
+				 "the kernel refused a backing file (%s)",
+				 strerror(-id));
+			ipcd_log(LOG_WARNING, "fast path off: %s; channels "
+				 "work through read and write only",
+				 ipcd->fastpath_why);
+		}
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h) {
+		r = ENOMEM;
+		goto out;
+	}
+	h->ch = ch;
+	cds_list_add_tail(&h->link, &ch->handles);
+	ch->opens++;
+	add_roles(h, roles);
+	{
+		struct ipcd_view v = ch->v;
+
+		ipcd_view_mark_open(&v);
+		h->eof_epoch = v.eof_epoch;
+	}
+	fi->fh = (uintptr_t)h;
+	fi->direct_io = 1;
+	fi->keep_cache = 0;
+	fi->nonseekable = 0;
+	if (ch->backing_id && ipcd->fastpath)
+		pt_reply_open(req, fi->fh, ch->backing_id);
+	else
+		fuse_reply_open(req, fi);
+	chan_progress(ch);
+	pthread_mutex_unlock(&ipcd->mu);
+	return;
+out:
+	pthread_mutex_unlock(&ipcd->mu);
+	fuse_reply_err(req, r);
+}
+
+void chan_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct handle *h = fh(fi);
+	struct chan *ch = h->ch;
+
+	(void)ino;
+	pthread_mutex_lock(&ipcd->mu);
+	drop_poll(h, false);
+	drop_roles(h, h->roles, false);
+	cds_list_del(&h->link);
+	free(h);
+	ch->opens--;
+	if (ch->map)
+		chan_progress(ch);
+	if (ch->opens == 0 && ch->inode->nlink == 0) {
+		chan_free_ring(ch);
+		ns_maybe_free(ch->inode);
+	}
+	pthread_mutex_unlock(&ipcd->mu);
+	fuse_reply_err(req, 0);
+}
+
+void chan_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	       struct fuse_file_info *fi)
+{
+	struct handle *h = fh(fi);
+	struct parked *p;
+	ssize_t n;
+
+	(void)ino;
+	(void)off;	/* a channel is a stream: offsets mean nothing */
+	if (!(h->roles & IPCD_ROLE_READ)) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	if (size > IPCD_RBUF_SIZE)
+		size = IPCD_RBUF_SIZE;
+	fuse_req_interrupt_func(req, interrupted, NULL);
+	if (fuse_req_interrupted(req)) {
+		fuse_reply_err(req, EINTR);
+		return;
+	}
+	pthread_mutex_lock(&ipcd->mu);
+	if (!cds_list_empty(&h->ch->parked_rd))
+		n = -EAGAIN;	/* keep readers in arrival order */
+	else
+		n = do_read(h, ipcd->rbuf, size);
+	if (n == -EAGAIN || n == -EBUSY) {
+		if (fi->flags & O_NONBLOCK) {
+			fuse_reply_err(req, EAGAIN);
+		} else if (!(p = calloc(1, sizeof(*p)))) {
+			fuse_reply_err(req, ENOMEM);
+		} else {
+			p->req = req;
+			p->h = h;
+			p->size = size;
+			cds_list_add_tail(&p->link, &h->ch->parked_rd);
+			chan_progress(h->ch);
+			coord_kick(ipcd);
+		}
+	} else if (n >= 0) {
+		fuse_reply_buf(req, (const char *)ipcd->rbuf, (size_t)n);
+		chan_progress(h->ch);
+	} else if (n == IPCD_EOF) {
+		fuse_reply_buf(req, NULL, 0);
+	} else {
+		fuse_reply_err(req, (int)-n);
+		chan_progress(h->ch);
+	}
+	pthread_mutex_unlock(&ipcd->mu);
+}
+
+void chan_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		off_t off, struct fuse_file_info *fi)
+{
+	struct handle *h = fh(fi);
+	struct parked *p;
+	size_t done = 0;
+	int r;
+
+	(void)ino;
+	(void)off;
+	if (!(h->roles & IPCD_ROLE_WRITE)) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	fuse_req_interrupt_func(req, interrupted, NULL);
+	if (fuse_req_interrupted(req)) {
+		fuse_reply_err(req, EINTR);
+		return;
+	}
+	pthread_mutex_lock(&ipcd->mu);
+	if (!cds_list_empty(&h->ch->parked_wr))
+		r = -EAGAIN;	/* keep writers in arrival order */
+	else
+		r = do_write(h, (const unsigned char *)buf, size, &done);
+	if ((r == -EAGAIN || r == -EBUSY) && (fi->flags & O_NONBLOCK)) {
+		if (done)
+			fuse_reply_write(req, done);
+		else
+			fuse_reply_err(req, EAGAIN);
+	} else if (r == -EAGAIN || r == -EBUSY) {
+		p = malloc(sizeof(*p) + size);
+		if (!p) {
+			fuse_reply_err(req, ENOMEM);
+		} else {
+			memset(p, 0, sizeof(*p));
+			p->req = req;
+			p->h = h;
+			p->is_write = true;
+			p->size = size;
+			p->done = done;
+			memcpy(p->data, buf, size);
+			cds_list_add_tail(&p->link, &h->ch->parked_wr);
+			coord_kick(ipcd);
+		}
+	} else if (r == 0 || done) {
+		fuse_reply_write(req, done);
+	} else {
+		fuse_reply_err(req, -r);
+	}
+	chan_progress(h->ch);
+	pthread_mutex_unlock(&ipcd->mu);
+}
+
+void chan_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+	       struct fuse_pollhandle *ph)
+{
+	struct handle *h = fh(fi);
+	short rev;
+
+	(void)ino;
+	pthread_mutex_lock(&ipcd->mu);
+	rev = handle_revents(h);
+	if (ph) {
+		drop_poll(h, false);
+		h->ph = ph;
+		h->poll_events = (short)fi->poll_events;
+		if (!h->poll_events)
+			h->poll_events = POLLIN | POLLOUT;
+		if (h->ch->map)
+			snapshot(h, h->snap);
+		chan_progress(h->ch);
+	}
+	pthread_mutex_unlock(&ipcd->mu);
+	fuse_reply_poll(req, (unsigned)rev);
+}
+
+void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+		struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+		size_t in_bufsz, size_t out_bufsz)
+{
+	struct handle *h = fh(fi);
+	uint32_t roles;
+
+	(void)ino;
+	(void)arg;
+	(void)out_bufsz;
+	if (flags & FUSE_IOCTL_COMPAT) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	if (cmd != IPCD_IOC_SETROLE) {
+		fuse_reply_err(req, ENOTTY);
+		return;
+	}
+	if (in_bufsz != sizeof(roles)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	memcpy(&roles, in_buf, sizeof(roles));
+	pthread_mutex_lock(&ipcd->mu);
+	if (roles == 0 || (roles & ~h->roles)) {
+		pthread_mutex_unlock(&ipcd->mu);
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	drop_roles(h, h->roles & ~roles, true);
+	if (!(h->roles & IPCD_ROLE_WRITE))
+		h->bumped_epoch = 0;
+	if (h->ch->map)
+		chan_progress(h->ch);
+	pthread_mutex_unlock(&ipcd->mu);
+	fuse_reply_ioctl(req, 0, NULL, 0);
+}
+
+void chan_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync;
+	(void)fi;
+	fuse_reply_err(req, 0);	/* nothing is stored */
+}

@@ -1,0 +1,185 @@
+/*
+ * fs.h - the ipcd daemon's internal interfaces: the mount-wide state, the
+ * namespace (inodes and directory entries), channel objects, the
+ * coordination core and the passthrough set-up.
+ *
+ * Locking: one mutex, fs->mu, guards every structure below.  Two threads
+ * take it: the FUSE session thread (all requests, in order) and the
+ * coordination core.  No handler ever blocks while holding it; a request
+ * that must wait is parked and answered later by whichever thread sees the
+ * ring move.  The fast path never touches fs->mu.
+ */
+#ifndef IPCD_FS_H
+#define IPCD_FS_H
+
+#define FUSE_USE_VERSION 35
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <urcu.h>
+#include <urcu/list.h>
+#include <urcu/rculfhash.h>
+
+#include "../core/ringops.h"
+
+struct chan;
+
+struct inode {
+	fuse_ino_t ino;
+	mode_t mode;			/* S_IFDIR or S_IFREG (a channel), and bits */
+	uid_t uid;
+	gid_t gid;
+	nlink_t nlink;			/* names (plus subdirectories for a dir) */
+	uint64_t nlookup;		/* the kernel's references */
+	struct timespec atime, mtime, ctime;
+	struct cds_lfht_node node;	/* in fs->inodes, by ino */
+	struct rcu_head rcu;
+	struct cds_list_head children;	/* dir: struct dentry, oldest first */
+	uint64_t next_cookie;		/* dir: readdir offset of the next entry */
+	uint64_t nchildren;		/* dir */
+	struct chan *chan;		/* channel, or NULL for a directory */
+};
+
+struct dentry {
+	struct inode *parent;
+	struct inode *inode;
+	uint64_t cookie;		/* readdir offset, unique in parent */
+	struct cds_lfht_node node;	/* in fs->dentries, by (parent, name) */
+	struct cds_list_head sib;	/* in parent->children */
+	struct rcu_head rcu;
+	char name[];
+};
+
+/* One open file of a channel. */
+struct handle {
+	struct chan *ch;
+	unsigned roles;			/* IPCD_ROLE_* */
+	uint32_t eof_epoch;		/* this reader's end-of-file epoch */
+	uint32_t bumped_epoch;		/* epoch this open started, or 0 */
+	uint64_t tail_at_open;		/* to undo the epoch if it wrote nothing */
+	struct fuse_pollhandle *ph;	/* pending poll notification, or NULL */
+	short poll_events;		/* events asked with ph */
+	uint64_t snap[4];		/* ring state when ph was taken */
+	struct cds_list_head link;	/* in ch->handles */
+};
+
+/* A read or write request waiting for the ring. */
+struct parked {
+	fuse_req_t req;
+	struct handle *h;
+	bool is_write;
+	size_t size;			/* read: bytes asked; write: bytes given */
+	size_t done;			/* write: bytes already in the ring */
+	struct cds_list_head link;	/* in ch->parked_rd or ch->parked_wr */
+	unsigned char data[];		/* write: the bytes */
+};
+
+struct chan {
+	struct inode *inode;
+	int memfd;			/* the ring's memory, -1 once freed */
+	int backing_id;			/* passthrough id, 0 if none yet */
+	void *map;			/* daemon's mapping of the memfd */
+	size_t map_len;
+	struct ipcd_view v;		/* daemon's trusted view */
+	unsigned opens, readers, writers;
+	uint32_t epoch;			/* bumped when writers goes 0 -> 1 */
+	bool broken;			/* corruption seen: EIO for everyone */
+	bool busy;			/* a parked request met a held lock */
+	struct cds_list_head handles;	/* struct handle */
+	struct cds_list_head parked_rd;	/* struct parked, oldest first */
+	struct cds_list_head parked_wr;
+	struct cds_list_head watch;	/* in fs->watched while watched */
+	bool watched;
+	bool want_data, want_space;	/* we count in rd_/wr_sleepers */
+};
+
+enum fastpath_mode { FASTPATH_AUTO, FASTPATH_REQUIRE, FASTPATH_OFF };
+
+struct ipcd_fs {
+	pthread_mutex_t mu;
+	struct fuse_session *se;
+	int fuse_fd;
+
+	/* Options. */
+	uint64_t ring_size;		/* default capacity of a new channel */
+	uint64_t max_ring_size;
+	uint64_t max_channels;
+	uint64_t mem_limit;		/* sum of capacities */
+	enum fastpath_mode fastpath_mode;
+
+	/* Passthrough state (set before the session loop, then read only,
+	 * except fastpath which falls to false once if the kernel refuses). */
+	bool kernel_passthrough;	/* the kernel offered it at INIT */
+	bool fastpath;			/* we answer opens with passthrough */
+	char fastpath_why[160];		/* why not, when !fastpath */
+	uint64_t init_unique;
+	uint32_t max_write;
+
+	/* Namespace, under mu. */
+	struct cds_lfht *inodes;
+	struct cds_lfht *dentries;
+	fuse_ino_t next_ino;
+	uint64_t nchannels;
+	uint64_t mem_used;
+
+	/* Coordination core. */
+	struct cds_list_head watched;	/* struct chan, under mu */
+	_Atomic uint32_t kick;		/* futex word: bumped to wake the core */
+	bool stop;			/* under mu */
+	pthread_t coord;
+	unsigned char *rbuf;		/* scratch for reads, under mu */
+};
+
+extern struct ipcd_fs *ipcd;
+
+/* ns.c: namespace */
+extern const struct fuse_lowlevel_ops ipcd_ops;
+int ns_init(struct ipcd_fs *fs);
+void ns_fill_attr(const struct inode *in, struct stat *st);
+void ns_maybe_free(struct inode *in);
+struct inode *ns_inode(fuse_ino_t ino);
+
+/* Largest read answered at once; the kernel asks for at most 1 MiB. */
+#define IPCD_RBUF_SIZE	(2u << 20)
+
+/* chan.c: channel objects and the slow path */
+int chan_create(struct inode *in, uint64_t capacity, uint32_t features);
+int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features);
+void chan_free_ring(struct chan *ch);
+int chan_info(struct chan *ch, char *buf, size_t len);
+void chan_progress(struct chan *ch);
+void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void chan_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void chan_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+	       struct fuse_file_info *fi);
+void chan_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
+		off_t off, struct fuse_file_info *fi);
+void chan_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
+	       struct fuse_pollhandle *ph);
+void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
+		struct fuse_file_info *fi, unsigned flags, const void *in_buf,
+		size_t in_bufsz, size_t out_bufsz);
+void chan_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		struct fuse_file_info *fi);
+
+/* coord.c: the coordination core */
+int coord_start(struct ipcd_fs *fs);
+void coord_stop(struct ipcd_fs *fs);
+void coord_watch(struct chan *ch);
+void coord_unwatch(struct chan *ch);
+void coord_kick(struct ipcd_fs *fs);
+
+/* passthrough.c */
+int pt_setup_io(struct ipcd_fs *fs);
+int pt_backing_open(struct ipcd_fs *fs, int fd);
+void pt_backing_close(struct ipcd_fs *fs, int id);
+int pt_reply_open(fuse_req_t req, uint64_t fh, int backing_id);
+const char *pt_probe(char *why, size_t len);
+
+/* Log once-per-event messages: stderr in the foreground, syslog otherwise. */
+void ipcd_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif /* IPCD_FS_H */

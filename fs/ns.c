@@ -1,0 +1,874 @@
+/*
+ * ns.c - the ipcd namespace: directories and channel files, their
+ * attributes and extended attributes, and the FUSE operations table.  Inodes
+ * and directory entries live in two RCU hash tables (by inode number, and by
+ * parent and name); all changes happen under fs->mu.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "fs.h"
+
+#define XA_KIND		"user.ipcd.kind"
+#define XA_CAPACITY	"user.ipcd.capacity"
+#define XA_INFO		"user.ipcd.info"
+#define XA_STATUS	"user.ipcd.status"
+
+static const double entry_timeout = 1.0, attr_timeout = 1.0;
+
+/* ---- hashing ------------------------------------------------------------ */
+
+static unsigned long hash_bytes(unsigned long h, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+
+	/* FNV-1a */
+	while (n--)
+		h = (h ^ *c++) * 0x100000001b3ul;
+	return h;
+}
+
+static unsigned long ino_hash(fuse_ino_t ino)
+{
+	return hash_bytes(0xcbf29ce484222325ul, &ino, sizeof(ino));
+}
+
+static unsigned long dentry_hash(fuse_ino_t parent, const char *name)
+{
+	return hash_bytes(ino_hash(parent), name, strlen(name));
+}
+
+static int ino_match(struct cds_lfht_node *n, const void *key)
+{
+	return caa_container_of(n, struct inode, node)->ino == *(const fuse_ino_t *)key;
+}
+
+struct dkey {
+	fuse_ino_t parent;
+	const char *name;
+};
+
+static int dentry_match(struct cds_lfht_node *n, const void *key)
+{
+	const struct dentry *d = caa_container_of(n, struct dentry, node);
+	const struct dkey *k = key;
+
+	return d->parent->ino == k->parent && strcmp(d->name, k->name) == 0;
+}
+
+struct inode *ns_inode(fuse_ino_t ino)
+{
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *n;
+
+	rcu_read_lock();
+	cds_lfht_lookup(ipcd->inodes, ino_hash(ino), ino_match, &ino, &it);
+	n = cds_lfht_iter_get_node(&it);
+	rcu_read_unlock();
+	return n ? caa_container_of(n, struct inode, node) : NULL;
+}
+
+static struct dentry *dentry_find(struct inode *parent, const char *name)
+{
+	struct dkey k = { parent->ino, name };
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *n;
+
+	rcu_read_lock();
+	cds_lfht_lookup(ipcd->dentries, dentry_hash(parent->ino, name),
+			dentry_match, &k, &it);
+	n = cds_lfht_iter_get_node(&it);
+	rcu_read_unlock();
+	return n ? caa_container_of(n, struct dentry, node) : NULL;
+}
+
+/* ---- inodes ------------------------------------------------------------- */
+
+static void free_inode_rcu(struct rcu_head *h)
+{
+	struct inode *in = caa_container_of(h, struct inode, rcu);
+
+	free(in->chan);
+	free(in);
+}
+
+static void free_dentry_rcu(struct rcu_head *h)
+{
+	free(caa_container_of(h, struct dentry, rcu));
+}
+
+void ns_fill_attr(const struct inode *in, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = in->ino;
+	st->st_mode = in->mode;
+	st->st_nlink = in->nlink;
+	st->st_uid = in->uid;
+	st->st_gid = in->gid;
+	st->st_blksize = 4096;
+	if (in->chan && in->chan->memfd >= 0) {
+		/* The size to map: header and data area. */
+		st->st_size = (off_t)in->chan->map_len;
+		st->st_blocks = (blkcnt_t)(in->chan->map_len / 512);
+	} else if (!in->chan) {
+		st->st_size = 4096;
+		st->st_blocks = 8;
+	}
+	st->st_atim = in->atime;
+	st->st_mtim = in->mtime;
+	st->st_ctim = in->ctime;
+}
+
+/* Free an inode nobody names, opens or remembers (under mu). */
+void ns_maybe_free(struct inode *in)
+{
+	if (in->nlink || in->nlookup || (in->chan && in->chan->opens) ||
+	    in->ino == FUSE_ROOT_ID)
+		return;
+	if (in->chan)
+		chan_free_ring(in->chan);
+	cds_lfht_del(ipcd->inodes, &in->node);
+	call_rcu(&in->rcu, free_inode_rcu);
+}
+
+static struct inode *inode_new(mode_t mode, const struct fuse_ctx *ctx,
+			       struct inode *parent)
+{
+	struct inode *in = calloc(1, sizeof(*in));
+	struct timespec now;
+
+	if (!in)
+		return NULL;
+	clock_gettime(CLOCK_REALTIME, &now);
+	in->ino = ipcd->next_ino++;
+	in->mode = mode;
+	in->uid = ctx ? ctx->uid : 0;
+	in->gid = ctx ? ctx->gid : 0;
+	if (parent && (parent->mode & S_ISGID)) {
+		in->gid = parent->gid;
+		if (S_ISDIR(mode))
+			in->mode |= S_ISGID;
+	}
+	in->atime = in->mtime = in->ctime = now;
+	in->next_cookie = 3;	/* 1 and 2 are "." and ".." */
+	CDS_INIT_LIST_HEAD(&in->children);
+	cds_lfht_node_init(&in->node);
+	return in;
+}
+
+static void touch(struct inode *in, bool data)
+{
+	clock_gettime(CLOCK_REALTIME, &in->ctime);
+	if (data)
+		in->mtime = in->ctime;
+}
+
+static int link_name(struct inode *parent, const char *name, struct inode *in)
+{
+	size_t len = strlen(name);
+	struct dentry *d;
+
+	if (len > NAME_MAX)
+		return -ENAMETOOLONG;
+	d = calloc(1, sizeof(*d) + len + 1);
+	if (!d)
+		return -ENOMEM;
+	memcpy(d->name, name, len + 1);
+	d->parent = parent;
+	d->inode = in;
+	d->cookie = parent->next_cookie++;
+	cds_lfht_node_init(&d->node);
+	cds_lfht_add(ipcd->dentries, dentry_hash(parent->ino, name), &d->node);
+	cds_list_add_tail(&d->sib, &parent->children);
+	parent->nchildren++;
+	in->nlink++;
+	if (S_ISDIR(in->mode))
+		parent->nlink++;
+	touch(parent, true);
+	return 0;
+}
+
+static void unlink_dentry(struct dentry *d)
+{
+	struct inode *parent = d->parent, *in = d->inode;
+
+	cds_lfht_del(ipcd->dentries, &d->node);
+	cds_list_del(&d->sib);
+	parent->nchildren--;
+	if (S_ISDIR(in->mode)) {
+		parent->nlink--;
+		in->nlink = 0;
+	} else {
+		in->nlink--;
+	}
+	touch(parent, true);
+	touch(in, false);
+	call_rcu(&d->rcu, free_dentry_rcu);
+	if (in->nlink == 0) {
+		if (in->chan && in->chan->opens == 0)
+			chan_free_ring(in->chan);
+		ns_maybe_free(in);
+	}
+}
+
+/* Give the inode of d the name newname in dir `to`, dropping d. */
+static int move_dentry(struct dentry *d, struct inode *to, const char *newname)
+{
+	struct inode *from = d->parent, *in = d->inode;
+	size_t len = strlen(newname);
+	struct dentry *n = calloc(1, sizeof(*n) + len + 1);
+
+	if (!n)
+		return -ENOMEM;
+	memcpy(n->name, newname, len + 1);
+	n->parent = to;
+	n->inode = in;
+	n->cookie = to->next_cookie++;
+	cds_lfht_node_init(&n->node);
+	cds_lfht_del(ipcd->dentries, &d->node);
+	cds_list_del(&d->sib);
+	from->nchildren--;
+	cds_lfht_add(ipcd->dentries, dentry_hash(to->ino, newname), &n->node);
+	cds_list_add_tail(&n->sib, &to->children);
+	to->nchildren++;
+	if (S_ISDIR(in->mode)) {
+		from->nlink--;
+		to->nlink++;
+	}
+	touch(from, true);
+	touch(to, true);
+	touch(in, false);
+	call_rcu(&d->rcu, free_dentry_rcu);
+	return 0;
+}
+
+/* ---- replies ------------------------------------------------------------ */
+
+static void reply_entry(fuse_req_t req, struct inode *in)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	e.ino = in->ino;
+	e.generation = 1;
+	e.attr_timeout = attr_timeout;
+	e.entry_timeout = entry_timeout;
+	ns_fill_attr(in, &e.attr);
+	in->nlookup++;
+	fuse_reply_entry(req, &e);
+}
+
+static struct inode *dir_of(fuse_ino_t ino, int *err)
+{
+	struct inode *in = ns_inode(ino);
+
+	*err = !in ? ENOENT : !S_ISDIR(in->mode) ? ENOTDIR : 0;
+	return *err ? NULL : in;
+}
+
+/* ---- operations --------------------------------------------------------- */
+
+static void ns_init_op(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	/* Writes go through as one request each, at most max_write bytes. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	conn->want &= ~FUSE_CAP_ASYNC_READ;
+	if (conn->capable & FUSE_CAP_IOCTL_DIR)
+		conn->want &= ~FUSE_CAP_IOCTL_DIR;
+	conn->time_gran = 1;
+}
+
+static void ns_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct inode *dir;
+	struct dentry *d;
+	int err;
+
+	if (strlen(name) > NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	pthread_mutex_lock(&ipcd->mu);
+	dir = dir_of(parent, &err);
+	d = dir ? dentry_find(dir, name) : NULL;
+	if (d)
+		reply_entry(req, d->inode);
+	pthread_mutex_unlock(&ipcd->mu);
+	if (!d)
+		fuse_reply_err(req, dir ? ENOENT : err);
+}
+
+static void forget_one(fuse_ino_t ino, uint64_t n)
+{
+	struct inode *in = ns_inode(ino);
+
+	if (!in)
+		return;
+	in->nlookup = n > in->nlookup ? 0 : in->nlookup - n;
+	ns_maybe_free(in);
+}
+
+static void ns_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	pthread_mutex_lock(&ipcd->mu);
+	forget_one(ino, nlookup);
+	pthread_mutex_unlock(&ipcd->mu);
+	fuse_reply_none(req);
+}
+
+static void ns_forget_multi(fuse_req_t req, size_t count,
+			    struct fuse_forget_data *forgets)
+{
+	size_t i;
+
+	pthread_mutex_lock(&ipcd->mu);
+	for (i = 0; i < count; i++)
+		forget_one(forgets[i].ino, forgets[i].nlookup);
+	pthread_mutex_unlock(&ipcd->mu);
+	fuse_reply_none(req);
+}
+
+static void ns_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct inode *in;
+	struct stat st;
+
+	(void)fi;
+	pthread_mutex_lock(&ipcd->mu);
+	in = ns_inode(ino);
+	if (in)
+		ns_fill_attr(in, &st);
+	pthread_mutex_unlock(&ipcd->mu);
+	if (in)
+		fuse_reply_attr(req, &st, attr_timeout);
+	else
+		fuse_reply_err(req, ENOENT);
+}
+
+static void set_time(struct timespec *t, const struct timespec *v, bool now)
+{
+	if (now)
+		clock_gettime(CLOCK_REALTIME, t);
+	else
+		*t = *v;
+}
+
+static void ns_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+		       int to_set, struct fuse_file_info *fi)
+{
+	struct inode *in;
+	struct stat st;
+	int err = 0;
+
+	(void)fi;
+	pthread_mutex_lock(&ipcd->mu);
+	in = ns_inode(ino);
+	if (!in) {
+		err = ENOENT;
+		goto out;
+	}
+	if ((to_set & FUSE_SET_ATTR_SIZE) && !in->chan) {
+		err = EISDIR;
+		goto out;
+	}
+	/* A size change on a channel is ignored, as for a FIFO (O_TRUNC). */
+	if (to_set & FUSE_SET_ATTR_MODE)
+		in->mode = (in->mode & S_IFMT) | (attr->st_mode & 07777);
+	if (to_set & FUSE_SET_ATTR_UID)
+		in->uid = attr->st_uid;
+	if (to_set & FUSE_SET_ATTR_GID)
+		in->gid = attr->st_gid;
+	if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_ATIME_NOW))
+		set_time(&in->atime, &attr->st_atim, to_set & FUSE_SET_ATTR_ATIME_NOW);
+	if (to_set & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))
+		set_time(&in->mtime, &attr->st_mtim, to_set & FUSE_SET_ATTR_MTIME_NOW);
+	if (to_set & FUSE_SET_ATTR_CTIME)
+		in->ctime = attr->st_ctim;
+	else
+		touch(in, false);
+	ns_fill_attr(in, &st);
+out:
+	pthread_mutex_unlock(&ipcd->mu);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_attr(req, &st, attr_timeout);
+}
+
+static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct inode *dir, *in;
+	int err;
+
+	if (strlen(name) > NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	pthread_mutex_lock(&ipcd->mu);
+	dir = dir_of(parent, &err);
+	if (!dir)
+		goto out;
+	if (dentry_find(dir, name)) {
+		err = EEXIST;
+		goto out;
+	}
+	in = inode_new(mode, ctx, dir);
+	if (!in) {
+		err = ENOMEM;
+		goto out;
+	}
+	if (S_ISREG(mode)) {
+		err = -chan_create(in, ipcd->ring_size, 0);
+		if (err) {
+			free(in);
+			goto out;
+		}
+	} else {
+		in->nlink = 1;	/* "." */
+	}
+	cds_lfht_add(ipcd->inodes, ino_hash(in->ino), &in->node);
+	err = -link_name(dir, name, in);
+	if (err) {
+		in->nlink = 0;
+		ns_maybe_free(in);
+		goto out;
+	}
+	reply_entry(req, in);
+out:
+	pthread_mutex_unlock(&ipcd->mu);
+	if (err)
+		fuse_reply_err(req, err);
+}
+
+static void ns_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode, dev_t rdev)
+{
+	(void)rdev;
+	/* Regular files and FIFOs both become channels (regular files to the
+	 * kernel, so that it sends their I/O here). */
+	if (!S_ISREG(mode) && !S_ISFIFO(mode)) {
+		fuse_reply_err(req, EPERM);
+		return;
+	}
+	make_node(req, parent, name, S_IFREG | (mode & 07777));
+}
+
+static void ns_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		     mode_t mode)
+{
+	make_node(req, parent, name, S_IFDIR | (mode & 07777));
+}
+
+static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
+			bool dir_wanted)
+{
+	struct inode *dir;
+	struct dentry *d;
+	int err;
+
+	pthread_mutex_lock(&ipcd->mu);
+	dir = dir_of(parent, &err);
+	if (!dir)
+		goto out;
+	d = dentry_find(dir, name);
+	if (!d)
+		err = ENOENT;
+	else if (dir_wanted && !S_ISDIR(d->inode->mode))
+		err = ENOTDIR;
+	else if (!dir_wanted && S_ISDIR(d->inode->mode))
+		err = EISDIR;
+	else if (dir_wanted && d->inode->nchildren)
+		err = ENOTEMPTY;
+	else
+		unlink_dentry(d);
+out:
+	pthread_mutex_unlock(&ipcd->mu);
+	fuse_reply_err(req, err);
+}
+
+static void ns_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, false);
+}
+
+static void ns_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	remove_name(req, parent, name, true);
+}
+
+static void ns_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      fuse_ino_t newparent, const char *newname, unsigned int flags)
+{
+	struct inode *from, *to, *moving;
+	struct dentry *d, *t;
+	int err;
+
+	if (flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (strlen(newname) > NAME_MAX) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	pthread_mutex_lock(&ipcd->mu);
+	from = dir_of(parent, &err);
+	to = from ? dir_of(newparent, &err) : NULL;
+	if (!to)
+		goto out;
+	d = dentry_find(from, name);
+	t = dentry_find(to, newname);
+	if (!d) {
+		err = ENOENT;
+		goto out;
+	}
+	if (d == t)
+		goto out;
+	if (flags & RENAME_EXCHANGE) {
+		if (!t) {
+			err = ENOENT;
+			goto out;
+		}
+		/* Swap what the two names point at. */
+		moving = d->inode;
+		d->inode = t->inode;
+		t->inode = moving;
+		if (S_ISDIR(d->inode->mode) != S_ISDIR(t->inode->mode) && from != to) {
+			if (S_ISDIR(t->inode->mode)) {
+				to->nlink++;
+				from->nlink--;
+			} else {
+				from->nlink++;
+				to->nlink--;
+			}
+		}
+		touch(from, true);
+		touch(to, true);
+		goto out;
+	}
+	if (t && (flags & RENAME_NOREPLACE)) {
+		err = EEXIST;
+		goto out;
+	}
+	moving = d->inode;
+	if (t) {
+		if (S_ISDIR(moving->mode) && !S_ISDIR(t->inode->mode)) {
+			err = ENOTDIR;
+			goto out;
+		}
+		if (!S_ISDIR(moving->mode) && S_ISDIR(t->inode->mode)) {
+			err = EISDIR;
+			goto out;
+		}
+		if (S_ISDIR(t->inode->mode) && t->inode->nchildren) {
+			err = ENOTEMPTY;
+			goto out;
+		}
+	}
+	if (t)
+		unlink_dentry(t);
+	err = -move_dentry(d, to, newname);
+out:
+	pthread_mutex_unlock(&ipcd->mu);
+	fuse_reply_err(req, err);
+}
+
+static void ns_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct inode *dir;
+	struct dentry *d;
+	struct stat st;
+	char *buf;
+	size_t used = 0, n;
+	int err;
+
+	(void)fi;
+	buf = malloc(size);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_lock(&ipcd->mu);
+	dir = dir_of(ino, &err);
+	if (!dir)
+		goto out;
+	memset(&st, 0, sizeof(st));
+	st.st_mode = S_IFDIR;
+	if (off < 1) {
+		st.st_ino = dir->ino;
+		n = fuse_add_direntry(req, buf + used, size - used, ".", &st, 1);
+		if (n > size - used)
+			goto full;
+		used += n;
+	}
+	if (off < 2) {
+		st.st_ino = FUSE_ROOT_ID;
+		n = fuse_add_direntry(req, buf + used, size - used, "..", &st, 2);
+		if (n > size - used)
+			goto full;
+		used += n;
+	}
+	cds_list_for_each_entry(d, &dir->children, sib) {
+		if ((off_t)d->cookie <= off)
+			continue;
+		st.st_ino = d->inode->ino;
+		st.st_mode = d->inode->mode;
+		n = fuse_add_direntry(req, buf + used, size - used, d->name, &st,
+				      (off_t)d->cookie);
+		if (n > size - used)
+			break;
+		used += n;
+	}
+full:
+	clock_gettime(CLOCK_REALTIME, &dir->atime);
+out:
+	pthread_mutex_unlock(&ipcd->mu);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void ns_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs s;
+
+	(void)ino;
+	memset(&s, 0, sizeof(s));
+	pthread_mutex_lock(&ipcd->mu);
+	s.f_bsize = 4096;
+	s.f_frsize = 4096;
+	s.f_blocks = ipcd->mem_limit / 4096;
+	s.f_bfree = s.f_bavail = (ipcd->mem_limit - ipcd->mem_used) / 4096;
+	s.f_files = ipcd->max_channels;
+	s.f_ffree = s.f_favail = ipcd->max_channels - ipcd->nchannels;
+	s.f_namemax = NAME_MAX;
+	pthread_mutex_unlock(&ipcd->mu);
+	fuse_reply_statfs(req, &s);
+}
+
+static void ns_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	fuse_reply_err(req, 0);
+}
+
+/* ---- extended attributes ------------------------------------------------- */
+
+static int parse_size(const char *v, size_t n, uint64_t *out)
+{
+	char tmp[32], *end;
+	unsigned long long x;
+
+	if (n == 0 || n >= sizeof(tmp))
+		return -EINVAL;
+	memcpy(tmp, v, n);
+	tmp[n] = 0;
+	if (tmp[n - 1] == '\n')
+		tmp[n - 1] = 0;
+	errno = 0;
+	x = strtoull(tmp, &end, 0);
+	if (errno || end == tmp)
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': x <<= 10; end++; break;
+	case 'm': case 'M': x <<= 20; end++; break;
+	case 'g': case 'G': x <<= 30; end++; break;
+	}
+	if (*end)
+		return -EINVAL;
+	*out = x;
+	return 0;
+}
+
+static void ns_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			const char *value, size_t size, int flags)
+{
+	struct inode *in;
+	struct chan *ch;
+	uint64_t cap;
+	uint32_t features;
+	int err = 0;
+
+	(void)flags;
+	pthread_mutex_lock(&ipcd->mu);
+	in = ns_inode(ino);
+	if (!in) {
+		err = ENOENT;
+		goto out;
+	}
+	ch = in->chan;
+	if (strcmp(name, XA_KIND) && strcmp(name, XA_CAPACITY)) {
+		err = strncmp(name, "user.ipcd.", 10) ? ENOTSUP : EPERM;
+		goto out;
+	}
+	if (!ch) {
+		err = EISDIR;
+		goto out;
+	}
+	features = ch->v.features;
+	cap = ch->v.cap;
+	if (!strcmp(name, XA_KIND)) {
+		if (size == 6 && !memcmp(value, "stream", 6))
+			features &= ~IPCD_RING_F_MESSAGE;
+		else if (size == 7 && !memcmp(value, "message", 7))
+			features |= IPCD_RING_F_MESSAGE;
+		else
+			err = EINVAL;
+	} else {
+		err = -parse_size(value, size, &cap);
+		if (!err && !ipcd_ring_map_size(cap))
+			err = EINVAL;
+	}
+	if (!err && (features != ch->v.features || cap != ch->v.cap))
+		err = -chan_reformat(ch, cap, features);
+	if (!err)
+		touch(in, false);
+out:
+	pthread_mutex_unlock(&ipcd->mu);
+	fuse_reply_err(req, err);
+}
+
+static void reply_value(fuse_req_t req, const char *v, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, v, len);
+}
+
+static void ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			size_t size)
+{
+	struct inode *in;
+	char v[512];
+	int len = -1, err = 0;
+
+	pthread_mutex_lock(&ipcd->mu);
+	in = ns_inode(ino);
+	if (!in)
+		err = ENOENT;
+	else if (ino == FUSE_ROOT_ID && !strcmp(name, XA_STATUS))
+		len = snprintf(v, sizeof(v),
+			       "fastpath=%s%s%s channels=%llu memory=%llu/%llu\n",
+			       ipcd->fastpath ? "on" : "off",
+			       ipcd->fastpath ? "" : " reason=",
+			       ipcd->fastpath ? "" : ipcd->fastpath_why,
+			       (unsigned long long)ipcd->nchannels,
+			       (unsigned long long)ipcd->mem_used,
+			       (unsigned long long)ipcd->mem_limit);
+	else if (!in->chan)
+		err = ENODATA;
+	else if (!strcmp(name, XA_KIND))
+		len = snprintf(v, sizeof(v), "%s",
+			       in->chan->v.features & IPCD_RING_F_MESSAGE ?
+			       "message" : "stream");
+	else if (!strcmp(name, XA_CAPACITY))
+		len = snprintf(v, sizeof(v), "%llu",
+			       (unsigned long long)in->chan->v.cap);
+	else if (!strcmp(name, XA_INFO))
+		len = chan_info(in->chan, v, sizeof(v));
+	else
+		err = ENODATA;
+	pthread_mutex_unlock(&ipcd->mu);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		reply_value(req, v, (size_t)len, size);
+}
+
+static void ns_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	static const char chan_names[] = XA_KIND "\0" XA_CAPACITY "\0" XA_INFO;
+	static const char root_names[] = XA_STATUS;
+	struct inode *in;
+	const char *v = "";
+	size_t len = 0;
+
+	pthread_mutex_lock(&ipcd->mu);
+	in = ns_inode(ino);
+	if (in && in->chan) {
+		v = chan_names;
+		len = sizeof(chan_names);
+	} else if (in && ino == FUSE_ROOT_ID) {
+		v = root_names;
+		len = sizeof(root_names);
+	}
+	pthread_mutex_unlock(&ipcd->mu);
+	if (!in)
+		fuse_reply_err(req, ENOENT);
+	else
+		reply_value(req, v, len, size);
+}
+
+static void ns_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	(void)ino;
+	fuse_reply_err(req, strncmp(name, "user.ipcd.", 10) ? ENODATA : EPERM);
+}
+
+const struct fuse_lowlevel_ops ipcd_ops = {
+	.init = ns_init_op,
+	.lookup = ns_lookup,
+	.forget = ns_forget,
+	.forget_multi = ns_forget_multi,
+	.getattr = ns_getattr,
+	.setattr = ns_setattr,
+	.mknod = ns_mknod,
+	.mkdir = ns_mkdir,
+	.unlink = ns_unlink,
+	.rmdir = ns_rmdir,
+	.rename = ns_rename,
+	.open = chan_open,
+	.read = chan_read,
+	.write = chan_write,
+	.flush = ns_flush,
+	.release = chan_release,
+	.fsync = chan_fsync,
+	.readdir = ns_readdir,
+	.statfs = ns_statfs,
+	.setxattr = ns_setxattr,
+	.getxattr = ns_getxattr,
+	.listxattr = ns_listxattr,
+	.removexattr = ns_removexattr,
+	.ioctl = chan_ioctl,
+	.poll = chan_poll,
+};
+
+int ns_init(struct ipcd_fs *fs)
+{
+	struct inode *root;
+
+	fs->inodes = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE, NULL);
+	fs->dentries = cds_lfht_new(1024, 1024, 0, CDS_LFHT_AUTO_RESIZE, NULL);
+	if (!fs->inodes || !fs->dentries)
+		return -ENOMEM;
+	fs->next_ino = FUSE_ROOT_ID;
+	root = inode_new(S_IFDIR | 0755, NULL, NULL);
+	if (!root)
+		return -ENOMEM;
+	if (getuid() == 0)
+		root->mode = S_IFDIR | 01777;	/* shared like /tmp */
+	root->uid = getuid();
+	root->gid = getgid();
+	root->nlink = 2;
+	cds_lfht_add(fs->inodes, ino_hash(root->ino), &root->node);
+	return 0;
+}

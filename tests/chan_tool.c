@@ -1,0 +1,171 @@
+/*
+ * chan_tool - move bytes between standard I/O and an ipcd channel over the
+ * mmap fast path (the C API), for the tests and the README demo.
+ *
+ *   chan_tool send PATH [BLOCK]     copy stdin into the channel
+ *   chan_tool recv PATH [BLOCK]     copy the channel to stdout until EOF
+ *   chan_tool sendmsg PATH MSG...   send each argument as one message
+ *   chan_tool recvmsg PATH N        print N messages, one per line
+ *   chan_tool mkchan PATH [stream|message] [CAPACITY]
+ *   chan_tool wait-readers PATH N   wait until N readers have it open
+ *
+ * Exit status: 0 done, 1 error (message on stderr).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ipcd.h"
+
+static int fail(const char *what, const char *path, int err)
+{
+	fprintf(stderr, "chan_tool: %s %s: %s\n", what, path, strerror(err));
+	return 1;
+}
+
+static int do_send(const char *path, size_t block)
+{
+	struct ipcd_chan *c;
+	char *buf = malloc(block);
+	ssize_t n, w;
+	int r = ipcd_open(path, O_WRONLY, &c);
+
+	if (r)
+		return fail("open", path, -r);
+	while ((n = read(0, buf, block)) > 0) {
+		w = ipcd_send(c, buf, (size_t)n, 0);
+		if (w != n) {
+			ipcd_close(c);
+			return fail("send", path, w < 0 ? (int)-w : EIO);
+		}
+	}
+	ipcd_close(c);
+	free(buf);
+	return n < 0 ? fail("read", "stdin", errno) : 0;
+}
+
+static int write_all(const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n) {
+		w = write(1, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int do_recv(const char *path, size_t block)
+{
+	struct ipcd_chan *c;
+	char *buf = malloc(block);
+	ssize_t n;
+	int r = ipcd_open(path, O_RDONLY, &c);
+
+	if (r)
+		return fail("open", path, -r);
+	while ((n = ipcd_recv(c, buf, block, 0)) > 0)
+		if (write_all(buf, (size_t)n))
+			return fail("write", "stdout", errno);
+	ipcd_close(c);
+	free(buf);
+	return n < 0 ? fail("recv", path, (int)-n) : 0;
+}
+
+static int do_sendmsg(const char *path, int argc, char **argv)
+{
+	struct ipcd_chan *c;
+	ssize_t w;
+	int i, r = ipcd_open(path, O_WRONLY, &c);
+
+	if (r)
+		return fail("open", path, -r);
+	for (i = 0; i < argc; i++) {
+		w = ipcd_send(c, argv[i], strlen(argv[i]), 0);
+		if (w != (ssize_t)strlen(argv[i]))
+			return fail("send", path, w < 0 ? (int)-w : EIO);
+	}
+	ipcd_close(c);
+	return 0;
+}
+
+static int do_recvmsg(const char *path, long count)
+{
+	struct ipcd_chan *c;
+	char buf[65536];
+	ssize_t n;
+	int r = ipcd_open(path, O_RDONLY, &c);
+
+	if (r)
+		return fail("open", path, -r);
+	while (count-- > 0) {
+		n = ipcd_recv(c, buf, sizeof(buf), 0);
+		if (n < 0)
+			return fail("recv", path, (int)-n);
+		printf("%.*s\n", (int)n, buf);
+	}
+	ipcd_close(c);
+	return 0;
+}
+
+static int do_wait_readers(const char *path, unsigned want)
+{
+	char info[512], *p;
+	unsigned readers;
+	ssize_t n;
+	int i;
+
+	for (i = 0; i < 2000; i++) {
+		n = getxattr(path, "user.ipcd.info", info, sizeof(info) - 1);
+		if (n < 0)
+			return fail("getxattr", path, errno);
+		info[n] = 0;
+		p = strstr(info, "readers=");
+		if (p && sscanf(p, "readers=%u", &readers) == 1 && readers >= want)
+			return 0;
+		nanosleep(&(struct timespec){ 0, 5000000 }, NULL);
+	}
+	fprintf(stderr, "chan_tool: %s: no %u readers after 10 s\n", path, want);
+	return 1;
+}
+
+int main(int argc, char **argv)
+{
+	size_t block = argc > 3 ? strtoul(argv[3], NULL, 0) : 65536;
+	int r;
+
+	if (argc < 3 || block == 0) {
+		fprintf(stderr, "usage: chan_tool send|recv|sendmsg|recvmsg|mkchan|"
+			"wait-readers PATH ...\n");
+		return 2;
+	}
+	if (!strcmp(argv[1], "send"))
+		return do_send(argv[2], block);
+	if (!strcmp(argv[1], "recv"))
+		return do_recv(argv[2], block);
+	if (!strcmp(argv[1], "sendmsg"))
+		return do_sendmsg(argv[2], argc - 3, argv + 3);
+	if (!strcmp(argv[1], "recvmsg"))
+		return do_recvmsg(argv[2], argc > 3 ? atol(argv[3]) : 1);
+	if (!strcmp(argv[1], "wait-readers"))
+		return do_wait_readers(argv[2], argc > 3 ? (unsigned)atoi(argv[3]) : 1);
+	if (!strcmp(argv[1], "mkchan")) {
+		r = ipcd_mkchan(argv[2], 0666,
+				argc > 3 && !strcmp(argv[3], "message") ? IPCD_MESSAGE : 0,
+				argc > 4 ? strtoul(argv[4], NULL, 0) : 0);
+		return r ? fail("mkchan", argv[2], -r) : 0;
+	}
+	fprintf(stderr, "chan_tool: unknown command %s\n", argv[1]);
+	return 2;
+}
