@@ -27,6 +27,17 @@ struct ipcd_chan {
 	struct ipcd_view v;
 };
 
+/*
+ * One sleep lasts at most this long; then the waiter checks that the daemon
+ * still runs (nobody else could tell it the other end has gone) and sleeps
+ * again.  It also bounds the harm of a peer that zeroed the sleeper counts.
+ */
+static const struct timespec patrol = { 1, 0 };
+
+/* Sleep in direction dir; -ECONNABORTED once the daemon is gone. */
+static int chan_sleep(struct ipcd_chan *c, unsigned dirs, size_t need,
+		      const struct timespec *timeout, uint64_t spin);
+
 /* How long a waiting end spins before it sleeps; IPCD_SPIN_NS overrides. */
 static uint64_t spin_ns(void)
 {
@@ -38,6 +49,22 @@ static uint64_t spin_ns(void)
 		cached = s ? strtoull(s, NULL, 10) : 50000;
 	}
 	return cached;
+}
+
+static int chan_sleep(struct ipcd_chan *c, unsigned dirs, size_t need,
+		      const struct timespec *timeout, uint64_t spin)
+{
+	const struct timespec *t = timeout;
+	int r;
+
+	if (!t || t->tv_sec >= patrol.tv_sec)
+		t = &patrol;
+	r = ipcd_ring_wait(&c->v, dirs, need, t, spin);
+	if (r == -ETIMEDOUT && !ipcd_ring_daemon_alive(&c->v))
+		return -ECONNABORTED;
+	if (r == -ETIMEDOUT && t != timeout)
+		return 0;	/* a patrol, not the caller's timeout */
+	return r;
 }
 
 int ipcd_mkchan(const char *path, mode_t mode, unsigned flags, size_t capacity)
@@ -164,9 +191,9 @@ ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags)
 		if (n == -EBUSY)
 			r = ipcd_ring_lock_wait(&c->v, IPCD_WAIT_SPACE);
 		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
-			r = ipcd_ring_wait(&c->v, IPCD_WAIT_SPACE,
-					   ipcd_ring_need(&c->v, len - done), NULL,
-					   spin_ns());
+			r = chan_sleep(c, IPCD_WAIT_SPACE,
+				       ipcd_ring_need(&c->v, len - done), NULL,
+				       spin_ns());
 		else
 			r = (int)n;
 		if (r < 0)
@@ -192,7 +219,7 @@ ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags)
 		if (n == -EBUSY)
 			r = ipcd_ring_lock_wait(&c->v, IPCD_WAIT_DATA);
 		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
-			r = ipcd_ring_wait(&c->v, IPCD_WAIT_DATA, 0, NULL, spin_ns());
+			r = chan_sleep(c, IPCD_WAIT_DATA, 0, NULL, spin_ns());
 		else
 			r = (int)n;
 		if (r < 0)
@@ -223,28 +250,42 @@ static short revents(const struct ipcd_chan *c, short events)
 
 int ipcd_wait(struct ipcd_chan *c, short events, int timeout_ms)
 {
-	struct timespec ts, *tp = NULL;
+	struct timespec now, end, left;
 	unsigned dirs = 0;
 	short rev;
 	int r;
 
-	if (timeout_ms >= 0) {
-		ts.tv_sec = timeout_ms / 1000;
-		ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
-		tp = &ts;
-	}
 	if (events & POLLIN)
 		dirs |= IPCD_WAIT_DATA;
 	if (events & POLLOUT)
 		dirs |= IPCD_WAIT_SPACE;
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	if (timeout_ms > 0) {
+		end.tv_sec += timeout_ms / 1000;
+		end.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (end.tv_nsec >= 1000000000L) {
+			end.tv_sec++;
+			end.tv_nsec -= 1000000000L;
+		}
+	}
 	for (;;) {
 		rev = revents(c, events);
 		if (rev || timeout_ms == 0 || !dirs)
 			return rev;
-		r = ipcd_ring_wait(&c->v, dirs, PIPE_BUF, tp, spin_ns());
-		if (r == -ETIMEDOUT)
-			return revents(c, events);
-		if (r < 0)
+		if (timeout_ms > 0) {
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			left.tv_sec = end.tv_sec - now.tv_sec;
+			left.tv_nsec = end.tv_nsec - now.tv_nsec;
+			if (left.tv_nsec < 0) {
+				left.tv_sec--;
+				left.tv_nsec += 1000000000L;
+			}
+			if (left.tv_sec < 0)
+				return 0;
+		}
+		r = chan_sleep(c, dirs, PIPE_BUF, timeout_ms > 0 ? &left : NULL,
+			       spin_ns());
+		if (r < 0 && r != -ETIMEDOUT)
 			return r;
 	}
 }

@@ -182,6 +182,13 @@ static int tid_alive(uint32_t tid)
 	return kill((pid_t)tid, 0) == 0 || errno == EPERM;
 }
 
+int ipcd_ring_daemon_alive(const struct ipcd_view *v)
+{
+	uint32_t pid = atomic_load_explicit(&v->r->daemon_pid, RELAXED);
+
+	return pid == 0 || pid > IPCD_LOCK_TID_MAX || tid_alive(pid);
+}
+
 int ipcd_ring_lock_reap(struct ipcd_view *v, enum ipcd_dir dir)
 {
 	_Atomic uint32_t *l = lock_word(v, dir);

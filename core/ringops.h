@@ -92,6 +92,9 @@ int ipcd_ring_lock_wait(struct ipcd_view *v, enum ipcd_dir dir);
  * did, 0 if the lock is free or held by a live thread, -EIO if corrupt. */
 int ipcd_ring_lock_reap(struct ipcd_view *v, enum ipcd_dir dir);
 
+/* Whether the daemon that serves the ring still runs (1), or not (0). */
+int ipcd_ring_daemon_alive(const struct ipcd_view *v);
+
 /* Wake every sleeper of direction dir, whatever the sleeper counts say. */
 void ipcd_ring_wake_all(struct ipcd_view *v, enum ipcd_dir dir);
 

@@ -28,11 +28,13 @@ static uint32_t msg_max_for(uint64_t capacity)
 	return m < w ? (uint32_t)m : w;
 }
 
+/* Publish the daemon's truth about the peers (peers may have scribbled). */
 static void publish_peers(struct chan *ch)
 {
 	atomic_store(&ch->v.r->writers_epoch,
 		     ((uint64_t)ch->epoch << 32) | ch->writers);
 	atomic_store(&ch->v.r->readers, ch->readers);
+	atomic_store(&ch->v.r->daemon_pid, (uint32_t)getpid());
 }
 
 static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
@@ -735,11 +737,23 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 	fuse_reply_ioctl(req, 0, NULL, 0);
 }
 
+/*
+ * fsync is the doorbell for peers that cannot make futex calls (a language
+ * with nothing but mmap): the daemon wakes every sleeper of the ring.
+ */
 void chan_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		struct fuse_file_info *fi)
 {
+	struct handle *h = fh(fi);
+
 	(void)ino;
 	(void)datasync;
-	(void)fi;
-	fuse_reply_err(req, 0);	/* nothing is stored */
+	pthread_mutex_lock(&ipcd->mu);
+	if (h->ch->map && !h->ch->broken) {
+		ipcd_ring_wake_all(&h->ch->v, IPCD_WAIT_DATA);
+		ipcd_ring_wake_all(&h->ch->v, IPCD_WAIT_SPACE);
+		chan_progress(h->ch);
+	}
+	pthread_mutex_unlock(&ipcd->mu);
+	fuse_reply_err(req, 0);
 }

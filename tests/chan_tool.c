@@ -8,12 +8,16 @@
  *   chan_tool recvmsg PATH N        print N messages, one per line
  *   chan_tool mkchan PATH [stream|message] [CAPACITY]
  *   chan_tool wait-readers PATH N   wait until N readers have it open
+ *   chan_tool gen BYTES [SEED]      write a deterministic pseudo-random stream
+ *   chan_tool count-send PATH BLOCK stdin into the channel, printing the bytes
+ *                                   sent so far to stderr after each send
  *
  * Exit status: 0 done, 1 error (message on stderr).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,10 +33,11 @@ static int fail(const char *what, const char *path, int err)
 	return 1;
 }
 
-static int do_send(const char *path, size_t block)
+static int do_send(const char *path, size_t block, int report)
 {
 	struct ipcd_chan *c;
 	char *buf = malloc(block);
+	unsigned long long total = 0;
 	ssize_t n, w;
 	int r = ipcd_open(path, O_WRONLY, &c);
 
@@ -44,6 +49,9 @@ static int do_send(const char *path, size_t block)
 			ipcd_close(c);
 			return fail("send", path, w < 0 ? (int)-w : EIO);
 		}
+		total += (unsigned long long)w;
+		if (report)
+			fprintf(stderr, "%llu\n", total);
 	}
 	ipcd_close(c);
 	free(buf);
@@ -140,18 +148,47 @@ static int do_wait_readers(const char *path, unsigned want)
 	return 1;
 }
 
+static int do_gen(unsigned long long bytes, uint64_t seed)
+{
+	uint64_t buf[8192];
+	size_t i, n;
+
+	seed = seed * 0x9e3779b97f4a7c15ull + 1;
+	while (bytes) {
+		for (i = 0; i < 8192; i++) {
+			seed ^= seed << 13;
+			seed ^= seed >> 7;
+			seed ^= seed << 17;
+			buf[i] = seed;
+		}
+		n = bytes < sizeof(buf) ? (size_t)bytes : sizeof(buf);
+		if (write_all((const char *)buf, n))
+			return fail("write", "stdout", errno);
+		bytes -= n;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	size_t block = argc > 3 ? strtoul(argv[3], NULL, 0) : 65536;
+	size_t block = 65536;
 	int r;
 
+	if (argc > 3 && (!strcmp(argv[1], "send") || !strcmp(argv[1], "recv") ||
+			 !strcmp(argv[1], "count-send")))
+		block = strtoul(argv[3], NULL, 0);
 	if (argc < 3 || block == 0) {
 		fprintf(stderr, "usage: chan_tool send|recv|sendmsg|recvmsg|mkchan|"
 			"wait-readers PATH ...\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "send"))
-		return do_send(argv[2], block);
+		return do_send(argv[2], block, 0);
+	if (!strcmp(argv[1], "count-send"))
+		return do_send(argv[2], block, 1);
+	if (!strcmp(argv[1], "gen"))
+		return do_gen(strtoull(argv[2], NULL, 0),
+			      argc > 3 ? strtoull(argv[3], NULL, 0) : 1);
 	if (!strcmp(argv[1], "recv"))
 		return do_recv(argv[2], block);
 	if (!strcmp(argv[1], "sendmsg"))

@@ -1,1 +1,94 @@
-int main(void){return 0;}
+/*
+ * ring_peer - a misbehaving peer for the fault tests: it maps a channel's
+ * ring directly and damages it or sits on its lock.
+ *
+ *   ring_peer scribble PATH ROUNDS SEED   write random bytes over the header
+ *                                         and data, ROUNDS times
+ *   ring_peer hold-lock PATH              take the producer lock, say
+ *                                         "locked", and sleep until killed
+ */
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "ipcd/ring.h"
+
+static unsigned char *map_chan(const char *path, size_t *len)
+{
+	struct stat st;
+	void *m;
+	int fd = open(path, O_RDWR);
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		perror(path);
+		exit(1);
+	}
+	m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (m == MAP_FAILED) {
+		perror("mmap");
+		exit(1);
+	}
+	/* The fd stays open: a mapping alone does not count as an opener. */
+	*len = (size_t)st.st_size;
+	return m;
+}
+
+static uint64_t rng(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+int main(int argc, char **argv)
+{
+	unsigned char *m;
+	struct ipcd_ring *r;
+	size_t len, off;
+	uint64_t seed;
+	long i, rounds;
+
+	if (argc < 3) {
+		fprintf(stderr, "usage: ring_peer scribble|hold-lock PATH ...\n");
+		return 2;
+	}
+	m = map_chan(argv[2], &len);
+	r = (struct ipcd_ring *)m;
+	if (!strcmp(argv[1], "scribble") && argc >= 5) {
+		rounds = atol(argv[3]);
+		seed = strtoull(argv[4], NULL, 0) | 1;
+		for (i = 0; i < rounds; i++) {
+			/* Mostly the header's live words, sometimes anywhere. */
+			if (rng(&seed) % 4)
+				off = rng(&seed) % sizeof(struct ipcd_ring);
+			else
+				off = rng(&seed) % len;
+			m[off] = (unsigned char)rng(&seed);
+			if (i % 64 == 0)
+				usleep(100);
+		}
+		return 0;
+	}
+	if (!strcmp(argv[1], "hold-lock")) {
+		uint32_t expect = 0, tid = (uint32_t)syscall(SYS_gettid);
+
+		while (!atomic_compare_exchange_weak(&r->wlock, &expect, tid)) {
+			expect = 0;
+			usleep(1000);
+		}
+		printf("locked\n");
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
+	fprintf(stderr, "ring_peer: bad command\n");
+	return 2;
+}

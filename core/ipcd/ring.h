@@ -42,9 +42,16 @@
  * only while bytes are copied, never while sleeping.  A waiter that finds
  * the holder's thread gone takes the lock over.
  *
- * Peer state (writers, readers, state) is written only by the daemon, from
- * the opens and closes of the channel file.  It is the truth about EOF and
- * EPIPE; see ipcd-ring(7) for the exact end-of-file rule.
+ * Peer state (writers, readers, state, daemon_pid) is written only by the
+ * daemon, from the opens and closes of the channel file.  It is the truth
+ * about EOF and EPIPE; see ipcd-ring(7) for the exact end-of-file rule.  A
+ * waiter that sleeps long re-checks that daemon_pid still lives: once the
+ * daemon is gone nobody will publish an end of file, so it reports
+ * ECONNABORTED instead of waiting forever.
+ *
+ * A peer that cannot make futex calls publishes as above and then, if the
+ * other side's sleeper count is non-zero, calls fsync(2) on its channel
+ * file: the daemon wakes every sleeper of the ring.
  */
 #ifndef IPCD_RING_H
 #define IPCD_RING_H
@@ -122,7 +129,8 @@ struct ipcd_ring {
 	IPCD_ATOMIC(uint64_t) writers_epoch; /* low 32: open write ends; high 32: epoch */
 	IPCD_ATOMIC(uint32_t) readers;	     /* open read ends */
 	IPCD_ATOMIC(uint32_t) state;	     /* IPCD_RING_S_* */
-	uint32_t reserved4[12];		     /* zero */
+	IPCD_ATOMIC(uint32_t) daemon_pid;    /* the serving daemon, for liveness */
+	uint32_t reserved4[11];		     /* zero */
 };
 
 #ifndef __cplusplus
@@ -139,6 +147,7 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, wr_sleepers) == 204, "wr_sle
 _Static_assert(__builtin_offsetof(struct ipcd_ring, writers_epoch) == 256, "peer state on line 4");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, readers) == 264, "readers");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, state) == 268, "state");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, daemon_pid) == 272, "daemon_pid");
 #endif
 
 /* ioctl on an open channel file: narrow the roles of this open file. */
