@@ -708,9 +708,19 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 
 	(void)ino;
 	(void)arg;
-	(void)out_bufsz;
 	if (flags & FUSE_IOCTL_COMPAT) {
 		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	if (cmd == IPCD_IOC_GETROLE) {
+		if (out_bufsz < sizeof(roles)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		pthread_mutex_lock(&ipcd->mu);
+		roles = h->roles;
+		pthread_mutex_unlock(&ipcd->mu);
+		fuse_reply_ioctl(req, 0, &roles, sizeof(roles));
 		return;
 	}
 	if (cmd != IPCD_IOC_SETROLE) {

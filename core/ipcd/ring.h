@@ -150,9 +150,11 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, state) == 268, "state");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, daemon_pid) == 272, "daemon_pid");
 #endif
 
-/* ioctl on an open channel file: narrow the roles of this open file. */
+/* ioctls on an open channel file: narrow, or ask, the roles of this open
+ * file (a uint32_t of IPCD_ROLE_* bits). */
 #define IPCD_ROLE_READ		1u
 #define IPCD_ROLE_WRITE		2u
 #define IPCD_IOC_SETROLE	0x4004ab01u	/* _IOW(0xab, 1, uint32_t) */
+#define IPCD_IOC_GETROLE	0x8004ab02u	/* _IOR(0xab, 2, uint32_t) */
 
 #endif /* IPCD_RING_H */
