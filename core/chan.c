@@ -24,7 +24,10 @@ struct ipcd_chan {
 	int fd;
 	unsigned roles;		/* IPCD_ROLE_* */
 	int nonblock;		/* O_NONBLOCK given at open */
-	struct ipcd_view v;
+	struct ipcd_view in;	/* the ring we read */
+	struct ipcd_view out;	/* the ring we write (the same unless duplex) */
+	void *map;
+	size_t map_len;
 };
 
 /*
@@ -59,8 +62,8 @@ static int chan_sleep(struct ipcd_chan *c, unsigned dirs, size_t need,
 
 	if (!t || t->tv_sec >= patrol.tv_sec)
 		t = &patrol;
-	r = ipcd_ring_wait(&c->v, dirs, need, t, spin);
-	if (r == -ETIMEDOUT && !ipcd_ring_daemon_alive(&c->v))
+	r = ipcd_ring_wait_pair(&c->in, &c->out, dirs, need, t, spin);
+	if (r == -ETIMEDOUT && !ipcd_ring_daemon_alive(&c->in))
 		return -ECONNABORTED;
 	if (r == -ETIMEDOUT && t != timeout)
 		return 0;	/* a patrol, not the caller's timeout */
@@ -71,12 +74,16 @@ int ipcd_mkchan(const char *path, mode_t mode, unsigned flags, size_t capacity)
 {
 	char num[32];
 
-	if (flags & ~IPCD_MESSAGE)
+	static const char *const kinds[] = {
+		"stream", "message", "duplex-stream", "duplex-message"
+	};
+	const char *kind = kinds[flags & 3];
+
+	if (flags & ~(IPCD_MESSAGE | IPCD_DUPLEX))
 		return -EINVAL;
 	if (mknod(path, S_IFREG | (mode & 07777), 0) < 0)
 		return -errno;
-	if ((flags & IPCD_MESSAGE) &&
-	    setxattr(path, "user.ipcd.kind", "message", 7, 0) < 0)
+	if (flags && setxattr(path, "user.ipcd.kind", kind, strlen(kind), 0) < 0)
 		goto err;
 	if (capacity) {
 		snprintf(num, sizeof(num), "%zu", capacity);
@@ -93,12 +100,45 @@ err:
 	}
 }
 
+/* Map the ring(s) of fd into c; side is that of fd's open file. */
+static int chan_map(struct ipcd_chan *c, int fd, size_t len, unsigned side)
+{
+	struct ipcd_view first, second;
+	void *map;
+	int r;
+
+	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	r = ipcd_view_attach(&first, map, len);
+	if (r)
+		goto err;
+	second = first;
+	if (first.features & IPCD_RING_F_DUPLEX) {
+		r = ipcd_view_attach(&second, (char *)map + first.r->map_size,
+				     len - first.r->map_size);
+		if (r)
+			goto err;
+		if (second.features != first.features || second.cap != first.cap) {
+			r = -EIO;
+			goto err;
+		}
+	}
+	c->out = side ? second : first;
+	c->in = side ? first : second;
+	c->map = map;
+	c->map_len = len;
+	return 0;
+err:
+	munmap(map, len);
+	return r;
+}
+
 int ipcd_attach(int fd, int flags, struct ipcd_chan **out)
 {
 	struct ipcd_chan *c;
 	struct stat st;
-	uint32_t roles;
-	void *map;
+	uint32_t roles, got;
 	int r;
 
 	switch (flags & O_ACCMODE) {
@@ -111,41 +151,41 @@ int ipcd_attach(int fd, int flags, struct ipcd_chan **out)
 		return -errno;
 	if (!S_ISREG(st.st_mode) || st.st_size < IPCD_RING_HDR_SIZE)
 		return -ENOTSUP;
-	if (roles != (IPCD_ROLE_READ | IPCD_ROLE_WRITE) &&
-	    ioctl(fd, IPCD_IOC_SETROLE, &roles) < 0)
-		return -errno;
-	map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		   fd, 0);
-	if (map == MAP_FAILED)
+	if (ioctl(fd, IPCD_IOC_GETROLE, &got) < 0)
+		return errno == ENOTTY ? -ENOTSUP : -errno;
+	if ((roles & (got & 3)) != roles)
+		return -EBADF;	/* the open file lacks a role asked for */
+	if (roles != (got & 3) && ioctl(fd, IPCD_IOC_SETROLE, &roles) < 0)
 		return -errno;
 	c = calloc(1, sizeof(*c));
-	if (!c) {
-		r = -ENOMEM;
-		goto err_unmap;
+	if (!c)
+		return -ENOMEM;
+	r = chan_map(c, fd, (size_t)st.st_size, got >> IPCD_SIDE_SHIFT);
+	if (r) {
+		free(c);
+		return r;
 	}
-	r = ipcd_view_attach(&c->v, map, (size_t)st.st_size);
-	if (r)
-		goto err_free;
 	c->fd = fd;
 	c->roles = roles;
 	c->nonblock = !!(flags & O_NONBLOCK);
 	*out = c;
 	return 0;
-err_free:
-	free(c);
-err_unmap:
-	munmap(map, (size_t)st.st_size);
-	return r;
 }
 
 int ipcd_open(const char *path, int flags, struct ipcd_chan **out)
 {
+	uint32_t side = 1;
 	int fd, r;
 
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	r = ipcd_attach(fd, flags, out);
+	if ((flags & IPCD_SIDE1) && ioctl(fd, IPCD_IOC_SETSIDE, &side) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	r = ipcd_attach(fd, flags & ~IPCD_SIDE1, out);
 	if (r)
 		close(fd);
 	return r;
@@ -155,7 +195,7 @@ void ipcd_close(struct ipcd_chan *c)
 {
 	if (!c)
 		return;
-	munmap(c->v.r, c->v.map_len);
+	munmap(c->map, c->map_len);
 	close(c->fd);
 	free(c);
 }
@@ -167,7 +207,7 @@ int ipcd_fd(const struct ipcd_chan *c)
 
 int ipcd_is_message(const struct ipcd_chan *c)
 {
-	return !!(c->v.features & IPCD_RING_F_MESSAGE);
+	return !!(c->in.features & IPCD_RING_F_MESSAGE);
 }
 
 ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags)
@@ -181,7 +221,7 @@ ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags)
 		return -EBADF;
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
 	for (;;) {
-		n = ipcd_ring_write(&c->v, p + done, len - done, ipcd_tid());
+		n = ipcd_ring_write(&c->out, p + done, len - done, ipcd_tid());
 		if (n >= 0) {
 			done += (size_t)n;
 			if (done == len || ipcd_is_message(c))
@@ -189,10 +229,10 @@ ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags)
 			continue;
 		}
 		if (n == -EBUSY)
-			r = ipcd_ring_lock_wait(&c->v, IPCD_WAIT_SPACE);
+			r = ipcd_ring_lock_wait(&c->out, IPCD_WAIT_SPACE);
 		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
 			r = chan_sleep(c, IPCD_WAIT_SPACE,
-				       ipcd_ring_need(&c->v, len - done), NULL,
+				       ipcd_ring_need(&c->out, len - done), NULL,
 				       spin_ns());
 		else
 			r = (int)n;
@@ -211,13 +251,13 @@ ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags)
 		return -EBADF;
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
 	for (;;) {
-		n = ipcd_ring_read(&c->v, buf, len, ipcd_tid(), ioflags, NULL);
+		n = ipcd_ring_read(&c->in, buf, len, ipcd_tid(), ioflags, NULL);
 		if (n >= 0)
 			return n;
 		if (n == IPCD_EOF)
 			return 0;
 		if (n == -EBUSY)
-			r = ipcd_ring_lock_wait(&c->v, IPCD_WAIT_DATA);
+			r = ipcd_ring_lock_wait(&c->in, IPCD_WAIT_DATA);
 		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
 			r = chan_sleep(c, IPCD_WAIT_DATA, 0, NULL, spin_ns());
 		else
@@ -231,16 +271,17 @@ static short revents(const struct ipcd_chan *c, short events)
 {
 	short rev = 0;
 
-	if (atomic_load(&c->v.r->state) & IPCD_RING_S_BROKEN)
+	if ((atomic_load(&c->in.r->state) | atomic_load(&c->out.r->state)) &
+	    IPCD_RING_S_BROKEN)
 		return POLLERR;
-	if ((c->roles & IPCD_ROLE_READ) && ipcd_ring_can_read(&c->v)) {
-		if (ipcd_ring_readable(&c->v) != 0)
+	if ((c->roles & IPCD_ROLE_READ) && ipcd_ring_can_read(&c->in)) {
+		if (ipcd_ring_readable(&c->in) != 0)
 			rev |= POLLIN;
 		else
 			rev |= POLLIN | POLLHUP;
 	}
-	if ((c->roles & IPCD_ROLE_WRITE) && ipcd_ring_can_write(&c->v, PIPE_BUF)) {
-		if (atomic_load(&c->v.r->readers) == 0)
+	if ((c->roles & IPCD_ROLE_WRITE) && ipcd_ring_can_write(&c->out, PIPE_BUF)) {
+		if (atomic_load(&c->out.r->readers) == 0)
 			rev |= POLLERR;
 		else
 			rev |= POLLOUT;

@@ -24,17 +24,23 @@ struct ipcd_chan;
 
 /* Flags for ipcd_mkchan. */
 #define IPCD_MESSAGE	(1u << 0)	/* keep write boundaries */
+#define IPCD_DUPLEX	(1u << 1)	/* two rings, one per direction */
+
+/* Flag for ipcd_open: take side 1 of a duplex channel (default side 0). */
+#define IPCD_SIDE1	0x40000000
 
 /* Create a channel file at path (mode as for mknod), with the given kind and
  * ring capacity in bytes (0: the mount's default).  -EEXIST if it exists. */
 int ipcd_mkchan(const char *path, mode_t mode, unsigned flags, size_t capacity);
 
 /* Open the channel at path as a reader (O_RDONLY), writer (O_WRONLY) or both
- * (O_RDWR), plus O_NONBLOCK, and map its ring. */
+ * (O_RDWR), plus O_NONBLOCK (and IPCD_SIDE1 for a duplex channel), and map
+ * its ring.  On a duplex channel, side 0 sends what side 1 receives and the
+ * other way round. */
 int ipcd_open(const char *path, int flags, struct ipcd_chan **out);
 
-/* The same for a channel file already open read-write as fd; on success the
- * channel owns fd. */
+/* The same for a channel file already open read-write as fd, on the side the
+ * daemon has for it; on success the channel owns fd. */
 int ipcd_attach(int fd, int flags, struct ipcd_chan **out);
 
 /* Unmap and close. */

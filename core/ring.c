@@ -566,10 +566,11 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int ready(const struct ipcd_view *v, unsigned dirs, size_t need)
+static int ready(const struct ipcd_view *in, const struct ipcd_view *out,
+		 unsigned dirs, size_t need)
 {
-	return ((dirs & IPCD_WAIT_DATA) && ipcd_ring_can_read(v)) ||
-	       ((dirs & IPCD_WAIT_SPACE) && ipcd_ring_can_write(v, need));
+	return ((dirs & IPCD_WAIT_DATA) && ipcd_ring_can_read(in)) ||
+	       ((dirs & IPCD_WAIT_SPACE) && ipcd_ring_can_write(out, need));
 }
 
 static long futex_waitv2(_Atomic uint32_t *a, uint32_t va, _Atomic uint32_t *b,
@@ -593,10 +594,10 @@ static long futex_waitv2(_Atomic uint32_t *a, uint32_t va, _Atomic uint32_t *b,
 	return syscall(SYS_futex_waitv, w, 2, 0, rel ? &abs : NULL, CLOCK_MONOTONIC);
 }
 
-int ipcd_ring_wait(struct ipcd_view *v, unsigned dirs, size_t need,
-		   const struct timespec *timeout, uint64_t spin_ns)
+int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
+			unsigned dirs, size_t need,
+			const struct timespec *timeout, uint64_t spin_ns)
 {
-	struct ipcd_ring *r = v->r;
 	uint32_t ds = 0, ss = 0;
 	uint64_t start;
 	long rc = 0;
@@ -606,7 +607,7 @@ int ipcd_ring_wait(struct ipcd_view *v, unsigned dirs, size_t need,
 		start = now_ns();
 		for (;;) {
 			for (i = 0; i < 64; i++) {
-				if (ready(v, dirs, need))
+				if (ready(in, out, dirs, need))
 					return 0;
 				cpu_relax();
 			}
@@ -617,28 +618,35 @@ int ipcd_ring_wait(struct ipcd_view *v, unsigned dirs, size_t need,
 	/* Sequentially consistent: our sleeper count is visible before we
 	 * re-check the ring, against the waker's fence in wake(). */
 	if (dirs & IPCD_WAIT_DATA) {
-		atomic_fetch_add_explicit(&r->rd_sleepers, 1, SEQCST);
-		ds = atomic_load_explicit(&r->data_seq, ACQUIRE);
+		atomic_fetch_add_explicit(&in->r->rd_sleepers, 1, SEQCST);
+		ds = atomic_load_explicit(&in->r->data_seq, ACQUIRE);
 	}
 	if (dirs & IPCD_WAIT_SPACE) {
-		atomic_fetch_add_explicit(&r->wr_sleepers, 1, SEQCST);
-		ss = atomic_load_explicit(&r->space_seq, ACQUIRE);
+		atomic_fetch_add_explicit(&out->r->wr_sleepers, 1, SEQCST);
+		ss = atomic_load_explicit(&out->r->space_seq, ACQUIRE);
 	}
-	if (!ready(v, dirs, need)) {
+	if (!ready(in, out, dirs, need)) {
 		if (dirs == IPCD_WAIT_DATA)
-			rc = futex(&r->data_seq, FUTEX_WAIT, ds, timeout);
+			rc = futex(&in->r->data_seq, FUTEX_WAIT, ds, timeout);
 		else if (dirs == IPCD_WAIT_SPACE)
-			rc = futex(&r->space_seq, FUTEX_WAIT, ss, timeout);
+			rc = futex(&out->r->space_seq, FUTEX_WAIT, ss, timeout);
 		else
-			rc = futex_waitv2(&r->data_seq, ds, &r->space_seq, ss, timeout);
+			rc = futex_waitv2(&in->r->data_seq, ds, &out->r->space_seq,
+					  ss, timeout);
 	}
 	if (dirs & IPCD_WAIT_DATA)
-		atomic_fetch_sub_explicit(&r->rd_sleepers, 1, RELAXED);
+		atomic_fetch_sub_explicit(&in->r->rd_sleepers, 1, RELAXED);
 	if (dirs & IPCD_WAIT_SPACE)
-		atomic_fetch_sub_explicit(&r->wr_sleepers, 1, RELAXED);
+		atomic_fetch_sub_explicit(&out->r->wr_sleepers, 1, RELAXED);
 	if (rc < 0 && errno == EINTR)
 		return -EINTR;
 	if (rc < 0 && errno == ETIMEDOUT)
 		return -ETIMEDOUT;
 	return 0;
+}
+
+int ipcd_ring_wait(struct ipcd_view *v, unsigned dirs, size_t need,
+		   const struct timespec *timeout, uint64_t spin_ns)
+{
+	return ipcd_ring_wait_pair(v, v, dirs, need, timeout, spin_ns);
 }

@@ -84,6 +84,12 @@ size_t ipcd_ring_need(const struct ipcd_view *v, size_t len);
 int ipcd_ring_wait(struct ipcd_view *v, unsigned dirs, size_t need,
 		   const struct timespec *timeout, uint64_t spin_ns);
 
+/* The same for a pair of rings: data is awaited on `in`, space on `out`
+ * (the two directions of a duplex channel). */
+int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
+			unsigned dirs, size_t need,
+			const struct timespec *timeout, uint64_t spin_ns);
+
 /* Wait for a busy lock of direction dir (DATA: rlock, SPACE: wlock) to be
  * released, taking it over from a dead holder.  Returns 0 or -EINTR/-EIO. */
 int ipcd_ring_lock_wait(struct ipcd_view *v, enum ipcd_dir dir);

@@ -1,8 +1,9 @@
 /*
- * chan.c - channel objects in the daemon: the ring's memory (a memfd the
- * daemon maps and lends to clients through passthrough), who has the channel
- * open in which role, and the slow path: read, write, poll and the role
- * ioctl, with requests that must wait parked until the ring moves.
+ * chan.c - channel objects in the daemon: the rings' memory (a memfd the
+ * daemon maps and lends to clients through passthrough; one ring, or two for
+ * a duplex channel), who has the channel open in which role and on which
+ * side, and the slow path: read, write, poll and the role ioctls, with
+ * requests that must wait parked until a ring moves.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -31,34 +32,50 @@ static uint32_t msg_max_for(uint64_t capacity)
 /* Publish the daemon's truth about the peers (peers may have scribbled). */
 static void publish_peers(struct chan *ch)
 {
-	atomic_store(&ch->v.r->writers_epoch,
-		     ((uint64_t)ch->epoch << 32) | ch->writers);
-	atomic_store(&ch->v.r->readers, ch->readers);
-	atomic_store(&ch->v.r->daemon_pid, (uint32_t)getpid());
+	struct rstate *rs;
+	unsigned i;
+
+	for (i = 0; i < ch->nrings; i++) {
+		rs = &ch->rs[i];
+		atomic_store(&rs->v.r->writers_epoch,
+			     ((uint64_t)rs->epoch << 32) | rs->writers);
+		atomic_store(&rs->v.r->readers, rs->readers);
+		atomic_store(&rs->v.r->daemon_pid, (uint32_t)getpid());
+	}
 }
 
 static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
 {
-	size_t len = ipcd_ring_map_size(capacity);
+	size_t one = ipcd_ring_map_size(capacity), len;
+	unsigned i, n = (features & IPCD_RING_F_DUPLEX) ? 2 : 1;
 	void *map;
-	int r;
+	int r = 0;
 
-	if (!len)
+	if (!one)
 		return -EINVAL;
+	len = one * n;
 	if (ftruncate(ch->memfd, 0) < 0 || ftruncate(ch->memfd, (off_t)len) < 0)
 		return -errno;
 	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, ch->memfd, 0);
 	if (map == MAP_FAILED)
 		return -errno;
-	r = ipcd_ring_format(map, len, capacity, features, msg_max_for(capacity));
-	if (!r)
-		r = ipcd_view_attach(&ch->v, map, len);
+	for (i = 0; i < n && !r; i++) {
+		unsigned char *at = (unsigned char *)map + i * one;
+
+		r = ipcd_ring_format(at, one, capacity, features,
+				     msg_max_for(capacity));
+		if (!r)
+			r = ipcd_view_attach(&ch->rs[i].v, at, one);
+	}
 	if (r) {
 		munmap(map, len);
 		return r;
 	}
 	ch->map = map;
 	ch->map_len = len;
+	ch->cap = capacity;
+	ch->features = features;
+	ch->nrings = n;
 	publish_peers(ch);
 	return 0;
 }
@@ -70,15 +87,18 @@ int chan_create(struct inode *in, uint64_t capacity, uint32_t features)
 	int r;
 
 	if (ipcd->nchannels >= ipcd->max_channels ||
-	    ipcd->mem_used + capacity > ipcd->mem_limit)
+	    ipcd->mem_used + capacity * ((features & IPCD_RING_F_DUPLEX) ? 2 : 1) >
+	    ipcd->mem_limit)
 		return -ENOSPC;
 	ch = calloc(1, sizeof(*ch));
 	if (!ch)
 		return -ENOMEM;
 	ch->inode = in;
 	CDS_INIT_LIST_HEAD(&ch->handles);
-	CDS_INIT_LIST_HEAD(&ch->parked_rd);
-	CDS_INIT_LIST_HEAD(&ch->parked_wr);
+	CDS_INIT_LIST_HEAD(&ch->rs[0].parked_rd);
+	CDS_INIT_LIST_HEAD(&ch->rs[0].parked_wr);
+	CDS_INIT_LIST_HEAD(&ch->rs[1].parked_rd);
+	CDS_INIT_LIST_HEAD(&ch->rs[1].parked_wr);
 	CDS_INIT_LIST_HEAD(&ch->watch);
 	ch->memfd = memfd_create("ipcd-ring", MFD_CLOEXEC);
 	if (ch->memfd < 0) {
@@ -94,16 +114,17 @@ int chan_create(struct inode *in, uint64_t capacity, uint32_t features)
 	}
 	in->chan = ch;
 	ipcd->nchannels++;
-	ipcd->mem_used += capacity;
+	ipcd->mem_used += capacity * ch->nrings;
 	return 0;
 }
 
 /* Change kind or capacity; only while nobody has the channel open. */
 int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features)
 {
-	void *old = ch->map;
-	size_t old_len = ch->map_len;
-	uint64_t old_cap = ch->v.cap;
+	uint64_t old_mem = ch->cap * ch->nrings;
+	uint64_t new_mem = capacity * ((features & IPCD_RING_F_DUPLEX) ? 2 : 1);
+	uint64_t old_cap = ch->cap;
+	uint32_t old_features = ch->features;
 	int r;
 
 	if (ch->opens)
@@ -111,19 +132,18 @@ int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features)
 	if (ch->memfd < 0)
 		return -ENOENT;
 	if (capacity > ipcd->max_ring_size ||
-	    ipcd->mem_used - old_cap + capacity > ipcd->mem_limit)
+	    ipcd->mem_used - old_mem + new_mem > ipcd->mem_limit)
 		return -ENOSPC;
-	munmap(old, old_len);
+	munmap(ch->map, ch->map_len);
+	ch->map = NULL;
 	r = map_ring(ch, capacity, features);
 	if (r) {
-		/* Put the old ring back; its memory was cleared. */
-		if (map_ring(ch, old_cap, ch->v.features) < 0) {
+		/* Put the old rings back; their memory was cleared. */
+		if (map_ring(ch, old_cap, old_features) < 0)
 			ch->broken = true;
-			ch->map = NULL;
-		}
 		return r;
 	}
-	ipcd->mem_used = ipcd->mem_used - old_cap + capacity;
+	ipcd->mem_used = ipcd->mem_used - old_mem + new_mem;
 	ch->broken = false;
 	return 0;
 }
@@ -143,101 +163,144 @@ void chan_free_ring(struct chan *ch)
 	ch->backing_id = 0;
 	ch->map = NULL;
 	ipcd->nchannels--;
-	ipcd->mem_used -= ch->v.cap;
+	ipcd->mem_used -= ch->cap * ch->nrings;
+}
+
+static const char *kind_name(uint32_t features)
+{
+	switch (features & (IPCD_RING_F_MESSAGE | IPCD_RING_F_DUPLEX)) {
+	case IPCD_RING_F_MESSAGE: return "message";
+	case IPCD_RING_F_DUPLEX: return "duplex-stream";
+	case IPCD_RING_F_MESSAGE | IPCD_RING_F_DUPLEX: return "duplex-message";
+	default: return "stream";
+	}
+}
+
+const char *chan_kind(const struct chan *ch)
+{
+	return kind_name(ch->features);
 }
 
 int chan_info(struct chan *ch, char *buf, size_t len)
 {
-	ssize_t used = ch->map ? ipcd_ring_readable(&ch->v) : -EIO;
-	uint64_t head = 0, tail = 0;
+	size_t at = 0;
+	unsigned i;
+	int n;
 
-	if (ch->map) {
-		head = atomic_load(&ch->v.r->head);
-		tail = atomic_load(&ch->v.r->tail);
+	n = snprintf(buf, len, "kind=%s capacity=%llu opens=%u fastpath=%s state=%s",
+		     chan_kind(ch), (unsigned long long)ch->cap, ch->opens,
+		     ch->backing_id ? "on" : "off", ch->broken ? "broken" : "ok");
+	for (i = 0; i < ch->nrings && n > 0 && (size_t)n < len; i++) {
+		struct rstate *rs = &ch->rs[i];
+		uint64_t head = ch->map ? atomic_load(&rs->v.r->head) : 0;
+		uint64_t tail = ch->map ? atomic_load(&rs->v.r->tail) : 0;
+		const char *sfx = ch->nrings == 1 ? "" : i ? "1" : "0";
+
+		at = (size_t)n;
+		n += snprintf(buf + at, len - at,
+			      " buffered%s=%llu readers%s=%u writers%s=%u written%s=%llu read%s=%llu",
+			      sfx, (unsigned long long)(tail - head <= ch->cap ? tail - head : 0),
+			      sfx, rs->readers, sfx, rs->writers,
+			      sfx, (unsigned long long)tail, sfx, (unsigned long long)head);
 	}
-	if (!(ch->v.features & IPCD_RING_F_MESSAGE) && used >= 0)
-		used = (ssize_t)(tail - head);
-	return snprintf(buf, len,
-			"kind=%s capacity=%llu buffered=%lld readers=%u writers=%u "
-			"opens=%u written=%llu read=%llu fastpath=%s state=%s\n",
-			(ch->v.features & IPCD_RING_F_MESSAGE) ? "message" : "stream",
-			(unsigned long long)ch->v.cap,
-			(long long)(used < 0 ? 0 : used), ch->readers, ch->writers,
-			ch->opens, (unsigned long long)tail,
-			(unsigned long long)head,
-			ch->backing_id ? "on" : "off",
-			ch->broken || used < 0 ? "broken" : "ok");
+	if (n > 0 && (size_t)n < len - 1) {
+		buf[n++] = '\n';
+		buf[n] = 0;
+	}
+	return n;
 }
 
 /* ---- breaking and peer accounting --------------------------------------- */
 
 static void chan_break(struct chan *ch)
 {
+	unsigned i;
+
 	if (ch->broken)
 		return;
 	ch->broken = true;
 	ipcd_log(LOG_WARNING, "channel inode %llu: ring corrupted, failing it with EIO",
 		 (unsigned long long)ch->inode->ino);
-	if (ch->map) {
-		atomic_fetch_or(&ch->v.r->state, IPCD_RING_S_BROKEN);
-		ipcd_ring_wake_all(&ch->v, IPCD_WAIT_DATA);
-		ipcd_ring_wake_all(&ch->v, IPCD_WAIT_SPACE);
+	for (i = 0; ch->map && i < ch->nrings; i++) {
+		atomic_fetch_or(&ch->rs[i].v.r->state, IPCD_RING_S_BROKEN);
+		ipcd_ring_wake_all(&ch->rs[i].v, IPCD_WAIT_DATA);
+		ipcd_ring_wake_all(&ch->rs[i].v, IPCD_WAIT_SPACE);
 	}
+}
+
+/* The ring a handle reads, and the one it writes. */
+static struct rstate *in_ring(const struct handle *h)
+{
+	return &h->ch->rs[h->ch->nrings == 2 ? 1 - h->side : 0];
+}
+
+static struct rstate *out_ring(const struct handle *h)
+{
+	return &h->ch->rs[h->ch->nrings == 2 ? h->side : 0];
 }
 
 static void add_roles(struct handle *h, unsigned roles)
 {
-	struct chan *ch = h->ch;
+	struct rstate *in = in_ring(h), *out = out_ring(h);
+	struct ipcd_view v;
 
 	if (roles & IPCD_ROLE_READ)
-		ch->readers++;
-	if ((roles & IPCD_ROLE_WRITE) && ch->writers++ == 0) {
+		in->readers++;
+	if ((roles & IPCD_ROLE_WRITE) && out->writers++ == 0) {
 		/* A new generation of writers: readers that came while there
 		 * was none may now see an end of file after it leaves. */
-		if (++ch->epoch == 0)
-			ch->epoch = 1;
-		h->bumped_epoch = ch->epoch;
-		h->tail_at_open = atomic_load(&ch->v.r->tail);
+		if (++out->epoch == 0)
+			out->epoch = 1;
+		h->bumped_epoch = out->epoch;
+		h->tail_at_open = atomic_load(&out->v.r->tail);
 	}
 	h->roles |= roles;
-	publish_peers(ch);
+	publish_peers(h->ch);
+	if (roles & IPCD_ROLE_READ) {
+		v = in->v;
+		ipcd_view_mark_open(&v);
+		h->eof_epoch = v.eof_epoch;
+	}
 }
 
 static void drop_roles(struct handle *h, unsigned roles, bool narrowing)
 {
+	struct rstate *in = in_ring(h), *out = out_ring(h);
 	struct chan *ch = h->ch;
 
 	roles &= h->roles;
 	h->roles &= ~roles;
-	if ((roles & IPCD_ROLE_READ) && --ch->readers == 0 && ch->map) {
+	if ((roles & IPCD_ROLE_READ) && --in->readers == 0 && ch->map) {
 		publish_peers(ch);
-		ipcd_ring_wake_all(&ch->v, IPCD_WAIT_SPACE);
+		ipcd_ring_wake_all(&in->v, IPCD_WAIT_SPACE);
 	}
-	if ((roles & IPCD_ROLE_WRITE) && --ch->writers == 0 && ch->map) {
+	if ((roles & IPCD_ROLE_WRITE) && --out->writers == 0 && ch->map) {
 		/* An open that only narrowed itself to reading, and never
 		 * wrote, was never a writer: take its epoch back. */
-		if (narrowing && h->bumped_epoch == ch->epoch &&
-		    atomic_load(&ch->v.r->tail) == h->tail_at_open)
-			ch->epoch--;
+		if (narrowing && h->bumped_epoch == out->epoch &&
+		    atomic_load(&out->v.r->tail) == h->tail_at_open)
+			out->epoch--;
 		publish_peers(ch);
-		ipcd_ring_wake_all(&ch->v, IPCD_WAIT_DATA);
+		ipcd_ring_wake_all(&out->v, IPCD_WAIT_DATA);
 	}
+	if (roles & IPCD_ROLE_WRITE)
+		h->bumped_epoch = 0;
 	publish_peers(ch);
 }
 
 /* ---- moving bytes for the slow path -------------------------------------- */
 
-static struct ipcd_view handle_view(struct handle *h)
+static struct ipcd_view read_view(struct handle *h)
 {
-	struct ipcd_view v = h->ch->v;
+	struct ipcd_view v = in_ring(h)->v;
 
 	v.eof_epoch = h->eof_epoch;
 	return v;
 }
 
 /* Retry once after taking a lock over from a dead holder. */
-static ssize_t after_busy(struct chan *ch, struct ipcd_view *v, enum ipcd_dir dir,
-			  ssize_t n)
+static ssize_t after_busy(struct rstate *rs, struct ipcd_view *v,
+			  enum ipcd_dir dir, ssize_t n)
 {
 	int r;
 
@@ -246,7 +309,7 @@ static ssize_t after_busy(struct chan *ch, struct ipcd_view *v, enum ipcd_dir di
 	r = ipcd_ring_lock_reap(v, dir);
 	if (r < 0)
 		return -EIO;
-	ch->busy = true;
+	rs->busy = true;
 	return r ? -EAGAIN : -EBUSY;
 }
 
@@ -258,10 +321,10 @@ static ssize_t do_read(struct handle *h, void *buf, size_t size)
 
 	if (ch->broken || !ch->map)
 		return -EIO;
-	v = handle_view(h);
+	v = read_view(h);
 	n = ipcd_ring_read(&v, buf, size, ipcd_tid(), 0, NULL);
 	if (n == -EBUSY)
-		n = after_busy(ch, &v, IPCD_WAIT_DATA, n);
+		n = after_busy(in_ring(h), &v, IPCD_WAIT_DATA, n);
 	if (n == -EAGAIN)	/* a pad or a dead holder's lock: once more */
 		n = ipcd_ring_read(&v, buf, size, ipcd_tid(), 0, NULL);
 	if (n == -EIO)
@@ -274,17 +337,16 @@ static int do_write(struct handle *h, const unsigned char *buf, size_t size,
 		    size_t *done)
 {
 	struct chan *ch = h->ch;
-	struct ipcd_view v;
+	struct rstate *out = out_ring(h);
 	ssize_t n;
 	int again = 0;
 
 	if (ch->broken || !ch->map)
 		return -EIO;
-	v = handle_view(h);
 	while (*done < size || (size == 0 && *done == 0)) {
-		n = ipcd_ring_write(&v, buf + *done, size - *done, ipcd_tid());
+		n = ipcd_ring_write(&out->v, buf + *done, size - *done, ipcd_tid());
 		if (n == -EBUSY)
-			n = after_busy(ch, &v, IPCD_WAIT_SPACE, n);
+			n = after_busy(out, &out->v, IPCD_WAIT_SPACE, n);
 		if (n == -EAGAIN && !again++)
 			continue;	/* a pad went in first, or a lock was reaped */
 		if (n < 0) {
@@ -293,7 +355,7 @@ static int do_write(struct handle *h, const unsigned char *buf, size_t size,
 			return (int)n;
 		}
 		*done += (size_t)n;
-		if ((ch->v.features & IPCD_RING_F_MESSAGE) || size == 0)
+		if ((ch->features & IPCD_RING_F_MESSAGE) || size == 0)
 			break;
 		again = 0;
 	}
@@ -305,13 +367,14 @@ static int do_write(struct handle *h, const unsigned char *buf, size_t size,
 static short handle_revents(struct handle *h)
 {
 	struct chan *ch = h->ch;
+	struct rstate *out = out_ring(h);
 	struct ipcd_view v;
 	short rev = 0;
 
 	if (ch->broken || !ch->map)
 		return POLLERR;
-	v = handle_view(h);
-	if (ipcd_ring_readable(&v) < 0) {
+	v = read_view(h);
+	if (ipcd_ring_readable(&v) < 0 || ipcd_ring_space(&out->v) < 0) {
 		chan_break(ch);
 		return POLLERR;
 	}
@@ -322,22 +385,28 @@ static short handle_revents(struct handle *h)
 			rev |= POLLHUP;
 	}
 	if (h->roles & IPCD_ROLE_WRITE) {
-		if (ch->readers == 0)
+		if (out->readers == 0)
 			rev |= POLLERR;
-		else if (ipcd_ring_can_write(&v, PIPE_BUF))
+		else if (ipcd_ring_can_write(&out->v, PIPE_BUF))
 			rev |= POLLOUT | POLLWRNORM;
 	}
 	return rev;
 }
 
-static void snapshot(struct handle *h, uint64_t snap[4])
+static void snapshot(struct handle *h, uint64_t snap[8])
 {
-	struct ipcd_ring *r = h->ch->v.r;
+	struct chan *ch = h->ch;
+	unsigned i;
 
-	snap[0] = atomic_load(&r->tail);
-	snap[1] = atomic_load(&r->head);
-	snap[2] = atomic_load(&r->writers_epoch);
-	snap[3] = atomic_load(&r->readers) | (uint64_t)h->ch->broken << 32;
+	memset(snap, 0, 8 * sizeof(*snap));
+	for (i = 0; i < ch->nrings; i++) {
+		struct ipcd_ring *r = ch->rs[i].v.r;
+
+		snap[4 * i] = atomic_load(&r->tail);
+		snap[4 * i + 1] = atomic_load(&r->head);
+		snap[4 * i + 2] = atomic_load(&r->writers_epoch);
+		snap[4 * i + 3] = atomic_load(&r->readers) | (uint64_t)ch->broken << 32;
+	}
 }
 
 static void drop_poll(struct handle *h, bool notify)
@@ -378,27 +447,49 @@ static void finish_write(struct parked *p, int r)
 	park_free(p);
 }
 
+/* Count the daemon as a sleeper of a ring, or stop; true if newly counted. */
+static bool want(struct rstate *rs, bool data, bool space)
+{
+	bool added = (data && !rs->want_data) || (space && !rs->want_space);
+
+	if (data != rs->want_data)
+		atomic_fetch_add(&rs->v.r->rd_sleepers, data ? 1 : -1);
+	if (space != rs->want_space)
+		atomic_fetch_add(&rs->v.r->wr_sleepers, space ? 1 : -1);
+	rs->want_data = data;
+	rs->want_space = space;
+	return added;
+}
+
 static bool progress_once(struct chan *ch, unsigned char *buf)
 {
 	struct parked *p, *tmp;
 	struct handle *h;
-	bool need_data = false, need_space = false, added;
-	uint64_t snap[4];
+	bool data[2] = { false, false }, space[2] = { false, false };
+	bool added = false, any = false;
+	uint64_t snap[8];
+	unsigned i;
 	ssize_t n;
 	int r;
 
-	ch->busy = false;
-	cds_list_for_each_entry_safe(p, tmp, &ch->parked_rd, link) {
-		n = do_read(p->h, buf, p->size);
-		if (n == -EAGAIN || n == -EBUSY)
-			break;
-		finish_read(p, buf, n);
-	}
-	cds_list_for_each_entry_safe(p, tmp, &ch->parked_wr, link) {
-		r = do_write(p->h, p->data, p->size, &p->done);
-		if (r == -EAGAIN || r == -EBUSY)
-			break;
-		finish_write(p, r);
+	for (i = 0; i < ch->nrings; i++) {
+		struct rstate *rs = &ch->rs[i];
+
+		rs->busy = false;
+		cds_list_for_each_entry_safe(p, tmp, &rs->parked_rd, link) {
+			n = do_read(p->h, buf, p->size);
+			if (n == -EAGAIN || n == -EBUSY)
+				break;
+			finish_read(p, buf, n);
+		}
+		cds_list_for_each_entry_safe(p, tmp, &rs->parked_wr, link) {
+			r = do_write(p->h, p->data, p->size, &p->done);
+			if (r == -EAGAIN || r == -EBUSY)
+				break;
+			finish_write(p, r);
+		}
+		data[i] = !cds_list_empty(&rs->parked_rd);
+		space[i] = !cds_list_empty(&rs->parked_wr);
 	}
 	cds_list_for_each_entry(h, &ch->handles, link) {
 		if (!h->ph)
@@ -409,36 +500,32 @@ static bool progress_once(struct chan *ch, unsigned char *buf)
 			continue;
 		}
 		if (h->poll_events & POLLIN)
-			need_data = true;
+			data[in_ring(h) - ch->rs] = true;
 		if (h->poll_events & POLLOUT)
-			need_space = true;
+			space[out_ring(h) - ch->rs] = true;
 	}
-	if (!cds_list_empty(&ch->parked_rd))
-		need_data = true;
-	if (!cds_list_empty(&ch->parked_wr))
-		need_space = true;
-	if (ch->broken || !ch->map)
-		need_data = need_space = false;
-
-	/* Count ourselves as a sleeper so fast-path peers wake the core. */
-	added = (need_data && !ch->want_data) || (need_space && !ch->want_space);
-	if (need_data != ch->want_data)
-		atomic_fetch_add(&ch->v.r->rd_sleepers, need_data ? 1 : -1);
-	if (need_space != ch->want_space)
-		atomic_fetch_add(&ch->v.r->wr_sleepers, need_space ? 1 : -1);
-	ch->want_data = need_data;
-	ch->want_space = need_space;
-	if (need_data || need_space)
+	for (i = 0; i < ch->nrings; i++) {
+		if (ch->broken || !ch->map)
+			data[i] = space[i] = false;
+		added |= want(&ch->rs[i], data[i], space[i]);
+		any |= data[i] || space[i];
+	}
+	if (any)
 		coord_watch(ch);
 	else
 		coord_unwatch(ch);
 	return added;
 }
 
-/* Answer every parked request and poll the ring now allows (under mu). */
+bool chan_busy(const struct chan *ch)
+{
+	return ch->rs[0].busy || ch->rs[1].busy;
+}
+
+/* Answer every parked request and poll the rings now allow (under mu). */
 void chan_progress(struct chan *ch)
 {
-	/* Newly counted as a sleeper: a peer may have moved the ring just
+	/* Newly counted as a sleeper: a peer may have moved a ring just
 	 * before it could see us, so look once more. */
 	if (progress_once(ch, ipcd->rbuf))
 		progress_once(ch, ipcd->rbuf);
@@ -449,21 +536,24 @@ static void interrupted(fuse_req_t req, void *data)
 {
 	struct chan *ch;
 	struct parked *p, *tmp;
+	unsigned i;
 
 	(void)data;
 	pthread_mutex_lock(&ipcd->mu);
 	cds_list_for_each_entry(ch, &ipcd->watched, watch) {
-		cds_list_for_each_entry_safe(p, tmp, &ch->parked_rd, link)
-			if (p->req == req) {
-				fuse_reply_err(req, EINTR);
-				park_free(p);
-				goto out;
-			}
-		cds_list_for_each_entry_safe(p, tmp, &ch->parked_wr, link)
-			if (p->req == req) {
-				finish_write(p, -EINTR);
-				goto out;
-			}
+		for (i = 0; i < ch->nrings; i++) {
+			cds_list_for_each_entry_safe(p, tmp, &ch->rs[i].parked_rd, link)
+				if (p->req == req) {
+					fuse_reply_err(req, EINTR);
+					park_free(p);
+					goto out;
+				}
+			cds_list_for_each_entry_safe(p, tmp, &ch->rs[i].parked_wr, link)
+				if (p->req == req) {
+					finish_write(p, -EINTR);
+					goto out;
+				}
+		}
 	}
 out:
 	pthread_mutex_unlock(&ipcd->mu);
@@ -529,12 +619,6 @@ void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	cds_list_add_tail(&h->link, &ch->handles);
 	ch->opens++;
 	add_roles(h, roles);
-	{
-		struct ipcd_view v = ch->v;
-
-		ipcd_view_mark_open(&v);
-		h->eof_epoch = v.eof_epoch;
-	}
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
@@ -594,7 +678,7 @@ void chan_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	pthread_mutex_lock(&ipcd->mu);
-	if (!cds_list_empty(&h->ch->parked_rd))
+	if (!cds_list_empty(&in_ring(h)->parked_rd))
 		n = -EAGAIN;	/* keep readers in arrival order */
 	else
 		n = do_read(h, ipcd->rbuf, size);
@@ -607,7 +691,7 @@ void chan_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			p->req = req;
 			p->h = h;
 			p->size = size;
-			cds_list_add_tail(&p->link, &h->ch->parked_rd);
+			cds_list_add_tail(&p->link, &in_ring(h)->parked_rd);
 			chan_progress(h->ch);
 			coord_kick(ipcd);
 		}
@@ -643,7 +727,7 @@ void chan_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		return;
 	}
 	pthread_mutex_lock(&ipcd->mu);
-	if (!cds_list_empty(&h->ch->parked_wr))
+	if (!cds_list_empty(&out_ring(h)->parked_wr))
 		r = -EAGAIN;	/* keep writers in arrival order */
 	else
 		r = do_write(h, (const unsigned char *)buf, size, &done);
@@ -660,11 +744,10 @@ void chan_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 			memset(p, 0, sizeof(*p));
 			p->req = req;
 			p->h = h;
-			p->is_write = true;
 			p->size = size;
 			p->done = done;
 			memcpy(p->data, buf, size);
-			cds_list_add_tail(&p->link, &h->ch->parked_wr);
+			cds_list_add_tail(&p->link, &out_ring(h)->parked_wr);
 			coord_kick(ipcd);
 		}
 	} else if (r == 0 || done) {
@@ -704,7 +787,9 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		size_t in_bufsz, size_t out_bufsz)
 {
 	struct handle *h = fh(fi);
-	uint32_t roles;
+	uint32_t v;
+	unsigned roles;
+	int err = 0;
 
 	(void)ino;
 	(void)arg;
@@ -713,38 +798,47 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		return;
 	}
 	if (cmd == IPCD_IOC_GETROLE) {
-		if (out_bufsz < sizeof(roles)) {
+		if (out_bufsz < sizeof(v)) {
 			fuse_reply_err(req, EINVAL);
 			return;
 		}
 		pthread_mutex_lock(&ipcd->mu);
-		roles = h->roles;
+		v = h->roles | h->side << IPCD_SIDE_SHIFT;
 		pthread_mutex_unlock(&ipcd->mu);
-		fuse_reply_ioctl(req, 0, &roles, sizeof(roles));
+		fuse_reply_ioctl(req, 0, &v, sizeof(v));
 		return;
 	}
-	if (cmd != IPCD_IOC_SETROLE) {
+	if (cmd != IPCD_IOC_SETROLE && cmd != IPCD_IOC_SETSIDE) {
 		fuse_reply_err(req, ENOTTY);
 		return;
 	}
-	if (in_bufsz != sizeof(roles)) {
+	if (in_bufsz != sizeof(v)) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	memcpy(&roles, in_buf, sizeof(roles));
+	memcpy(&v, in_buf, sizeof(v));
 	pthread_mutex_lock(&ipcd->mu);
-	if (roles == 0 || (roles & ~h->roles)) {
-		pthread_mutex_unlock(&ipcd->mu);
-		fuse_reply_err(req, EINVAL);
-		return;
+	if (cmd == IPCD_IOC_SETROLE) {
+		if (v == 0 || (v & ~h->roles))
+			err = EINVAL;
+		else
+			drop_roles(h, h->roles & ~v, true);
+	} else if (v > 1 || h->ch->nrings != 2) {
+		err = EINVAL;
+	} else if (v != h->side) {
+		/* Another side is another pair of ends: leave, then join. */
+		roles = h->roles;
+		drop_roles(h, roles, true);
+		h->side = v;
+		add_roles(h, roles);
 	}
-	drop_roles(h, h->roles & ~roles, true);
-	if (!(h->roles & IPCD_ROLE_WRITE))
-		h->bumped_epoch = 0;
 	if (h->ch->map)
 		chan_progress(h->ch);
 	pthread_mutex_unlock(&ipcd->mu);
-	fuse_reply_ioctl(req, 0, NULL, 0);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_ioctl(req, 0, NULL, 0);
 }
 
 /*
@@ -760,8 +854,10 @@ void chan_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 	(void)datasync;
 	pthread_mutex_lock(&ipcd->mu);
 	if (h->ch->map && !h->ch->broken) {
-		ipcd_ring_wake_all(&h->ch->v, IPCD_WAIT_DATA);
-		ipcd_ring_wake_all(&h->ch->v, IPCD_WAIT_SPACE);
+		for (unsigned i = 0; i < h->ch->nrings; i++) {
+			ipcd_ring_wake_all(&h->ch->rs[i].v, IPCD_WAIT_DATA);
+			ipcd_ring_wake_all(&h->ch->rs[i].v, IPCD_WAIT_SPACE);
+		}
 		chan_progress(h->ch);
 	}
 	pthread_mutex_unlock(&ipcd->mu);

@@ -30,13 +30,17 @@ void coord_watch(struct chan *ch)
 /* Stop watching and stop counting as a sleeper (under mu). */
 void coord_unwatch(struct chan *ch)
 {
-	if (ch->map) {
-		if (ch->want_data)
-			atomic_fetch_sub(&ch->v.r->rd_sleepers, 1);
-		if (ch->want_space)
-			atomic_fetch_sub(&ch->v.r->wr_sleepers, 1);
+	struct rstate *rs;
+	unsigned i;
+
+	for (i = 0; i < ch->nrings; i++) {
+		rs = &ch->rs[i];
+		if (ch->map && rs->want_data)
+			atomic_fetch_sub(&rs->v.r->rd_sleepers, 1);
+		if (ch->map && rs->want_space)
+			atomic_fetch_sub(&rs->v.r->wr_sleepers, 1);
+		rs->want_data = rs->want_space = false;
 	}
-	ch->want_data = ch->want_space = false;
 	if (!ch->watched)
 		return;
 	ch->watched = false;
@@ -67,9 +71,9 @@ static void *coord_main(void *arg)
 	struct futex_waitv *w = calloc(WAITV_MAX, sizeof(*w));
 	struct chan *ch, *tmp;
 	struct timespec deadline;
-	unsigned n, watched;
+	unsigned n, watched, i;
 	long ms;
-	bool busy, again, wd, ws;
+	bool busy, again, wd[2], ws[2];
 
 	if (!w)
 		return NULL;
@@ -87,16 +91,20 @@ static void *coord_main(void *arg)
 		 * the look changes the word and the wait returns at once. */
 		add_wait(w, &n, &fs->kick, FUTEX_PRIVATE_FLAG);
 		cds_list_for_each_entry_safe(ch, tmp, &fs->watched, watch) {
-			wd = ch->want_data;
-			ws = ch->want_space;
-			if (wd)
-				add_wait(w, &n, &ch->v.r->data_seq, 0);
-			if (ws)
-				add_wait(w, &n, &ch->v.r->space_seq, 0);
+			for (i = 0; i < ch->nrings; i++) {
+				wd[i] = ch->rs[i].want_data;
+				ws[i] = ch->rs[i].want_space;
+				if (wd[i])
+					add_wait(w, &n, &ch->rs[i].v.r->data_seq, 0);
+				if (ws[i])
+					add_wait(w, &n, &ch->rs[i].v.r->space_seq, 0);
+			}
 			chan_progress(ch);
-			busy |= ch->busy;
+			busy |= chan_busy(ch);
 			/* A word we did not take: go round before sleeping. */
-			again |= (ch->want_data && !wd) || (ch->want_space && !ws);
+			for (i = 0; i < ch->nrings; i++)
+				again |= (ch->rs[i].want_data && !wd[i]) ||
+					 (ch->rs[i].want_space && !ws[i]);
 			watched++;
 		}
 		pthread_mutex_unlock(&fs->mu);
@@ -110,7 +118,7 @@ static void *coord_main(void *arg)
 			syscall(SYS_futex_waitv, w, n, 0, NULL, CLOCK_MONOTONIC);
 			continue;
 		}
-		ms = busy ? 2 : (2 * watched + 1 > WAITV_MAX) ? 10 : 1000;
+		ms = busy ? 2 : (n >= WAITV_MAX) ? 10 : 1000;
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
 		deadline.tv_nsec += (ms % 1000) * 1000000L;
 		deadline.tv_sec += ms / 1000 + deadline.tv_nsec / 1000000000L;

@@ -57,43 +57,53 @@ struct dentry {
 struct handle {
 	struct chan *ch;
 	unsigned roles;			/* IPCD_ROLE_* */
+	unsigned side;			/* duplex: writes ring `side`, reads the other */
 	uint32_t eof_epoch;		/* this reader's end-of-file epoch */
 	uint32_t bumped_epoch;		/* epoch this open started, or 0 */
 	uint64_t tail_at_open;		/* to undo the epoch if it wrote nothing */
 	struct fuse_pollhandle *ph;	/* pending poll notification, or NULL */
 	short poll_events;		/* events asked with ph */
-	uint64_t snap[4];		/* ring state when ph was taken */
+	uint64_t snap[8];		/* both rings' state when ph was taken */
 	struct cds_list_head link;	/* in ch->handles */
 };
 
-/* A read or write request waiting for the ring. */
+/* A read or write request waiting for a ring. */
 struct parked {
 	fuse_req_t req;
 	struct handle *h;
-	bool is_write;
 	size_t size;			/* read: bytes asked; write: bytes given */
 	size_t done;			/* write: bytes already in the ring */
-	struct cds_list_head link;	/* in ch->parked_rd or ch->parked_wr */
+	struct cds_list_head link;	/* in rs->parked_rd or rs->parked_wr */
 	unsigned char data[];		/* write: the bytes */
+};
+
+/* One ring of a channel (a duplex channel has two, one per direction). */
+struct rstate {
+	struct ipcd_view v;		/* daemon's trusted view */
+	unsigned readers, writers;	/* open ends reading / writing this ring */
+	uint32_t epoch;			/* bumped when writers goes 0 -> 1 */
+	struct cds_list_head parked_rd;	/* struct parked, oldest first */
+	struct cds_list_head parked_wr;
+	bool want_data, want_space;	/* we count in rd_/wr_sleepers */
+	bool busy;			/* a parked request met a held lock */
 };
 
 struct chan {
 	struct inode *inode;
-	int memfd;			/* the ring's memory, -1 once freed */
+	int memfd;			/* the rings' memory, -1 once freed */
 	int backing_id;			/* passthrough id, 0 if none yet */
 	void *map;			/* daemon's mapping of the memfd */
 	size_t map_len;
-	struct ipcd_view v;		/* daemon's trusted view */
-	unsigned opens, readers, writers;
-	uint32_t epoch;			/* bumped when writers goes 0 -> 1 */
+	uint64_t cap;			/* capacity of each ring */
+	uint32_t features;		/* IPCD_RING_F_* */
+	unsigned nrings;		/* 1, or 2 for a duplex channel */
+	struct rstate rs[2];
+	unsigned opens;
 	bool broken;			/* corruption seen: EIO for everyone */
-	bool busy;			/* a parked request met a held lock */
+	char label[64];			/* user.ipcd.label */
 	struct cds_list_head handles;	/* struct handle */
-	struct cds_list_head parked_rd;	/* struct parked, oldest first */
-	struct cds_list_head parked_wr;
 	struct cds_list_head watch;	/* in fs->watched while watched */
 	bool watched;
-	bool want_data, want_space;	/* we count in rd_/wr_sleepers */
 };
 
 enum fastpath_mode { FASTPATH_AUTO, FASTPATH_REQUIRE, FASTPATH_OFF };
@@ -147,9 +157,11 @@ struct inode *ns_inode(fuse_ino_t ino);
 
 /* chan.c: channel objects and the slow path */
 int chan_create(struct inode *in, uint64_t capacity, uint32_t features);
+bool chan_busy(const struct chan *ch);
 int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features);
 void chan_free_ring(struct chan *ch);
 int chan_info(struct chan *ch, char *buf, size_t len);
+const char *chan_kind(const struct chan *ch);
 void chan_progress(struct chan *ch);
 void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void chan_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);

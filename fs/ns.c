@@ -22,6 +22,7 @@
 #define XA_CAPACITY	"user.ipcd.capacity"
 #define XA_INFO		"user.ipcd.info"
 #define XA_STATUS	"user.ipcd.status"
+#define XA_LABEL	"user.ipcd.label"
 
 static const double entry_timeout = 1.0, attr_timeout = 1.0;
 
@@ -696,6 +697,26 @@ static int parse_size(const char *v, size_t n, uint64_t *out)
 	return 0;
 }
 
+static int parse_kind(const char *v, size_t n, uint32_t *features)
+{
+	static const struct { const char *name; uint32_t f; } kinds[] = {
+		{ "stream", 0 },
+		{ "message", IPCD_RING_F_MESSAGE },
+		{ "duplex-stream", IPCD_RING_F_DUPLEX },
+		{ "duplex-message", IPCD_RING_F_DUPLEX | IPCD_RING_F_MESSAGE },
+	};
+	size_t i;
+
+	if (n && v[n - 1] == '\n')
+		n--;
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strlen(kinds[i].name) == n && !memcmp(v, kinds[i].name, n)) {
+			*features = kinds[i].f;
+			return 0;
+		}
+	return EINVAL;
+}
+
 static void ns_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			const char *value, size_t size, int flags)
 {
@@ -713,7 +734,8 @@ static void ns_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		goto out;
 	}
 	ch = in->chan;
-	if (strcmp(name, XA_KIND) && strcmp(name, XA_CAPACITY)) {
+	if (strcmp(name, XA_KIND) && strcmp(name, XA_CAPACITY) &&
+	    strcmp(name, XA_LABEL)) {
 		err = strncmp(name, "user.ipcd.", 10) ? ENOTSUP : EPERM;
 		goto out;
 	}
@@ -721,21 +743,25 @@ static void ns_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		err = EISDIR;
 		goto out;
 	}
-	features = ch->v.features;
-	cap = ch->v.cap;
+	if (!strcmp(name, XA_LABEL)) {
+		if (size >= sizeof(ch->label)) {
+			err = ERANGE;
+		} else {
+			memcpy(ch->label, value, size);
+			ch->label[size] = 0;
+		}
+		goto out;
+	}
+	features = ch->features;
+	cap = ch->cap;
 	if (!strcmp(name, XA_KIND)) {
-		if (size == 6 && !memcmp(value, "stream", 6))
-			features &= ~IPCD_RING_F_MESSAGE;
-		else if (size == 7 && !memcmp(value, "message", 7))
-			features |= IPCD_RING_F_MESSAGE;
-		else
-			err = EINVAL;
+		err = parse_kind(value, size, &features);
 	} else {
 		err = -parse_size(value, size, &cap);
 		if (!err && !ipcd_ring_map_size(cap))
 			err = EINVAL;
 	}
-	if (!err && (features != ch->v.features || cap != ch->v.cap))
+	if (!err && (features != ch->features || cap != ch->cap))
 		err = -chan_reformat(ch, cap, features);
 	if (!err)
 		touch(in, false);
@@ -758,7 +784,7 @@ static void ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
 	struct inode *in;
-	char v[512];
+	char v[1024];
 	int len = -1, err = 0;
 
 	pthread_mutex_lock(&ipcd->mu);
@@ -777,12 +803,12 @@ static void ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	else if (!in->chan)
 		err = ENODATA;
 	else if (!strcmp(name, XA_KIND))
-		len = snprintf(v, sizeof(v), "%s",
-			       in->chan->v.features & IPCD_RING_F_MESSAGE ?
-			       "message" : "stream");
+		len = snprintf(v, sizeof(v), "%s", chan_kind(in->chan));
 	else if (!strcmp(name, XA_CAPACITY))
 		len = snprintf(v, sizeof(v), "%llu",
-			       (unsigned long long)in->chan->v.cap);
+			       (unsigned long long)in->chan->cap);
+	else if (!strcmp(name, XA_LABEL) && in->chan->label[0])
+		len = snprintf(v, sizeof(v), "%s", in->chan->label);
 	else if (!strcmp(name, XA_INFO))
 		len = chan_info(in->chan, v, sizeof(v));
 	else
@@ -796,7 +822,8 @@ static void ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 static void ns_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	static const char chan_names[] = XA_KIND "\0" XA_CAPACITY "\0" XA_INFO;
+	static const char chan_names[] = XA_KIND "\0" XA_CAPACITY "\0" XA_INFO
+					 "\0" XA_LABEL;
 	static const char root_names[] = XA_STATUS;
 	struct inode *in;
 	const char *v = "";

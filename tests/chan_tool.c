@@ -12,7 +12,8 @@
  *   chan_tool count-send PATH BLOCK stdin into the channel, printing the bytes
  *                                   sent so far to stderr after each send
  *
- * Exit status: 0 done, 1 error (message on stderr).
+ * With CHAN_SIDE=1 in the environment, the tool takes side 1 of a duplex
+ * channel.  Exit status: 0 done, 1 error (message on stderr).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -27,6 +28,13 @@
 
 #include "ipcd.h"
 
+static int side_flag(void)
+{
+	const char *s = getenv("CHAN_SIDE");
+
+	return s && !strcmp(s, "1") ? IPCD_SIDE1 : 0;
+}
+
 static int fail(const char *what, const char *path, int err)
 {
 	fprintf(stderr, "chan_tool: %s %s: %s\n", what, path, strerror(err));
@@ -39,7 +47,7 @@ static int do_send(const char *path, size_t block, int report)
 	char *buf = malloc(block);
 	unsigned long long total = 0;
 	ssize_t n, w;
-	int r = ipcd_open(path, O_WRONLY, &c);
+	int r = ipcd_open(path, O_WRONLY | side_flag(), &c);
 
 	if (r)
 		return fail("open", path, -r);
@@ -79,7 +87,7 @@ static int do_recv(const char *path, size_t block)
 	struct ipcd_chan *c;
 	char *buf = malloc(block);
 	ssize_t n;
-	int r = ipcd_open(path, O_RDONLY, &c);
+	int r = ipcd_open(path, O_RDONLY | side_flag(), &c);
 
 	if (r)
 		return fail("open", path, -r);
@@ -95,7 +103,7 @@ static int do_sendmsg(const char *path, int argc, char **argv)
 {
 	struct ipcd_chan *c;
 	ssize_t w;
-	int i, r = ipcd_open(path, O_WRONLY, &c);
+	int i, r = ipcd_open(path, O_WRONLY | side_flag(), &c);
 
 	if (r)
 		return fail("open", path, -r);
@@ -113,7 +121,7 @@ static int do_recvmsg(const char *path, long count)
 	struct ipcd_chan *c;
 	char buf[65536];
 	ssize_t n;
-	int r = ipcd_open(path, O_RDONLY, &c);
+	int r = ipcd_open(path, O_RDONLY | side_flag(), &c);
 
 	if (r)
 		return fail("open", path, -r);
@@ -199,7 +207,10 @@ int main(int argc, char **argv)
 		return do_wait_readers(argv[2], argc > 3 ? (unsigned)atoi(argv[3]) : 1);
 	if (!strcmp(argv[1], "mkchan")) {
 		r = ipcd_mkchan(argv[2], 0666,
-				argc > 3 && !strcmp(argv[3], "message") ? IPCD_MESSAGE : 0,
+				argc <= 3 ? 0 :
+				!strcmp(argv[3], "message") ? IPCD_MESSAGE :
+				!strcmp(argv[3], "duplex-stream") ? IPCD_DUPLEX :
+				!strcmp(argv[3], "duplex-message") ? IPCD_DUPLEX | IPCD_MESSAGE : 0,
 				argc > 4 ? strtoul(argv[4], NULL, 0) : 0);
 		return r ? fail("mkchan", argv[2], -r) : 0;
 	}

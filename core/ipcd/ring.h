@@ -7,9 +7,12 @@
  *
  * Layout of a mapping (all integers little-endian, as the host):
  *
- *	0            struct ipcd_ring (IPCD_RING_HDR_SIZE bytes, 4 cache lines
+ *	0            struct ipcd_ring (IPCD_RING_HDR_SIZE bytes, 5 cache lines
  *	             used, the rest reserved and zero)
  *	data_off     data area of `capacity` bytes (a power of two)
+ *	map_size     duplex channels only (IPCD_RING_F_DUPLEX): the second ring,
+ *	             laid out the same way; side 0 writes the first ring and
+ *	             reads the second, side 1 the other way round
  *
  * head and tail are 64-bit byte counters that only grow; the byte at counter
  * value c lives at data[c & (capacity - 1)].  The ring is empty when
@@ -74,7 +77,8 @@
 
 /* Feature bits (ipcd_ring.features), fixed when the ring is made. */
 #define IPCD_RING_F_MESSAGE	(1u << 0)	/* records keep write boundaries */
-#define IPCD_RING_F_KNOWN	(IPCD_RING_F_MESSAGE)
+#define IPCD_RING_F_DUPLEX	(1u << 1)	/* a second ring follows at map_size */
+#define IPCD_RING_F_KNOWN	(IPCD_RING_F_MESSAGE | IPCD_RING_F_DUPLEX)
 
 /* State bits (ipcd_ring.state), set by the daemon only. */
 #define IPCD_RING_S_BROKEN	(1u << 0)	/* corruption seen: everyone gets EIO */
@@ -150,11 +154,17 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, state) == 268, "state");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, daemon_pid) == 272, "daemon_pid");
 #endif
 
-/* ioctls on an open channel file: narrow, or ask, the roles of this open
- * file (a uint32_t of IPCD_ROLE_* bits). */
+/*
+ * ioctls on an open channel file, each with one uint32_t:
+ * SETROLE narrows the roles of this open file to the IPCD_ROLE_* bits given;
+ * GETROLE reads them back, with the side in bits 8 and up; SETSIDE picks the
+ * side (0 or 1) of a duplex channel: side s writes ring s and reads the other.
+ */
 #define IPCD_ROLE_READ		1u
 #define IPCD_ROLE_WRITE		2u
+#define IPCD_SIDE_SHIFT		8
 #define IPCD_IOC_SETROLE	0x4004ab01u	/* _IOW(0xab, 1, uint32_t) */
 #define IPCD_IOC_GETROLE	0x8004ab02u	/* _IOR(0xab, 2, uint32_t) */
+#define IPCD_IOC_SETSIDE	0x4004ab03u	/* _IOW(0xab, 3, uint32_t) */
 
 #endif /* IPCD_RING_H */
