@@ -191,13 +191,33 @@ int ipcd_open(const char *path, int flags, struct ipcd_chan **out)
 	return r;
 }
 
-void ipcd_close(struct ipcd_chan *c)
+void ipcd_detach(struct ipcd_chan *c)
 {
 	if (!c)
 		return;
 	munmap(c->map, c->map_len);
-	close(c->fd);
 	free(c);
+}
+
+void ipcd_close(struct ipcd_chan *c)
+{
+	int fd;
+
+	if (!c)
+		return;
+	fd = c->fd;
+	ipcd_detach(c);
+	close(fd);
+}
+
+ssize_t ipcd_readable(const struct ipcd_chan *c)
+{
+	return ipcd_ring_readable(&c->in);
+}
+
+size_t ipcd_capacity(const struct ipcd_chan *c)
+{
+	return c->in.cap;
 }
 
 int ipcd_fd(const struct ipcd_chan *c)
@@ -244,6 +264,7 @@ ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags)
 ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags)
 {
 	unsigned ioflags = (flags & IPCD_PEEK) ? IPCD_IO_PEEK : 0;
+	size_t full;
 	ssize_t n;
 	int r;
 
@@ -251,9 +272,9 @@ ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags)
 		return -EBADF;
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
 	for (;;) {
-		n = ipcd_ring_read(&c->in, buf, len, ipcd_tid(), ioflags, NULL);
+		n = ipcd_ring_read(&c->in, buf, len, ipcd_tid(), ioflags, &full);
 		if (n >= 0)
-			return n;
+			return (flags & IPCD_TRUNC) ? (ssize_t)full : n;
 		if (n == IPCD_EOF)
 			return 0;
 		if (n == -EBUSY)

@@ -21,6 +21,7 @@ struct ipcd_chan;
 /* Flags for ipcd_send, ipcd_recv. */
 #define IPCD_NONBLOCK	(1 << 0)	/* -EAGAIN instead of waiting */
 #define IPCD_PEEK	(1 << 1)	/* ipcd_recv: leave the data in the ring */
+#define IPCD_TRUNC	(1 << 2)	/* ipcd_recv: return a message's full length */
 
 /* Flags for ipcd_mkchan. */
 #define IPCD_MESSAGE	(1u << 0)	/* keep write boundaries */
@@ -46,6 +47,16 @@ int ipcd_attach(int fd, int flags, struct ipcd_chan **out);
 /* Unmap and close. */
 void ipcd_close(struct ipcd_chan *c);
 
+/* Unmap and free, leaving the file descriptor open. */
+void ipcd_detach(struct ipcd_chan *c);
+
+/* Bytes (stream) or the next message's length (message channel) readable
+ * now, or -EIO. */
+ssize_t ipcd_readable(const struct ipcd_chan *c);
+
+/* The capacity of the channel's ring(s) in bytes. */
+size_t ipcd_capacity(const struct ipcd_chan *c);
+
 /* The channel's file descriptor (for poll through the daemon, fstat, ...). */
 int ipcd_fd(const struct ipcd_chan *c);
 
@@ -57,8 +68,10 @@ int ipcd_is_message(const struct ipcd_chan *c);
  * -EMSGSIZE, -EIO, -EBADF (not opened for writing). */
 ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags);
 
-/* Read up to len bytes (stream) or one message, cut to len.  Returns bytes
- * read, 0 at end of file, or -EAGAIN, -EINTR, -EIO, -EBADF. */
+/* Read up to len bytes (stream) or one message, cut to len (with IPCD_TRUNC
+ * the message's full length is returned even when longer than len).  Returns
+ * bytes read, 0 at end of file, or -EAGAIN, -EINTR, -EIO, -EBADF,
+ * -ECONNABORTED (the daemon died and no writer can be seen). */
 ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags);
 
 /* Wait for POLLIN and/or POLLOUT; returns the events that hold (POLLIN,

@@ -284,6 +284,8 @@ static void ns_init_op(void *userdata, struct fuse_conn_info *conn)
 	/* Writes go through as one request each, at most max_write bytes. */
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	conn->want &= ~FUSE_CAP_ASYNC_READ;
+	/* O_TRUNC comes as a SETATTR, whose reply keeps the real size. */
+	conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
 	if (conn->capable & FUSE_CAP_IOCTL_DIR)
 		conn->want &= ~FUSE_CAP_IOCTL_DIR;
 	conn->time_gran = 1;
@@ -457,9 +459,9 @@ static void ns_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 		     mode_t mode, dev_t rdev)
 {
 	(void)rdev;
-	/* Regular files and FIFOs both become channels (regular files to the
-	 * kernel, so that it sends their I/O here). */
-	if (!S_ISREG(mode) && !S_ISFIFO(mode)) {
+	/* Only regular files: a channel must be one to the kernel so that it
+	 * sends the channel's I/O here (a FIFO node would be a kernel pipe). */
+	if (!S_ISREG(mode)) {
 		fuse_reply_err(req, EPERM);
 		return;
 	}
@@ -823,7 +825,7 @@ static void ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 static void ns_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
 	static const char chan_names[] = XA_KIND "\0" XA_CAPACITY "\0" XA_INFO
-					 "\0" XA_LABEL;
+					 "\0" XA_LABEL;	/* the label last */
 	static const char root_names[] = XA_STATUS;
 	struct inode *in;
 	const char *v = "";
@@ -834,6 +836,8 @@ static void ns_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	if (in && in->chan) {
 		v = chan_names;
 		len = sizeof(chan_names);
+		if (!in->chan->label[0])
+			len -= sizeof(XA_LABEL);
 	} else if (in && ino == FUSE_ROOT_ID) {
 		v = root_names;
 		len = sizeof(root_names);
