@@ -137,6 +137,7 @@ err:
 int ipcd_attach(int fd, int flags, struct ipcd_chan **out)
 {
 	struct ipcd_chan *c;
+	struct ipcd_fileinfo fi;
 	struct stat st;
 	uint32_t roles, got;
 	int r;
@@ -151,8 +152,9 @@ int ipcd_attach(int fd, int flags, struct ipcd_chan **out)
 		return -errno;
 	if (!S_ISREG(st.st_mode) || st.st_size < IPCD_RING_HDR_SIZE)
 		return -ENOTSUP;
-	if (ioctl(fd, IPCD_IOC_GETROLE, &got) < 0)
+	if (ioctl(fd, IPCD_IOC_GETINFO, &fi) < 0)
 		return errno == ENOTTY ? -ENOTSUP : -errno;
+	got = fi.roles;
 	if ((roles & (got & 3)) != roles)
 		return -EBADF;	/* the open file lacks a role asked for */
 	if (roles != (got & 3) && ioctl(fd, IPCD_IOC_SETROLE, &roles) < 0)
@@ -160,11 +162,14 @@ int ipcd_attach(int fd, int flags, struct ipcd_chan **out)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	r = chan_map(c, fd, (size_t)st.st_size, got >> IPCD_SIDE_SHIFT);
+	r = chan_map(c, fd, (size_t)st.st_size, fi.side);
 	if (r) {
 		free(c);
 		return r;
 	}
+	/* The end-of-file rule belongs to the open file, which may be older
+	 * than this mapping (inherited across exec): the daemon knows it. */
+	c->in.eof_epoch = fi.eof_epoch;
 	c->fd = fd;
 	c->roles = roles;
 	c->nonblock = !!(flags & O_NONBLOCK);
@@ -296,7 +301,8 @@ static short revents(const struct ipcd_chan *c, short events)
 	    IPCD_RING_S_BROKEN)
 		return POLLERR;
 	if ((c->roles & IPCD_ROLE_READ) && ipcd_ring_can_read(&c->in)) {
-		if (ipcd_ring_readable(&c->in) != 0)
+		/* Bytes (or a pad to skip) are in, or every writer is gone. */
+		if (atomic_load(&c->in.r->tail) != atomic_load(&c->in.r->head))
 			rev |= POLLIN;
 		else
 			rev |= POLLIN | POLLHUP;

@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdatomic.h>
@@ -266,6 +267,9 @@ static int load_used(const struct ipcd_view *v, uint64_t *head, uint64_t *tail)
 	*tail = atomic_load_explicit(&v->r->tail, ACQUIRE);
 	if (*tail - *head > v->cap)
 		return -EIO;
+	if ((v->features & IPCD_RING_F_MESSAGE) &&
+	    ((*head | *tail) & (IPCD_REC_ALIGN - 1)))
+		return -EIO;
 	return 0;
 }
 
@@ -309,13 +313,24 @@ ssize_t ipcd_ring_readable(const struct ipcd_view *v)
 		return (ssize_t)(tail - head);
 	pos = head & (v->cap - 1);
 	to_end = v->cap - pos;
+	if (tail - head < sizeof(rec))
+		return -EIO;
 	memcpy(&rec, v->data + pos, sizeof(rec));
 	if (rec.flags & IPCD_REC_PAD) {
-		if (tail - head <= to_end)
+		if (rec.flags != IPCD_REC_PAD || rec.len != to_end - sizeof(rec) ||
+		    tail - head < to_end)
+			return -EIO;
+		if (tail - head == to_end)
+			return 0;
+		head += to_end;
+		pos = 0;
+		to_end = v->cap;
+		if (tail - head < sizeof(rec))
 			return -EIO;
 		memcpy(&rec, v->data, sizeof(rec));
 	}
-	if (rec.len > v->msg_max)
+	if (rec.flags != 0 || rec.len > v->msg_max ||
+	    rec_size(rec.len) > tail - head || rec_size(rec.len) > to_end)
 		return -EIO;
 	return rec.len;
 }
@@ -478,13 +493,15 @@ static ssize_t take_locked(struct ipcd_view *v, void *buf, size_t len,
 	uint64_t head, tail, used, pos, to_end;
 	struct ipcd_ring_rec rec;
 	size_t n;
+	/* Before the indexes: if the writers were gone, their last tail is in. */
+	int gone = writers_gone(v);
 
 	if (load_used(v, &head, &tail))
 		return -EIO;
 	used = tail - head;
 	*headp = head;
 	if (used == 0)
-		return writers_gone(v) ? IPCD_EOF : -EAGAIN;
+		return gone ? IPCD_EOF : -EAGAIN;
 	if (!(v->features & IPCD_RING_F_MESSAGE)) {
 		n = len < used ? len : (size_t)used;
 		copy_out(v, head, buf, n);
@@ -552,7 +569,8 @@ ssize_t ipcd_ring_read(struct ipcd_view *v, void *buf, size_t len,
 		wake(v, IPCD_WAIT_SPACE);
 	if (n == -EAGAIN && moved)
 		/* Only a pad was consumed: the ring may have ended meanwhile. */
-		return writers_gone(v) && ipcd_ring_readable(v) == 0 ? IPCD_EOF : -EAGAIN;
+		return writers_gone(v) &&
+		       atomic_load_explicit(&v->r->tail, ACQUIRE) == head ? IPCD_EOF : -EAGAIN;
 	return n;
 }
 
@@ -613,6 +631,9 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 			}
 			if (now_ns() - start >= spin_ns)
 				break;
+			/* Let a peer that shares our CPU run: spinning alone would
+			 * keep it from making the progress we wait for. */
+			sched_yield();
 		}
 	}
 	/* Sequentially consistent: our sleeper count is visible before we

@@ -113,6 +113,8 @@ int chan_create(struct inode *in, uint64_t capacity, uint32_t features)
 		return r;
 	}
 	in->chan = ch;
+	cds_list_add(&ch->all, &ipcd->chans);
+	ipcd->created++;
 	ipcd->nchannels++;
 	ipcd->mem_used += capacity * ch->nrings;
 	return 0;
@@ -154,6 +156,8 @@ void chan_free_ring(struct chan *ch)
 	if (ch->memfd < 0)
 		return;
 	coord_unwatch(ch);
+	ipcd->freed_bytes += chan_bytes(ch);
+	cds_list_del(&ch->all);
 	if (ch->backing_id)
 		pt_backing_close(ipcd, ch->backing_id);
 	if (ch->map)
@@ -174,6 +178,17 @@ static const char *kind_name(uint32_t features)
 	case IPCD_RING_F_MESSAGE | IPCD_RING_F_DUPLEX: return "duplex-message";
 	default: return "stream";
 	}
+}
+
+/* Bytes ever written into the channel's rings (by any path). */
+uint64_t chan_bytes(const struct chan *ch)
+{
+	uint64_t sum = 0;
+	unsigned i;
+
+	for (i = 0; ch->map && i < ch->nrings; i++)
+		sum += atomic_load(&ch->rs[i].v.r->tail);
+	return sum;
 }
 
 const char *chan_kind(const struct chan *ch)
@@ -288,6 +303,8 @@ static void drop_roles(struct handle *h, unsigned roles, bool narrowing)
 	publish_peers(ch);
 }
 
+static bool want(struct rstate *rs, bool data, bool space);
+
 /* ---- moving bytes for the slow path -------------------------------------- */
 
 static struct ipcd_view read_view(struct handle *h)
@@ -321,6 +338,9 @@ static ssize_t do_read(struct handle *h, void *buf, size_t size)
 
 	if (ch->broken || !ch->map)
 		return -EIO;
+	/* Our own read must not wake the core for our own space interest;
+	 * chan_progress counts us again afterwards. */
+	want(in_ring(h), in_ring(h)->want_data, false);
 	v = read_view(h);
 	n = ipcd_ring_read(&v, buf, size, ipcd_tid(), 0, NULL);
 	if (n == -EBUSY)
@@ -329,6 +349,8 @@ static ssize_t do_read(struct handle *h, void *buf, size_t size)
 		n = ipcd_ring_read(&v, buf, size, ipcd_tid(), 0, NULL);
 	if (n == -EIO)
 		chan_break(ch);
+	if (n > 0)
+		ipcd->slow_bytes += (uint64_t)n;
 	return n;
 }
 
@@ -343,6 +365,8 @@ static int do_write(struct handle *h, const unsigned char *buf, size_t size,
 
 	if (ch->broken || !ch->map)
 		return -EIO;
+	/* Likewise: our own write must not wake the core for our data interest. */
+	want(out, false, out->want_space);
 	while (*done < size || (size == 0 && *done == 0)) {
 		n = ipcd_ring_write(&out->v, buf + *done, size - *done, ipcd_tid());
 		if (n == -EBUSY)
@@ -355,6 +379,7 @@ static int do_write(struct handle *h, const unsigned char *buf, size_t size,
 			return (int)n;
 		}
 		*done += (size_t)n;
+		ipcd->slow_bytes += (uint64_t)n;
 		if ((ch->features & IPCD_RING_F_MESSAGE) || size == 0)
 			break;
 		again = 0;
@@ -797,6 +822,21 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		fuse_reply_err(req, ENOSYS);
 		return;
 	}
+	if (cmd == IPCD_IOC_GETINFO) {
+		struct ipcd_fileinfo info = { 0 };
+
+		if (out_bufsz < sizeof(info)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		pthread_mutex_lock(&ipcd->mu);
+		info.roles = h->roles;
+		info.side = h->side;
+		info.eof_epoch = h->eof_epoch;
+		pthread_mutex_unlock(&ipcd->mu);
+		fuse_reply_ioctl(req, 0, &info, sizeof(info));
+		return;
+	}
 	if (cmd == IPCD_IOC_GETROLE) {
 		if (out_bufsz < sizeof(v)) {
 			fuse_reply_err(req, EINVAL);
@@ -819,7 +859,7 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 	memcpy(&v, in_buf, sizeof(v));
 	pthread_mutex_lock(&ipcd->mu);
 	if (cmd == IPCD_IOC_SETROLE) {
-		if (v == 0 || (v & ~h->roles))
+		if (v & ~h->roles)
 			err = EINVAL;
 		else
 			drop_roles(h, h->roles & ~v, true);

@@ -103,6 +103,7 @@ struct chan {
 	char label[64];			/* user.ipcd.label */
 	struct cds_list_head handles;	/* struct handle */
 	struct cds_list_head watch;	/* in fs->watched while watched */
+	struct cds_list_head all;	/* in fs->chans while it has a ring */
 	bool watched;
 };
 
@@ -134,6 +135,10 @@ struct ipcd_fs {
 	fuse_ino_t next_ino;
 	uint64_t nchannels;
 	uint64_t mem_used;
+	struct cds_list_head chans;	/* every channel with a ring */
+	uint64_t created;		/* channels ever made */
+	uint64_t freed_bytes;		/* bytes ever written to rings now freed */
+	uint64_t slow_bytes;		/* bytes the daemon read or wrote for clients */
 
 	/* Coordination core. */
 	struct cds_list_head watched;	/* struct chan, under mu */
@@ -161,6 +166,7 @@ bool chan_busy(const struct chan *ch);
 int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features);
 void chan_free_ring(struct chan *ch);
 int chan_info(struct chan *ch, char *buf, size_t len);
+uint64_t chan_bytes(const struct chan *ch);
 const char *chan_kind(const struct chan *ch);
 void chan_progress(struct chan *ch);
 void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);

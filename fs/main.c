@@ -337,6 +337,7 @@ int main(int argc, char *argv[])
 
 	pthread_mutex_init(&fs.mu, NULL);
 	CDS_INIT_LIST_HEAD(&fs.watched);
+	CDS_INIT_LIST_HEAD(&fs.chans);
 	fs.rbuf = malloc(IPCD_RBUF_SIZE);
 	if (!fs.rbuf || ns_init(&fs)) {
 		fprintf(stderr, "ipcd: out of memory\n");

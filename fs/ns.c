@@ -782,6 +782,30 @@ static void reply_value(fuse_req_t req, const char *v, size_t len, size_t size)
 		fuse_reply_buf(req, v, len);
 }
 
+/* The mount's state: fast path, channels, memory, and bytes moved in all
+ * (bytes) and by the daemon itself (slow_bytes): their difference went
+ * through the rings alone. */
+static int status_line(char *v, size_t len)
+{
+	uint64_t bytes = ipcd->freed_bytes;
+	struct chan *ch;
+
+	cds_list_for_each_entry(ch, &ipcd->chans, all)
+		bytes += chan_bytes(ch);
+	return snprintf(v, len,
+			"fastpath=%s%s%s channels=%llu memory=%llu/%llu created=%llu "
+			"bytes=%llu slow_bytes=%llu\n",
+			ipcd->fastpath ? "on" : "off",
+			ipcd->fastpath ? "" : " reason=",
+			ipcd->fastpath ? "" : ipcd->fastpath_why,
+			(unsigned long long)ipcd->nchannels,
+			(unsigned long long)ipcd->mem_used,
+			(unsigned long long)ipcd->mem_limit,
+			(unsigned long long)ipcd->created,
+			(unsigned long long)bytes,
+			(unsigned long long)ipcd->slow_bytes);
+}
+
 static void ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			size_t size)
 {
@@ -794,14 +818,7 @@ static void ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	if (!in)
 		err = ENOENT;
 	else if (ino == FUSE_ROOT_ID && !strcmp(name, XA_STATUS))
-		len = snprintf(v, sizeof(v),
-			       "fastpath=%s%s%s channels=%llu memory=%llu/%llu\n",
-			       ipcd->fastpath ? "on" : "off",
-			       ipcd->fastpath ? "" : " reason=",
-			       ipcd->fastpath ? "" : ipcd->fastpath_why,
-			       (unsigned long long)ipcd->nchannels,
-			       (unsigned long long)ipcd->mem_used,
-			       (unsigned long long)ipcd->mem_limit);
+		len = status_line(v, sizeof(v));
 	else if (!in->chan)
 		err = ENODATA;
 	else if (!strcmp(name, XA_KIND))

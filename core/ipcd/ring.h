@@ -167,4 +167,16 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, daemon_pid) == 272, "daemon_
 #define IPCD_IOC_GETROLE	0x8004ab02u	/* _IOR(0xab, 2, uint32_t) */
 #define IPCD_IOC_SETSIDE	0x4004ab03u	/* _IOW(0xab, 3, uint32_t) */
 
+/* GETINFO: what the daemon knows of this open file, for a new mapping. */
+struct ipcd_fileinfo {
+	uint32_t roles;		/* IPCD_ROLE_* */
+	uint32_t side;		/* duplex side, else 0 */
+	uint32_t eof_epoch;	/* end of file once the writer epoch reached it */
+	uint32_t reserved;	/* zero */
+};
+#define IPCD_IOC_GETINFO	0x8010ab04u	/* _IOR(0xab, 4, struct ipcd_fileinfo) */
+#ifndef __cplusplus
+_Static_assert(sizeof(struct ipcd_fileinfo) == 16, "fileinfo is 16 bytes");
+#endif
+
 #endif /* IPCD_RING_H */

@@ -1,0 +1,126 @@
+/*
+ * io.c - moving bytes on an accelerated fd through its ring, with the
+ * semantics of a kernel pipe or socket pair: blocking unless O_NONBLOCK or
+ * MSG_DONTWAIT, EPIPE with SIGPIPE when no reader is left (unless
+ * MSG_NOSIGNAL), a message per call on message channels, and the
+ * scatter/gather calls done as one read or write.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim.h"
+
+#define BOUNCE_STACK	16384
+
+static int ioflags(struct sfd *s, int msg_flags)
+{
+	int f = 0;
+
+	if (atomic_load_explicit(&s->nonblock, memory_order_relaxed) ||
+	    (msg_flags & MSG_DONTWAIT))
+		f |= IPCD_NONBLOCK;
+	if (msg_flags & MSG_PEEK)
+		f |= IPCD_PEEK;
+	return f;
+}
+
+ssize_t shim_read(struct sfd *s, void *buf, size_t len, int flags, size_t *full)
+{
+	struct ipcd_chan *c = atomic_load(&s->c);
+	ssize_t n, got = 0;
+
+	if (!(s->roles & IPCD_ROLE_READ))
+		return -EBADF;
+	if (atomic_load(&s->shut_rd))
+		return 0;
+	n = ipcd_recv(c, buf, len, ioflags(s, flags) | (full ? IPCD_TRUNC : 0));
+	if (n >= 0 && full) {
+		*full = (size_t)n;
+		n = (size_t)n > len ? (ssize_t)len : n;
+	}
+	if (n <= 0 || !(flags & MSG_WAITALL) || ipcd_is_message(c))
+		return n;
+	/* MSG_WAITALL on a stream: keep reading until full, EOF or error. */
+	got = n;
+	while ((size_t)got < len) {
+		n = ipcd_recv(c, (char *)buf + got, len - (size_t)got, ioflags(s, flags));
+		if (n <= 0)
+			break;
+		got += n;
+	}
+	return got;
+}
+
+ssize_t shim_write(struct sfd *s, const void *buf, size_t len, int flags)
+{
+	ssize_t n;
+
+	if (!(s->roles & IPCD_ROLE_WRITE))
+		return s->kind == SK_PIPE ? -EBADF : -EPIPE;
+	n = ipcd_send(atomic_load(&s->c), buf, len, ioflags(s, flags));
+	if (n == -EPIPE && !(flags & MSG_NOSIGNAL))
+		raise(SIGPIPE);
+	return n;
+}
+
+static size_t iov_total(const struct iovec *iov, int cnt)
+{
+	size_t t = 0;
+	int i;
+
+	for (i = 0; i < cnt; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* readv/recvmsg: one read into a bounce buffer, then scattered. */
+ssize_t shim_readv(struct sfd *s, const struct iovec *iov, int cnt, int flags,
+		   size_t *full)
+{
+	char stack[BOUNCE_STACK], *b = stack;
+	size_t len = iov_total(iov, cnt), at = 0, k;
+	ssize_t n;
+	int i;
+
+	if (cnt == 1)
+		return shim_read(s, iov[0].iov_base, iov[0].iov_len, flags, full);
+	if (len > sizeof(stack) && !(b = malloc(len)))
+		return -ENOMEM;
+	n = shim_read(s, b, len, flags, full);
+	for (i = 0; i < cnt && n > 0 && at < (size_t)n; i++) {
+		k = iov[i].iov_len < (size_t)n - at ? iov[i].iov_len : (size_t)n - at;
+		memcpy(iov[i].iov_base, b + at, k);
+		at += k;
+	}
+	if (b != stack)
+		free(b);
+	return n;
+}
+
+/* writev/sendmsg: gathered into one write, so PIPE_BUF atomicity and
+ * message boundaries hold. */
+ssize_t shim_writev(struct sfd *s, const struct iovec *iov, int cnt, int flags)
+{
+	char stack[BOUNCE_STACK], *b = stack;
+	size_t len = iov_total(iov, cnt), at = 0;
+	ssize_t n;
+	int i;
+
+	if (cnt == 1)
+		return shim_write(s, iov[0].iov_base, iov[0].iov_len, flags);
+	if (len == 0)
+		return shim_write(s, "", 0, flags);
+	if (len > sizeof(stack) && !(b = malloc(len)))
+		return -ENOMEM;
+	for (i = 0; i < cnt; i++) {
+		memcpy(b + at, iov[i].iov_base, iov[i].iov_len);
+		at += iov[i].iov_len;
+	}
+	n = shim_write(s, b, len, flags);
+	if (b != stack)
+		free(b);
+	return n;
+}

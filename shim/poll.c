@@ -1,0 +1,297 @@
+/*
+ * poll.c - readiness for channel ends without a trip through the daemon in
+ * the common case.  poll, ppoll, select and pselect first look at the rings
+ * of the channel fds (and, with a zero timeout, at the other fds through the
+ * kernel); when something is ready they answer at once, and when only
+ * channel fds are watched they spin briefly on the rings.  Otherwise they
+ * fall back to the real call, where the daemon's poll support and the
+ * coordination core give the same answers, just later.  epoll goes to the
+ * kernel as it is: the channel files support it through the daemon.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "shim.h"
+
+#define SPIN_NS	50000	/* as the ring's own waits */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+short shim_revents(struct sfd *s, short events)
+{
+	short rev = (short)ipcd_wait(atomic_load(&s->c), events, 0);
+
+	if (rev < 0)
+		return POLLERR;
+	if (!(s->roles & IPCD_ROLE_WRITE))
+		rev &= ~(POLLOUT | POLLWRNORM);
+	if (atomic_load(&s->shut_rd) && (events & POLLIN))
+		rev |= POLLIN;	/* reads give 0 at once */
+	return rev;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Look at the rings.  Returns -1 if no fd is a channel end (use the real
+ * call), else the number of fds with events, having filled revents of the
+ * channel fds; *others says whether non-channel fds are in the set.
+ */
+static int scan(struct pollfd *fds, nfds_t n, bool *others)
+{
+	nfds_t i;
+	int chans = 0, ready = 0;
+	struct sfd *s;
+
+	*others = false;
+	for (i = 0; i < n; i++) {
+		if (fds[i].fd < 0)
+			continue;
+		s = fdtab_get(fds[i].fd);
+		if (!s) {
+			*others = true;
+			continue;
+		}
+		chans++;
+		fds[i].revents = shim_revents(s, fds[i].events);
+		if (fds[i].revents)
+			ready++;
+		sfd_put(s);
+	}
+	return chans ? ready : -1;
+}
+
+/* With channel fds ready: ask the kernel about the others without waiting. */
+static int merge_others(struct pollfd *fds, nfds_t n, int ready)
+{
+	struct pollfd *o = malloc(n * sizeof(*o));
+	nfds_t i, k = 0;
+	struct sfd *s;
+	int r;
+
+	if (!o)
+		return ready;
+	for (i = 0; i < n; i++) {
+		s = fds[i].fd >= 0 ? fdtab_get(fds[i].fd) : NULL;
+		if (s) {
+			sfd_put(s);
+			o[i].fd = -1;
+		} else {
+			o[i] = fds[i];
+			k++;
+		}
+		o[i].revents = 0;
+	}
+	r = k ? real.poll(o, n, 0) : 0;
+	for (i = 0; r > 0 && i < n; i++)
+		if (o[i].fd >= 0) {
+			fds[i].revents = o[i].revents;
+			if (o[i].revents)
+				ready++;
+		}
+	free(o);
+	return ready;
+}
+
+/* The fast answer, or -1 to go to the kernel.  timeout_ns < 0: forever. */
+static int fast_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
+{
+	uint64_t start;
+	bool others;
+	int r;
+
+	if (!fdtab_any())
+		return -1;
+	r = scan(fds, n, &others);
+	if (r < 0)
+		return -1;
+	if (r > 0)
+		return others ? merge_others(fds, n, r) : r;
+	if (others) {
+		r = merge_others(fds, n, 0);
+		if (r > 0 || timeout_ns == 0)
+			return r;
+		return -1;
+	}
+	if (timeout_ns == 0)
+		return 0;
+	/* Only channel fds: spin on the rings before a trip to the daemon. */
+	start = now_ns();
+	while (now_ns() - start < SPIN_NS &&
+	       (timeout_ns < 0 || (int64_t)(now_ns() - start) < timeout_ns)) {
+		r = scan(fds, n, &others);
+		if (r != 0)
+			return r;
+		cpu_relax();
+	}
+	return -1;
+}
+
+SHIM_API int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	int r;
+
+	if (__builtin_expect(!real.poll, 0))
+		shim_init();
+	r = fast_poll(fds, n, timeout < 0 ? -1 : (int64_t)timeout * 1000000);
+	return r >= 0 ? r : real.poll(fds, n, timeout);
+}
+
+SHIM_API int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t len)
+{
+	if (__builtin_expect(!real.poll, 0))
+		shim_init();
+	if (n > len / sizeof(*fds))
+		return real.poll_chk(fds, n, timeout, len);
+	return poll(fds, n, timeout);
+}
+
+SHIM_API int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+		   const sigset_t *mask)
+{
+	int r;
+
+	if (__builtin_expect(!real.ppoll, 0))
+		shim_init();
+	r = fast_poll(fds, n, ts ? (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec : -1);
+	return r >= 0 ? r : real.ppoll(fds, n, ts, mask);
+}
+
+SHIM_API int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+			 const sigset_t *mask, size_t len)
+{
+	if (__builtin_expect(!real.ppoll, 0))
+		shim_init();
+	if (n > len / sizeof(*fds))
+		return real.ppoll_chk(fds, n, ts, mask, len);
+	return ppoll(fds, n, ts, mask);
+}
+
+/* select in terms of the fast poll: only when a channel fd is in the sets. */
+static int fast_select(int nfds, fd_set *r, fd_set *w, fd_set *e, int64_t timeout_ns)
+{
+	struct pollfd pf[FD_SETSIZE];
+	nfds_t n = 0, i;
+	struct sfd *s;
+	bool chan = false;
+	int fd, ready;
+
+	if (!fdtab_any() || nfds < 0 || nfds > FD_SETSIZE)
+		return -1;
+	for (fd = 0; fd < nfds; fd++) {
+		short ev = 0;
+
+		if (r && FD_ISSET(fd, r))
+			ev |= POLLIN;
+		if (w && FD_ISSET(fd, w))
+			ev |= POLLOUT;
+		if (e && FD_ISSET(fd, e))
+			ev |= POLLPRI;
+		if (!ev)
+			continue;
+		if ((s = fdtab_get(fd))) {
+			chan = true;
+			sfd_put(s);
+		}
+		pf[n].fd = fd;
+		pf[n].events = ev;
+		pf[n].revents = 0;
+		n++;
+	}
+	if (!chan)
+		return -1;
+	ready = fast_poll(pf, n, timeout_ns);
+	if (ready < 0)
+		return -1;
+	if (r)
+		FD_ZERO(r);
+	if (w)
+		FD_ZERO(w);
+	if (e)
+		FD_ZERO(e);
+	ready = 0;
+	for (i = 0; i < n; i++) {
+		short rev = pf[i].revents;
+
+		if (r && (pf[i].events & POLLIN) && (rev & (POLLIN | POLLHUP | POLLERR))) {
+			FD_SET(pf[i].fd, r);
+			ready++;
+		}
+		if (w && (pf[i].events & POLLOUT) && (rev & (POLLOUT | POLLERR))) {
+			FD_SET(pf[i].fd, w);
+			ready++;
+		}
+		if (e && (pf[i].events & POLLPRI) && (rev & POLLPRI)) {
+			FD_SET(pf[i].fd, e);
+			ready++;
+		}
+	}
+	return ready;
+}
+
+SHIM_API int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	fd_set r0, w0, e0;
+	int n;
+
+	if (__builtin_expect(!real.select, 0))
+		shim_init();
+	if (r)
+		r0 = *r;
+	if (w)
+		w0 = *w;
+	if (e)
+		e0 = *e;
+	n = fast_select(nfds, r, w, e,
+			tv ? (int64_t)tv->tv_sec * 1000000000 + tv->tv_usec * 1000 : -1);
+	if (n >= 0)
+		return n;
+	if (r)
+		*r = r0;
+	if (w)
+		*w = w0;
+	if (e)
+		*e = e0;
+	return real.select(nfds, r, w, e, tv);
+}
+
+SHIM_API int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
+		     const struct timespec *ts, const sigset_t *mask)
+{
+	fd_set r0, w0, e0;
+	int n;
+
+	if (__builtin_expect(!real.pselect, 0))
+		shim_init();
+	if (r)
+		r0 = *r;
+	if (w)
+		w0 = *w;
+	if (e)
+		e0 = *e;
+	n = fast_select(nfds, r, w, e,
+			ts ? (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec : -1);
+	if (n >= 0)
+		return n;
+	if (r)
+		*r = r0;
+	if (w)
+		*w = w0;
+	if (e)
+		*e = e0;
+	return real.pselect(nfds, r, w, e, ts, mask);
+}
