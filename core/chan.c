@@ -293,6 +293,18 @@ ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags)
 	}
 }
 
+void ipcd_marks(const struct ipcd_chan *c, uint64_t m[2]);
+void ipcd_marks(const struct ipcd_chan *c, uint64_t m[2])
+{
+	const uint64_t k = 0x9e3779b97f4a7c15ull;
+
+	m[0] = atomic_load(&c->in.r->tail) ^
+	       atomic_load(&c->in.r->writers_epoch) * k;
+	m[1] = atomic_load(&c->out.r->head) ^
+	       (atomic_load(&c->out.r->readers) + 1) * k ^
+	       atomic_load(&c->in.r->state) ^ atomic_load(&c->out.r->state) << 1;
+}
+
 static short revents(const struct ipcd_chan *c, short events)
 {
 	short rev = 0;
@@ -300,12 +312,13 @@ static short revents(const struct ipcd_chan *c, short events)
 	if ((atomic_load(&c->in.r->state) | atomic_load(&c->out.r->state)) &
 	    IPCD_RING_S_BROKEN)
 		return POLLERR;
-	if ((c->roles & IPCD_ROLE_READ) && ipcd_ring_can_read(&c->in)) {
-		/* Bytes (or a pad to skip) are in, or every writer is gone. */
+	if (c->roles & IPCD_ROLE_READ) {
+		/* Bytes (or a pad to skip) are in; hang-up as soon as every
+		 * writer is gone, data or not, as for a pipe. */
 		if (atomic_load(&c->in.r->tail) != atomic_load(&c->in.r->head))
 			rev |= POLLIN;
-		else
-			rev |= POLLIN | POLLHUP;
+		if (ipcd_ring_hup(&c->in))
+			rev |= POLLHUP;
 	}
 	if ((c->roles & IPCD_ROLE_WRITE) && ipcd_ring_can_write(&c->out, PIPE_BUF)) {
 		if (atomic_load(&c->out.r->readers) == 0)

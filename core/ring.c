@@ -344,6 +344,11 @@ ssize_t ipcd_ring_space(const struct ipcd_view *v)
 	return (ssize_t)(v->cap - (tail - head));
 }
 
+int ipcd_ring_hup(const struct ipcd_view *v)
+{
+	return writers_gone(v);
+}
+
 int ipcd_ring_can_read(const struct ipcd_view *v)
 {
 	uint64_t head, tail;

@@ -68,6 +68,9 @@ ssize_t ipcd_ring_readable(const struct ipcd_view *v);
 /* Free bytes; -EIO if corrupt. */
 ssize_t ipcd_ring_space(const struct ipcd_view *v);
 
+/* Whether every writer is gone, by the end-of-file rule (POLLHUP). */
+int ipcd_ring_hup(const struct ipcd_view *v);
+
 /* Whether a read / write could make progress or learn its end now. */
 int ipcd_ring_can_read(const struct ipcd_view *v);
 int ipcd_ring_can_write(const struct ipcd_view *v, size_t need);

@@ -406,8 +406,8 @@ static short handle_revents(struct handle *h)
 	if (h->roles & IPCD_ROLE_READ) {
 		if (atomic_load(&v.r->tail) != atomic_load(&v.r->head))
 			rev |= POLLIN | POLLRDNORM;
-		else if (ipcd_ring_can_read(&v))
-			rev |= POLLHUP;
+		if (ipcd_ring_hup(&v))
+			rev |= POLLHUP;	/* as a pipe: data or not */
 	}
 	if (h->roles & IPCD_ROLE_WRITE) {
 		if (out->readers == 0)

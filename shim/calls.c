@@ -315,6 +315,7 @@ SHIM_API int close(int fd)
 {
 	READY(close);
 	fdtab_clear(fd);
+	shim_epoll_forget(fd);
 	return real.close(fd);
 }
 

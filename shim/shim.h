@@ -114,8 +114,13 @@ ssize_t shim_readv(struct sfd *s, const struct iovec *iov, int cnt, int flags,
 		   size_t *full);
 ssize_t shim_writev(struct sfd *s, const struct iovec *iov, int cnt, int flags);
 
-/* poll.c */
+/* poll.c, epoll.c */
 short shim_revents(struct sfd *s, short events);
+void shim_epoll_forget(int fd);
+
+/* core/chan.c, built into the shim: values that change whenever the
+ * channel's readiness may have (for edge-triggered epoll). */
+void ipcd_marks(const struct ipcd_chan *c, uint64_t m[2]);
 
 #define SHIM_API __attribute__((visibility("default")))
 
