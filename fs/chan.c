@@ -21,10 +21,16 @@
 
 /* ---- ring memory -------------------------------------------------------- */
 
+/*
+ * The largest message: it must fit the ring, and a write(2) of it must reach
+ * the daemon as one request, which the kernel guarantees up to max_write
+ * less a page (a buffer that does not start on a page boundary spans one
+ * page more).
+ */
 static uint32_t msg_max_for(uint64_t capacity)
 {
 	uint64_t m = capacity - sizeof(struct ipcd_ring_rec);
-	uint32_t w = ipcd->max_write ? ipcd->max_write : 131072;
+	uint32_t w = (ipcd->max_write ? ipcd->max_write : 131072) - 4096;
 
 	return m < w ? (uint32_t)m : w;
 }
@@ -136,6 +142,7 @@ int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features)
 	if (capacity > ipcd->max_ring_size ||
 	    ipcd->mem_used - old_mem + new_mem > ipcd->mem_limit)
 		return -ENOSPC;
+	ipcd->freed_bytes += chan_bytes(ch);	/* the counters start over */
 	munmap(ch->map, ch->map_len);
 	ch->map = NULL;
 	r = map_ring(ch, capacity, features);
@@ -625,6 +632,11 @@ void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		id = pt_backing_open(ipcd, ch->memfd);
 		if (id > 0) {
 			ch->backing_id = id;
+		} else if (ipcd->fastpath_mode == FASTPATH_REQUIRE) {
+			ipcd_log(LOG_ERR, "the kernel refused a backing file (%s); "
+				 "fastpath=require: failing the open", strerror(-id));
+			r = EIO;
+			goto out;
 		} else {
 			ipcd->fastpath = false;
 			snprintf(ipcd->fastpath_why, sizeof(ipcd->fastpath_why),

@@ -782,9 +782,10 @@ static void reply_value(fuse_req_t req, const char *v, size_t len, size_t size)
 		fuse_reply_buf(req, v, len);
 }
 
-/* The mount's state: fast path, channels, memory, and bytes moved in all
- * (bytes) and by the daemon itself (slow_bytes): their difference went
- * through the rings alone. */
+/* The mount's state: fast path, channels, memory, bytes ever written into
+ * rings (record headers and pads included), and payload bytes the daemon
+ * itself wrote or read for clients (slow_bytes): when slow_bytes stays put
+ * while bytes grows, the traffic went through the rings alone. */
 static int status_line(char *v, size_t len)
 {
 	uint64_t bytes = ipcd->freed_bytes;
