@@ -19,6 +19,8 @@
 
 #include "fs.h"
 
+static void park_free(struct parked *p);
+
 /* ---- ring memory -------------------------------------------------------- */
 
 /*
@@ -201,6 +203,34 @@ uint64_t chan_bytes(const struct chan *ch)
 const char *chan_kind(const struct chan *ch)
 {
 	return kind_name(ch->features);
+}
+
+/* At exit: free the channel and all that hangs on it; parked requests get
+ * ENOTCONN (the kernel may already have given up on them). */
+void chan_destroy(struct chan *ch)
+{
+	struct handle *h, *ht;
+	struct parked *p, *pt;
+	unsigned i;
+
+	for (i = 0; i < 2; i++) {
+		cds_list_for_each_entry_safe(p, pt, &ch->rs[i].parked_rd, link) {
+			fuse_reply_err(p->req, ENOTCONN);
+			park_free(p);
+		}
+		cds_list_for_each_entry_safe(p, pt, &ch->rs[i].parked_wr, link) {
+			fuse_reply_err(p->req, ENOTCONN);
+			park_free(p);
+		}
+	}
+	cds_list_for_each_entry_safe(h, ht, &ch->handles, link) {
+		if (h->ph)
+			fuse_pollhandle_destroy(h->ph);
+		cds_list_del(&h->link);
+		free(h);
+	}
+	chan_free_ring(ch);
+	free(ch);
 }
 
 int chan_info(struct chan *ch, char *buf, size_t len)

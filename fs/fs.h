@@ -153,6 +153,7 @@ extern struct ipcd_fs *ipcd;
 /* ns.c: namespace */
 extern const struct fuse_lowlevel_ops ipcd_ops;
 int ns_init(struct ipcd_fs *fs);
+void ns_destroy(struct ipcd_fs *fs);
 void ns_fill_attr(const struct inode *in, struct stat *st);
 void ns_maybe_free(struct inode *in);
 struct inode *ns_inode(fuse_ino_t ino);
@@ -165,6 +166,7 @@ int chan_create(struct inode *in, uint64_t capacity, uint32_t features);
 bool chan_busy(const struct chan *ch);
 int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features);
 void chan_free_ring(struct chan *ch);
+void chan_destroy(struct chan *ch);
 int chan_info(struct chan *ch, char *buf, size_t len);
 uint64_t chan_bytes(const struct chan *ch);
 const char *chan_kind(const struct chan *ch);

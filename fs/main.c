@@ -250,19 +250,18 @@ static void raise_fd_limit(void)
 	}
 }
 
-int main(int argc, char *argv[])
+static struct fuse_args args;
+static struct options o;
+static struct ipcd_fs fs;
+
+/* Everything after the command line: returns the exit status. */
+static int run(void)
 {
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct options o = { 0 };
 	struct fuse_session *se;
-	struct ipcd_fs fs = { 0 };
 	const char *mnt, *why;
 	char whybuf[160];
 	int ret = 1;
 
-	ipcd = &fs;
-	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0)
-		return 2;
 	if (o.help) {
 		usage();
 		return 0;
@@ -391,6 +390,7 @@ int main(int argc, char *argv[])
 	}
 	ret = fuse_session_loop(se) < 0 ? 1 : 0;
 	coord_stop(&fs);
+	ns_destroy(&fs);	/* answers what is still parked */
 out_rcu:
 	rcu_unregister_thread();
 out_unmount:
@@ -399,6 +399,28 @@ out_signals:
 	fuse_remove_signal_handlers(se);
 out_destroy:
 	fuse_session_destroy(se);
+	return ret;
+}
+
+int main(int argc, char *argv[])
+{
+	int ret, i;
+
+	args = (struct fuse_args)FUSE_ARGS_INIT(argc, argv);
+	ipcd = &fs;
+	if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0)
+		ret = 2;
+	else
+		ret = run();
+	ns_destroy(&fs);
+	free(fs.rbuf);
 	fuse_opt_free_args(&args);
+	free(o.ring_size);
+	free(o.max_ring_size);
+	free(o.max_channels);
+	free(o.mem_limit);
+	free(o.fastpath);
+	for (i = 0; i < o.nargs; i++)
+		free(o.args[i]);
 	return ret;
 }

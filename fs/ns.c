@@ -901,6 +901,39 @@ const struct fuse_lowlevel_ops ipcd_ops = {
 	.poll = chan_poll,
 };
 
+/* Free the whole namespace at exit, when no other thread runs. */
+void ns_destroy(struct ipcd_fs *fs)
+{
+	struct cds_lfht_iter it;
+	struct cds_lfht_node *n;
+	struct inode *in;
+
+	if (fs->dentries) {
+		cds_lfht_first(fs->dentries, &it);
+		while ((n = cds_lfht_iter_get_node(&it))) {
+			cds_lfht_next(fs->dentries, &it);
+			cds_lfht_del(fs->dentries, n);
+			free(caa_container_of(n, struct dentry, node));
+		}
+		cds_lfht_destroy(fs->dentries, NULL);
+		fs->dentries = NULL;
+	}
+	if (fs->inodes) {
+		cds_lfht_first(fs->inodes, &it);
+		while ((n = cds_lfht_iter_get_node(&it))) {
+			cds_lfht_next(fs->inodes, &it);
+			cds_lfht_del(fs->inodes, n);
+			in = caa_container_of(n, struct inode, node);
+			if (in->chan)
+				chan_destroy(in->chan);
+			free(in);
+		}
+		cds_lfht_destroy(fs->inodes, NULL);
+		fs->inodes = NULL;
+	}
+	rcu_barrier();	/* frees queued by call_rcu */
+}
+
 int ns_init(struct ipcd_fs *fs)
 {
 	struct inode *root;
