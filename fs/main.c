@@ -338,7 +338,7 @@ static int run(void)
 	CDS_INIT_LIST_HEAD(&fs.watched);
 	CDS_INIT_LIST_HEAD(&fs.chans);
 	fs.rbuf = malloc(IPCD_RBUF_SIZE);
-	if (!fs.rbuf || ns_init(&fs)) {
+	if (!fs.rbuf) {
 		fprintf(stderr, "ipcd: out of memory\n");
 		return 1;
 	}
@@ -383,7 +383,12 @@ static int run(void)
 			goto out_unmount;
 		}
 	}
+	/* The RCU tables start their helper threads: only after the fork. */
 	rcu_register_thread();
+	if (ns_init(&fs)) {
+		ipcd_log(LOG_ERR, "out of memory");
+		goto out_rcu;
+	}
 	if (coord_start(&fs)) {
 		ipcd_log(LOG_ERR, "cannot start the coordination core");
 		goto out_rcu;
