@@ -890,6 +890,20 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		fuse_reply_ioctl(req, 0, &v, sizeof(v));
 		return;
 	}
+	if (cmd == IPCD_IOC_WAKE) {
+		/* The doorbell of peers that cannot make futex calls. */
+		pthread_mutex_lock(&ipcd->mu);
+		if (h->ch->map && !h->ch->broken) {
+			for (unsigned i = 0; i < h->ch->nrings; i++) {
+				ipcd_ring_wake_all(&h->ch->rs[i].v, IPCD_WAIT_DATA);
+				ipcd_ring_wake_all(&h->ch->rs[i].v, IPCD_WAIT_SPACE);
+			}
+			chan_progress(h->ch);
+		}
+		pthread_mutex_unlock(&ipcd->mu);
+		fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
+	}
 	if (cmd != IPCD_IOC_SETROLE && cmd != IPCD_IOC_SETSIDE) {
 		fuse_reply_err(req, ENOTTY);
 		return;
@@ -923,25 +937,11 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		fuse_reply_ioctl(req, 0, NULL, 0);
 }
 
-/*
- * fsync is the doorbell for peers that cannot make futex calls (a language
- * with nothing but mmap): the daemon wakes every sleeper of the ring.
- */
 void chan_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		struct fuse_file_info *fi)
 {
-	struct handle *h = fh(fi);
-
 	(void)ino;
 	(void)datasync;
-	pthread_mutex_lock(&ipcd->mu);
-	if (h->ch->map && !h->ch->broken) {
-		for (unsigned i = 0; i < h->ch->nrings; i++) {
-			ipcd_ring_wake_all(&h->ch->rs[i].v, IPCD_WAIT_DATA);
-			ipcd_ring_wake_all(&h->ch->rs[i].v, IPCD_WAIT_SPACE);
-		}
-		chan_progress(h->ch);
-	}
-	pthread_mutex_unlock(&ipcd->mu);
-	fuse_reply_err(req, 0);
+	(void)fi;
+	fuse_reply_err(req, 0);	/* nothing is stored */
 }

@@ -53,8 +53,9 @@
  * ECONNABORTED instead of waiting forever.
  *
  * A peer that cannot make futex calls publishes as above and then, if the
- * other side's sleeper count is non-zero, calls fsync(2) on its channel
- * file: the daemon wakes every sleeper of the ring.
+ * other side's sleeper count is non-zero, rings the doorbell: the ioctl
+ * IPCD_IOC_WAKE on its channel file: the daemon wakes every sleeper of the
+ * ring.
  */
 #ifndef IPCD_RING_H
 #define IPCD_RING_H
@@ -166,6 +167,11 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, daemon_pid) == 272, "daemon_
 #define IPCD_IOC_SETROLE	0x4004ab01u	/* _IOW(0xab, 1, uint32_t) */
 #define IPCD_IOC_GETROLE	0x8004ab02u	/* _IOR(0xab, 2, uint32_t) */
 #define IPCD_IOC_SETSIDE	0x4004ab03u	/* _IOW(0xab, 3, uint32_t) */
+
+/* WAKE (no argument): the doorbell for peers that cannot make futex calls;
+ * the daemon wakes every sleeper of the channel's rings.  Unlike fsync(2) it
+ * takes no lock a parked write(2) holds. */
+#define IPCD_IOC_WAKE		0x0000ab05u	/* _IO(0xab, 5) */
 
 /* GETINFO: what the daemon knows of this open file, for a new mapping. */
 struct ipcd_fileinfo {

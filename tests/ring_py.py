@@ -1,0 +1,757 @@
+#!/usr/bin/env python3
+"""ring_py.py - an ipcd ring client in pure Python.
+
+It uses nothing but the standard library (os, mmap, struct, fcntl for the
+role ioctls, select for poll, time, and threading for the thread id and a
+fence; no ctypes), to show that the ring ABI of core/ipcd/ring.h and
+ipcd-ring(7) can be spoken by any language that can map a file and load and
+store integers at fixed offsets.
+
+Command line (exit status 0 done, 1 error with a message on stderr, 2 usage):
+
+    ring_py.py send PATH [BLOCK]     copy stdin into the channel
+    ring_py.py recv PATH [BLOCK]     copy the channel to stdout until EOF
+    ring_py.py sendmsg PATH MSG...   send each argument as one message
+    ring_py.py recvmsg PATH N        print N messages, one per line
+    ring_py.py info PATH             attach for reading, print the header(s)
+
+With CHAN_SIDE=1 in the environment it takes side 1 of a duplex channel.
+
+As a module: Channel(path, "read" | "write" | "rw", side=0), then send /
+recv on a stream channel, send_message / recv_message on a message channel,
+and close().  Attaching follows core/chan.c and ipcd-ring(7): open
+read-write, pick the side (duplex only), GETINFO (roles, side, end-of-file
+epoch), narrow the roles with SETROLE, fstat for the size, mmap it shared,
+validate the header(s) as ring.c's ipcd_view_attach does.
+
+What a pure-Python end can and cannot do
+========================================
+
+1. It never sleeps on a futex; it wakes futex sleepers through the daemon.
+   Python has no futex call without ctypes.  A waiting Python end polls the
+   ring instead, backing off from busy re-checks to sleeps of at most 1 ms;
+   it never counts itself in rd_sleepers / wr_sleepers, so nobody ever needs
+   to wake it.  After it publishes tail (head) it does what ring.h asks of a
+   producer (consumer) as far as it can: a full fence, then, when
+   rd_sleepers (wr_sleepers) is non-zero, data_seq (space_seq) += 1.  That
+   bump alone reaches only a sleeper that took its snapshot of the word but
+   has not yet entered FUTEX_WAIT: FUTEX_WAKE is the call it cannot make.
+   So it then rings the doorbell ring.h defines for such peers, the ioctl
+   IPCD_IOC_WAKE on its channel file: the daemon wakes every sleeper of the
+   channel's rings and answers the read()s and write()s it parked.  The
+   price is a round trip to the daemon per publish while someone sleeps,
+   none while nobody does.  (The ioctl takes no inode lock, unlike fsync(2),
+   which waits behind a write() the daemon holds back for room.)
+
+   A waiting Python end also checks, once a second, that the daemon named
+   in daemon_pid still runs, and reports ECONNABORTED if not, as the C API
+   does.
+
+2. It has no compare-and-swap, so its producer/consumer lock is advisory.
+   Python's mmap offers loads and stores, no atomic read-modify-write.  The
+   lock is taken by loading the word, storing our thread id into it only if
+   its owner bits were 0, fencing, and re-reading it: we hold the lock if our
+   id is still there.  This is not mutual exclusion.  A peer whose CAS lands between our
+   load and our store also believes it holds the lock, and both copy at once;
+   the re-read catches only a racer whose store lands after ours.  So a
+   Python end must be the only producer (or the only consumer) of its
+   direction: no second writer (reader) of that ring at the same time, in
+   Python or C, and no slow-path read()/write() peer of the same role (the
+   daemon takes the same lock for those).  What the lock still gives: C ends
+   see a live holder and wait, C ends take the lock over from a dead Python
+   holder (its thread id is checked with kill(tid, 0)), and we take it over
+   from a dead holder the same way.  Release is a plain store of 0; a
+   waiters bit a C end set meanwhile is lost, which is harmless because C
+   lock waiters sleep at most 10 ms between looks.  Likewise data_seq and
+   space_seq are bumped by load and store, not fetch-add: a concurrent C
+   bump can swallow ours, which is why the doorbell of 1 follows it.
+
+3. Memory ordering, and how the shared words are touched.
+   * Every shared header word is loaded and stored through memoryview casts
+     of the mapping ('Q' for 64-bit, 'I' for 32-bit words).  Item get and
+     set of such a view is a memcpy of exactly 8 (4) bytes to or from an
+     aligned address, which the C compiler emits as one mov: single-copy
+     atomic on x86-64.
+   * Never struct.pack_into onto a shared word: the reference interpreter
+     clears the target with memset before writing the value, so a peer can
+     read 0 in between (measured: thousands of zero reads per second while
+     another process stored non-zero values).  A tail that reads 0 makes a C
+     peer see tail - head > capacity and fail the whole channel with EIO.
+     struct.unpack_from is a plain load and would be fine; slice assignment
+     (mm[a:b] = bytes) is a memcpy of the slice and would in practice also be
+     one 8-byte store, but the memoryview casts say what is meant.
+   * x86-64 is TSO: stores become visible in program order, and loads are
+     not reordered with older loads nor with younger stores.  So "copy the
+     bytes, then store tail" already is the release store of ring.h, and
+     "load tail, then copy the bytes" the acquire load; the same holds for
+     head in the other direction.  The interpreter performs these accesses
+     as separate calls into C, in program order, which the C compiler cannot
+     merge or reorder.
+   * The one reordering TSO allows, a load passing an older store, matters
+     where ring.h asks for a full fence: between publishing tail (head) and
+     loading rd_sleepers (wr_sleepers).  full_fence() below takes and drops a
+     threading.Lock; the interpreter implements that with an atomic
+     read-modify-write (a LOCK-prefixed instruction), a full barrier on
+     x86-64.
+   * None of this holds on weakly ordered CPUs (arm64, POWER, ...), where
+     plain stores may become visible out of order.  The module refuses to
+     run anywhere but x86-64 unless IPCD_PY_ANY_ARCH=1 is set, and it has
+     been checked only on the reference interpreter.
+
+4. End of file.  A reader takes its eof_epoch from the daemon (GETINFO),
+   which fixed it when the open file got its reader role.  When the ring is
+   empty, it has EOF once writers == 0 and the writer epoch has reached
+   eof_epoch (a signed 32-bit difference).  This client loads
+   writers_epoch BEFORE head and tail: a writer stores its last tail before it
+   closes, and the daemon publishes the close after that, so seeing the close
+   first guarantees that the tail load which follows sees every byte written.
+"""
+
+import errno
+import fcntl
+import mmap
+import os
+import platform
+import stat
+import struct
+import sys
+import threading
+import time
+
+# ---- the ABI (core/ipcd/ring.h) ------------------------------------------
+
+RING_MAGIC = 0x52435049          # "IPCR" in memory order
+RING_VERSION = 1
+RING_HDR_SIZE = 4096             # bytes before the data area
+RING_MIN_CAPACITY = 4096
+RING_MAX_CAPACITY = 1 << 30
+RING_STRUCT_SIZE = 320           # sizeof(struct ipcd_ring)
+RING_F_MESSAGE = 1 << 0
+RING_F_DUPLEX = 1 << 1           # a second ring follows at map_size
+RING_F_KNOWN = RING_F_MESSAGE | RING_F_DUPLEX
+RING_S_BROKEN = 1 << 0
+LOCK_WAITERS = 0x80000000
+LOCK_TID_MAX = 4194304
+REC_PAD = 1 << 0
+REC_ALIGN = 8
+REC_HDR_SIZE = 8                 # struct ipcd_ring_rec { u32 len, flags; }
+ROLE_READ = 1
+ROLE_WRITE = 2
+SIDE_SHIFT = 8
+IOC_SETROLE = 0x4004AB01         # _IOW(0xab, 1, uint32_t)
+IOC_GETROLE = 0x8004AB02         # _IOR(0xab, 2, uint32_t)
+IOC_SETSIDE = 0x4004AB03         # _IOW(0xab, 3, uint32_t)
+IOC_GETINFO = 0x8010AB04         # _IOR(0xab, 4, struct ipcd_fileinfo)
+IOC_WAKE = 0x0000AB05            # _IO(0xab, 5): the doorbell
+PIPE_BUF = 4096
+
+# Cache line 0, written once by the daemon: magic, version, hdr_size,
+# features, msg_max, data_off, capacity, map_size (host byte order).
+_HDR = struct.Struct("=IHHIIQQQ")
+_REC = struct.Struct("=II")
+_FILEINFO = struct.Struct("=IIII")     # roles, side, eof_epoch, reserved
+
+# Indexes of the shared words in the 'Q' (8-byte) and 'I' (4-byte) views.
+_Q_TAIL = 64 // 8
+_Q_HEAD = 128 // 8
+_Q_WRITERS_EPOCH = 256 // 8
+_I_WLOCK = 72 // 4
+_I_RLOCK = 136 // 4
+_I_DATA_SEQ = 192 // 4
+_I_RD_SLEEPERS = 196 // 4
+_I_SPACE_SEQ = 200 // 4
+_I_WR_SLEEPERS = 204 // 4
+_I_READERS = 264 // 4
+_I_STATE = 268 // 4
+_I_DAEMON_PID = 272 // 4
+
+_M32 = (1 << 32) - 1
+_M64 = (1 << 64) - 1
+
+EOF = object()          # what the one-attempt reads return at end of file
+
+
+def _err(code, what):
+    # OSError picks the subclass from the errno (BrokenPipeError, ...).
+    return OSError(code, "%s: %s" % (os.strerror(code), what))
+
+
+def _check_platform():
+    if os.environ.get("IPCD_PY_ANY_ARCH") == "1":
+        return
+    if platform.machine() not in ("x86_64", "AMD64"):
+        raise _err(errno.ENOTSUP, "ring_py relies on x86-64 store ordering "
+                   "(set IPCD_PY_ANY_ARCH=1 to try anyway)")
+    if sys.implementation.name != "cpython":
+        raise _err(errno.ENOTSUP, "ring_py was checked only on the reference "
+                   "interpreter (set IPCD_PY_ANY_ARCH=1 to try anyway)")
+
+
+_fence_lock = threading.Lock()
+
+
+def full_fence():
+    """A full memory barrier: an atomic read-modify-write in the interpreter
+    (see note 3 of the module documentation)."""
+    _fence_lock.acquire()
+    _fence_lock.release()
+
+
+def valid_capacity(cap):
+    return (RING_MIN_CAPACITY <= cap <= RING_MAX_CAPACITY and
+            cap & (cap - 1) == 0)
+
+
+def ring_map_size(cap):
+    return RING_HDR_SIZE + cap if valid_capacity(cap) else 0
+
+
+def rec_size(length):
+    return REC_HDR_SIZE + ((length + REC_ALIGN - 1) & ~(REC_ALIGN - 1))
+
+
+def check_header(buf, map_len):
+    """Validate a ring header exactly as ring.c's ipcd_view_attach does, and
+    return its fields.  Raises OSError with the errno the C side returns:
+    EINVAL (mapping too short), EIO (not a ring, or a corrupt header),
+    EPROTO (another ABI version)."""
+    if map_len < RING_HDR_SIZE:
+        raise _err(errno.EINVAL, "mapping of %d bytes is shorter than the "
+                   "ring header" % map_len)
+    (magic, version, hdr_size, features, msg_max, data_off, cap,
+     map_size) = _HDR.unpack_from(buf, 0)
+    if magic != RING_MAGIC:
+        raise _err(errno.EIO, "bad ring magic 0x%08x" % magic)
+    if version != RING_VERSION:
+        raise _err(errno.EPROTO, "ring ABI version %d, not %d"
+                   % (version, RING_VERSION))
+    if (hdr_size < RING_STRUCT_SIZE or hdr_size > RING_HDR_SIZE or
+            data_off != RING_HDR_SIZE or not valid_capacity(cap) or
+            map_size != ring_map_size(cap) or features & ~RING_F_KNOWN):
+        raise _err(errno.EIO, "corrupt ring header (hdr_size=%d data_off=%d "
+                   "capacity=%d map_size=%d features=0x%x)"
+                   % (hdr_size, data_off, cap, map_size, features))
+    if map_len < map_size:
+        raise _err(errno.EINVAL, "mapping of %d bytes, ring needs %d"
+                   % (map_len, map_size))
+    if features & RING_F_MESSAGE and (msg_max == 0 or
+                                      msg_max > cap - REC_HDR_SIZE):
+        raise _err(errno.EIO, "corrupt ring header (msg_max=%d, capacity=%d)"
+                   % (msg_max, cap))
+    return {"magic": magic, "version": version, "hdr_size": hdr_size,
+            "features": features, "msg_max": msg_max, "data_off": data_off,
+            "capacity": cap, "map_size": map_size}
+
+
+def _tid_alive(tid):
+    try:
+        os.kill(tid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _Ring:
+    """One ring of a mapping: views of its shared words and data area, and
+    the copies of its header this process trusts from now on."""
+
+    def __init__(self, whole, base, hdr):
+        self.base = base
+        self.capacity = hdr["capacity"]
+        self.features = hdr["features"]
+        self.msg_max = hdr["msg_max"]
+        self.is_message = bool(self.features & RING_F_MESSAGE)
+        self.mask = self.capacity - 1
+        self.q = whole[base:base + RING_HDR_SIZE].cast("Q")
+        self.w = whole[base:base + RING_HDR_SIZE].cast("I")
+        self.data = whole[base + RING_HDR_SIZE:base + RING_HDR_SIZE + self.capacity]
+        if self.q.itemsize != 8 or self.w.itemsize != 4:
+            raise _err(errno.ENOTSUP, "native Q/I are not 8/4 bytes")
+        self.eof_epoch = 0      # the daemon's, for the ring we read (GETINFO)
+
+    def release(self):
+        for v in (self.q, self.w, self.data):
+            v.release()
+
+    def broken(self):
+        return self.w[_I_STATE] & RING_S_BROKEN
+
+    def writers_gone(self, we):
+        return ((we & _M32) == 0 and
+                ((we >> 32) - self.eof_epoch) & _M32 < 0x80000000)
+
+    def used(self, head, tail):
+        used = (tail - head) & _M64
+        if used > self.capacity or (self.is_message and (head | tail) & (REC_ALIGN - 1)):
+            raise _err(errno.EIO, "ring counters are damaged (head=%d tail=%d)"
+                       % (head, tail))
+        return used
+
+    def daemon_alive(self):
+        pid = self.w[_I_DAEMON_PID]
+        return pid == 0 or pid > LOCK_TID_MAX or _tid_alive(pid)
+
+    def info(self, sfx=""):
+        we = self.q[_Q_WRITERS_EPOCH]
+        d = {"kind": "message" if self.is_message else "stream",
+             "capacity": self.capacity, "msg_max": self.msg_max,
+             "hdr_size": _HDR.unpack_from(self.w, 0)[2],
+             "map_size": RING_HDR_SIZE + self.capacity,
+             "head": self.q[_Q_HEAD], "tail": self.q[_Q_TAIL],
+             "wlock": self.w[_I_WLOCK], "rlock": self.w[_I_RLOCK],
+             "rd_sleepers": self.w[_I_RD_SLEEPERS],
+             "wr_sleepers": self.w[_I_WR_SLEEPERS],
+             "readers": self.w[_I_READERS], "writers": we & _M32,
+             "epoch": we >> 32, "state": self.w[_I_STATE],
+             "daemon_pid": self.w[_I_DAEMON_PID]}
+        return {k + sfx: v for k, v in d.items()}
+
+
+class _Backoff:
+    """Polling in place of futex sleep: re-check at once a few times, then
+    sleep 10 us, doubling up to 1 ms (note 1); about once a second, check
+    that the daemon still runs."""
+
+    SPINS = 32
+    MAX_SLEEP = 0.001
+    PATROL = 1.0
+
+    def __init__(self, timeout, ring):
+        now = time.monotonic()
+        self.deadline = None if timeout is None else now + timeout
+        self.patrol = now + self.PATROL
+        self.ring = ring
+        self.n = 0
+
+    def reset(self):
+        self.n = 0
+
+    def pause(self):
+        self.n += 1
+        if self.n > self.SPINS:
+            time.sleep(min(self.MAX_SLEEP,
+                           1e-5 * (1 << min(self.n - self.SPINS, 8))))
+        now = time.monotonic()
+        if self.deadline is not None and now >= self.deadline:
+            raise _err(errno.ETIMEDOUT, "no progress before the timeout")
+        if now >= self.patrol:
+            self.patrol = now + self.PATROL
+            if not self.ring.daemon_alive():
+                raise _err(errno.ECONNABORTED, "the ipcd daemon is gone")
+
+
+class Channel:
+    """One end of an ipcd channel, driven through its mapped ring(s)."""
+
+    def __init__(self, path, role, side=0):
+        roles = {"read": ROLE_READ, "write": ROLE_WRITE,
+                 "rw": ROLE_READ | ROLE_WRITE}.get(role)
+        if roles is None or side not in (0, 1):
+            raise ValueError("role must be read, write or rw; side 0 or 1")
+        _check_platform()
+        self.roles = roles
+        self._mm = None
+        self._whole = None
+        self._rings = []
+        self._fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            self._attach(path, side)
+        except BaseException:
+            self.close()
+            raise
+
+    def _attach(self, path, side):
+        # As core/chan.c does: pick the side first (duplex channels only).
+        if side:
+            fcntl.ioctl(self._fd, IOC_SETSIDE, struct.pack("=I", side))
+        st = os.fstat(self._fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size < RING_HDR_SIZE:
+            raise _err(errno.ENOTSUP, "%s is not an ipcd channel" % path)
+        # What the daemon knows of this open file: roles, side, and the
+        # end-of-file epoch it fixed when the file got its reader role.
+        try:
+            got, side, eof_epoch, _ = _FILEINFO.unpack(
+                fcntl.ioctl(self._fd, IOC_GETINFO, bytes(_FILEINFO.size)))
+        except OSError as e:
+            if e.errno == errno.ENOTTY:
+                raise _err(errno.ENOTSUP, "%s is not an ipcd channel" % path)
+            raise
+        if self.roles & got & 3 != self.roles:
+            raise _err(errno.EBADF, "the open file lacks a role asked for")
+        if self.roles != got & 3:
+            fcntl.ioctl(self._fd, IOC_SETROLE, struct.pack("=I", self.roles))
+        self.side = side
+        self._mm = mmap.mmap(self._fd, st.st_size, mmap.MAP_SHARED,
+                             mmap.PROT_READ | mmap.PROT_WRITE)
+        self._whole = memoryview(self._mm)
+        first = check_header(self._whole, st.st_size)
+        self._rings.append(_Ring(self._whole, 0, first))
+        if first["features"] & RING_F_DUPLEX:
+            base = first["map_size"]
+            second = check_header(self._whole[base:], st.st_size - base)
+            if (second["features"] != first["features"] or
+                    second["capacity"] != first["capacity"]):
+                raise _err(errno.EIO, "the two rings of a duplex channel differ")
+            self._rings.append(_Ring(self._whole, base, second))
+        # Side s writes ring s and reads the other (one ring: both).
+        self._out = self._rings[self.side if len(self._rings) == 2 else 0]
+        self._in = self._rings[1 - self.side if len(self._rings) == 2 else 0]
+        self._in.eof_epoch = eof_epoch
+        self.capacity = first["capacity"]
+        self.msg_max = first["msg_max"]
+        self.is_message = bool(first["features"] & RING_F_MESSAGE)
+        self.is_duplex = len(self._rings) == 2
+        # The nudge of note 1: a poll that may wait makes the daemon look at
+        # the rings and answer what it parked; it returns early once data
+        # is there to read.
+
+    # ---- life ----------------------------------------------------------
+
+    def close(self):
+        for r in self._rings:
+            r.release()
+        self._rings = []
+        if self._whole is not None:
+            self._whole.release()
+            self._whole = None
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            try:
+                os.close(fd)
+            except OSError:
+                pass    # closed all the same (a dead daemon fails the flush)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def fileno(self):
+        return self._fd
+
+    def info(self):
+        """The shared state of the ring(s), for humans and tests."""
+        if not self.is_duplex:
+            d = self._rings[0].info()
+        else:
+            d = self._rings[0].info("0")
+            d.update(self._rings[1].info("1"))
+        d["side"] = self.side
+        d["eof_epoch"] = self._in.eof_epoch
+        return d
+
+    def in_ring(self):
+        return self._in.info()
+
+    def out_ring(self):
+        return self._out.info()
+
+    # ---- the advisory lock (note 2) -------------------------------------
+
+    @staticmethod
+    def _lock(ring, idx, backoff):
+        tid = threading.get_native_id()     # what C ends check with kill()
+        while True:
+            cur = ring.w[idx]
+            owner = cur & ~LOCK_WAITERS
+            if owner > LOCK_TID_MAX:
+                raise _err(errno.EIO, "lock word 0x%08x is corrupt" % cur)
+            if owner == 0:              # free (0, or the waiters bit alone)
+                ring.w[idx] = cur | tid
+                full_fence()
+                if ring.w[idx] & ~LOCK_WAITERS == tid:
+                    return
+                # Another end's store landed after ours: it holds the lock.
+            elif owner == tid:
+                raise _err(errno.EDEADLK, "this thread already holds the lock")
+            elif not _tid_alive(owner):
+                # Take the lock over from a dead holder (no CAS: re-check).
+                if ring.w[idx] == cur:
+                    ring.w[idx] = 0
+                continue
+            backoff.pause()
+
+    @staticmethod
+    def _unlock(ring, idx):
+        if ring.w[idx] & ~LOCK_WAITERS == threading.get_native_id():
+            ring.w[idx] = 0
+        # A C lock waiter sleeps at most 10 ms: no FUTEX_WAKE needed.
+
+    # ---- waking (note 1) -------------------------------------------------
+
+    def _wake(self, ring, sleepers_idx, seq_idx):
+        full_fence()            # our index store before the sleeper check
+        if ring.w[sleepers_idx] == 0:
+            return
+        ring.w[seq_idx] = (ring.w[seq_idx] + 1) & _M32
+        # FUTEX_WAKE is the call we cannot make: ring the doorbell.
+        try:
+            fcntl.ioctl(self._fd, IOC_WAKE)
+        except OSError:
+            pass        # a damaged ring or a dead daemon: the caller learns it
+
+    # ---- moving bytes ----------------------------------------------------
+
+    @staticmethod
+    def _copy_in(ring, at, src):
+        n = len(src)
+        pos = at & ring.mask
+        first = ring.capacity - pos
+        if first >= n:
+            ring.data[pos:pos + n] = src
+        else:
+            ring.data[pos:] = src[:first]
+            ring.data[:n - first] = src[first:]
+
+    @staticmethod
+    def _copy_out(ring, at, n):
+        pos = at & ring.mask
+        first = ring.capacity - pos
+        if first >= n:
+            return ring.data[pos:pos + n].tobytes()
+        return ring.data[pos:].tobytes() + ring.data[:n - first].tobytes()
+
+    def try_write(self, data, backoff=None):
+        """One attempt to write, as ring.c's ipcd_ring_write.  Returns the
+        bytes taken, or None when there is no room (nothing taken for a
+        message or a stream write of at most PIPE_BUF bytes).  Raises
+        BrokenPipeError with no reader, OSError EMSGSIZE or EIO."""
+        if not self.roles & ROLE_WRITE:
+            raise _err(errno.EBADF, "channel not opened for writing")
+        ring = self._out
+        src = memoryview(data).cast("B")
+        if ring.broken():
+            raise _err(errno.EIO, "the daemon marked the ring broken")
+        if ring.w[_I_READERS] == 0:
+            raise _err(errno.EPIPE, "the channel has no reader")
+        if len(src) == 0 and not ring.is_message:
+            return 0
+        self._lock(ring, _I_WLOCK, backoff or _Backoff(None, ring))
+        try:
+            old = ring.q[_Q_TAIL]
+            n, tail = self._put_locked(ring, src)
+            if tail != old:
+                # TSO: the bytes copied above are visible before this store.
+                ring.q[_Q_TAIL] = tail
+        finally:
+            self._unlock(ring, _I_WLOCK)
+        if tail != old:
+            self._wake(ring, _I_RD_SLEEPERS, _I_DATA_SEQ)
+        return n
+
+    def _put_locked(self, ring, src):
+        head = ring.q[_Q_HEAD]
+        tail = ring.q[_Q_TAIL]
+        space = ring.capacity - ring.used(head, tail)
+        length = len(src)
+        if not ring.is_message:
+            n = min(length, space)
+            if n == 0 or (length <= PIPE_BUF and n < length):
+                return None, tail
+            self._copy_in(ring, tail, src[:n])
+            return n, (tail + n) & _M64
+        if length > ring.msg_max:
+            raise _err(errno.EMSGSIZE, "message of %d bytes, channel takes "
+                       "at most %d" % (length, ring.msg_max))
+        pos = tail & ring.mask
+        to_end = ring.capacity - pos
+        rs = rec_size(length)
+        if rs > to_end:
+            # A record never wraps: fill the rest of the data area with a
+            # pad record and start at offset 0, the pad alone if the record
+            # does not fit behind it yet.
+            if to_end > space:
+                return None, tail
+            ring.data[pos:pos + REC_HDR_SIZE] = _REC.pack(to_end - REC_HDR_SIZE,
+                                                          REC_PAD)
+            tail = (tail + to_end) & _M64
+            space -= to_end
+            pos = 0
+        if rs > space:
+            return None, tail
+        ring.data[pos:pos + REC_HDR_SIZE] = _REC.pack(length, 0)
+        ring.data[pos + REC_HDR_SIZE:pos + REC_HDR_SIZE + length] = src
+        return length, (tail + rs) & _M64
+
+    def try_read(self, maxlen=65536, backoff=None):
+        """One attempt to read, as ring.c's ipcd_ring_read.  Returns bytes
+        (for a message ring, one whole message, even b"" for an empty one),
+        None when there is nothing yet, or EOF.  Raises OSError EIO."""
+        if not self.roles & ROLE_READ:
+            raise _err(errno.EBADF, "channel not opened for reading")
+        ring = self._in
+        if ring.broken():
+            raise _err(errno.EIO, "the daemon marked the ring broken")
+        self._lock(ring, _I_RLOCK, backoff or _Backoff(None, ring))
+        try:
+            old = ring.q[_Q_HEAD]
+            out, head = self._take_locked(ring, maxlen)
+            if head != old:
+                # TSO: our copies out of the slots are done before this store.
+                ring.q[_Q_HEAD] = head
+        finally:
+            self._unlock(ring, _I_RLOCK)
+        if head != old:
+            self._wake(ring, _I_WR_SLEEPERS, _I_SPACE_SEQ)
+        return out
+
+    def _take_locked(self, ring, maxlen):
+        we = ring.q[_Q_WRITERS_EPOCH]       # before tail: note 4
+        head = ring.q[_Q_HEAD]
+        tail = ring.q[_Q_TAIL]
+        used = ring.used(head, tail)
+        if used == 0:
+            return (EOF if ring.writers_gone(we) else None), head
+        if not ring.is_message:
+            n = min(maxlen, used)
+            return self._copy_out(ring, head, n), (head + n) & _M64
+        pos = head & ring.mask
+        to_end = ring.capacity - pos
+        if used < REC_HDR_SIZE:
+            raise _err(errno.EIO, "partial record header in the ring")
+        length, flags = _REC.unpack_from(ring.data, pos)
+        if flags & REC_PAD:
+            # A pad fills exactly the rest of the data area.
+            if flags != REC_PAD or length != to_end - REC_HDR_SIZE or used < to_end:
+                raise _err(errno.EIO, "bad pad record (len=%d flags=0x%x)"
+                           % (length, flags))
+            head = (head + to_end) & _M64
+            used -= to_end
+            if used == 0:
+                return None, head       # the next look may find EOF
+            pos = 0
+            to_end = ring.capacity
+            if used < REC_HDR_SIZE:
+                raise _err(errno.EIO, "partial record header in the ring")
+            length, flags = _REC.unpack_from(ring.data, 0)
+        rs = rec_size(length)
+        if flags != 0 or length > ring.msg_max or rs > used or rs > to_end:
+            raise _err(errno.EIO, "bad record (len=%d flags=0x%x)" % (length, flags))
+        start = pos + REC_HDR_SIZE
+        return ring.data[start:start + length].tobytes(), (head + rs) & _M64
+
+    # ---- blocking calls ----------------------------------------------------
+
+    def send(self, data, timeout=None):
+        """Write all of data to a stream channel, polling for room."""
+        if self.is_message:
+            raise _err(errno.EINVAL, "message channel: use send_message")
+        src = memoryview(data).cast("B")
+        done = 0
+        backoff = _Backoff(timeout, self._out)
+        while done < len(src):
+            n = self.try_write(src[done:], backoff)
+            if n:
+                done += n
+                backoff.reset()
+            else:
+                backoff.pause()
+        return done
+
+    def recv(self, maxlen=65536, timeout=None):
+        """Read up to maxlen bytes from a stream channel; b"" at EOF."""
+        if self.is_message:
+            raise _err(errno.EINVAL, "message channel: use recv_message")
+        backoff = _Backoff(timeout, self._in)
+        while True:
+            out = self.try_read(maxlen, backoff)
+            if out is EOF:
+                return b""
+            if out is not None:
+                return out
+            backoff.pause()
+
+    def send_message(self, data, timeout=None):
+        """Write one message, polling for room."""
+        if not self.is_message:
+            raise _err(errno.EINVAL, "stream channel: use send")
+        backoff = _Backoff(timeout, self._out)
+        while True:
+            n = self.try_write(data, backoff)
+            if n is not None:
+                return n
+            backoff.pause()
+
+    def recv_message(self, timeout=None):
+        """Read one whole message; None at EOF."""
+        if not self.is_message:
+            raise _err(errno.EINVAL, "stream channel: use recv")
+        backoff = _Backoff(timeout, self._in)
+        while True:
+            out = self.try_read(0, backoff)
+            if out is EOF:
+                return None
+            if out is not None:
+                return out
+            backoff.pause()
+
+
+# ---- command line ------------------------------------------------------------
+
+def _write_all(fd, buf):
+    view = memoryview(buf)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def _main(argv):
+    usage = ("usage: ring_py.py send|recv PATH [BLOCK] | sendmsg PATH MSG... | "
+             "recvmsg PATH N | info PATH\n")
+    if len(argv) < 3:
+        sys.stderr.write(usage)
+        return 2
+    cmd, path, rest = argv[1], argv[2], argv[3:]
+    side = 1 if os.environ.get("CHAN_SIDE") == "1" else 0
+    if cmd == "send":
+        block = int(rest[0], 0) if rest else 65536
+        with Channel(path, "write", side) as ch:
+            while True:
+                buf = os.read(0, block)
+                if not buf:
+                    break
+                ch.send(buf)
+    elif cmd == "recv":
+        block = int(rest[0], 0) if rest else 65536
+        with Channel(path, "read", side) as ch:
+            while True:
+                buf = ch.recv(block)
+                if not buf:
+                    break
+                _write_all(1, buf)
+    elif cmd == "sendmsg":
+        with Channel(path, "write", side) as ch:
+            for arg in rest:
+                ch.send_message(os.fsencode(arg))
+    elif cmd == "recvmsg":
+        count = int(rest[0]) if rest else 1
+        with Channel(path, "read", side) as ch:
+            for i in range(count):
+                msg = ch.recv_message()
+                if msg is None:
+                    raise _err(errno.ENODATA, "end of file after %d of %d "
+                               "messages" % (i, count))
+                _write_all(1, msg + b"\n")
+    elif cmd == "info":
+        with Channel(path, "read", side) as ch:
+            info = ch.info()
+        _write_all(1, "".join("%s=%s\n" % kv for kv in info.items()).encode())
+    else:
+        sys.stderr.write(usage)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(_main(sys.argv))
+    except (OSError, ValueError) as e:
+        sys.stderr.write("ring_py: %s %s: %s\n"
+                         % (sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "", e))
+        sys.exit(1)
