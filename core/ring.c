@@ -624,20 +624,21 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 	uint32_t ds = 0, ss = 0;
 	uint64_t start;
 	long rc = 0;
-	int i;
+	int i, burst;
 
 	if (spin_ns) {
+		/* Look 1, 2, 4 ... 64 times between yields: a peer that shares
+		 * our CPU gets it almost at once, one on another CPU is caught
+		 * by the polls. */
 		start = now_ns();
-		for (;;) {
-			for (i = 0; i < 64; i++) {
+		for (burst = 1;; burst = burst < 64 ? burst * 2 : 64) {
+			for (i = 0; i < burst; i++) {
 				if (ready(in, out, dirs, need))
 					return 0;
 				cpu_relax();
 			}
 			if (now_ns() - start >= spin_ns)
 				break;
-			/* Let a peer that shares our CPU run: spinning alone would
-			 * keep it from making the progress we wait for. */
 			sched_yield();
 		}
 	}

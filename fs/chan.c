@@ -844,6 +844,7 @@ void chan_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 		if (h->ch->map)
 			snapshot(h, h->snap);
 		chan_progress(h->ch);
+		coord_kick(ipcd);	/* a fast-path peer must now wake the core */
 	}
 	pthread_mutex_unlock(&ipcd->mu);
 	fuse_reply_poll(req, (unsigned)rev);

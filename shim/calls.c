@@ -386,35 +386,28 @@ static int access_mode(const struct sfd *s)
 	}
 }
 
-SHIM_API int fcntl(int fd, int cmd, ...)
+static int shim_fcntl(int (*fn)(int, int, ...), int fd, int cmd, unsigned long arg)
 {
-	struct sfd *s;
-	va_list ap;
-	unsigned long arg;
+	struct sfd *s = fdtab_get(fd);
 	int r;
 
-	va_start(ap, cmd);
-	arg = va_arg(ap, unsigned long);
-	va_end(ap);
-	READY(fcntl);
-	s = fdtab_get(fd);
 	if (!s)
-		return real.fcntl(fd, cmd, arg);
+		return fn(fd, cmd, arg);
 	switch (cmd) {
 	case F_GETFL:
-		r = real.fcntl(fd, F_GETFL);
+		r = fn(fd, F_GETFL);
 		if (r >= 0)
 			r = (r & ~(O_ACCMODE | O_NONBLOCK)) | access_mode(s) |
 			    (atomic_load(&s->nonblock) ? O_NONBLOCK : 0);
 		break;
 	case F_SETFL:
-		r = real.fcntl(fd, F_SETFL, (arg & ~O_ACCMODE) | O_RDWR);
+		r = fn(fd, F_SETFL, (arg & ~O_ACCMODE) | O_RDWR);
 		if (r == 0)
 			atomic_store(&s->nonblock, !!(arg & O_NONBLOCK));
 		break;
 	case F_DUPFD:
 	case F_DUPFD_CLOEXEC:
-		r = real.fcntl(fd, cmd, arg);
+		r = fn(fd, cmd, arg);
 		if (r >= 0) {
 			fdtab_clear(r);
 			fdtab_set(r, s);
@@ -441,10 +434,41 @@ SHIM_API int fcntl(int fd, int cmd, ...)
 		}
 		break;
 	default:
-		r = real.fcntl(fd, cmd, arg);
+		r = fn(fd, cmd, arg);
 	}
 	sfd_put(s);
 	return r;
+}
+
+SHIM_API int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	unsigned long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	READY(fcntl);
+	if (!fdtab_any())
+		return real.fcntl(fd, cmd, arg);
+	return shim_fcntl(real.fcntl, fd, cmd, arg);
+}
+
+/* What callers built with 64-bit file offsets call instead. */
+SHIM_API int fcntl64(int fd, int cmd, ...)
+{
+	va_list ap;
+	unsigned long arg;
+
+	va_start(ap, cmd);
+	arg = va_arg(ap, unsigned long);
+	va_end(ap);
+	READY(fcntl64);
+	if (!real.fcntl64)
+		return shim_fcntl(real.fcntl, fd, cmd, arg);
+	if (!fdtab_any())
+		return real.fcntl64(fd, cmd, arg);
+	return shim_fcntl(real.fcntl64, fd, cmd, arg);
 }
 
 SHIM_API int ioctl(int fd, unsigned long req, ...)

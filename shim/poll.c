@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -137,6 +138,7 @@ static int fast_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 		if (r != 0)
 			return r;
 		cpu_relax();
+		sched_yield();	/* a peer on our CPU must get to run */
 	}
 	return -1;
 }

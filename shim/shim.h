@@ -46,6 +46,7 @@ struct real {
 	int (*dup2)(int, int);
 	int (*dup3)(int, int, int);
 	int (*fcntl)(int, int, ...);
+	int (*fcntl64)(int, int, ...);
 	int (*ioctl)(int, unsigned long, ...);
 	int (*fstat)(int, struct stat *);
 	int (*fstat64)(int, struct stat64 *);
@@ -126,6 +127,7 @@ void ipcd_marks(const struct ipcd_chan *c, uint64_t m[2]);
 
 /* The fortified entry points libc has but declares only in its internals. */
 ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen);
+int fcntl64(int fd, int cmd, ...);
 ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags);
 ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
 		       struct sockaddr *addr, socklen_t *alen);
