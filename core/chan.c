@@ -220,6 +220,12 @@ ssize_t ipcd_readable(const struct ipcd_chan *c)
 	return ipcd_ring_readable(&c->in);
 }
 
+ssize_t ipcd_queued(const struct ipcd_chan *c);
+ssize_t ipcd_queued(const struct ipcd_chan *c)
+{
+	return ipcd_ring_queued(&c->in);
+}
+
 size_t ipcd_capacity(const struct ipcd_chan *c)
 {
 	return c->in.cap;
@@ -322,7 +328,7 @@ static short revents(const struct ipcd_chan *c, short events)
 	}
 	if ((c->roles & IPCD_ROLE_WRITE) && ipcd_ring_can_write(&c->out, PIPE_BUF)) {
 		if (atomic_load(&c->out.r->readers) == 0)
-			rev |= POLLERR;
+			rev |= POLLERR | POLLOUT;	/* as a pipe */
 		else
 			rev |= POLLOUT;
 	}

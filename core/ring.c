@@ -335,6 +335,37 @@ ssize_t ipcd_ring_readable(const struct ipcd_view *v)
 	return rec.len;
 }
 
+ssize_t ipcd_ring_queued(const struct ipcd_view *v)
+{
+	uint64_t head, tail, pos, to_end, sum = 0;
+	struct ipcd_ring_rec rec;
+
+	if (broken(v) || load_used(v, &head, &tail))
+		return -EIO;
+	if (!(v->features & IPCD_RING_F_MESSAGE))
+		return (ssize_t)(tail - head);
+	/* Every step moves head forward by at least 8 bytes: bounded. */
+	while (head != tail) {
+		pos = head & (v->cap - 1);
+		to_end = v->cap - pos;
+		if (tail - head < sizeof(rec))
+			return -EIO;
+		memcpy(&rec, v->data + pos, sizeof(rec));
+		if (rec.flags == IPCD_REC_PAD) {
+			if (rec.len != to_end - sizeof(rec) || tail - head < to_end)
+				return -EIO;
+			head += to_end;
+			continue;
+		}
+		if (rec.flags != 0 || rec.len > v->msg_max ||
+		    rec_size(rec.len) > tail - head || rec_size(rec.len) > to_end)
+			return -EIO;
+		sum += rec.len;
+		head += rec_size(rec.len);
+	}
+	return (ssize_t)sum;
+}
+
 ssize_t ipcd_ring_space(const struct ipcd_view *v)
 {
 	uint64_t head, tail;
@@ -596,6 +627,7 @@ static int ready(const struct ipcd_view *in, const struct ipcd_view *out,
 	       ((dirs & IPCD_WAIT_SPACE) && ipcd_ring_can_write(out, need));
 }
 
+/* Wait on word a (and b, if not NULL) with a relative timeout. */
 static long futex_waitv2(_Atomic uint32_t *a, uint32_t va, _Atomic uint32_t *b,
 			 uint32_t vb, const struct timespec *rel)
 {
@@ -614,7 +646,8 @@ static long futex_waitv2(_Atomic uint32_t *a, uint32_t va, _Atomic uint32_t *b,
 			abs.tv_nsec -= 1000000000L;
 		}
 	}
-	return syscall(SYS_futex_waitv, w, 2, 0, rel ? &abs : NULL, CLOCK_MONOTONIC);
+	return syscall(SYS_futex_waitv, w, b ? 2 : 1, 0, rel ? &abs : NULL,
+		       CLOCK_MONOTONIC);
 }
 
 int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
@@ -652,11 +685,13 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 		atomic_fetch_add_explicit(&out->r->wr_sleepers, 1, SEQCST);
 		ss = atomic_load_explicit(&out->r->space_seq, ACQUIRE);
 	}
+	/* futex_waitv with an absolute deadline: a handler installed with
+	 * SA_RESTART lets the wait go on, as a pipe's read would. */
 	if (!ready(in, out, dirs, need)) {
 		if (dirs == IPCD_WAIT_DATA)
-			rc = futex(&in->r->data_seq, FUTEX_WAIT, ds, timeout);
+			rc = futex_waitv2(&in->r->data_seq, ds, NULL, 0, timeout);
 		else if (dirs == IPCD_WAIT_SPACE)
-			rc = futex(&out->r->space_seq, FUTEX_WAIT, ss, timeout);
+			rc = futex_waitv2(&out->r->space_seq, ss, NULL, 0, timeout);
 		else
 			rc = futex_waitv2(&in->r->data_seq, ds, &out->r->space_seq,
 					  ss, timeout);

@@ -65,6 +65,9 @@ ssize_t ipcd_ring_read(struct ipcd_view *v, void *buf, size_t len,
  * -EIO if corrupt. */
 ssize_t ipcd_ring_readable(const struct ipcd_view *v);
 
+/* Payload bytes of everything queued (all messages); -EIO if corrupt. */
+ssize_t ipcd_ring_queued(const struct ipcd_view *v);
+
 /* Free bytes; -EIO if corrupt. */
 ssize_t ipcd_ring_space(const struct ipcd_view *v);
 

@@ -448,7 +448,7 @@ static short handle_revents(struct handle *h)
 	}
 	if (h->roles & IPCD_ROLE_WRITE) {
 		if (out->readers == 0)
-			rev |= POLLERR;
+			rev |= POLLERR | POLLOUT | POLLWRNORM;	/* as a pipe */
 		else if (ipcd_ring_can_write(&out->v, PIPE_BUF))
 			rev |= POLLOUT | POLLWRNORM;
 	}
@@ -905,7 +905,8 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		fuse_reply_ioctl(req, 0, NULL, 0);
 		return;
 	}
-	if (cmd != IPCD_IOC_SETROLE && cmd != IPCD_IOC_SETSIDE) {
+	if (cmd != IPCD_IOC_SETROLE && cmd != IPCD_IOC_SETSIDE &&
+	    cmd != IPCD_IOC_SHUTROLE) {
 		fuse_reply_err(req, ENOTTY);
 		return;
 	}
@@ -915,11 +916,11 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 	}
 	memcpy(&v, in_buf, sizeof(v));
 	pthread_mutex_lock(&ipcd->mu);
-	if (cmd == IPCD_IOC_SETROLE) {
+	if (cmd == IPCD_IOC_SETROLE || cmd == IPCD_IOC_SHUTROLE) {
 		if (v & ~h->roles)
 			err = EINVAL;
 		else
-			drop_roles(h, h->roles & ~v, true);
+			drop_roles(h, h->roles & ~v, cmd == IPCD_IOC_SETROLE);
 	} else if (v > 1 || h->ch->nrings != 2) {
 		err = EINVAL;
 	} else if (v != h->side) {

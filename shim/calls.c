@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -185,7 +186,8 @@ SHIM_API ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int fl
 	return recv(fd, buf, len, flags);
 }
 
-static void unnamed(struct sockaddr *addr, socklen_t *alen)
+/* getsockname/getpeername of a socket pair end: AF_UNIX, no path. */
+static void family_only(struct sockaddr *addr, socklen_t *alen)
 {
 	sa_family_t fam = AF_UNIX;
 
@@ -194,6 +196,14 @@ static void unnamed(struct sockaddr *addr, socklen_t *alen)
 	if (*alen >= sizeof(fam))
 		memcpy(addr, &fam, sizeof(fam));
 	*alen = sizeof(fam);
+}
+
+/* The peer of a socket pair has no address: length 0, as the kernel says. */
+static void unnamed(struct sockaddr *addr, socklen_t *alen)
+{
+	(void)addr;
+	if (alen)
+		*alen = 0;
 }
 
 SHIM_API ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
@@ -377,6 +387,14 @@ SHIM_API int dup3(int old, int new, int flags)
 	return dup_done(old, real.dup3(old, new, flags));
 }
 
+/* The kernel sets O_LARGEFILE on every open file of a 64-bit process, but
+ * not on pipes and sockets; libc's headers define it as 0 there. */
+#if defined(__x86_64__) || defined(__aarch64__)
+#define KERNEL_O_LARGEFILE	0100000
+#else
+#define KERNEL_O_LARGEFILE	0
+#endif
+
 static int access_mode(const struct sfd *s)
 {
 	switch (s->roles & (IPCD_ROLE_READ | IPCD_ROLE_WRITE)) {
@@ -397,7 +415,7 @@ static int shim_fcntl(int (*fn)(int, int, ...), int fd, int cmd, unsigned long a
 	case F_GETFL:
 		r = fn(fd, F_GETFL);
 		if (r >= 0)
-			r = (r & ~(O_ACCMODE | O_NONBLOCK)) | access_mode(s) |
+			r = (r & ~(O_ACCMODE | O_NONBLOCK | KERNEL_O_LARGEFILE)) | access_mode(s) |
 			    (atomic_load(&s->nonblock) ? O_NONBLOCK : 0);
 		break;
 	case F_SETFL:
@@ -487,7 +505,9 @@ SHIM_API int ioctl(int fd, unsigned long req, ...)
 	if (!s)
 		return real.ioctl(fd, req, arg);
 	if (req == FIONREAD) {
-		n = ipcd_readable(atomic_load(&s->c));
+		/* A datagram socket says its next message, the others all. */
+		n = s->kind == SK_DGRAM ? ipcd_readable(atomic_load(&s->c))
+					: ipcd_queued(atomic_load(&s->c));
 		r = n < 0 ? (errno = EIO, -1) : (*(int *)arg = (int)n, 0);
 	} else if (req == FIONBIO) {
 		atomic_store(&s->nonblock, !!*(int *)arg);
@@ -604,7 +624,7 @@ SHIM_API int shutdown(int fd, int how)
 		keep &= ~IPCD_ROLE_WRITE;
 	if (keep != s->roles) {
 		/* The peer learns it from the daemon: EOF, or EPIPE. */
-		r = real.ioctl(fd, IPCD_IOC_SETROLE, &keep);
+		r = real.ioctl(fd, IPCD_IOC_SHUTROLE, &keep);
 		if (r == 0 && !(keep & IPCD_ROLE_READ))
 			atomic_store(&s->shut_rd, 1);	/* reads now give 0 */
 		if (r == 0 && !(keep & IPCD_ROLE_WRITE))
@@ -679,7 +699,7 @@ SHIM_API int getsockname(int fd, struct sockaddr *addr, socklen_t *alen)
 	s = sock_get(fd, &e);
 	if (!s)
 		return e ? (int)ret(e) : real.getsockname(fd, addr, alen);
-	unnamed(addr, alen);
+	family_only(addr, alen);
 	sfd_put(s);
 	return 0;
 }
@@ -693,7 +713,81 @@ SHIM_API int getpeername(int fd, struct sockaddr *addr, socklen_t *alen)
 	s = sock_get(fd, &e);
 	if (!s)
 		return e ? (int)ret(e) : real.getpeername(fd, addr, alen);
-	unnamed(addr, alen);
+	family_only(addr, alen);
 	sfd_put(s);
 	return 0;
+}
+
+/* ---- positioned I/O, vfork, raw close ------------------------------------- */
+
+static bool is_chan(int fd)
+{
+	struct sfd *s = fdtab_get(fd);
+
+	if (s)
+		sfd_put(s);
+	return s != NULL;
+}
+
+#define POSITIONED(type, name, args, call)				\
+SHIM_API type name args							\
+{									\
+	type (*fn) args = real.name;					\
+	if (__builtin_expect(!fn, 0)) {					\
+		shim_init();						\
+		fn = real.name;						\
+	}								\
+	if (is_chan(fd)) {						\
+		errno = ESPIPE;						\
+		return -1;						\
+	}								\
+	return fn call;							\
+}
+
+POSITIONED(ssize_t, pread, (int fd, void *b, size_t n, off_t o), (fd, b, n, o))
+POSITIONED(ssize_t, pwrite, (int fd, const void *b, size_t n, off_t o), (fd, b, n, o))
+POSITIONED(ssize_t, pread64, (int fd, void *b, size_t n, off64_t o), (fd, b, n, o))
+POSITIONED(ssize_t, pwrite64, (int fd, const void *b, size_t n, off64_t o), (fd, b, n, o))
+
+/*
+ * vfork: the child would share our memory, fd table included, and its
+ * dup2/close before exec would rewrite the parent's view.  fork gives the
+ * same result to a caller that only execs or exits.
+ */
+SHIM_API pid_t vfork(void)
+{
+	return fork();
+}
+
+/* Programs that close through syscall(2) must not leave stale entries. */
+SHIM_API long syscall(long nr, ...)
+{
+	va_list ap;
+	long a[6];
+	int i;
+
+	va_start(ap, nr);
+	for (i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	READY(syscall);
+	if (nr == SYS_close && fdtab_any()) {
+		fdtab_clear((int)a[0]);
+		shim_epoll_forget((int)a[0]);
+	} else if ((nr == SYS_dup2 || nr == SYS_dup3) && fdtab_any()) {
+		long r = real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+
+		return r < 0 ? r : dup_done((int)a[0], (int)r);
+	} else if (nr == SYS_close_range && fdtab_any() && !(a[2] & CLOSE_RANGE_CLOEXEC)) {
+		long r = real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		unsigned long fd;
+
+		for (fd = (unsigned long)a[0]; r == 0 && fd <= (unsigned long)a[1] &&
+		     fd < (1ul << 20); fd++) {
+			fdtab_clear((int)fd);
+			shim_epoll_forget((int)fd);
+		}
+		return r;
+	}
+	return real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

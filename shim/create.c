@@ -61,7 +61,8 @@ static void find_real(void)
 	real.recv_chk = dlsym(RTLD_NEXT, "__recv_chk");
 	real.recvfrom_chk = dlsym(RTLD_NEXT, "__recvfrom_chk");
 	FIND(close); FIND(close_range); FIND(dup); FIND(dup2); FIND(dup3);
-	FIND(fcntl); FIND(fcntl64); FIND(ioctl); FIND(fstat); FIND(fstat64);
+	FIND(fcntl); FIND(fcntl64); FIND(ioctl);
+	FIND(pread); FIND(pwrite); FIND(pread64); FIND(pwrite64); FIND(syscall); FIND(fstat); FIND(fstat64);
 	FIND(fstatat); FIND(fstatat64); FIND(lseek); FIND(lseek64);
 	FIND(shutdown); FIND(getsockopt); FIND(setsockopt);
 	FIND(getsockname); FIND(getpeername);

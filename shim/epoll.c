@@ -119,32 +119,36 @@ SHIM_API int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	r = find(epfd, fd);
 	switch (op) {
 	case EPOLL_CTL_ADD:
-		if (r) {
-			errno = EEXIST;
-			rc = -1;
-			break;
-		}
-		r = calloc(1, sizeof(*r));
-		if (!r) {
-			errno = ENOMEM;
-			rc = -1;
-			break;
-		}
-		r->magic = REG_MAGIC;
-		r->epfd = epfd;
-		r->fd = fd;
-		r->events = ev->events;
-		r->data = ev->data;
-		r->armed = true;
-		r->snap[0] = r->snap[1] = UINT64_MAX;
-		mine.events = (ev->events & ~(EPOLLONESHOT | EPOLLEXCLUSIVE)) | EPOLLET;
-		mine.data.ptr = r;
-		rc = real.epoll_ctl(epfd, op, fd, &mine);
-		if (rc == 0) {
-			r->next = regs;
-			regs = r;
-		} else {
-			free(r);
+		/* A registration we still list may be stale (the fd was closed
+		 * behind our back): the kernel says whether it is there. */
+		{
+			struct reg *old = r;
+
+			r = calloc(1, sizeof(*r));
+			if (!r) {
+				errno = ENOMEM;
+				rc = -1;
+				break;
+			}
+			r->magic = REG_MAGIC;
+			r->epfd = epfd;
+			r->fd = fd;
+			r->events = ev->events;
+			r->data = ev->data;
+			r->armed = true;
+			r->snap[0] = r->snap[1] = UINT64_MAX;
+			mine.events = (ev->events & ~(EPOLLONESHOT | EPOLLEXCLUSIVE)) |
+				      EPOLLET;
+			mine.data.ptr = r;
+			rc = real.epoll_ctl(epfd, op, fd, &mine);
+			if (rc == 0) {
+				if (old)
+					unlink_reg(old);
+				r->next = regs;
+				regs = r;
+			} else {
+				free(r);
+			}
 		}
 		break;
 	case EPOLL_CTL_MOD:

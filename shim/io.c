@@ -36,6 +36,21 @@ ssize_t shim_read(struct sfd *s, void *buf, size_t len, int flags, size_t *full)
 		return -EBADF;
 	if (atomic_load(&s->shut_rd))
 		return 0;
+	if (len == 0 && !ipcd_is_message(c))
+		return 0;	/* as the kernel: a zero-length read never waits */
+	if (s->kind == SK_DGRAM) {
+		/* A datagram socket has no end of file: with its peer gone and
+		 * nothing queued it has nothing to give, now or ever. */
+		short rev = (short)ipcd_wait(c, POLLIN, 0);
+
+		if ((rev & POLLHUP) && !(rev & POLLIN)) {
+			if (ioflags(s, flags) & IPCD_NONBLOCK)
+				return -EAGAIN;
+			for (;;)
+				if (real.poll(NULL, 0, -1) < 0 && errno == EINTR)
+					return -EINTR;
+		}
+	}
 	n = ipcd_recv(c, buf, len, ioflags(s, flags) | (full ? IPCD_TRUNC : 0));
 	if (n >= 0 && full) {
 		*full = (size_t)n;
@@ -61,7 +76,11 @@ ssize_t shim_write(struct sfd *s, const void *buf, size_t len, int flags)
 	if (!(s->roles & IPCD_ROLE_WRITE))
 		return s->kind == SK_PIPE ? -EBADF : -EPIPE;
 	n = ipcd_send(atomic_load(&s->c), buf, len, ioflags(s, flags));
-	if (n == -EPIPE && !(flags & MSG_NOSIGNAL))
+	if (n == -EPIPE && s->kind == SK_DGRAM)
+		return -ECONNREFUSED;	/* as a datagram socket whose peer is gone */
+	/* The kernel raises SIGPIPE for pipes and stream sockets only. */
+	if (n == -EPIPE && !(flags & MSG_NOSIGNAL) &&
+	    (s->kind == SK_PIPE || s->kind == SK_STREAM))
 		raise(SIGPIPE);
 	return n;
 }

@@ -34,6 +34,18 @@ short shim_revents(struct sfd *s, short events)
 		return POLLERR;
 	if (!(s->roles & IPCD_ROLE_WRITE))
 		rev &= ~(POLLOUT | POLLWRNORM);
+	if (s->kind != SK_PIPE) {
+		/* A socket: the peer's shutdown(SHUT_WR) makes it readable (a
+		 * read gives 0); hang-up only once the peer is gone both ways;
+		 * no error for a peer that stopped reading. */
+		bool no_writer = rev & POLLHUP, no_reader = rev & POLLERR;
+
+		rev &= ~(POLLHUP | POLLERR);
+		if (no_writer)
+			rev |= (POLLIN | POLLRDHUP) & events;
+		if (no_writer && (no_reader || !(s->roles & IPCD_ROLE_WRITE)))
+			rev |= POLLHUP;
+	}
 	if (atomic_load(&s->shut_rd) && (events & POLLIN))
 		rev |= POLLIN;	/* reads give 0 at once */
 	return rev;

@@ -47,6 +47,11 @@ struct real {
 	int (*dup3)(int, int, int);
 	int (*fcntl)(int, int, ...);
 	int (*fcntl64)(int, int, ...);
+	ssize_t (*pread)(int, void *, size_t, off_t);
+	ssize_t (*pwrite)(int, const void *, size_t, off_t);
+	ssize_t (*pread64)(int, void *, size_t, off64_t);
+	ssize_t (*pwrite64)(int, const void *, size_t, off64_t);
+	long (*syscall)(long, ...);
 	int (*ioctl)(int, unsigned long, ...);
 	int (*fstat)(int, struct stat *);
 	int (*fstat64)(int, struct stat64 *);
@@ -122,6 +127,7 @@ void shim_epoll_forget(int fd);
 /* core/chan.c, built into the shim: values that change whenever the
  * channel's readiness may have (for edge-triggered epoll). */
 void ipcd_marks(const struct ipcd_chan *c, uint64_t m[2]);
+ssize_t ipcd_queued(const struct ipcd_chan *c);	/* all queued payload */
 
 #define SHIM_API __attribute__((visibility("default")))
 

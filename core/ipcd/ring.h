@@ -173,6 +173,11 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, daemon_pid) == 272, "daemon_
  * takes no lock a parked write(2) holds. */
 #define IPCD_IOC_WAKE		0x0000ab05u	/* _IO(0xab, 5) */
 
+/* SHUTROLE: as SETROLE, but the roles given up count as having been used
+ * (a shutdown(2)): a writer that leaves this way ends the stream even if
+ * it never wrote. */
+#define IPCD_IOC_SHUTROLE	0x4004ab06u	/* _IOW(0xab, 6, uint32_t) */
+
 /* GETINFO: what the daemon knows of this open file, for a new mapping. */
 struct ipcd_fileinfo {
 	uint32_t roles;		/* IPCD_ROLE_* */

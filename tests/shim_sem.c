@@ -1,0 +1,3217 @@
+/*
+ * shim_sem.c - semantics test of the LD_PRELOAD shim: pipes and socket pairs
+ * must behave exactly as the kernel's.  The program uses nothing but libc.
+ * Run without the shim, it checks its own expectations against kernel pipes
+ * and sockets (the reference); run with the shim preloaded, the same checks
+ * must pass over channels.
+ *
+ * Usage: shim_sem [-k] [-l] [CHECK...]
+ *   -k      keep going: run every check (each in its own process) and report
+ *           all failures instead of stopping at the first
+ *   -l      list the checks
+ *   CHECK   run only the named checks
+ *
+ * Each check prints "ok - ..."; the first failure prints "FAIL: ..." and the
+ * program exits 1.  Every step that could block is bounded: a watchdog thread
+ * fails the check after CHECK_SECS, and forked children carry an alarm().
+ * At the end it prints "# slow-path payload bytes: N": what its exec'd
+ * children without the shim moved through the daemon on purpose.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHECK_SECS	20	/* the watchdog's limit for one check */
+#define CHILD_SECS	25	/* alarm() of every forked child */
+#define MAX_KIDS	16
+
+/* ======================================================================
+ * Harness: failure reports, the watchdog, children, the check table.
+ * ====================================================================== */
+
+static _Atomic(const char *) check_name = "setup";
+static _Atomic(const char *) cur_step = "";
+static pid_t runner_pid;			/* the process running checks */
+static _Atomic pid_t kids[MAX_KIDS];		/* its live children */
+static _Atomic int64_t wd_deadline;		/* CLOCK_MONOTONIC ns; 0: off */
+static _Atomic unsigned long *slow_expected;	/* shared with subprocesses */
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int64_t ms_since(int64_t t0)
+{
+	return (now_ns() - t0) / 1000000;
+}
+
+static void msleep(int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void kill_kids(void)
+{
+	for (int i = 0; i < MAX_KIDS; i++) {
+		pid_t p = atomic_exchange(&kids[i], 0);
+
+		if (p > 0) {
+			kill(p, SIGKILL);
+			waitpid(p, NULL, 0);
+		}
+	}
+}
+
+static void say(const char *msg)
+{
+	size_t len = strlen(msg);
+
+	while (len) {
+		ssize_t n = write(STDOUT_FILENO, msg, len);
+
+		if (n <= 0)
+			break;
+		msg += n;
+		len -= (size_t)n;
+	}
+}
+
+static _Noreturn void fail_at(int line, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static _Noreturn void fail_at(int line, const char *fmt, ...)
+{
+	char msg[1536];
+	const char *step = atomic_load(&cur_step);
+	va_list ap;
+	int n;
+
+	n = snprintf(msg, sizeof(msg), "FAIL: %s%s: ", atomic_load(&check_name),
+		     getpid() == runner_pid ? "" : " (in a child process)");
+	va_start(ap, fmt);
+	n += vsnprintf(msg + n, sizeof(msg) - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (n < (int)sizeof(msg) - 1)
+		snprintf(msg + n, sizeof(msg) - (size_t)n, "%s%s [shim_sem.c:%d]\n",
+			 *step ? " -- during: " : "", step, line);
+	fflush(stdout);
+	say(msg);
+	if (getpid() == runner_pid)
+		kill_kids();
+	_exit(1);
+}
+
+#define FAIL(...) fail_at(__LINE__, __VA_ARGS__)
+#define EXPECT(cond, ...) do { if (!(cond)) FAIL(__VA_ARGS__); } while (0)
+
+static const char *errname(int e)
+{
+	const char *s = strerrorname_np(e);
+
+	return s ? s : "E?";
+}
+
+/* A call that must succeed: its result, or a failure naming it. */
+static long sys_ok(long r, const char *what, int line)
+{
+	if (r < 0)
+		fail_at(line, "%s failed: %s (%s)", what, errname(errno), strerror(errno));
+	return r;
+}
+#define SYS(x) sys_ok((long)(x), #x, __LINE__)
+
+/* A call that must fail with errno e. */
+static void expect_err(long r, int e, const char *what, int line)
+{
+	int got = errno;
+
+	if (r != -1)
+		fail_at(line, "%s returned %ld, expected -1 with %s", what, r, errname(e));
+	if (got != e)
+		fail_at(line, "%s failed with %s (%s), expected %s", what,
+			errname(got), strerror(got), errname(e));
+}
+#define EXPECT_ERR(x, e) do { errno = 0; expect_err((long)(x), (e), #x, __LINE__); } while (0)
+
+static void expect_eq(long long got, long long want, const char *what, int line)
+{
+	int e = errno;
+
+	if (got != want)
+		fail_at(line, "%s is %lld, expected %lld%s%s", what, got, want,
+			got == -1 ? "; errno " : "", got == -1 ? errname(e) : "");
+}
+#define EXPECT_EQ(got, want) do { errno = 0; \
+	expect_eq((long long)(got), (long long)(want), #got, __LINE__); } while (0)
+
+static const char *evname(unsigned ev, char *buf, size_t len)
+{
+	static const struct { unsigned bit; const char *name; } names[] = {
+		{ POLLIN, "IN" }, { POLLPRI, "PRI" }, { POLLOUT, "OUT" },
+		{ POLLERR, "ERR" }, { POLLHUP, "HUP" }, { POLLNVAL, "NVAL" },
+		{ POLLRDNORM, "RDNORM" }, { POLLRDBAND, "RDBAND" },
+		{ POLLWRNORM, "WRNORM" }, { POLLWRBAND, "WRBAND" },
+		{ POLLRDHUP, "RDHUP" },
+	};
+	size_t at = 0;
+
+	buf[0] = 0;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (ev & names[i].bit) {
+			at += (size_t)snprintf(buf + at, len - at, "%s%s", at ? "|" : "",
+					       names[i].name);
+			ev &= ~names[i].bit;
+		}
+	if (ev)
+		at += (size_t)snprintf(buf + at, len - at, "%s%#x", at ? "|" : "", ev);
+	if (!at)
+		snprintf(buf, len, "0");
+	return buf;
+}
+
+/* Poll and epoll event masks (their common bits have the same values). */
+static void expect_rev(unsigned got, unsigned want, const char *what, int line)
+{
+	char g[96], w[96];
+
+	if (got != want)
+		fail_at(line, "%s is %s, expected %s", what, evname(got, g, sizeof(g)),
+			evname(want, w, sizeof(w)));
+}
+#define EXPECT_REV(got, want) expect_rev((unsigned)(got), (unsigned)(want), #got, __LINE__)
+
+/* What the next potentially blocking step is, for failure reports; a
+ * check clears it once past the step. */
+static void step(const char *what)
+{
+	atomic_store(&cur_step, what);
+}
+
+/* A helper's own step, only when its caller named none; true if set. */
+static bool substep(const char *what)
+{
+	if (*atomic_load(&cur_step))
+		return false;
+	step(what);
+	return true;
+}
+
+static void *watchdog(void *arg)
+{
+	char msg[512];
+
+	(void)arg;
+	for (;;) {
+		int64_t d = atomic_load(&wd_deadline);
+
+		msleep(50);
+		if (d && now_ns() > d) {
+			const char *s = atomic_load(&cur_step);
+
+			snprintf(msg, sizeof(msg),
+				 "FAIL: %s: no progress for %d s (watchdog)%s%s\n",
+				 atomic_load(&check_name), CHECK_SECS,
+				 *s ? " -- stuck in: " : "", s);
+			fflush(stdout);
+			say(msg);
+			kill_kids();
+			_exit(1);
+		}
+	}
+	return NULL;
+}
+
+static void watchdog_start(void)
+{
+	sigset_t all, old;
+	pthread_t t;
+
+	/* The watchdog takes no signals: they belong to the checks. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&t, NULL, watchdog, NULL))
+		FAIL("cannot start the watchdog thread");
+	pthread_detach(t);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* fork() for a check: the child gets an alarm and no list of kids. */
+static pid_t kid_fork(void)
+{
+	pid_t p;
+
+	fflush(stdout);
+	fflush(stderr);
+	p = fork();
+	if (p < 0)
+		FAIL("fork: %s", strerror(errno));
+	if (p == 0) {
+		for (int i = 0; i < MAX_KIDS; i++)
+			atomic_store(&kids[i], 0);
+		alarm(CHILD_SECS);
+		return 0;
+	}
+	for (int i = 0; i < MAX_KIDS; i++) {
+		pid_t zero = 0;
+
+		if (atomic_compare_exchange_strong(&kids[i], &zero, p))
+			return p;
+	}
+	kill(p, SIGKILL);
+	FAIL("too many children");
+}
+
+static void kid_forget(pid_t p)
+{
+	for (int i = 0; i < MAX_KIDS; i++) {
+		pid_t q = p;
+
+		if (atomic_compare_exchange_strong(&kids[i], &q, 0))
+			return;
+	}
+}
+
+static int kid_wait(pid_t p)
+{
+	int st;
+
+	while (waitpid(p, &st, 0) < 0)
+		if (errno != EINTR)
+			FAIL("waitpid(%d): %s", (int)p, strerror(errno));
+	kid_forget(p);
+	return st;
+}
+
+static const char *status_str(int st, char *buf, size_t len)
+{
+	if (WIFEXITED(st))
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(st));
+	else if (WIFSIGNALED(st))
+		snprintf(buf, len, "was killed by signal %d (%s)%s", WTERMSIG(st),
+			 strsignal(WTERMSIG(st)),
+			 WTERMSIG(st) == SIGALRM ? ", its alarm: it hung" : "");
+	else
+		snprintf(buf, len, "ended with wait status %#x", st);
+	return buf;
+}
+
+static void kid_ok(pid_t p, const char *what)
+{
+	char b[128];
+	int st = kid_wait(p);
+
+	step("");
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		FAIL("%s %s", what, status_str(st, b, sizeof(b)));
+}
+
+static void kid_killed_by(pid_t p, int sig, const char *what)
+{
+	char b[128];
+	int st = kid_wait(p);
+
+	step("");
+	if (!WIFSIGNALED(st) || WTERMSIG(st) != sig)
+		FAIL("%s %s, expected death by signal %d (%s)", what,
+		     status_str(st, b, sizeof(b)), sig, strsignal(sig));
+}
+
+static pthread_t xthread(void *(*fn)(void *), void *arg)
+{
+	pthread_t t;
+	int e = pthread_create(&t, NULL, fn, arg);
+
+	if (e)
+		FAIL("pthread_create: %s", strerror(e));
+	return t;
+}
+
+static void xjoin(pthread_t t)
+{
+	int e = pthread_join(t, NULL);
+
+	if (e)
+		FAIL("pthread_join: %s", strerror(e));
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1;	/* the directory's own */
+}
+
+/* ======================================================================
+ * Data helpers: a pattern, a checksum, whole reads and writes.
+ * ====================================================================== */
+
+#define PAT_LEN		((1u << 20) + 4093)	/* not a power of two */
+#define PAT_SLACK	(8u << 20)		/* longest slice pat_at gives */
+static unsigned char *pat;
+
+static void make_pattern(void)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	pat = malloc(PAT_LEN + PAT_SLACK);
+	if (!pat)
+		FAIL("out of memory");
+	for (size_t i = 0; i < PAT_LEN; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		pat[i] = (unsigned char)(x >> 24);
+	}
+	for (size_t i = PAT_LEN; i < PAT_LEN + PAT_SLACK; i++)
+		pat[i] = pat[i - PAT_LEN];
+}
+
+/* The pattern stream's bytes [off, off + len). */
+static const unsigned char *pat_at(uint64_t off, size_t len)
+{
+	if (len > PAT_SLACK)
+		FAIL("pattern slice of %zu bytes is too long", len);
+	return pat + off % PAT_LEN;
+}
+
+#define FNV_INIT 0xcbf29ce484222325ull
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			FAIL("write of %zu bytes to fd %d: %s", len, fd,
+			     n < 0 ? strerror(errno) : "returned 0");
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Read until len bytes or end of file; the count. */
+static size_t read_full(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, p + got, len - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			FAIL("read from fd %d: %s", fd, strerror(errno));
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return got;
+}
+
+static void expect_read(int fd, const char *want)
+{
+	size_t len = strlen(want);
+	char buf[256];
+	size_t got;
+	bool mine = substep("reading expected data");
+
+	got = read_full(fd, buf, len);
+	if (got != len || memcmp(buf, want, len))
+		FAIL("fd %d gave \"%.*s\", expected \"%s\"", fd, (int)got, buf, want);
+	if (mine)
+		step("");
+}
+
+static void expect_eof(int fd)
+{
+	char c;
+	ssize_t n;
+	bool mine = substep("reading, expecting end of file");
+
+	n = read(fd, &c, 1);
+	if (n != 0)
+		FAIL("read from fd %d returned %zd%s%s, expected 0 (end of file)", fd, n,
+		     n < 0 ? " with " : "", n < 0 ? errname(errno) : "");
+	if (mine)
+		step("");
+}
+
+static void expect_eagain(int fd)
+{
+	char c;
+
+	EXPECT_ERR(read(fd, &c, 1), EAGAIN);
+}
+
+static void xclose(int fd)
+{
+	if (close(fd) < 0)
+		FAIL("close(%d): %s", fd, strerror(errno));
+}
+
+static void close2(int fds[2])
+{
+	xclose(fds[0]);
+	xclose(fds[1]);
+}
+
+/*
+ * Give a close() time to reach the other end before a check that does not
+ * wait looks at that end.  The kernel needs none: its close takes effect
+ * at once, which check "close-sync" asserts on its own; elsewhere this keeps
+ * each check about its own subject.
+ */
+static void settle(void)
+{
+	msleep(20);
+}
+
+static int getfl(int fd)
+{
+	return (int)SYS(fcntl(fd, F_GETFL));
+}
+
+static void set_nonblock(int fd, bool on)
+{
+	int fl = getfl(fd);
+
+	SYS(fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK));
+}
+
+static void xpipe(int fds[2])
+{
+	SYS(pipe(fds));
+}
+
+static void xsocketpair(int type, int sv[2])
+{
+	SYS(socketpair(AF_UNIX, type, 0, sv));
+}
+
+/* A kernel pipe even under the shim: the system call itself. */
+static void kernel_pipe(int fds[2])
+{
+	SYS(syscall(SYS_pipe2, fds, O_CLOEXEC));
+}
+
+static void install(int sig, void (*fn)(int), int flags)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = fn;
+	sa.sa_flags = flags;
+	sigemptyset(&sa.sa_mask);
+	SYS(sigaction(sig, &sa, NULL));
+}
+
+/* Fill a nonblocking write end with pattern bytes from offset `from`
+ * until EAGAIN; the count. */
+static size_t fill_nonblock(int wfd, size_t from, size_t chunk)
+{
+	size_t total = 0;
+
+	for (;;) {
+		ssize_t n = write(wfd, pat_at(from + total, chunk), chunk);
+
+		if (n < 0) {
+			EXPECT(errno == EAGAIN, "filling fd %d: write failed with %s, "
+			       "expected EAGAIN once full", wfd, errname(errno));
+			return total;
+		}
+		EXPECT(n > 0, "write to fd %d returned 0", wfd);
+		total += (size_t)n;
+		EXPECT(total < (256u << 20), "fd %d takes more than 256 MiB without EAGAIN", wfd);
+	}
+}
+
+/* Read exactly len bytes that must be the pattern from offset `from`. */
+static void read_pattern(int fd, size_t from, size_t len)
+{
+	unsigned char buf[1 << 16];	/* threads use it at once */
+	size_t got = 0;
+	bool mine = substep("reading pattern bytes");
+
+	while (got < len) {
+		size_t want = len - got < sizeof(buf) ? len - got : sizeof(buf);
+		size_t n = read_full(fd, buf, want);
+
+		EXPECT(n == want, "fd %d ended after %zu of %zu bytes", fd, got + n, len);
+		EXPECT(!memcmp(buf, pat_at(from + got, n), n),
+		       "fd %d: wrong data within bytes %zu..%zu", fd, got, got + n);
+		got += n;
+	}
+	if (mine)
+		step("");
+}
+
+/* A thread that writes (and/or closes) after a delay. */
+struct later {
+	int fd, delay_ms;
+	const void *buf;
+	size_t len;
+	bool close_after;
+	pthread_t t;
+	int64_t t0;
+};
+
+static void *later_fn(void *arg)
+{
+	struct later *l = arg;
+
+	msleep(l->delay_ms);
+	if (l->len)
+		write_all(l->fd, l->buf, l->len);
+	if (l->close_after)
+		xclose(l->fd);
+	return NULL;
+}
+
+static void later_start(struct later *l, int fd, int delay_ms, const void *buf,
+			size_t len, bool close_after)
+{
+	l->fd = fd;
+	l->delay_ms = delay_ms;
+	l->buf = buf;
+	l->len = len;
+	l->close_after = close_after;
+	l->t0 = now_ns();
+	l->t = xthread(later_fn, l);
+}
+
+/* Join it; whoever waited for its write or close must have woken at once
+ * (a generous bound: the kernel takes microseconds). */
+static void later_join(struct later *l)
+{
+	int64_t ms;
+
+	xjoin(l->t);
+	step("");
+	ms = ms_since(l->t0);
+	EXPECT(ms < l->delay_ms + 600, "the wait for an event %d ms away ended after "
+	       "%lld ms: the event did not wake it", l->delay_ms, (long long)ms);
+}
+
+/* ======================================================================
+ * Pipes: data, EOF, SIGPIPE, O_NONBLOCK, flags, sizes.
+ * ====================================================================== */
+
+static void check_pipe_roundtrip(void)
+{
+	char b[64];
+	int p[2];
+
+	xpipe(p);
+	EXPECT_EQ(write(p[1], "hello", 5), 5);
+	EXPECT_EQ(read(p[0], b, sizeof(b)), 5);
+	EXPECT(!memcmp(b, "hello", 5), "read back \"%.5s\"", b);
+
+	/* A byte stream: three writes, one read takes them all. */
+	write_all(p[1], "ab", 2);
+	write_all(p[1], "cd", 2);
+	write_all(p[1], "ef", 2);
+	EXPECT_EQ(read(p[0], b, sizeof(b)), 6);
+	EXPECT(!memcmp(b, "abcdef", 6), "read back \"%.6s\"", b);
+
+	/* A short buffer takes a prefix; the rest stays for the next read. */
+	write_all(p[1], "0123456789", 10);
+	EXPECT_EQ(read(p[0], b, 4), 4);
+	EXPECT(!memcmp(b, "0123", 4), "prefix \"%.4s\"", b);
+	EXPECT_EQ(read(p[0], b, sizeof(b)), 6);
+	EXPECT(!memcmp(b, "456789", 6), "rest \"%.6s\"", b);
+
+	/* Zero-length calls return 0 and move nothing. */
+	EXPECT_EQ(write(p[1], b, 0), 0);
+	set_nonblock(p[0], true);
+	EXPECT_EQ(read(p[0], b, 0), 0);
+	expect_eagain(p[0]);
+	set_nonblock(p[0], false);
+	step("zero-length read on an empty blocking pipe (must not block)");
+	EXPECT_EQ(read(p[0], b, 0), 0);
+	step("");
+	write_all(p[1], "x", 1);
+	EXPECT_EQ(read(p[0], b, 0), 0);
+	expect_read(p[0], "x");
+	close2(p);
+}
+
+#define BIG (64u << 20)
+
+static void check_pipe_large(void)
+{
+	static const size_t wsz[] = { 1, 7, 4096, 65536, 100000, 1 << 20, 3, 12345, 4 << 20 };
+	static const size_t rsz[] = { 65536, 1, 4095, 1 << 20, 777, 131072 };
+	unsigned char *buf, trailer[8];
+	uint64_t h = FNV_INIT, sent;
+	size_t total = 0, ntrail = 0;
+	int p[2];
+	pid_t pid;
+
+	xpipe(p);
+	pid = kid_fork();
+	if (!pid) {
+		uint64_t off = 0;
+
+		xclose(p[0]);
+		for (size_t i = 0; off < BIG; i++) {
+			size_t n = wsz[i % 9] < BIG - off ? wsz[i % 9] : BIG - off;
+
+			write_all(p[1], pat_at(off, n), n);
+			h = fnv(h, pat_at(off, n), n);
+			off += n;
+		}
+		write_all(p[1], &h, sizeof(h));	/* the writer's checksum */
+		_exit(0);
+	}
+	xclose(p[1]);
+	buf = malloc(1 << 20);
+	EXPECT(buf, "out of memory");
+	step("reading 64 MiB from the writer child");
+	for (size_t i = 0;; i++) {
+		ssize_t n = read(p[0], buf, rsz[i % 6]);
+		size_t data;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		EXPECT(n >= 0, "read after %zu bytes: %s", total, strerror(errno));
+		if (n == 0)
+			break;
+		data = total >= BIG ? 0 : ((size_t)n < BIG - total ? (size_t)n : BIG - total);
+		EXPECT(!memcmp(buf, pat_at(total, data), data),
+		       "wrong data within bytes %zu..%zu", total, total + data);
+		h = fnv(h, buf, data);
+		EXPECT(ntrail + ((size_t)n - data) <= sizeof(trailer),
+		       "more than %u bytes came", BIG + 8);
+		memcpy(trailer + ntrail, buf + data, (size_t)n - data);
+		ntrail += (size_t)n - data;
+		total += (size_t)n;
+	}
+	step("");
+	EXPECT_EQ(total, BIG + 8);
+	memcpy(&sent, trailer, sizeof(sent));
+	EXPECT(sent == h, "checksum %#" PRIx64 " of the data read, the writer's is %#" PRIx64,
+	       h, sent);
+	free(buf);
+	xclose(p[0]);
+	kid_ok(pid, "the writer child");
+}
+
+static void *close_later(void *arg)
+{
+	msleep(100);
+	xclose(*(int *)arg);
+	return NULL;
+}
+
+static void check_pipe_eof(void)
+{
+	int p[2], go[2];
+	pthread_t t;
+	pid_t pid;
+
+	/* The parent's write end closed, a child writes and exits. */
+	xpipe(p);
+	pid = kid_fork();
+	if (!pid) {
+		xclose(p[0]);
+		write_all(p[1], "bye", 3);
+		_exit(0);
+	}
+	xclose(p[1]);
+	expect_read(p[0], "bye");
+	expect_eof(p[0]);
+	expect_eof(p[0]);	/* and it stays so */
+	xclose(p[0]);
+	kid_ok(pid, "the writer child");
+
+	/* No EOF while a child still holds a write end. */
+	xpipe(p);
+	xpipe(go);
+	pid = kid_fork();
+	if (!pid) {
+		char c;
+
+		xclose(p[0]);
+		xclose(go[1]);
+		EXPECT_EQ(read(go[0], &c, 1), 0);
+		write_all(p[1], "late", 4);
+		_exit(0);
+	}
+	xclose(p[1]);
+	xclose(go[0]);
+	set_nonblock(p[0], true);
+	msleep(20);
+	expect_eagain(p[0]);
+	xclose(go[1]);		/* the child may go on */
+	set_nonblock(p[0], false);
+	expect_read(p[0], "late");
+	expect_eof(p[0]);
+	xclose(p[0]);
+	kid_ok(pid, "the writer child");
+
+	/* A reader blocked on an empty pipe wakes with EOF. */
+	xpipe(p);
+	t = xthread(close_later, &p[1]);
+	step("read blocked until another thread closes the write end");
+	expect_eof(p[0]);
+	step("");
+	xjoin(t);
+	xclose(p[0]);
+}
+
+/* close() takes effect at once: as soon as it returns, the other end sees
+ * EOF or EPIPE.  Many rounds, so that a window of any size shows. */
+static void check_close_sync(void)
+{
+	enum { ROUNDS = 50 };
+	char c;
+	int p[2], sv[2];
+	ssize_t n;
+
+	for (int i = 0; i < ROUNDS; i++) {
+		SYS(pipe2(p, O_NONBLOCK));
+		xclose(p[1]);
+		n = read(p[0], &c, 1);
+		EXPECT(n == 0, "round %d: a nonblocking read right after the last writer's close() "
+		       "returned %zd%s%s, not 0 (EOF)", i, n, n < 0 ? " with " : "",
+		       n < 0 ? errname(errno) : "");
+		xclose(p[0]);
+
+		xpipe(p);
+		xclose(p[0]);
+		n = write(p[1], "x", 1);
+		EXPECT(n == -1 && errno == EPIPE, "round %d: a write right after the last "
+		       "reader's close() returned %zd%s%s, not -1 with EPIPE", i, n,
+		       n < 0 ? " with " : "", n < 0 ? errname(errno) : "");
+		xclose(p[1]);
+
+		xsocketpair(SOCK_STREAM | SOCK_NONBLOCK, sv);
+		xclose(sv[1]);
+		n = recv(sv[0], &c, 1, 0);
+		EXPECT(n == 0, "round %d: recv right after the peer's close() returned %zd%s%s, "
+		       "not 0 (EOF)", i, n, n < 0 ? " with " : "", n < 0 ? errname(errno) : "");
+		n = send(sv[0], "x", 1, MSG_NOSIGNAL);
+		EXPECT(n == -1 && errno == EPIPE, "round %d: send right after the peer's close() "
+		       "returned %zd%s%s, not -1 with EPIPE", i, n, n < 0 ? " with " : "",
+		       n < 0 ? errname(errno) : "");
+		xclose(sv[0]);
+	}
+}
+
+static void check_pipe_eof_killed(void)
+{
+	struct pollfd pf;
+	unsigned char *buf;
+	size_t len, got;
+	int p[2], st, cap;
+	pid_t pid;
+
+	/* A writer that wrote, stopped, and was killed: its data, then EOF. */
+	xpipe(p);
+	pid = kid_fork();
+	if (!pid) {
+		xclose(p[0]);
+		write_all(p[1], pat_at(0, 32768), 32768);
+		raise(SIGSTOP);
+		_exit(0);
+	}
+	xclose(p[1]);
+	step("waiting for the writer child to stop");
+	EXPECT_EQ(waitpid(pid, &st, WUNTRACED), pid);
+	step("");
+	EXPECT(WIFSTOPPED(st), "the writer child did not stop");
+	SYS(kill(pid, SIGKILL));
+	kid_killed_by(pid, SIGKILL, "the writer child");
+	read_pattern(p[0], 0, 32768);
+	expect_eof(p[0]);
+	xclose(p[0]);
+
+	/* A writer killed while blocked in a write bigger than the pipe: the
+	 * reader gets a prefix of its data, then EOF. */
+	xpipe(p);
+	cap = (int)SYS(fcntl(p[1], F_GETPIPE_SZ));
+	len = 4 * (size_t)cap;
+	EXPECT(len <= PAT_SLACK, "pipe size %d is too big for this check", cap);
+	pid = kid_fork();
+	if (!pid) {
+		xclose(p[0]);
+		(void)write(p[1], pat_at(0, len), len);
+		_exit(0);
+	}
+	xclose(p[1]);
+	pf.fd = p[0];
+	pf.events = POLLIN;
+	step("waiting for the writer's first bytes");
+	EXPECT_EQ(poll(&pf, 1, 10000), 1);
+	step("");
+	msleep(150);		/* it fills the pipe and blocks */
+	SYS(kill(pid, SIGKILL));
+	kid_killed_by(pid, SIGKILL, "the writer child blocked in write");
+	buf = malloc(len + 1);
+	EXPECT(buf, "out of memory");
+	step("reading what the killed writer left");
+	got = read_full(p[0], buf, len + 1);
+	step("");
+	EXPECT(got > 0 && got < len, "got %zu bytes of a %zu-byte write cut by SIGKILL", got, len);
+	EXPECT(!memcmp(buf, pat_at(0, got), got), "the %zu bytes left are not a prefix of the data",
+	       got);
+	free(buf);
+	expect_eof(p[0]);
+	xclose(p[0]);
+}
+
+static atomic_int sig_count;
+
+static void count_sig(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&sig_count, 1);
+}
+
+/* In a child with SIGPIPE's default action: a write that must kill it. */
+static void sigpipe_victim(int how)
+{
+	int p[2];
+
+	signal(SIGPIPE, SIG_DFL);
+	if (how == 0)
+		xpipe(p);
+	else
+		xsocketpair(SOCK_STREAM, p);
+	xclose(p[0]);
+	settle();
+	if (how == 2)
+		(void)send(p[1], "x", 1, 0);
+	else
+		(void)write(p[1], "x", 1);
+	_exit(3);
+}
+
+static void check_sigpipe(void)
+{
+	static const char *const victims[] = {
+		"a child writing to a pipe with no reader",
+		"a child writing to a stream socket whose peer closed",
+		"a child sending on a stream socket whose peer closed",
+	};
+	struct iovec iov[2] = { { "a", 1 }, { "b", 1 } };
+	struct msghdr mh;
+	sigset_t set, pend;
+	int p[2];
+	pid_t pid;
+
+	/* Default action: the writer dies of SIGPIPE. */
+	for (int how = 0; how < 3; how++) {
+		pid = kid_fork();
+		if (!pid)
+			sigpipe_victim(how);
+		kid_killed_by(pid, SIGPIPE, victims[how]);
+	}
+
+	/* Ignored: -1 with EPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	xpipe(p);
+	xclose(p[0]);
+	settle();
+	EXPECT_ERR(write(p[1], "x", 1), EPIPE);
+	EXPECT_ERR(writev(p[1], iov, 2), EPIPE);
+
+	/* Caught: EPIPE, and the handler ran once before write returned. */
+	atomic_store(&sig_count, 0);
+	install(SIGPIPE, count_sig, 0);
+	EXPECT_ERR(write(p[1], "x", 1), EPIPE);
+	EXPECT_EQ(atomic_load(&sig_count), 1);
+
+	/* Blocked: EPIPE, and SIGPIPE is left pending. */
+	signal(SIGPIPE, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	SYS(pthread_sigmask(SIG_BLOCK, &set, NULL));
+	EXPECT_ERR(write(p[1], "x", 1), EPIPE);
+	SYS(sigpending(&pend));
+	EXPECT(sigismember(&pend, SIGPIPE) == 1, "SIGPIPE is not pending after EPIPE");
+	{
+		struct timespec zero = { 0, 0 };
+
+		EXPECT_EQ(sigtimedwait(&set, NULL, &zero), SIGPIPE);
+	}
+	SYS(pthread_sigmask(SIG_UNBLOCK, &set, NULL));
+	signal(SIGPIPE, SIG_IGN);
+	xclose(p[1]);
+
+	/* MSG_NOSIGNAL: EPIPE without a signal (default action in a child). */
+	pid = kid_fork();
+	if (!pid) {
+		int sv[2];
+
+		signal(SIGPIPE, SIG_DFL);
+		for (int k = 0; k < 2; k++) {
+			xsocketpair(k ? SOCK_SEQPACKET : SOCK_STREAM, sv);
+			xclose(sv[1]);
+			settle();
+			EXPECT_ERR(send(sv[0], "x", 1, MSG_NOSIGNAL), EPIPE);
+			EXPECT_ERR(sendto(sv[0], "x", 1, MSG_NOSIGNAL, NULL, 0), EPIPE);
+			memset(&mh, 0, sizeof(mh));
+			mh.msg_iov = iov;
+			mh.msg_iovlen = 2;
+			EXPECT_ERR(sendmsg(sv[0], &mh, MSG_NOSIGNAL), EPIPE);
+			xclose(sv[0]);
+		}
+		_exit(0);
+	}
+	kid_ok(pid, "a child sending with MSG_NOSIGNAL to a closed peer");
+
+	/* A seqpacket socket gives EPIPE but, unlike a stream, no SIGPIPE. */
+	pid = kid_fork();
+	if (!pid) {
+		int sv[2];
+
+		signal(SIGPIPE, SIG_DFL);
+		xsocketpair(SOCK_SEQPACKET, sv);
+		xclose(sv[1]);
+		settle();
+		EXPECT_ERR(send(sv[0], "x", 1, 0), EPIPE);
+		EXPECT_ERR(write(sv[0], "x", 1), EPIPE);
+		_exit(0);
+	}
+	kid_ok(pid, "a child sending on a seqpacket socket whose peer closed");
+}
+
+/* Empty: EAGAIN; fill to EAGAIN; drain all of it back intact; EAGAIN. */
+static void nonblock_cycle(int rfd, int wfd)
+{
+	static unsigned char buf[1 << 16];
+	size_t total, got = 0;
+
+	expect_eagain(rfd);
+	total = fill_nonblock(wfd, 0, 4096);
+	EXPECT(total > 0, "nothing could be written to an empty fd %d", wfd);
+	EXPECT_ERR(write(wfd, pat_at(0, 4096), 4096), EAGAIN);
+	for (;;) {
+		ssize_t n = read(rfd, buf, sizeof(buf));
+
+		if (n < 0) {
+			EXPECT(errno == EAGAIN, "draining: %s", errname(errno));
+			break;
+		}
+		EXPECT(n > 0, "end of file while draining");
+		EXPECT(!memcmp(buf, pat_at(got, (size_t)n), (size_t)n),
+		       "wrong data within bytes %zu..%zu", got, got + (size_t)n);
+		got += (size_t)n;
+	}
+	EXPECT(got == total, "drained %zu bytes of the %zu written", got, total);
+	expect_eagain(rfd);
+}
+
+static void check_nonblock_pipe2(void)
+{
+	char b[2048];
+	int p[2], sv[2], sent = 0, got = 0;
+
+	SYS(pipe2(p, O_NONBLOCK));
+	nonblock_cycle(p[0], p[1]);
+	xclose(p[1]);
+	settle();
+	expect_eof(p[0]);	/* EOF wins over EAGAIN */
+	xclose(p[0]);
+
+	xsocketpair(SOCK_STREAM | SOCK_NONBLOCK, sv);
+	nonblock_cycle(sv[1], sv[0]);
+	nonblock_cycle(sv[0], sv[1]);
+	xclose(sv[0]);
+	settle();
+	expect_eof(sv[1]);
+	xclose(sv[1]);
+
+	/* Datagrams: fill until EAGAIN, then every datagram comes back whole. */
+	xsocketpair(SOCK_DGRAM | SOCK_NONBLOCK, sv);
+	EXPECT_ERR(recv(sv[1], b, sizeof(b), 0), EAGAIN);
+	for (;;) {
+		ssize_t n = send(sv[0], pat_at((size_t)sent, 1000), 1000, 0);
+
+		if (n < 0) {
+			EXPECT(errno == EAGAIN, "filling a datagram socket: %s", errname(errno));
+			break;
+		}
+		EXPECT_EQ(n, 1000);
+		EXPECT(++sent < 1000000, "a datagram socket never fills");
+	}
+	for (;; got++) {
+		ssize_t n = recv(sv[1], b, sizeof(b), 0);
+
+		if (n < 0) {
+			EXPECT(errno == EAGAIN, "draining a datagram socket: %s", errname(errno));
+			break;
+		}
+		EXPECT_EQ(n, 1000);
+		EXPECT(!memcmp(b, pat_at((size_t)got, 1000), 1000), "datagram %d is wrong", got);
+	}
+	EXPECT(got == sent, "received %d datagrams of %d", got, sent);
+	close2(sv);
+}
+
+struct drainer {
+	int fd;
+	size_t len;
+	pthread_t t;
+};
+
+static void *drain_fn(void *arg)
+{
+	struct drainer *d = arg;
+
+	msleep(150);
+	read_pattern(d->fd, 0, d->len);
+	expect_eof(d->fd);
+	return NULL;
+}
+
+static void check_nonblock_fcntl(void)
+{
+	struct drainer d;
+	size_t total;
+	int64_t t0;
+	int p[2], on;
+
+	xpipe(p);
+	EXPECT(!(getfl(p[0]) & O_NONBLOCK) && !(getfl(p[1]) & O_NONBLOCK),
+	       "a fresh pipe is nonblocking");
+	set_nonblock(p[0], true);
+	set_nonblock(p[1], true);
+	EXPECT(getfl(p[0]) & O_NONBLOCK, "F_GETFL lacks O_NONBLOCK after F_SETFL");
+	EXPECT(getfl(p[1]) & O_NONBLOCK, "F_GETFL lacks O_NONBLOCK after F_SETFL");
+	nonblock_cycle(p[0], p[1]);
+
+	/* Back to blocking: a write into a full pipe waits for the reader. */
+	total = fill_nonblock(p[1], 0, 4096);
+	set_nonblock(p[1], false);
+	set_nonblock(p[0], false);
+	EXPECT(!(getfl(p[1]) & O_NONBLOCK), "O_NONBLOCK stays after clearing it");
+	d.fd = p[0];
+	d.len = total + 8192;
+	d.t = xthread(drain_fn, &d);
+	t0 = now_ns();
+	step("blocking write into a full pipe");
+	write_all(p[1], pat_at(total, 8192), 8192);
+	step("");
+	EXPECT(ms_since(t0) >= 100, "a write into a full blocking pipe returned after %lld ms, "
+	       "before the reader started", (long long)ms_since(t0));
+	xclose(p[1]);
+	xjoin(d.t);
+	xclose(p[0]);
+
+	/* FIONBIO sets and clears it too. */
+	xpipe(p);
+	on = 1;
+	SYS(ioctl(p[0], FIONBIO, &on));
+	EXPECT(getfl(p[0]) & O_NONBLOCK, "F_GETFL lacks O_NONBLOCK after FIONBIO");
+	expect_eagain(p[0]);
+	on = 0;
+	SYS(ioctl(p[0], FIONBIO, &on));
+	EXPECT(!(getfl(p[0]) & O_NONBLOCK), "O_NONBLOCK stays after FIONBIO 0");
+	close2(p);
+}
+
+static void check_getfl(void)
+{
+	int p[2], sv[2];
+
+	xpipe(p);
+	EXPECT_EQ(getfl(p[0]) & (O_ACCMODE | O_NONBLOCK), O_RDONLY);
+	EXPECT_EQ(getfl(p[1]) & (O_ACCMODE | O_NONBLOCK), O_WRONLY);
+	EXPECT_EQ(SYS(fcntl(p[0], F_GETFD)), 0);
+	/* O_NONBLOCK on one end leaves the other alone. */
+	set_nonblock(p[0], true);
+	EXPECT_EQ(getfl(p[0]) & (O_ACCMODE | O_NONBLOCK), O_RDONLY | O_NONBLOCK);
+	EXPECT_EQ(getfl(p[1]) & (O_ACCMODE | O_NONBLOCK), O_WRONLY);
+	/* F_SETFL cannot change the access mode. */
+	SYS(fcntl(p[1], F_SETFL, O_RDWR));
+	EXPECT_EQ(getfl(p[1]) & O_ACCMODE, O_WRONLY);
+	close2(p);
+
+	SYS(pipe2(p, O_NONBLOCK | O_CLOEXEC));
+	EXPECT_EQ(getfl(p[0]) & (O_ACCMODE | O_NONBLOCK), O_RDONLY | O_NONBLOCK);
+	EXPECT_EQ(getfl(p[1]) & (O_ACCMODE | O_NONBLOCK), O_WRONLY | O_NONBLOCK);
+	EXPECT_EQ(SYS(fcntl(p[0], F_GETFD)), FD_CLOEXEC);
+	EXPECT_EQ(SYS(fcntl(p[1], F_GETFD)), FD_CLOEXEC);
+	SYS(fcntl(p[1], F_SETFD, 0));
+	EXPECT_EQ(SYS(fcntl(p[1], F_GETFD)), 0);
+	close2(p);
+
+	for (int k = 0; k < 3; k++) {
+		static const int types[] = { SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET };
+
+		xsocketpair(types[k], sv);
+		EXPECT_EQ(getfl(sv[0]) & (O_ACCMODE | O_NONBLOCK), O_RDWR);
+		EXPECT_EQ(getfl(sv[1]) & (O_ACCMODE | O_NONBLOCK), O_RDWR);
+		close2(sv);
+		xsocketpair(types[k] | SOCK_NONBLOCK | SOCK_CLOEXEC, sv);
+		EXPECT_EQ(getfl(sv[0]) & (O_ACCMODE | O_NONBLOCK), O_RDWR | O_NONBLOCK);
+		EXPECT_EQ(getfl(sv[1]) & (O_ACCMODE | O_NONBLOCK), O_RDWR | O_NONBLOCK);
+		EXPECT_EQ(SYS(fcntl(sv[1], F_GETFD)), FD_CLOEXEC);
+		close2(sv);
+	}
+}
+
+/* Records for atomicity checks: a header, then bytes derived from it. */
+struct rec_hdr {
+	uint32_t magic;
+	uint16_t writer, len;
+	uint32_t seq, pad;
+};
+#define REC_MAGIC 0x52454331u
+
+static size_t rec_len(unsigned w, unsigned s)
+{
+	return sizeof(struct rec_hdr) +
+	       (w * 7919u + s * 104729u) % (PIPE_BUF - sizeof(struct rec_hdr) + 1);
+}
+
+static unsigned char rec_byte(unsigned w, unsigned s, size_t i)
+{
+	return (unsigned char)(w * 61 + s * 13 + i);
+}
+
+/* One record of at most PIPE_BUF bytes in one write (or one writev of
+ * several pieces), which must go in whole. */
+static void rec_write(int fd, unsigned w, unsigned s, bool vectored)
+{
+	unsigned char b[PIPE_BUF];
+	struct rec_hdr h = { REC_MAGIC, (uint16_t)w, (uint16_t)rec_len(w, s), s, 0 };
+	size_t len = h.len;
+	ssize_t n;
+
+	memcpy(b, &h, sizeof(h));
+	for (size_t i = sizeof(h); i < len; i++)
+		b[i] = rec_byte(w, s, i);
+	if (vectored) {
+		/* Five pieces, some of them empty. */
+		size_t a = len / 3, c = len / 2;
+		struct iovec iov[5] = {
+			{ b, a }, { b + a, 0 }, { b + a, c - a }, { b + c, len - c }, { b, 0 },
+		};
+
+		n = writev(fd, iov, 5);
+	} else {
+		n = write(fd, b, len);
+	}
+	EXPECT(n == (ssize_t)len, "%s of a %zu-byte record returned %zd (%s)",
+	       vectored ? "writev" : "write", len, n, n < 0 ? errname(errno) : "short");
+}
+
+/* Read records from `writers` writers, `per` each, until EOF; each must be
+ * whole (not interleaved with another) and in order per writer. */
+static void rec_read_all(int fd, unsigned writers, unsigned per)
+{
+	static const size_t rsz[] = { 1000, 7777, 1, 4096, 65536, 333 };
+	unsigned char *acc = malloc(2 * 65536);
+	unsigned next[8] = { 0 };
+	size_t have = 0, total = 0;
+
+	EXPECT(acc && writers <= 8, "setup");
+	bool mine = substep("reading records until end of file");
+
+	for (size_t i = 0;; i++) {
+		ssize_t n = read(fd, acc + have, rsz[i % 6]);
+		size_t at = 0;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		EXPECT(n >= 0, "read: %s", strerror(errno));
+		if (n == 0)
+			break;
+		have += (size_t)n;
+		total += (size_t)n;
+		while (have - at >= sizeof(struct rec_hdr)) {
+			struct rec_hdr h;
+
+			memcpy(&h, acc + at, sizeof(h));
+			EXPECT(h.magic == REC_MAGIC && h.writer < writers,
+			       "garbage where a record should start, %zu bytes into the stream "
+			       "(interleaved writes?)", total - have + at);
+			EXPECT(h.seq == next[h.writer],
+			       "writer %u: record %u came where %u was due", h.writer, h.seq,
+			       next[h.writer]);
+			EXPECT(h.len == rec_len(h.writer, h.seq), "record length %u is wrong", h.len);
+			if (have - at < h.len)
+				break;
+			for (size_t k = sizeof(h); k < h.len; k++)
+				EXPECT(acc[at + k] == rec_byte(h.writer, h.seq, k),
+				       "writer %u record %u is torn at byte %zu (another write "
+				       "cut into it)", h.writer, h.seq, k);
+			next[h.writer]++;
+			at += h.len;
+		}
+		memmove(acc, acc + at, have - at);
+		have -= at;
+	}
+	EXPECT(have == 0, "%zu stray bytes at end of file", have);
+	for (unsigned w = 0; w < writers; w++)
+		EXPECT(next[w] == per, "writer %u: %u records of %u came", w, next[w], per);
+	free(acc);
+	if (mine)
+		step("");
+}
+
+static void atomic_writers(bool vectored)
+{
+	enum { WRITERS = 4, PER = 2500 };
+	pid_t pid[WRITERS];
+	int p[2];
+
+	xpipe(p);
+	for (unsigned w = 0; w < WRITERS; w++) {
+		pid[w] = kid_fork();
+		if (!pid[w]) {
+			xclose(p[0]);
+			for (unsigned s = 0; s < PER; s++)
+				rec_write(p[1], w, s, vectored);
+			_exit(0);
+		}
+	}
+	xclose(p[1]);
+	rec_read_all(p[0], WRITERS, PER);
+	xclose(p[0]);
+	for (unsigned w = 0; w < WRITERS; w++)
+		kid_ok(pid[w], "a writer child");
+}
+
+static void check_pipe_buf_atomic(void)
+{
+	atomic_writers(false);
+}
+
+static void check_fionread(void)
+{
+	char b[64];
+	int p[2], n;
+
+	xpipe(p);
+	SYS(ioctl(p[0], FIONREAD, &n));
+	EXPECT_EQ(n, 0);
+	write_all(p[1], pat_at(0, 123), 123);
+	SYS(ioctl(p[0], FIONREAD, &n));
+	EXPECT_EQ(n, 123);
+	EXPECT_EQ(read(p[0], b, 23), 23);
+	SYS(ioctl(p[0], FIONREAD, &n));
+	EXPECT_EQ(n, 100);
+	read_pattern(p[0], 23, 100);
+	xclose(p[1]);
+	SYS(ioctl(p[0], FIONREAD, &n));
+	EXPECT_EQ(n, 0);
+	xclose(p[0]);
+
+	xsocketpair(SOCK_STREAM, p);
+	write_all(p[0], "abc", 3);
+	write_all(p[0], "defgh", 5);
+	SYS(ioctl(p[1], FIONREAD, &n));
+	EXPECT_EQ(n, 8);
+	close2(p);
+
+	/* A datagram socket tells the next datagram's size... */
+	xsocketpair(SOCK_DGRAM, p);
+	write_all(p[0], "abc", 3);
+	write_all(p[0], "defgh", 5);
+	SYS(ioctl(p[1], FIONREAD, &n));
+	EXPECT_EQ(n, 3);
+	close2(p);
+
+	/* ...a seqpacket socket all queued bytes, as a stream does. */
+	xsocketpair(SOCK_SEQPACKET, p);
+	write_all(p[0], "abc", 3);
+	write_all(p[0], "defgh", 5);
+	SYS(ioctl(p[1], FIONREAD, &n));
+	EXPECT_EQ(n, 8);
+	close2(p);
+}
+
+static void check_pipe_size(void)
+{
+	int p[2], sv[2], sz, r;
+	size_t total;
+
+	xpipe(p);
+	sz = (int)SYS(fcntl(p[0], F_GETPIPE_SZ));
+	EXPECT(sz > 0, "F_GETPIPE_SZ gave %d", sz);
+	EXPECT_EQ(fcntl(p[1], F_GETPIPE_SZ), sz);
+	/* An empty pipe takes exactly its size without blocking. */
+	set_nonblock(p[1], true);
+	set_nonblock(p[0], true);
+	total = fill_nonblock(p[1], 0, 4096);
+	EXPECT(total == (size_t)sz, "an empty pipe of F_GETPIPE_SZ %d took %zu bytes", sz, total);
+	read_pattern(p[0], 0, total);
+	expect_eagain(p[0]);
+	/* A size it can have: the new size is at least that, and sticks. */
+	r = (int)SYS(fcntl(p[1], F_SETPIPE_SZ, 65536));
+	EXPECT(r >= 65536, "F_SETPIPE_SZ 65536 returned %d", r);
+	EXPECT_EQ(fcntl(p[0], F_GETPIPE_SZ), r);
+	close2(p);
+
+	xsocketpair(SOCK_STREAM, sv);
+	EXPECT_ERR(fcntl(sv[0], F_GETPIPE_SZ), EBADF);
+	close2(sv);
+}
+
+static void check_lseek(void)
+{
+	int p[2], sv[2];
+
+	xpipe(p);
+	xsocketpair(SOCK_STREAM, sv);
+	EXPECT_ERR(lseek(p[0], 0, SEEK_CUR), ESPIPE);
+	EXPECT_ERR(lseek(p[1], 0, SEEK_CUR), ESPIPE);
+	EXPECT_ERR(lseek(p[0], 10, SEEK_SET), ESPIPE);
+	EXPECT_ERR(lseek(sv[0], 0, SEEK_CUR), ESPIPE);
+	EXPECT_ERR(lseek(sv[1], 0, SEEK_END), ESPIPE);
+	close2(p);
+	close2(sv);
+}
+
+static void check_fstat(void)
+{
+	static const int types[] = { SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET };
+	struct stat st;
+	int p[2], sv[2];
+
+	xpipe(p);
+	for (int i = 0; i < 2; i++) {
+		SYS(fstat(p[i], &st));
+		EXPECT(S_ISFIFO(st.st_mode), "fstat of pipe end %d: mode %#o, not a FIFO", i,
+		       (unsigned)st.st_mode);
+		SYS(fstatat(p[i], "", &st, AT_EMPTY_PATH));
+		EXPECT(S_ISFIFO(st.st_mode), "fstatat(AT_EMPTY_PATH) of pipe end %d: mode %#o",
+		       i, (unsigned)st.st_mode);
+	}
+	close2(p);
+	for (int k = 0; k < 3; k++) {
+		xsocketpair(types[k], sv);
+		for (int i = 0; i < 2; i++) {
+			SYS(fstat(sv[i], &st));
+			EXPECT(S_ISSOCK(st.st_mode), "fstat of socket type %d end %d: mode %#o, "
+			       "not a socket", types[k], i, (unsigned)st.st_mode);
+		}
+		close2(sv);
+	}
+}
+
+/* ======================================================================
+ * Socket pairs.
+ * ====================================================================== */
+
+struct xfer {
+	int fd;
+	size_t len;
+	bool reader;
+	pthread_t t;
+};
+
+static void *xfer_fn(void *arg)
+{
+	struct xfer *x = arg;
+
+	if (x->reader)
+		read_pattern(x->fd, 0, x->len);
+	else
+		write_all(x->fd, pat_at(0, x->len), x->len);
+	return NULL;
+}
+
+static void check_stream_pair(void)
+{
+	struct xfer x[4];
+	struct later l;
+	char b[64];
+	int sv[2];
+
+	/* Both directions at once, 4 MiB each way, one thread per job. */
+	xsocketpair(SOCK_STREAM, sv);
+	for (int i = 0; i < 4; i++) {
+		x[i].fd = sv[i & 1];
+		x[i].len = 4u << 20;
+		x[i].reader = i >= 2;
+		x[i].t = xthread(xfer_fn, &x[i]);
+	}
+	step("4 MiB each way over a stream pair");
+	for (int i = 0; i < 4; i++)
+		xjoin(x[i].t);
+	step("");
+
+	/* MSG_PEEK leaves the bytes; MSG_WAITALL waits for all it asked. */
+	write_all(sv[0], "hello", 5);
+	EXPECT_EQ(recv(sv[1], b, sizeof(b), MSG_PEEK), 5);
+	EXPECT_EQ(recv(sv[1], b, sizeof(b), 0), 5);
+	EXPECT(!memcmp(b, "hello", 5), "peeked data went missing");
+	later_start(&l, sv[0], 100, "0123456789", 10, false);
+	write_all(sv[0], "ab", 2);
+	step("recv with MSG_WAITALL");
+	EXPECT_EQ(recv(sv[1], b, 12, MSG_WAITALL), 12);
+	EXPECT(!memcmp(b, "ab0123456789", 12), "MSG_WAITALL data \"%.12s\"", b);
+	later_join(&l);
+
+	/* SHUT_WR: the peer reads what was sent, then EOF; the local side
+	 * gets EPIPE; the other direction still works. */
+	write_all(sv[0], "tail", 4);
+	SYS(shutdown(sv[0], SHUT_WR));
+	expect_read(sv[1], "tail");
+	expect_eof(sv[1]);
+	expect_eof(sv[1]);
+	EXPECT_ERR(send(sv[0], "x", 1, MSG_NOSIGNAL), EPIPE);
+	EXPECT_ERR(write(sv[0], "x", 1), EPIPE);	/* SIGPIPE is ignored */
+	write_all(sv[1], "back", 4);
+	expect_read(sv[0], "back");
+	close2(sv);
+
+	/* SHUT_WR from a side that never sent anything: EOF all the same,
+	 * on stream and seqpacket pairs. */
+	for (int k = 0; k < 2; k++) {
+		xsocketpair(k ? SOCK_SEQPACKET : SOCK_STREAM, sv);
+		SYS(shutdown(sv[1], SHUT_WR));
+		EXPECT_EQ(recv(sv[0], b, sizeof(b), MSG_DONTWAIT), 0);
+		step("read after the peer's SHUT_WR, nothing ever sent");
+		expect_eof(sv[0]);
+		step("");
+		close2(sv);
+	}
+
+	/* SHUT_RD: local reads give 0 at once; the peer's writes EPIPE. */
+	xsocketpair(SOCK_STREAM, sv);
+	SYS(shutdown(sv[0], SHUT_RD));
+	step("recv after SHUT_RD (must not block)");
+	EXPECT_EQ(recv(sv[0], b, sizeof(b), 0), 0);
+	step("");
+	EXPECT_ERR(send(sv[1], "x", 1, MSG_NOSIGNAL), EPIPE);
+	write_all(sv[0], "still", 5);
+	expect_read(sv[1], "still");
+	EXPECT_ERR(shutdown(sv[0], 42), EINVAL);
+	close2(sv);
+
+	/* Peer closed: EOF, and EPIPE on write. */
+	xsocketpair(SOCK_STREAM, sv);
+	write_all(sv[1], "last", 4);
+	xclose(sv[1]);
+	expect_read(sv[0], "last");
+	expect_eof(sv[0]);
+	EXPECT_ERR(send(sv[0], "x", 1, MSG_NOSIGNAL), EPIPE);
+	xclose(sv[0]);
+}
+
+static void msg_checks(int type)
+{
+	struct msghdr mh;
+	struct iovec iov[2];
+	char b[70000], c[8];
+	int sv[2];
+
+	xsocketpair(type, sv);
+	/* Boundaries, both ways. */
+	for (int dir = 0; dir < 2; dir++) {
+		int s = sv[dir], r = sv[!dir];
+
+		EXPECT_EQ(send(s, "a", 1, 0), 1);
+		EXPECT_EQ(send(s, "bb", 2, 0), 2);
+		EXPECT_EQ(write(s, "ccc", 3), 3);
+		EXPECT_EQ(recv(r, b, sizeof(b), 0), 1);
+		EXPECT_EQ(read(r, b, sizeof(b)), 2);
+		EXPECT(!memcmp(b, "bb", 2), "second message \"%.2s\"", b);
+		EXPECT_EQ(recv(r, b, sizeof(b), 0), 3);
+		EXPECT(!memcmp(b, "ccc", 3), "third message \"%.3s\"", b);
+	}
+
+	/* A big message comes in one piece. */
+	EXPECT_EQ(send(sv[0], pat_at(5, 60000), 60000, 0), 60000);
+	EXPECT_EQ(recv(sv[1], b, sizeof(b), 0), 60000);
+	EXPECT(!memcmp(b, pat_at(5, 60000), 60000), "the 60000-byte message is wrong");
+
+	/* A short buffer cuts the message; the rest is gone. */
+	EXPECT_EQ(send(sv[0], "0123456789", 10, 0), 10);
+	EXPECT_EQ(send(sv[0], "next", 4, 0), 4);
+	EXPECT_EQ(recv(sv[1], c, 4, 0), 4);
+	EXPECT(!memcmp(c, "0123", 4), "cut message \"%.4s\"", c);
+	EXPECT_EQ(recv(sv[1], b, sizeof(b), 0), 4);
+	EXPECT(!memcmp(b, "next", 4), "the message after a cut one is \"%.4s\"", b);
+
+	/* MSG_TRUNC: the real length. */
+	EXPECT_EQ(send(sv[0], "0123456789", 10, 0), 10);
+	EXPECT_EQ(recv(sv[1], c, 4, MSG_TRUNC), 10);
+	EXPECT(!memcmp(c, "0123", 4), "MSG_TRUNC data \"%.4s\"", c);
+
+	/* recvmsg: msg_flags says MSG_TRUNC when cut, and only then. */
+	memset(&mh, 0, sizeof(mh));
+	iov[0].iov_base = c;
+	iov[0].iov_len = 4;
+	mh.msg_iov = iov;
+	mh.msg_iovlen = 1;
+	EXPECT_EQ(send(sv[0], "abcdefgh", 8, 0), 8);
+	EXPECT_EQ(recvmsg(sv[1], &mh, 0), 4);
+	EXPECT(mh.msg_flags & MSG_TRUNC, "recvmsg of a cut message: msg_flags %#x lacks MSG_TRUNC",
+	       (unsigned)mh.msg_flags);
+	EXPECT_EQ(send(sv[0], "abcdefgh", 8, 0), 8);
+	mh.msg_flags = 0;
+	EXPECT_EQ(recvmsg(sv[1], &mh, MSG_TRUNC), 8);
+	EXPECT(mh.msg_flags & MSG_TRUNC, "recvmsg(MSG_TRUNC): msg_flags %#x lacks MSG_TRUNC",
+	       (unsigned)mh.msg_flags);
+	EXPECT_EQ(send(sv[0], "abc", 3, 0), 3);
+	iov[0].iov_base = b;
+	iov[0].iov_len = sizeof(b);
+	mh.msg_flags = MSG_TRUNC;
+	EXPECT_EQ(recvmsg(sv[1], &mh, 0), 3);
+	EXPECT(!(mh.msg_flags & MSG_TRUNC), "recvmsg of a whole message: msg_flags %#x has "
+	       "MSG_TRUNC", (unsigned)mh.msg_flags);
+
+	/* MSG_PEEK: the message stays, cut or not. */
+	EXPECT_EQ(send(sv[0], "peek", 4, 0), 4);
+	EXPECT_EQ(recv(sv[1], c, 2, MSG_PEEK), 2);
+	EXPECT_EQ(recv(sv[1], b, sizeof(b), MSG_PEEK), 4);
+	EXPECT_EQ(recv(sv[1], b, sizeof(b), 0), 4);
+	EXPECT(!memcmp(b, "peek", 4), "peeked message \"%.4s\"", b);
+
+	/* MSG_DONTWAIT on a blocking socket. */
+	EXPECT_ERR(recv(sv[1], b, sizeof(b), MSG_DONTWAIT), EAGAIN);
+
+	/* An empty message is a message. */
+	EXPECT_EQ(send(sv[0], "", 0, 0), 0);
+	EXPECT_EQ(send(sv[0], "z", 1, 0), 1);
+	EXPECT_EQ(recv(sv[1], b, sizeof(b), MSG_DONTWAIT), 0);
+	EXPECT_EQ(recv(sv[1], b, sizeof(b), MSG_DONTWAIT), 1);
+	EXPECT_ERR(recv(sv[1], b, sizeof(b), MSG_DONTWAIT), EAGAIN);
+	close2(sv);
+}
+
+static void check_dgram_seqpacket(void)
+{
+	int sv[2];
+
+	msg_checks(SOCK_DGRAM);
+	msg_checks(SOCK_SEQPACKET);
+
+	/* A seqpacket socket whose peer closed: its messages, then EOF. */
+	xsocketpair(SOCK_SEQPACKET, sv);
+	EXPECT_EQ(send(sv[0], "one", 3, 0), 3);
+	xclose(sv[0]);
+	expect_read(sv[1], "one");
+	expect_eof(sv[1]);
+	xclose(sv[1]);
+}
+
+static void check_sockopt(void)
+{
+	static const int types[] = { SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET };
+	socklen_t len;
+	int sv[2], p[2], v;
+	char c;
+
+	for (int k = 0; k < 3; k++) {
+		xsocketpair(types[k], sv);
+		for (int i = 0; i < 2; i++) {
+			len = sizeof(v);
+			SYS(getsockopt(sv[i], SOL_SOCKET, SO_TYPE, &v, &len));
+			EXPECT_EQ(v, types[k]);
+			EXPECT_EQ(len, sizeof(int));
+			len = sizeof(v);
+			SYS(getsockopt(sv[i], SOL_SOCKET, SO_DOMAIN, &v, &len));
+			EXPECT_EQ(v, AF_UNIX);
+			len = sizeof(v);
+			SYS(getsockopt(sv[i], SOL_SOCKET, SO_ERROR, &v, &len));
+			EXPECT_EQ(v, 0);
+			len = sizeof(v);
+			SYS(getsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &v, &len));
+			EXPECT(v > 0, "SO_RCVBUF %d", v);
+		}
+		close2(sv);
+	}
+	/* A pipe is no socket. */
+	xpipe(p);
+	len = sizeof(v);
+	EXPECT_ERR(getsockopt(p[0], SOL_SOCKET, SO_TYPE, &v, &len), ENOTSOCK);
+	EXPECT_ERR(send(p[1], "x", 1, 0), ENOTSOCK);
+	EXPECT_ERR(recv(p[0], &c, 1, MSG_DONTWAIT), ENOTSOCK);
+	EXPECT_ERR(shutdown(p[1], SHUT_WR), ENOTSOCK);
+	close2(p);
+}
+
+/* ======================================================================
+ * Descriptors: dup family, close_range, fork, exec.
+ * ====================================================================== */
+
+static void check_dup(void)
+{
+	int p[2], q[2], a[2], w[6], r2, sv[2];
+	struct stat st;
+	char b[16];
+
+	xpipe(p);
+	set_nonblock(p[0], true);
+	w[0] = p[1];
+	w[1] = (int)SYS(dup(p[1]));
+	w[2] = (int)SYS(dup2(p[1], 100));
+	w[3] = (int)SYS(dup3(p[1], 101, O_CLOEXEC));
+	w[4] = (int)SYS(fcntl(p[1], F_DUPFD, 200));
+	w[5] = (int)SYS(fcntl(p[1], F_DUPFD_CLOEXEC, 210));
+	EXPECT_EQ(w[2], 100);
+	EXPECT_EQ(w[3], 101);
+	EXPECT(w[4] >= 200 && w[5] >= 210, "F_DUPFD gave %d and %d", w[4], w[5]);
+	EXPECT_EQ(fcntl(w[1], F_GETFD), 0);
+	EXPECT_EQ(fcntl(w[2], F_GETFD), 0);
+	EXPECT_EQ(fcntl(w[3], F_GETFD), FD_CLOEXEC);
+	EXPECT_EQ(fcntl(w[4], F_GETFD), 0);
+	EXPECT_EQ(fcntl(w[5], F_GETFD), FD_CLOEXEC);
+	EXPECT_EQ(dup2(p[1], p[1]), p[1]);
+	EXPECT_ERR(dup3(p[1], p[1], 0), EINVAL);
+	for (int i = 0; i < 6; i++) {
+		EXPECT_EQ(getfl(w[i]) & O_ACCMODE, O_WRONLY);
+		b[i] = (char)('0' + i);
+		EXPECT_EQ(write(w[i], &b[i], 1), 1);
+	}
+	EXPECT_EQ(read(p[0], b, sizeof(b)), 6);
+	EXPECT(!memcmp(b, "012345", 6), "through the dups came \"%.6s\"", b);
+	/* EOF only when the last of them closes. */
+	for (int i = 0; i < 6; i++) {
+		EXPECT_EQ(write(w[i], "x", 1), 1);
+		xclose(w[i]);
+		EXPECT_EQ(read(p[0], b, sizeof(b)), 1);
+		if (i < 5)
+			expect_eagain(p[0]);
+	}
+	settle();
+	expect_eof(p[0]);
+	xclose(p[0]);
+
+	/* Dups of the read end share one stream and one O_NONBLOCK. */
+	xpipe(q);
+	r2 = (int)SYS(dup(q[0]));
+	write_all(q[1], "ab", 2);
+	EXPECT_EQ(read(q[0], b, 1), 1);
+	EXPECT_EQ(read(r2, b + 1, 1), 1);
+	EXPECT(!memcmp(b, "ab", 2), "read through two dups \"%.2s\"", b);
+	set_nonblock(r2, true);
+	EXPECT(getfl(q[0]) & O_NONBLOCK, "O_NONBLOCK set through a dup is not on the original");
+	expect_eagain(q[0]);
+	xclose(r2);
+	close2(q);
+
+	/* dup2 onto the last write end closes it: its reader sees EOF. */
+	xpipe(a);
+	xpipe(q);
+	SYS(dup2(q[1], a[1]));
+	expect_eof(a[0]);
+	write_all(a[1], "via", 3);	/* a[1] is q's write end now */
+	expect_read(q[0], "via");
+	xclose(a[0]);
+	xclose(a[1]);
+	close2(q);
+
+	/* A dup of a socket end is the same socket. */
+	xsocketpair(SOCK_SEQPACKET, sv);
+	r2 = (int)SYS(dup(sv[0]));
+	SYS(fstat(r2, &st));
+	EXPECT(S_ISSOCK(st.st_mode), "a dup of a socket end is not a socket");
+	EXPECT_EQ(send(r2, "dup", 3, 0), 3);
+	xclose(r2);
+	EXPECT_EQ(recv(sv[1], b, sizeof(b), 0), 3);
+	close2(sv);
+}
+
+static void check_close_range(void)
+{
+	int p[4][2], q[2];
+
+	for (int i = 0; i < 4; i++) {
+		xpipe(p[i]);
+		SYS(dup2(p[i][1], 300 + i));
+		xclose(p[i][1]);
+	}
+	if (close_range(300, 303, 0) < 0) {
+		EXPECT(errno == ENOSYS, "close_range: %s", strerror(errno));
+		for (int i = 0; i < 4; i++) {
+			xclose(300 + i);
+			xclose(p[i][0]);
+		}
+		printf("# close_range: no such system call here\n");
+		return;
+	}
+	for (int i = 0; i < 4; i++) {
+		EXPECT_ERR(fcntl(300 + i, F_GETFD), EBADF);
+		expect_eof(p[i][0]);
+		xclose(p[i][0]);
+	}
+
+	/* CLOSE_RANGE_CLOEXEC marks them and leaves them working. */
+	xpipe(q);
+	SYS(dup2(q[1], 310));
+	SYS(dup2(q[1], 311));
+	SYS(close_range(310, 311, CLOSE_RANGE_CLOEXEC));
+	EXPECT_EQ(fcntl(310, F_GETFD), FD_CLOEXEC);
+	EXPECT_EQ(fcntl(311, F_GETFD), FD_CLOEXEC);
+	write_all(311, "cx", 2);
+	expect_read(q[0], "cx");
+	xclose(q[1]);
+	xclose(310);
+	xclose(311);
+	expect_eof(q[0]);
+	xclose(q[0]);
+
+	/* Open-ended. */
+	xpipe(q);
+	SYS(dup2(q[1], 400));
+	xclose(q[1]);
+	SYS(close_range(400, ~0u, 0));
+	expect_eof(q[0]);
+	xclose(q[0]);
+}
+
+static void check_fork(void)
+{
+	enum { N = 1000 };
+	int down[2], up[2], shared[2], sv[2], p[2];
+	unsigned counts[2] = { 0, 0 };
+	uint64_t v[2];
+	pid_t pid;
+
+	/* Request and reply on two pipes; both processes also write to a
+	 * third pipe whose write end they share. */
+	xpipe(down);
+	xpipe(up);
+	xpipe(shared);
+	pid = kid_fork();
+	if (!pid) {
+		uint64_t x;
+
+		xclose(down[1]);
+		xclose(up[0]);
+		xclose(shared[0]);
+		while (read_full(down[0], &x, sizeof(x)) == sizeof(x)) {
+			uint64_t y[2] = { 1, x };
+
+			x = x * 3 + 1;
+			write_all(up[1], &x, sizeof(x));
+			write_all(shared[1], y, sizeof(y));
+		}
+		_exit(0);
+	}
+	xclose(down[0]);
+	xclose(up[1]);
+	step("request and reply with a forked child");
+	for (uint64_t i = 0; i < N; i++) {
+		uint64_t y[2] = { 0, i }, x;
+
+		write_all(down[1], &i, sizeof(i));
+		EXPECT_EQ(read_full(up[0], &x, sizeof(x)), sizeof(x));
+		EXPECT(x == i * 3 + 1, "reply %" PRIu64 " to %" PRIu64, x, i);
+		write_all(shared[1], y, sizeof(y));
+	}
+	step("");
+	xclose(down[1]);
+	expect_eof(up[0]);
+	xclose(up[0]);
+	xclose(shared[1]);
+	while (read_full(shared[0], v, sizeof(v)) == sizeof(v)) {
+		EXPECT(v[0] < 2 && v[1] == counts[v[0]], "shared pipe: record %" PRIu64
+		       " from process %" PRIu64 " out of order", v[1], v[0]);
+		counts[v[0]]++;
+	}
+	EXPECT(counts[0] == N && counts[1] == N, "shared pipe: %u and %u records of %u",
+	       counts[0], counts[1], N);
+	xclose(shared[0]);
+	kid_ok(pid, "the forked child");
+
+	/* Ping-pong over a socket pair across fork. */
+	xsocketpair(SOCK_STREAM, sv);
+	pid = kid_fork();
+	if (!pid) {
+		uint32_t x;
+
+		xclose(sv[0]);
+		while (read_full(sv[1], &x, sizeof(x)) == sizeof(x)) {
+			x++;
+			write_all(sv[1], &x, sizeof(x));
+		}
+		_exit(0);
+	}
+	xclose(sv[1]);
+	step("ping-pong over a socket pair with a forked child");
+	for (uint32_t i = 0; i < N; i++) {
+		uint32_t x = i * 2;
+
+		write_all(sv[0], &x, sizeof(x));
+		EXPECT_EQ(read_full(sv[0], &x, sizeof(x)), sizeof(x));
+		EXPECT_EQ(x, i * 2 + 1);
+	}
+	step("");
+	SYS(shutdown(sv[0], SHUT_WR));
+	expect_eof(sv[0]);
+	xclose(sv[0]);
+	kid_ok(pid, "the forked child");
+
+	/* Data written before fork is there for the child. */
+	xpipe(p);
+	write_all(p[1], "before", 6);
+	pid = kid_fork();
+	if (!pid) {
+		expect_read(p[0], "before");
+		write_all(p[1], "child", 5);
+		_exit(0);
+	}
+	kid_ok(pid, "the forked child");
+	xclose(p[1]);
+	expect_read(p[0], "child");
+	expect_eof(p[0]);
+	xclose(p[0]);
+}
+
+/* --- exec ------------------------------------------------------------- */
+
+#define EXEC_IN		(256u << 10)
+#define EXEC_OUT	(256u << 10)
+#define PONGS		200
+
+extern char **environ;
+
+static _Noreturn void exec_self(const char *const *args, bool keep_preload)
+{
+	char *argv[16], *envp[512];
+	int n = 0, e = 0;
+
+	argv[n++] = (char *)"shim_sem";
+	argv[n++] = (char *)"--exec-child";
+	while (*args && n < 15)
+		argv[n++] = (char *)*args++;
+	argv[n] = NULL;
+	for (char **v = environ; *v && e < 511; v++)
+		if (keep_preload || strncmp(*v, "LD_PRELOAD=", 11))
+			envp[e++] = *v;
+	envp[e] = NULL;
+	execve("/proc/self/exe", argv, envp);
+	FAIL("execve /proc/self/exe: %s", strerror(errno));
+}
+
+static const char *num(char *buf, int v)
+{
+	snprintf(buf, 16, "%d", v);
+	return buf;
+}
+
+/* The exec'd side of the exec checks. */
+static int exec_child(int argc, char **argv)
+{
+	const char *mode = argc > 0 ? argv[0] : "";
+	static char name[64];
+
+	runner_pid = getpid();
+	snprintf(name, sizeof(name), "exec child %s", mode);
+	atomic_store(&check_name, name);
+	make_pattern();
+	if (!strcmp(mode, "pipe-echo") && argc == 3) {
+		/* Read to EOF, report count and checksum, then send data. */
+		int rfd = atoi(argv[1]), wfd = atoi(argv[2]);
+		static unsigned char buf[65536];
+		uint64_t rep[2] = { 0, FNV_INIT };
+		ssize_t n;
+
+		while ((n = read(rfd, buf, sizeof(buf))) != 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			EXPECT(n > 0, "read inherited fd %d: %s", rfd, strerror(errno));
+			rep[0] += (uint64_t)n;
+			rep[1] = fnv(rep[1], buf, (size_t)n);
+		}
+		write_all(wfd, rep, sizeof(rep));
+		write_all(wfd, pat_at(11, EXEC_OUT), EXEC_OUT);
+		return 0;
+	}
+	if (!strcmp(mode, "sock-pong") && argc == 2) {
+		/* Answer each 16-byte ping, then expect EOF. */
+		int fd = atoi(argv[1]);
+		char b[16];
+
+		for (int i = 0; i < PONGS; i++) {
+			char want[17];
+
+			EXPECT_EQ(read_full(fd, b, 16), 16);
+			snprintf(want, sizeof(want), "ping %010d", i);
+			EXPECT(!memcmp(b, want, 16), "ping %d is \"%.16s\"", i, b);
+			memcpy(b, "pong", 4);
+			write_all(fd, b, 16);
+		}
+		expect_eof(fd);
+		return 0;
+	}
+	if (!strcmp(mode, "closed") && argc >= 3) {
+		/* argv[1]: an inherited empty nonblocking read end; argv[2]:
+		 * the go pipe; the rest: fds that exec must have closed. */
+		int nb = atoi(argv[1]), go = atoi(argv[2]);
+
+		for (int i = 3; i < argc; i++)
+			EXPECT_ERR(fcntl(atoi(argv[i]), F_GETFD), EBADF);
+		EXPECT(getfl(nb) & O_NONBLOCK, "the inherited end lost O_NONBLOCK");
+		expect_eagain(nb);
+		expect_eof(go);
+		return 0;
+	}
+	FAIL("bad arguments");
+}
+
+static void exec_pipe_echo(bool keep)
+{
+	uint64_t rep[2];
+	int in[2], out[2];
+	char a[16], b[16];
+	pid_t pid;
+
+	xpipe(in);
+	xpipe(out);
+	pid = kid_fork();
+	if (!pid) {
+		const char *args[] = { "pipe-echo", num(a, in[0]), num(b, out[1]), NULL };
+
+		xclose(in[1]);
+		xclose(out[0]);
+		exec_self(args, keep);
+	}
+	xclose(in[0]);
+	xclose(out[1]);
+	step("writing to an exec'd child");
+	write_all(in[1], pat_at(7, EXEC_IN), EXEC_IN);
+	xclose(in[1]);
+	step("reading the exec'd child's report");
+	EXPECT_EQ(read_full(out[0], rep, sizeof(rep)), sizeof(rep));
+	step("");
+	EXPECT(rep[0] == EXEC_IN, "the exec'd child read %" PRIu64 " bytes of %u", rep[0],
+	       EXEC_IN);
+	EXPECT(rep[1] == fnv(FNV_INIT, pat_at(7, EXEC_IN), EXEC_IN),
+	       "the exec'd child read the wrong bytes");
+	read_pattern(out[0], 11, EXEC_OUT);
+	expect_eof(out[0]);
+	xclose(out[0]);
+	kid_ok(pid, "the exec'd child");
+	if (!keep)
+		atomic_fetch_add(slow_expected, EXEC_IN + sizeof(rep) + EXEC_OUT);
+}
+
+static void exec_sock_pong(bool keep)
+{
+	char a[16], b[17];
+	int sv[2];
+	pid_t pid;
+
+	xsocketpair(SOCK_STREAM, sv);
+	pid = kid_fork();
+	if (!pid) {
+		const char *args[] = { "sock-pong", num(a, sv[1]), NULL };
+
+		xclose(sv[0]);
+		exec_self(args, keep);
+	}
+	xclose(sv[1]);
+	step("ping-pong with an exec'd child");
+	for (int i = 0; i < PONGS; i++) {
+		char want[17];
+
+		snprintf(b, sizeof(b), "ping %010d", i);
+		write_all(sv[0], b, 16);
+		EXPECT_EQ(read_full(sv[0], b, 16), 16);
+		snprintf(want, sizeof(want), "pong %010d", i);
+		EXPECT(!memcmp(b, want, 16), "pong %d is \"%.16s\"", i, b);
+	}
+	step("");
+	SYS(shutdown(sv[0], SHUT_WR));
+	expect_eof(sv[0]);
+	xclose(sv[0]);
+	kid_ok(pid, "the exec'd child");
+	if (!keep)
+		atomic_fetch_add(slow_expected, 2u * 16 * PONGS);
+}
+
+/* CLOEXEC ends are gone in the exec'd child: the parent sees EOF on pipe
+ * and socket whose last other end was there; the child finds the numbers
+ * closed; an inherited nonblocking end stays nonblocking. */
+static void exec_cloexec(bool keep)
+{
+	char s[6][16];
+	int c[2], sv[2], nb[2], go[2], hi1, hi2;
+	pid_t pid;
+
+	SYS(pipe2(c, O_CLOEXEC));
+	xsocketpair(SOCK_STREAM | SOCK_CLOEXEC, sv);
+	SYS(pipe2(nb, O_NONBLOCK));
+	xpipe(go);
+	pid = kid_fork();
+	if (!pid) {
+		const char *args[8];
+
+		xclose(go[1]);
+		xclose(nb[1]);
+		hi1 = (int)SYS(dup3(c[1], 150, O_CLOEXEC));
+		hi2 = (int)SYS(fcntl(sv[1], F_DUPFD_CLOEXEC, 160));
+		args[0] = "closed";
+		args[1] = num(s[0], nb[0]);
+		args[2] = num(s[1], go[0]);
+		args[3] = num(s[2], c[1]);
+		args[4] = num(s[3], sv[1]);
+		args[5] = num(s[4], hi1);
+		args[6] = num(s[5], hi2);
+		args[7] = NULL;
+		exec_self(args, keep);
+	}
+	xclose(c[1]);
+	xclose(sv[1]);
+	xclose(nb[0]);
+	xclose(go[0]);
+	step("EOF from a CLOEXEC pipe end closed by the child's exec");
+	expect_eof(c[0]);
+	step("EOF from a CLOEXEC socket end closed by the child's exec");
+	expect_eof(sv[0]);
+	step("");
+	xclose(go[1]);		/* lets the child finish */
+	kid_ok(pid, "the exec'd child");
+	xclose(c[0]);
+	xclose(sv[0]);
+	xclose(nb[1]);
+}
+
+static void check_exec_preloaded(void)
+{
+	exec_pipe_echo(true);
+	exec_sock_pong(true);
+	exec_cloexec(true);
+}
+
+static void check_exec_plain(void)
+{
+	exec_pipe_echo(false);
+	exec_sock_pong(false);
+	exec_cloexec(false);
+}
+
+/* ======================================================================
+ * Signals and threads.
+ * ====================================================================== */
+
+/* A thread that sends SIGUSR1 to a target thread: `times` signals (0:
+ * until told to stop) every every_ms after first_ms; then, if asked, it
+ * writes data, or drains a full pipe. */
+struct pester {
+	pthread_t target, t;
+	int first_ms, every_ms, times;
+	atomic_bool stop;
+	int fd;
+	const char *data;	/* written after the signals */
+	size_t drain;		/* or bytes to read after the signals */
+};
+
+static void *pester_fn(void *arg)
+{
+	struct pester *p = arg;
+
+	msleep(p->first_ms);
+	for (int i = 0; !atomic_load(&p->stop); i++) {
+		if (p->times && i == p->times)
+			break;
+		pthread_kill(p->target, SIGUSR1);
+		msleep(p->every_ms);
+	}
+	msleep(100);
+	if (p->data)
+		write_all(p->fd, p->data, strlen(p->data));
+	if (p->drain)
+		read_pattern(p->fd, 0, p->drain);
+	return NULL;
+}
+
+static void pester_start(struct pester *p, int times, int fd, const char *data, size_t drain)
+{
+	p->target = pthread_self();
+	p->first_ms = 150;
+	p->every_ms = 60;
+	p->times = times;
+	atomic_store(&p->stop, false);
+	p->fd = fd;
+	p->data = data;
+	p->drain = drain;
+	p->t = xthread(pester_fn, p);
+}
+
+static void pester_end(struct pester *p)
+{
+	atomic_store(&p->stop, true);
+	xjoin(p->t);
+	step("");
+}
+
+static void check_eintr_restart(void)
+{
+	struct pester pe;
+	char b[16];
+	size_t full;
+	int p[2], sv[2];
+	ssize_t n;
+
+	install(SIGUSR1, count_sig, SA_RESTART);
+
+	/* A blocked read goes on after the handler, and gets the data. */
+	xpipe(p);
+	atomic_store(&sig_count, 0);
+	pester_start(&pe, 2, p[1], "data", 0);
+	step("read blocked while SA_RESTART signals arrive");
+	n = read(p[0], b, sizeof(b));
+	EXPECT(n == 4, "a read interrupted by an SA_RESTART handler returned %zd%s%s, "
+	       "expected to go on and return the 4 bytes written later", n,
+	       n < 0 ? " with " : "", n < 0 ? errname(errno) : "");
+	EXPECT(!memcmp(b, "data", 4), "the read gave \"%.4s\"", b);
+	pester_end(&pe);
+	EXPECT(atomic_load(&sig_count) >= 1, "no handler ran");
+
+	/* The same for recv on a stream socket. */
+	xsocketpair(SOCK_STREAM, sv);
+	atomic_store(&sig_count, 0);
+	pester_start(&pe, 2, sv[1], "sock", 0);
+	step("recv blocked while SA_RESTART signals arrive");
+	n = recv(sv[0], b, sizeof(b), 0);
+	EXPECT(n == 4, "a recv interrupted by an SA_RESTART handler returned %zd%s%s", n,
+	       n < 0 ? " with " : "", n < 0 ? errname(errno) : "");
+	pester_end(&pe);
+	EXPECT(atomic_load(&sig_count) >= 1, "no handler ran");
+	close2(sv);
+
+	/* A write blocked on a full pipe goes on too once the reader drains. */
+	close2(p);
+	xpipe(p);
+	set_nonblock(p[1], true);
+	full = fill_nonblock(p[1], 0, 4096);
+	set_nonblock(p[1], false);
+	atomic_store(&sig_count, 0);
+	pester_start(&pe, 2, p[0], NULL, full + 100);
+	step("write blocked on a full pipe while SA_RESTART signals arrive");
+	n = write(p[1], pat_at(full, 100), 100);
+	EXPECT(n == 100, "a write interrupted by an SA_RESTART handler returned %zd%s%s", n,
+	       n < 0 ? " with " : "", n < 0 ? errname(errno) : "");
+	pester_end(&pe);
+	EXPECT(atomic_load(&sig_count) >= 1, "no handler ran");
+	close2(p);
+	signal(SIGUSR1, SIG_DFL);
+}
+
+static void check_eintr(void)
+{
+	struct pester pe;
+	struct pollfd pf;
+	struct epoll_event ev;
+	char b[16];
+	int p[2], sv[2], ep;
+	fd_set rs;
+
+	install(SIGUSR1, count_sig, 0);
+	xpipe(p);
+
+	atomic_store(&sig_count, 0);
+	pester_start(&pe, 0, -1, NULL, 0);
+	step("read blocked until a signal without SA_RESTART");
+	EXPECT_ERR(read(p[0], b, sizeof(b)), EINTR);
+	pester_end(&pe);
+	EXPECT(atomic_load(&sig_count) >= 1, "no handler ran");
+	close2(p);
+
+	xsocketpair(SOCK_STREAM, sv);
+	pester_start(&pe, 0, -1, NULL, 0);
+	step("recv blocked until a signal without SA_RESTART");
+	EXPECT_ERR(recv(sv[0], b, sizeof(b), 0), EINTR);
+	pester_end(&pe);
+	close2(sv);
+
+	/* A write blocked on a full pipe, nothing of it written: EINTR. */
+	xpipe(p);
+	set_nonblock(p[1], true);
+	(void)fill_nonblock(p[1], 0, 4096);
+	set_nonblock(p[1], false);
+	pester_start(&pe, 0, -1, NULL, 0);
+	step("write blocked on a full pipe until a signal without SA_RESTART");
+	EXPECT_ERR(write(p[1], b, 1), EINTR);
+	pester_end(&pe);
+	close2(p);
+
+	/* poll, select and epoll_wait are never restarted. */
+	install(SIGUSR1, count_sig, SA_RESTART);
+	xpipe(p);
+	pf.fd = p[0];
+	pf.events = POLLIN;
+	pester_start(&pe, 0, -1, NULL, 0);
+	step("poll until a signal");
+	EXPECT_ERR(poll(&pf, 1, 10000), EINTR);
+	pester_end(&pe);
+	FD_ZERO(&rs);
+	FD_SET(p[0], &rs);
+	pester_start(&pe, 0, -1, NULL, 0);
+	step("select until a signal");
+	EXPECT_ERR(select(p[0] + 1, &rs, NULL, NULL, NULL), EINTR);
+	pester_end(&pe);
+	ep = (int)SYS(epoll_create1(EPOLL_CLOEXEC));
+	ev.events = EPOLLIN;
+	ev.data.u64 = 1;
+	SYS(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
+	pester_start(&pe, 0, -1, NULL, 0);
+	step("epoll_wait until a signal");
+	EXPECT_ERR(epoll_wait(ep, &ev, 1, 10000), EINTR);
+	pester_end(&pe);
+	xclose(ep);
+	close2(p);
+	signal(SIGUSR1, SIG_DFL);
+}
+
+/* Threads on one pipe: records of REC_SZ bytes, written whole, read in
+ * multiples; every record exactly once. */
+#define T_WRITERS	4
+#define T_READERS	4
+#define T_PER		5000
+#define REC_SZ		64
+
+struct tshare {
+	int fd;
+	unsigned id;
+	_Atomic unsigned char *seen;
+};
+
+static void *t_writer(void *arg)
+{
+	struct tshare *t = arg;
+	unsigned char r[REC_SZ];
+
+	for (uint32_t s = 0; s < T_PER; s++) {
+		uint32_t hdr[2] = { t->id, s };
+
+		memcpy(r, hdr, sizeof(hdr));
+		for (size_t i = sizeof(hdr); i < REC_SZ; i++)
+			r[i] = rec_byte(t->id, s, i);
+		EXPECT_EQ(write(t->fd, r, REC_SZ), REC_SZ);
+	}
+	return NULL;
+}
+
+static void check_record(const unsigned char *r, size_t len, _Atomic unsigned char *seen)
+{
+	uint32_t hdr[2];
+
+	memcpy(hdr, r, sizeof(hdr));
+	EXPECT(hdr[0] < T_WRITERS && hdr[1] < T_PER, "garbage record (%u, %u)", hdr[0], hdr[1]);
+	for (size_t i = sizeof(hdr); i < len; i++)
+		EXPECT(r[i] == rec_byte(hdr[0], hdr[1], i), "record (%u, %u) torn at byte %zu",
+		       hdr[0], hdr[1], i);
+	EXPECT(atomic_fetch_add(&seen[hdr[0] * T_PER + hdr[1]], 1) == 0,
+	       "record (%u, %u) came twice", hdr[0], hdr[1]);
+}
+
+static void *t_reader(void *arg)
+{
+	struct tshare *t = arg;
+	unsigned char b[8 * REC_SZ];
+
+	for (;;) {
+		ssize_t n = read(t->fd, b, sizeof(b));
+
+		EXPECT(n >= 0, "read: %s", strerror(errno));
+		if (n == 0)
+			return NULL;
+		EXPECT(n % REC_SZ == 0, "a read returned %zd bytes, not whole %d-byte records "
+		       "(atomic writes split)", n, REC_SZ);
+		for (ssize_t i = 0; i < n; i += REC_SZ)
+			check_record(b + i, REC_SZ, t->seen);
+	}
+}
+
+/* Datagram threads: messages of varying size; a 1-byte one stops a reader. */
+static void *d_writer(void *arg)
+{
+	struct tshare *t = arg;
+	unsigned char r[2048];
+
+	for (uint32_t s = 0; s < T_PER; s++) {
+		uint32_t hdr[2] = { t->id, s };
+		size_t len = 8 + (s * 37 + t->id * 11) % 2000;
+
+		memcpy(r, hdr, sizeof(hdr));
+		for (size_t i = sizeof(hdr); i < len; i++)
+			r[i] = rec_byte(t->id, s, i);
+		EXPECT_EQ(send(t->fd, r, len, 0), len);
+	}
+	return NULL;
+}
+
+static void *d_reader(void *arg)
+{
+	struct tshare *t = arg;
+	unsigned char b[4096];
+
+	for (;;) {
+		ssize_t n = recv(t->fd, b, sizeof(b), 0);
+		uint32_t hdr[2];
+
+		EXPECT(n >= 0, "recv: %s", strerror(errno));
+		if (n == 1)
+			return NULL;
+		EXPECT(n >= 8, "a %zd-byte datagram", n);
+		memcpy(hdr, b, sizeof(hdr));
+		EXPECT(hdr[0] < T_WRITERS && hdr[1] < T_PER, "garbage datagram");
+		EXPECT((size_t)n == 8 + (hdr[1] * 37 + hdr[0] * 11) % 2000,
+		       "datagram (%u, %u) has %zd bytes", hdr[0], hdr[1], n);
+		check_record(b, (size_t)n, t->seen);
+	}
+}
+
+static void run_threads(int wfd, int rfd, void *(*wfn)(void *), void *(*rfn)(void *),
+			bool dgram)
+{
+	struct tshare w[T_WRITERS], r[T_READERS];
+	pthread_t wt[T_WRITERS], rt[T_READERS];
+	_Atomic unsigned char *seen = calloc(T_WRITERS * T_PER, 1);
+
+	EXPECT(seen, "out of memory");
+	for (unsigned i = 0; i < T_READERS; i++) {
+		r[i] = (struct tshare){ rfd, i, seen };
+		rt[i] = xthread(rfn, &r[i]);
+	}
+	for (unsigned i = 0; i < T_WRITERS; i++) {
+		w[i] = (struct tshare){ wfd, i, seen };
+		wt[i] = xthread(wfn, &w[i]);
+	}
+	step("threads writing and reading");
+	for (unsigned i = 0; i < T_WRITERS; i++)
+		xjoin(wt[i]);
+	if (dgram)
+		for (unsigned i = 0; i < T_READERS; i++)
+			EXPECT_EQ(send(wfd, "", 1, 0), 1);
+	else
+		xclose(wfd);
+	for (unsigned i = 0; i < T_READERS; i++)
+		xjoin(rt[i]);
+	step("");
+	for (unsigned i = 0; i < T_WRITERS * T_PER; i++)
+		EXPECT(seen[i] == 1, "record (%u, %u) never came", i / T_PER, i % T_PER);
+	free((void *)seen);
+}
+
+static void check_threads(void)
+{
+	int p[2], sv[2];
+
+	xpipe(p);
+	run_threads(p[1], p[0], t_writer, t_reader, false);
+	xclose(p[0]);
+	xsocketpair(SOCK_DGRAM, sv);
+	run_threads(sv[0], sv[1], d_writer, d_reader, true);
+	close2(sv);
+}
+
+/* ======================================================================
+ * Readiness: poll, ppoll, select, pselect, epoll.
+ * ====================================================================== */
+
+static short poll1(int fd, short events, int timeout)
+{
+	struct pollfd pf = { fd, events, 0 };
+	int n = poll(&pf, 1, timeout);
+
+	EXPECT(n >= 0, "poll(fd %d): %s", fd, strerror(errno));
+	EXPECT(n == (pf.revents != 0), "poll returned %d with revents %#x", n,
+	       (unsigned)pf.revents);
+	return pf.revents;
+}
+
+static void check_poll(void)
+{
+	struct pollfd f[3];
+	struct timespec ts;
+	struct later l;
+	sigset_t mask;
+	char b[16];
+	int64_t t0;
+	int p[2], q[2], sv[2], closed;
+
+	xpipe(p);
+	f[0] = (struct pollfd){ p[0], POLLIN, 0 };
+	f[1] = (struct pollfd){ p[1], POLLOUT, 0 };
+	/* Timeout 0: the write end is writable, the empty read end not. */
+	EXPECT_EQ(poll(f, 2, 0), 1);
+	EXPECT_REV(f[0].revents, 0);
+	EXPECT_REV(f[1].revents, POLLOUT);
+	/* A positive timeout with nothing coming runs out. */
+	t0 = now_ns();
+	EXPECT_EQ(poll(f, 1, 120), 0);
+	EXPECT(ms_since(t0) >= 100, "a 120 ms poll returned after %lld ms",
+	       (long long)ms_since(t0));
+	/* Data makes the read end readable. */
+	write_all(p[1], "x", 1);
+	EXPECT_REV(poll1(p[0], POLLIN, 0), POLLIN);
+	EXPECT_REV(poll1(p[0], POLLIN | POLLOUT, 0), POLLIN);
+	EXPECT_EQ(read(p[0], b, 1), 1);
+	EXPECT_REV(poll1(p[0], POLLIN, 0), 0);
+	/* Data arriving during a wait ends it. */
+	later_start(&l, p[1], 100, "y", 1, false);
+	step("poll waiting for data from a thread");
+	EXPECT_REV(poll1(p[0], POLLIN, 10000), POLLIN);
+	later_join(&l);
+	EXPECT_EQ(read(p[0], b, 1), 1);
+	/* A full pipe is not writable; drained, it is again. */
+	set_nonblock(p[1], true);
+	(void)fill_nonblock(p[1], 0, 4096);
+	EXPECT_REV(poll1(p[1], POLLOUT, 0), 0);
+	EXPECT_REV(poll1(p[0], POLLIN, 0), POLLIN);
+	set_nonblock(p[0], true);
+	while (read(p[0], b, sizeof(b)) > 0)
+		;
+	set_nonblock(p[0], false);
+	set_nonblock(p[1], false);
+	EXPECT_REV(poll1(p[1], POLLOUT, 0), POLLOUT);
+	/* Writer gone: POLLIN|POLLHUP while data is left, then POLLHUP alone,
+	 * also when not asked for. */
+	write_all(p[1], "z", 1);
+	xclose(p[1]);
+	settle();
+	EXPECT_REV(poll1(p[0], POLLIN, 0), POLLIN | POLLHUP);
+	EXPECT_EQ(read(p[0], b, sizeof(b)), 1);
+	EXPECT_REV(poll1(p[0], POLLIN, 0), POLLHUP);
+	EXPECT_REV(poll1(p[0], 0, 0), POLLHUP);
+	xclose(p[0]);
+
+	/* Reader gone: the write end shows POLLERR (with POLLOUT). */
+	xpipe(q);
+	xclose(q[0]);
+	settle();
+	EXPECT_REV(poll1(q[1], 0, 0), POLLERR);
+	EXPECT_REV(poll1(q[1], POLLOUT, 0), POLLOUT | POLLERR);
+	xclose(q[1]);
+
+	/* A blocked poll wakes when the last writer closes. */
+	xpipe(q);
+	later_start(&l, q[1], 100, NULL, 0, true);
+	step("poll waiting for the writer to close");
+	EXPECT_REV(poll1(q[0], POLLIN, 10000), POLLHUP);
+	later_join(&l);
+	xclose(q[0]);
+
+	/* Stream and seqpacket sockets: writable; readable after a send;
+	 * readable (a read gives EOF at once) after the peer's SHUT_WR;
+	 * readable with POLLHUP after the peer closed. */
+	for (int k = 0; k < 2; k++) {
+		xsocketpair(k ? SOCK_SEQPACKET : SOCK_STREAM, sv);
+		EXPECT_REV(poll1(sv[0], POLLIN | POLLOUT, 0), POLLOUT);
+		write_all(sv[1], "s", 1);
+		EXPECT_REV(poll1(sv[0], POLLIN | POLLOUT, 0), POLLIN | POLLOUT);
+		EXPECT_EQ(read(sv[0], b, 1), 1);
+		SYS(shutdown(sv[1], SHUT_WR));
+		settle();
+		EXPECT_REV(poll1(sv[0], POLLIN, 0), POLLIN);
+		xclose(sv[1]);
+		settle();
+		EXPECT_REV(poll1(sv[0], POLLIN, 0), POLLIN | POLLHUP);
+		expect_eof(sv[0]);
+		xclose(sv[0]);
+	}
+
+	/* fd -1 is skipped; a closed number is POLLNVAL; with a channel. */
+	xpipe(q);
+	closed = (int)SYS(dup(q[1]));
+	xclose(closed);
+	f[0] = (struct pollfd){ -1, POLLIN, 0 };
+	f[1] = (struct pollfd){ closed, POLLIN, 0 };
+	f[2] = (struct pollfd){ q[1], POLLOUT, 0 };
+	EXPECT_EQ(poll(f, 3, 0), 2);
+	EXPECT_REV(f[0].revents, 0);
+	EXPECT_REV(f[1].revents, POLLNVAL);
+	EXPECT_REV(f[2].revents, POLLOUT);
+
+	/* ppoll: zero, positive and no timeout, with a signal mask. */
+	sigemptyset(&mask);
+	f[0] = (struct pollfd){ q[0], POLLIN, 0 };
+	ts = (struct timespec){ 0, 0 };
+	EXPECT_EQ(ppoll(f, 1, &ts, &mask), 0);
+	ts = (struct timespec){ 0, 120000000 };
+	t0 = now_ns();
+	EXPECT_EQ(ppoll(f, 1, &ts, &mask), 0);
+	EXPECT(ms_since(t0) >= 100, "a 120 ms ppoll returned after %lld ms",
+	       (long long)ms_since(t0));
+	write_all(q[1], "p", 1);
+	EXPECT_EQ(ppoll(f, 1, NULL, &mask), 1);
+	EXPECT_REV(f[0].revents, POLLIN);
+	close2(q);
+}
+
+static void check_poll_mixed(void)
+{
+	struct pollfd f[5];
+	struct later l;
+	int c[2], k[2], dn, nfds;
+	fd_set rs, ws;
+	struct timeval tv;
+	struct timespec ts;
+	sigset_t mask;
+	int64_t t0;
+	char b[8];
+
+	xpipe(c);
+	kernel_pipe(k);
+	dn = (int)SYS(open("/dev/null", O_RDWR | O_CLOEXEC));
+	nfds = (c[0] > c[1] ? c[0] : c[1]);
+	nfds = (nfds > k[0] ? nfds : k[0]);
+	nfds = (nfds > k[1] ? nfds : k[1]);
+	nfds = (nfds > dn ? nfds : dn) + 1;
+
+	/* Nothing ready but /dev/null (always is) and the write ends. */
+	f[0] = (struct pollfd){ c[0], POLLIN, 0 };
+	f[1] = (struct pollfd){ k[0], POLLIN, 0 };
+	f[2] = (struct pollfd){ dn, POLLIN, 0 };
+	f[3] = (struct pollfd){ c[1], POLLOUT, 0 };
+	f[4] = (struct pollfd){ k[1], POLLOUT, 0 };
+	EXPECT_EQ(poll(f, 5, 0), 3);
+	EXPECT_REV(f[0].revents, 0);
+	EXPECT_REV(f[1].revents, 0);
+	EXPECT_REV(f[2].revents, POLLIN);
+	EXPECT_REV(f[3].revents, POLLOUT);
+	EXPECT_REV(f[4].revents, POLLOUT);
+	/* The read ends alone: timeout 0, then a positive one, run out. */
+	EXPECT_EQ(poll(f, 2, 0), 0);
+	t0 = now_ns();
+	EXPECT_EQ(poll(f, 2, 120), 0);
+	EXPECT(ms_since(t0) >= 100, "a 120 ms poll returned after %lld ms",
+	       (long long)ms_since(t0));
+	/* Channel data arrives while waiting on both. */
+	later_start(&l, c[1], 100, "c", 1, false);
+	step("poll on a channel and a kernel pipe, data coming to the channel");
+	EXPECT_EQ(poll(f, 2, 10000), 1);
+	EXPECT_REV(f[0].revents, POLLIN);
+	EXPECT_REV(f[1].revents, 0);
+	later_join(&l);
+	/* Now both have data: a kernel pipe write wakes nothing new but shows. */
+	write_all(k[1], "k", 1);
+	EXPECT_EQ(poll(f, 3, 0), 3);
+	EXPECT_REV(f[0].revents, POLLIN);
+	EXPECT_REV(f[1].revents, POLLIN);
+	EXPECT_REV(f[2].revents, POLLIN);
+	EXPECT_EQ(read(c[0], b, 1), 1);
+	EXPECT_EQ(read(k[0], b, 1), 1);
+	/* Kernel pipe data arrives while waiting on both. */
+	later_start(&l, k[1], 100, "k", 1, false);
+	step("poll on a channel and a kernel pipe, data coming to the kernel pipe");
+	EXPECT_EQ(poll(f, 2, 10000), 1);
+	EXPECT_REV(f[0].revents, 0);
+	EXPECT_REV(f[1].revents, POLLIN);
+	later_join(&l);
+	EXPECT_EQ(read(k[0], b, 1), 1);
+
+	/* select: exact sets, timeouts 0 and positive, and a wake-up. */
+	FD_ZERO(&rs);
+	FD_ZERO(&ws);
+	FD_SET(c[0], &rs);
+	FD_SET(k[0], &rs);
+	FD_SET(dn, &rs);
+	FD_SET(c[1], &ws);
+	FD_SET(k[1], &ws);
+	tv = (struct timeval){ 0, 0 };
+	EXPECT_EQ(select(nfds, &rs, &ws, NULL, &tv), 3);
+	EXPECT(!FD_ISSET(c[0], &rs) && !FD_ISSET(k[0], &rs) && FD_ISSET(dn, &rs),
+	       "select read set wrong");
+	EXPECT(FD_ISSET(c[1], &ws) && FD_ISSET(k[1], &ws), "select write set wrong");
+	FD_ZERO(&rs);
+	FD_SET(c[0], &rs);
+	FD_SET(k[0], &rs);
+	tv = (struct timeval){ 0, 120000 };
+	t0 = now_ns();
+	EXPECT_EQ(select(nfds, &rs, NULL, NULL, &tv), 0);
+	EXPECT(ms_since(t0) >= 100, "a 120 ms select returned after %lld ms",
+	       (long long)ms_since(t0));
+	EXPECT(!FD_ISSET(c[0], &rs) && !FD_ISSET(k[0], &rs), "select timed out with fds set");
+	FD_SET(c[0], &rs);
+	FD_SET(k[0], &rs);
+	later_start(&l, c[1], 100, "s", 1, false);
+	tv = (struct timeval){ 10, 0 };
+	step("select waiting for channel data");
+	EXPECT_EQ(select(nfds, &rs, NULL, NULL, &tv), 1);
+	EXPECT(FD_ISSET(c[0], &rs) && !FD_ISSET(k[0], &rs), "select woke with the wrong set");
+	later_join(&l);
+	EXPECT_EQ(read(c[0], b, 1), 1);
+	/* select on the channel alone, data ready at once. */
+	write_all(c[1], "t", 1);
+	FD_ZERO(&rs);
+	FD_SET(c[0], &rs);
+	EXPECT_EQ(select(c[0] + 1, &rs, NULL, NULL, NULL), 1);
+	EXPECT(FD_ISSET(c[0], &rs), "select lost the ready channel");
+	EXPECT_EQ(read(c[0], b, 1), 1);
+
+	/* pselect the same way. */
+	sigemptyset(&mask);
+	FD_ZERO(&rs);
+	FD_SET(c[0], &rs);
+	FD_SET(k[0], &rs);
+	ts = (struct timespec){ 0, 0 };
+	EXPECT_EQ(pselect(nfds, &rs, NULL, NULL, &ts, &mask), 0);
+	FD_SET(c[0], &rs);
+	FD_SET(k[0], &rs);
+	ts = (struct timespec){ 0, 120000000 };
+	t0 = now_ns();
+	EXPECT_EQ(pselect(nfds, &rs, NULL, NULL, &ts, &mask), 0);
+	EXPECT(ms_since(t0) >= 100, "a 120 ms pselect returned after %lld ms",
+	       (long long)ms_since(t0));
+	FD_SET(c[0], &rs);
+	FD_SET(k[0], &rs);
+	later_start(&l, k[1], 100, "u", 1, false);
+	ts = (struct timespec){ 10, 0 };
+	step("pselect waiting for kernel pipe data");
+	EXPECT_EQ(pselect(nfds, &rs, NULL, NULL, &ts, &mask), 1);
+	EXPECT(!FD_ISSET(c[0], &rs) && FD_ISSET(k[0], &rs), "pselect woke with the wrong set");
+	later_join(&l);
+	EXPECT_EQ(read(k[0], b, 1), 1);
+
+	/* Hung up: readable for select; reader gone: writable. */
+	{
+		int h[2], e[2];
+
+		xpipe(h);
+		xpipe(e);
+		xclose(h[1]);
+		xclose(e[0]);
+		settle();
+		FD_ZERO(&rs);
+		FD_ZERO(&ws);
+		FD_SET(h[0], &rs);
+		FD_SET(e[1], &ws);
+		tv = (struct timeval){ 0, 0 };
+		EXPECT_EQ(select((h[0] > e[1] ? h[0] : e[1]) + 1, &rs, &ws, NULL, &tv), 2);
+		EXPECT(FD_ISSET(h[0], &rs) && FD_ISSET(e[1], &ws),
+		       "select: a hung-up read end is not readable or a reader-less write "
+		       "end not writable");
+		xclose(h[0]);
+		xclose(e[1]);
+	}
+	close2(c);
+	close2(k);
+	xclose(dn);
+}
+
+static int ewait(int ep, struct epoll_event *ev, int max, int timeout)
+{
+	int n = epoll_wait(ep, ev, max, timeout);
+
+	EXPECT(n >= 0, "epoll_wait: %s", strerror(errno));
+	return n;
+}
+
+static void check_epoll(void)
+{
+	struct epoll_event ev, out[4];
+	struct later l;
+	int ep, p[2], k[2], q[2], sv[2];
+	char b[16];
+	sigset_t mask;
+
+	ep = (int)SYS(epoll_create1(EPOLL_CLOEXEC));
+	xpipe(p);
+	kernel_pipe(k);
+	ev.events = EPOLLIN;
+	ev.data.u64 = 0xc0ffee;
+	SYS(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
+	EXPECT_ERR(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev), EEXIST);
+	ev.data.u64 = 0xbeef;
+	SYS(epoll_ctl(ep, EPOLL_CTL_ADD, k[0], &ev));
+
+	/* Level-triggered: reported while data is left. */
+	EXPECT_EQ(ewait(ep, out, 4, 0), 0);
+	write_all(p[1], "0123456789", 10);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT_REV(out[0].events, EPOLLIN);
+	EXPECT(out[0].data.u64 == 0xc0ffee, "epoll data %#" PRIx64, out[0].data.u64);
+	EXPECT_EQ(read(p[0], b, 5), 5);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT_EQ(read(p[0], b, 5), 5);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 0);
+	/* A wait with a timeout: runs out, or ends with data. */
+	EXPECT_EQ(ewait(ep, out, 4, 100), 0);
+	later_start(&l, p[1], 100, "w", 1, false);
+	step("epoll_wait for channel data from a thread");
+	EXPECT_EQ(ewait(ep, out, 4, 10000), 1);
+	EXPECT(out[0].data.u64 == 0xc0ffee, "woke for the wrong fd");
+	later_join(&l);
+	/* Mixed with the kernel pipe: both reported, each with its data. */
+	write_all(k[1], "k", 1);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 2);
+	EXPECT(out[0].data.u64 + out[1].data.u64 == 0xc0ffee + 0xbeef, "wrong epoll data");
+	EXPECT_EQ(read(k[0], b, 1), 1);
+	EXPECT_EQ(read(p[0], b, 1), 1);
+	later_start(&l, k[1], 100, "k", 1, false);
+	step("epoll_wait for kernel pipe data from a thread");
+	EXPECT_EQ(ewait(ep, out, 4, 10000), 1);
+	EXPECT(out[0].data.u64 == 0xbeef, "woke for the wrong fd");
+	later_join(&l);
+	EXPECT_EQ(read(k[0], b, 1), 1);
+	sigemptyset(&mask);
+	write_all(p[1], "m", 1);
+	EXPECT_EQ(epoll_pwait(ep, out, 4, 1000, &mask), 1);
+	EXPECT_EQ(read(p[0], b, 1), 1);
+	/* Deleted: no more reports. */
+	SYS(epoll_ctl(ep, EPOLL_CTL_DEL, k[0], NULL));
+	write_all(k[1], "k", 1);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 0);
+	/* Writer gone: EPOLLHUP (with EPOLLIN while data is left). */
+	write_all(p[1], "h", 1);
+	xclose(p[1]);
+	settle();
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT_REV(out[0].events, EPOLLIN | EPOLLHUP);
+	EXPECT_EQ(read(p[0], b, 2), 1);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT_REV(out[0].events, EPOLLHUP);
+	xclose(p[0]);		/* closing drops it from the set */
+	EXPECT_EQ(ewait(ep, out, 4, 0), 0);
+
+	/* A write end: EPOLLOUT; reader gone: EPOLLERR with EPOLLOUT. */
+	xpipe(q);
+	ev.events = EPOLLOUT;
+	ev.data.u64 = 7;
+	SYS(epoll_ctl(ep, EPOLL_CTL_ADD, q[1], &ev));
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT_REV(out[0].events, EPOLLOUT);
+	xclose(q[0]);
+	settle();
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT_REV(out[0].events, EPOLLOUT | EPOLLERR);
+	xclose(q[1]);
+
+	/* A stream socket end. */
+	xsocketpair(SOCK_STREAM, sv);
+	ev.events = EPOLLIN;
+	ev.data.u64 = 9;
+	SYS(epoll_ctl(ep, EPOLL_CTL_ADD, sv[0], &ev));
+	EXPECT_EQ(ewait(ep, out, 4, 0), 0);
+	write_all(sv[1], "s", 1);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT_REV(out[0].events, EPOLLIN);
+	close2(sv);
+	close2(k);
+	xclose(ep);
+}
+
+static void check_epoll_et(void)
+{
+	struct epoll_event ev, out[4];
+	struct later l;
+	int ep, p[2];
+	char b[16];
+
+	ep = (int)SYS(epoll_create1(EPOLL_CLOEXEC));
+	xpipe(p);
+	ev.events = EPOLLIN | EPOLLET;
+	ev.data.u64 = 42;
+	SYS(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
+	EXPECT_EQ(ewait(ep, out, 4, 0), 0);
+	/* Each write is an edge, reported once. */
+	write_all(p[1], "0123456789", 10);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT_REV(out[0].events, EPOLLIN);
+	EXPECT(out[0].data.u64 == 42, "epoll data %" PRIu64, out[0].data.u64);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 0);
+	EXPECT_EQ(ewait(ep, out, 4, 50), 0);
+	write_all(p[1], "a", 1);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 0);
+	/* Drained, then new data from a thread while waiting. */
+	EXPECT_EQ(read(p[0], b, sizeof(b)), 11);
+	(void)ewait(ep, out, 4, 0);	/* a read may or may not be an edge */
+	later_start(&l, p[1], 100, "t", 1, false);
+	step("edge-triggered epoll_wait for data from a thread");
+	EXPECT_EQ(ewait(ep, out, 4, 10000), 1);
+	EXPECT_REV(out[0].events, EPOLLIN);
+	later_join(&l);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 0);
+	/* The writer closing is an edge too. */
+	xclose(p[1]);
+	settle();
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT_REV(out[0].events, EPOLLIN | EPOLLHUP);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 0);
+	xclose(p[0]);
+
+	/* One-shot: one report until re-armed with EPOLL_CTL_MOD. */
+	xpipe(p);
+	ev.events = EPOLLIN | EPOLLONESHOT;
+	ev.data.u64 = 43;
+	SYS(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
+	write_all(p[1], "x", 1);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 0);
+	write_all(p[1], "y", 1);
+	EXPECT_EQ(ewait(ep, out, 4, 0), 0);
+	SYS(epoll_ctl(ep, EPOLL_CTL_MOD, p[0], &ev));
+	EXPECT_EQ(ewait(ep, out, 4, 0), 1);
+	EXPECT(out[0].data.u64 == 43, "epoll data %" PRIu64, out[0].data.u64);
+	close2(p);
+	xclose(ep);
+}
+
+/* ======================================================================
+ * Scatter/gather.
+ * ====================================================================== */
+
+static void check_iov(void)
+{
+	char a[3], m[5], z[100], b[64];
+	struct iovec iv[4];
+	struct msghdr mh;
+	int p[2], sv[2];
+
+	/* writev gathers into one write; a read sees it whole. */
+	xpipe(p);
+	iv[0] = (struct iovec){ "abc", 3 };
+	iv[1] = (struct iovec){ "", 0 };
+	iv[2] = (struct iovec){ "defgh", 5 };
+	iv[3] = (struct iovec){ "ijklmnopqrst", 12 };
+	EXPECT_EQ(writev(p[1], iv, 4), 20);
+	EXPECT_EQ(read(p[0], b, sizeof(b)), 20);
+	EXPECT(!memcmp(b, "abcdefghijklmnopqrst", 20), "writev gave \"%.20s\"", b);
+	/* readv scatters in order. */
+	EXPECT_EQ(writev(p[1], iv, 4), 20);
+	iv[0] = (struct iovec){ a, 3 };
+	iv[1] = (struct iovec){ m, 0 };
+	iv[2] = (struct iovec){ m, 5 };
+	iv[3] = (struct iovec){ z, sizeof(z) };
+	EXPECT_EQ(readv(p[0], iv, 4), 20);
+	EXPECT(!memcmp(a, "abc", 3) && !memcmp(m, "defgh", 5) &&
+	       !memcmp(z, "ijklmnopqrst", 12), "readv scattered wrongly");
+	/* Less data than the first buffer. */
+	write_all(p[1], "xy", 2);
+	EXPECT_EQ(readv(p[0], iv, 4), 2);
+	EXPECT(!memcmp(a, "xy", 2), "short readv");
+	/* Empty and invalid vectors. */
+	EXPECT_EQ(writev(p[1], iv, 0), 0);
+	{
+		static struct iovec many[IOV_MAX + 1];
+		volatile int neg = -1;
+
+		for (int i = 0; i <= IOV_MAX; i++)
+			many[i] = (struct iovec){ a, 1 };
+		EXPECT_ERR(writev(p[1], many, IOV_MAX + 1), EINVAL);
+		EXPECT_ERR(readv(p[0], many, neg), EINVAL);
+	}
+	close2(p);
+
+	/* writev of at most PIPE_BUF is atomic against other writers. */
+	atomic_writers(true);
+
+	/* On datagram and seqpacket sockets, one vector is one message. */
+	for (int k = 0; k < 2; k++) {
+		xsocketpair(k ? SOCK_SEQPACKET : SOCK_DGRAM, sv);
+		iv[0] = (struct iovec){ "abc", 3 };
+		iv[1] = (struct iovec){ "defgh", 5 };
+		EXPECT_EQ(writev(sv[0], iv, 2), 8);
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = iv;
+		mh.msg_iovlen = 2;
+		EXPECT_EQ(sendmsg(sv[0], &mh, 0), 8);
+		EXPECT_EQ(send(sv[0], "next", 4, 0), 4);
+		iv[2] = (struct iovec){ a, 2 };
+		iv[3] = (struct iovec){ z, sizeof(z) };
+		EXPECT_EQ(readv(sv[1], iv + 2, 2), 8);
+		EXPECT(!memcmp(a, "ab", 2) && !memcmp(z, "cdefgh", 6), "readv of a message");
+		mh.msg_iov = iv + 2;
+		EXPECT_EQ(recvmsg(sv[1], &mh, 0), 8);
+		EXPECT(!memcmp(a, "ab", 2) && !memcmp(z, "cdefgh", 6), "recvmsg of a message");
+		EXPECT_EQ(mh.msg_flags, 0);
+		EXPECT_EQ(recv(sv[1], b, sizeof(b), 0), 4);
+		close2(sv);
+	}
+}
+
+/* ======================================================================
+ * Finer points where kernel and shim are easy to tell apart.
+ * ====================================================================== */
+
+static void check_fine_points(void)
+{
+	struct sockaddr_un sa;
+	socklen_t alen;
+	char b[16];
+	int p[2], sv[2];
+
+	/* F_GETFL of a pipe or socket pair end shows no more than the
+	 * access mode (nothing like O_LARGEFILE of a file). */
+	xpipe(p);
+	xsocketpair(SOCK_STREAM, sv);
+	EXPECT_EQ(fcntl(p[0], F_GETFL), O_RDONLY);
+	EXPECT_EQ(fcntl(p[1], F_GETFL), O_WRONLY);
+	EXPECT_EQ(fcntl(sv[0], F_GETFL), O_RDWR);
+	close2(sv);
+	close2(p);
+
+	/* Positional I/O on a pipe fails with ESPIPE. */
+	xpipe(p);
+	EXPECT_ERR(pwrite(p[1], "x", 1, 0), ESPIPE);
+	write_all(p[1], "x", 1);
+	EXPECT_ERR(pread(p[0], b, 1, 0), ESPIPE);
+	close2(p);
+
+	/* The peer of a socket pair has no name: recvfrom gives length 0,
+	 * getsockname the bare family. */
+	xsocketpair(SOCK_DGRAM, sv);
+	EXPECT_EQ(send(sv[0], "n", 1, 0), 1);
+	alen = sizeof(sa);
+	EXPECT_EQ(recvfrom(sv[1], b, sizeof(b), 0, (struct sockaddr *)&sa, &alen), 1);
+	EXPECT_EQ(alen, 0);
+	alen = sizeof(sa);
+	SYS(getsockname(sv[0], (struct sockaddr *)&sa, &alen));
+	EXPECT_EQ(alen, sizeof(sa_family_t));
+	EXPECT_EQ(sa.sun_family, AF_UNIX);
+
+	/* A datagram socket has no end of file: its peer gone, recv finds
+	 * nothing to read. */
+	xclose(sv[0]);
+	settle();
+	EXPECT_ERR(recv(sv[1], b, sizeof(b), MSG_DONTWAIT), EAGAIN);
+	/* ... and sending to a closed peer is refused, not a broken pipe. */
+	EXPECT_ERR(send(sv[1], "x", 1, 0), ECONNREFUSED);
+	xclose(sv[1]);
+}
+
+/* ======================================================================
+ * The table, and main.
+ * ====================================================================== */
+
+struct check {
+	const char *name;
+	void (*fn)(void);
+	const char *what;
+};
+
+static const struct check checks[] = {
+	{ "roundtrip", check_pipe_roundtrip,
+	  "pipe: data round trip, stream reads, zero-length read and write" },
+	{ "large", check_pipe_large,
+	  "pipe: 64 MiB from a forked writer, checksum and content" },
+	{ "eof", check_pipe_eof,
+	  "pipe: EOF only when the last writer closes (child, blocked reader)" },
+	{ "close-sync", check_close_sync,
+	  "close() takes effect at once: the other end sees EOF or EPIPE right away" },
+	{ "eof-killed", check_pipe_eof_killed,
+	  "pipe: data then EOF after a writer is killed by SIGKILL (idle, blocked in write)" },
+	{ "sigpipe", check_sigpipe,
+	  "EPIPE and SIGPIPE: default kills, ignored, caught, blocked, MSG_NOSIGNAL" },
+	{ "nonblock-pipe2", check_nonblock_pipe2,
+	  "O_NONBLOCK from pipe2 and SOCK_NONBLOCK: EAGAIN on empty read and full write" },
+	{ "nonblock-fcntl", check_nonblock_fcntl,
+	  "O_NONBLOCK by F_SETFL and FIONBIO, and back to blocking" },
+	{ "getfl", check_getfl,
+	  "F_GETFL: O_RDONLY/O_WRONLY pipe ends, O_RDWR sockets, O_NONBLOCK; FD_CLOEXEC" },
+	{ "pipe-buf", check_pipe_buf_atomic,
+	  "PIPE_BUF atomicity with 4 writer processes" },
+	{ "fionread", check_fionread,
+	  "FIONREAD on pipes, stream, datagram and seqpacket sockets" },
+	{ "pipe-size", check_pipe_size,
+	  "F_GETPIPE_SZ and F_SETPIPE_SZ" },
+	{ "lseek", check_lseek,
+	  "lseek gives ESPIPE" },
+	{ "fstat", check_fstat,
+	  "fstat: S_ISFIFO for pipes, S_ISSOCK for socket pair ends" },
+	{ "stream", check_stream_pair,
+	  "socketpair STREAM: both ways at once, MSG_PEEK, MSG_WAITALL, shutdown, EOF" },
+	{ "dgram", check_dgram_seqpacket,
+	  "DGRAM and SEQPACKET: boundaries, MSG_TRUNC, msg_flags, MSG_PEEK, MSG_DONTWAIT" },
+	{ "sockopt", check_sockopt,
+	  "getsockopt SO_TYPE and friends; socket calls on a pipe give ENOTSOCK" },
+	{ "dup", check_dup,
+	  "dup, dup2, dup3, F_DUPFD(_CLOEXEC): ends work, EOF after the last dup closes" },
+	{ "close-range", check_close_range,
+	  "close_range, also with CLOSE_RANGE_CLOEXEC and open-ended" },
+	{ "fork", check_fork,
+	  "fork: parent and child both use the ends" },
+	{ "exec", check_exec_preloaded,
+	  "exec with inherited ends, the shim preloaded in the child; CLOEXEC ends gone" },
+	{ "exec-plain", check_exec_plain,
+	  "exec with inherited ends, LD_PRELOAD removed for the child; CLOEXEC ends gone" },
+	{ "eintr-restart", check_eintr_restart,
+	  "blocked read, recv and write go on after an SA_RESTART handler" },
+	{ "eintr", check_eintr,
+	  "EINTR without SA_RESTART; poll, select, epoll_wait never restart" },
+	{ "threads", check_threads,
+	  "threads reading and writing one pipe and one datagram socket: no loss, no dups" },
+	{ "poll", check_poll,
+	  "poll and ppoll on channel fds: timeouts, POLLIN, POLLOUT, POLLHUP, POLLERR" },
+	{ "poll-mixed", check_poll_mixed,
+	  "poll, select, pselect on channels mixed with a kernel pipe and /dev/null" },
+	{ "epoll", check_epoll,
+	  "epoll level-triggered on channel ends, mixed with a kernel pipe" },
+	{ "epoll-et", check_epoll_et,
+	  "epoll edge-triggered and one-shot on a channel read end" },
+	{ "iov", check_iov,
+	  "writev and readv: gather, scatter, atomic, one message per vector" },
+	{ "fine-points", check_fine_points,
+	  "exact F_GETFL; pread/pwrite ESPIPE; unnamed peers; datagrams: no EOF, ECONNREFUSED" },
+};
+#define NCHECKS (sizeof(checks) / sizeof(checks[0]))
+
+static void run_check(const struct check *c)
+{
+	int fds = count_fds();
+	sigset_t none;
+
+	atomic_store(&check_name, c->name);
+	step("");
+	atomic_store(&wd_deadline, now_ns() + (int64_t)CHECK_SECS * 1000000000);
+	c->fn();
+	atomic_store(&wd_deadline, 0);
+	step("");
+	for (int i = 0; i < MAX_KIDS; i++)
+		EXPECT(atomic_load(&kids[i]) == 0, "left a child process behind");
+	EXPECT(count_fds() == fds, "the check leaked file descriptors (%d open, %d before)",
+	       count_fds(), fds);
+	printf("ok - %s\n", c->what);
+	fflush(stdout);
+	/* Back to the starting state for the next check. */
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGUSR1, SIG_DFL);
+	sigemptyset(&none);
+	pthread_sigmask(SIG_SETMASK, &none, NULL);
+	atomic_store(&check_name, "between checks");
+}
+
+static bool selected(const struct check *c, int argc, char **argv)
+{
+	if (argc == 0)
+		return true;
+	for (int i = 0; i < argc; i++)
+		if (!strcmp(argv[i], c->name))
+			return true;
+	return false;
+}
+
+int main(int argc, char **argv)
+{
+	bool keep_going = false;
+	int opt, failed = 0, ran = 0;
+	int64_t t0 = now_ns();
+
+	if (argc >= 2 && !strcmp(argv[1], "--exec-child"))
+		return exec_child(argc - 2, argv + 2);
+	while ((opt = getopt(argc, argv, "kl")) != -1) {
+		switch (opt) {
+		case 'k':
+			keep_going = true;
+			break;
+		case 'l':
+			for (size_t i = 0; i < NCHECKS; i++)
+				printf("%-15s %s\n", checks[i].name, checks[i].what);
+			return 0;
+		default:
+			fprintf(stderr, "usage: %s [-k] [-l] [check...]\n", argv[0]);
+			return 2;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	for (int i = 0; i < argc; i++) {
+		size_t k = 0;
+
+		while (k < NCHECKS && strcmp(checks[k].name, argv[i]))
+			k++;
+		if (k == NCHECKS) {
+			fprintf(stderr, "no check named %s (-l lists them)\n", argv[i]);
+			return 2;
+		}
+	}
+	runner_pid = getpid();
+	make_pattern();
+	slow_expected = mmap(NULL, sizeof(*slow_expected), PROT_READ | PROT_WRITE,
+			     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (slow_expected == MAP_FAILED)
+		FAIL("mmap: %s", strerror(errno));
+	signal(SIGPIPE, SIG_IGN);
+	if (!keep_going)
+		watchdog_start();
+	for (size_t i = 0; i < NCHECKS; i++) {
+		if (!selected(&checks[i], argc, argv))
+			continue;
+		ran++;
+		if (!keep_going) {
+			run_check(&checks[i]);
+			continue;
+		}
+		/* Each check in its own process, so that one failure
+		 * leaves the others to run. */
+		fflush(stdout);
+		pid_t pid = fork();
+
+		if (pid < 0)
+			FAIL("fork: %s", strerror(errno));
+		if (pid == 0) {
+			runner_pid = getpid();
+			alarm(CHECK_SECS + 10);
+			watchdog_start();
+			run_check(&checks[i]);
+			_exit(0);
+		}
+		int st;
+
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		if (!WIFEXITED(st) || WEXITSTATUS(st)) {
+			char b[128];
+
+			failed++;
+			if (!WIFEXITED(st))
+				printf("FAIL: %s: the check's process %s\n", checks[i].name,
+				       status_str(st, b, sizeof(b)));
+		}
+	}
+	printf("# slow-path payload bytes: %lu\n", atomic_load(slow_expected));
+	printf("# %d checks, %d failed, %.1f s\n", ran, failed,
+	       (double)(now_ns() - t0) / 1e9);
+	return failed ? 1 : 0;
+}
