@@ -26,6 +26,7 @@ PRELOAD=${SHIM_PRELOAD:-$top_builddir/.libs/libipcd-shim.so}
 [ -f "$top_builddir/.libs/libipcd-shim.so" ] || fail "the shim is not built"
 
 mount_ipcd
+shim_env
 
 status_field() {
 	getfattr --only-values -n user.ipcd.status "$MNT" 2>/dev/null |
