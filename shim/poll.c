@@ -257,55 +257,26 @@ static int fast_select(int nfds, fd_set *r, fd_set *w, fd_set *e, int64_t timeou
 	return ready;
 }
 
+/* fast_select changes the sets only when it answers. */
 SHIM_API int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
 {
-	fd_set r0, w0, e0;
 	int n;
 
 	if (__builtin_expect(!real.select, 0))
 		shim_init();
-	if (r)
-		r0 = *r;
-	if (w)
-		w0 = *w;
-	if (e)
-		e0 = *e;
 	n = fast_select(nfds, r, w, e,
 			tv ? (int64_t)tv->tv_sec * 1000000000 + tv->tv_usec * 1000 : -1);
-	if (n >= 0)
-		return n;
-	if (r)
-		*r = r0;
-	if (w)
-		*w = w0;
-	if (e)
-		*e = e0;
-	return real.select(nfds, r, w, e, tv);
+	return n >= 0 ? n : real.select(nfds, r, w, e, tv);
 }
 
 SHIM_API int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		     const struct timespec *ts, const sigset_t *mask)
 {
-	fd_set r0, w0, e0;
 	int n;
 
 	if (__builtin_expect(!real.pselect, 0))
 		shim_init();
-	if (r)
-		r0 = *r;
-	if (w)
-		w0 = *w;
-	if (e)
-		e0 = *e;
 	n = fast_select(nfds, r, w, e,
 			ts ? (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec : -1);
-	if (n >= 0)
-		return n;
-	if (r)
-		*r = r0;
-	if (w)
-		*w = w0;
-	if (e)
-		*e = e0;
-	return real.pselect(nfds, r, w, e, ts, mask);
+	return n >= 0 ? n : real.pselect(nfds, r, w, e, ts, mask);
 }
