@@ -820,6 +820,8 @@ case_make() {
 		printf '.PHONY: all js\n'
 	} >"$W/mk/sub/Makefile"
 	mark
+	# A make of its own: not a child of the jobserver of a make check.
+	unset MAKEFLAGS MFLAGS MAKELEVEL MAKE_TERMOUT MAKE_TERMERR
 	shim 60 make -j4 -C "$W/mk" >"$W/make.log" 2>&1 ||
 		fail "make -j4 under the shim: $(tail -5 "$W/make.log")"
 	grep -qi 'jobserver' "$W/make.log" &&
