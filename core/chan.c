@@ -17,6 +17,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "chanint.h"
 #include "ipcd.h"
 #include "ringops.h"
 
@@ -220,7 +221,6 @@ ssize_t ipcd_readable(const struct ipcd_chan *c)
 	return ipcd_ring_readable(&c->in);
 }
 
-ssize_t ipcd_queued(const struct ipcd_chan *c);
 ssize_t ipcd_queued(const struct ipcd_chan *c)
 {
 	return ipcd_ring_queued(&c->in);
@@ -299,7 +299,6 @@ ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags)
 	}
 }
 
-void ipcd_marks(const struct ipcd_chan *c, uint64_t m[2]);
 void ipcd_marks(const struct ipcd_chan *c, uint64_t m[2])
 {
 	const uint64_t k = 0x9e3779b97f4a7c15ull;

@@ -199,6 +199,9 @@ void pt_backing_close(struct ipcd_fs *fs, int id);
 int pt_reply_open(fuse_req_t req, uint64_t fh, int backing_id);
 const char *pt_probe(char *why, size_t len);
 
+/* main.c: a size with an optional k, M or G suffix; -EINVAL if bad or too big. */
+int ipcd_parse_size(const char *s, uint64_t *out);
+
 /* Log once-per-event messages: stderr in the foreground, syslog otherwise. */
 void ipcd_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

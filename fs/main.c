@@ -110,25 +110,35 @@ static void usage(void)
 	       "See ipcd(8) and ipcd(7).\n");
 }
 
-static int parse_size_opt(const char *name, const char *s, uint64_t *out)
+int ipcd_parse_size(const char *s, uint64_t *out)
 {
-	char *end;
 	unsigned long long v;
+	unsigned shift = 0;
+	char *end;
 
-	if (!s)
-		return 0;
 	errno = 0;
 	v = strtoull(s, &end, 0);
+	if (errno || end == s || *s == '-')
+		return -EINVAL;
 	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
+	case 'k': case 'K': shift = 10; end++; break;
+	case 'm': case 'M': shift = 20; end++; break;
+	case 'g': case 'G': shift = 30; end++; break;
 	}
-	if (errno || end == s || *end || v == 0) {
+	if (*end || v > (UINT64_MAX >> shift))
+		return -EINVAL;
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_size_opt(const char *name, const char *s, uint64_t *out)
+{
+	if (!s)
+		return 0;
+	if (ipcd_parse_size(s, out) || *out == 0) {
 		fprintf(stderr, "ipcd: bad value for %s: '%s'\n", name, s);
 		return -1;
 	}
-	*out = v;
 	return 0;
 }
 

@@ -675,8 +675,7 @@ static void ns_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static int parse_size(const char *v, size_t n, uint64_t *out)
 {
-	char tmp[32], *end;
-	unsigned long long x;
+	char tmp[32];
 
 	if (n == 0 || n >= sizeof(tmp))
 		return -EINVAL;
@@ -684,19 +683,7 @@ static int parse_size(const char *v, size_t n, uint64_t *out)
 	tmp[n] = 0;
 	if (tmp[n - 1] == '\n')
 		tmp[n - 1] = 0;
-	errno = 0;
-	x = strtoull(tmp, &end, 0);
-	if (errno || end == tmp)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': x <<= 10; end++; break;
-	case 'm': case 'M': x <<= 20; end++; break;
-	case 'g': case 'G': x <<= 30; end++; break;
-	}
-	if (*end)
-		return -EINVAL;
-	*out = x;
-	return 0;
+	return ipcd_parse_size(tmp, out);
 }
 
 static int parse_kind(const char *v, size_t n, uint32_t *features)

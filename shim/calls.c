@@ -291,7 +291,7 @@ SHIM_API ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 	if (!s)
 		return n ? ret(n) : real.sendto(fd, buf, len, flags, addr, alen);
 	if (addr && alen)
-		n = s->kind == SK_STREAM ? -EISCONN : -EISCONN;
+		n = -EISCONN;	/* a socket pair is connected */
 	else
 		n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, buf, len, flags);
 	sfd_put(s);

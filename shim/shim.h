@@ -20,6 +20,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "chanint.h"
 #include "ipcd.h"
 
 /* The real functions, found once with dlsym(RTLD_NEXT). */
@@ -124,10 +125,6 @@ ssize_t shim_writev(struct sfd *s, const struct iovec *iov, int cnt, int flags);
 short shim_revents(struct sfd *s, short events);
 void shim_epoll_forget(int fd);
 
-/* core/chan.c, built into the shim: values that change whenever the
- * channel's readiness may have (for edge-triggered epoll). */
-void ipcd_marks(const struct ipcd_chan *c, uint64_t m[2]);
-ssize_t ipcd_queued(const struct ipcd_chan *c);	/* all queued payload */
 
 #define SHIM_API __attribute__((visibility("default")))
 

@@ -40,6 +40,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Checks that go on after a failure: bad counts it, t runs one check
+# (passed when its command succeeds), eq compares and says what differs.
+# A script that uses them ends with: [ "$FAILS" = 0 ] || fail ...
+FAILS=0
+bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+# t DESCRIPTION CMD...
+t() {
+	local d=$1
+	shift
+	if "$@"; then pass "$d"; else bad "$d"; fi
+}
+# eq ACTUAL EXPECTED
+eq() {
+	[ "$1" = "$2" ] && return 0
+	echo "  got '$1', expected '$2'"
+	return 1
+}
+
 is_mounted() { grep -q " $1 fuse" /proc/mounts; }
 
 # mount_ipcd [options...]: mount a foreground daemon on a fresh directory.

@@ -32,20 +32,6 @@
 . "$top_srcdir/tests/lib.sh"
 export LC_ALL=C
 
-FAILS=0
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-# t DESCRIPTION CMD...: one check, passed when CMD succeeds.
-t() {
-	local d=$1
-	shift
-	if "$@"; then pass "$d"; else bad "$d"; fi
-}
-# eq ACTUAL EXPECTED: equal strings, else say what differs.
-eq() {
-	[ "$1" = "$2" ] && return 0
-	echo "  got '$1', expected '$2'"
-	return 1
-}
 # errs DESCRIPTION MESSAGE CMD...: CMD fails, saying MESSAGE (strerror).
 errs() {
 	local d=$1 msg=$2 out

@@ -37,18 +37,6 @@ for tool in getfattr pgrep ps timeout; do
 	command -v $tool >/dev/null || skip "$tool is not installed (attr, procps, coreutils)"
 done
 
-FAILS=0
-bad() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
-t() {
-	local d=$1
-	shift
-	if "$@"; then pass "$d"; else bad "$d"; fi
-}
-eq() {
-	[ "$1" = "$2" ] && return 0
-	echo "  got '$1', expected '$2'"
-	return 1
-}
 has() {
 	grep -qE -- "$2" "$1" && return 0
 	echo "  no /$2/ in: $(head -c 600 "$1")"
