@@ -221,6 +221,11 @@ ssize_t ipcd_readable(const struct ipcd_chan *c)
 	return ipcd_ring_readable(&c->in);
 }
 
+uint32_t ipcd_daemon_pid(const struct ipcd_chan *c)
+{
+	return atomic_load_explicit(&c->in.r->daemon_pid, memory_order_relaxed);
+}
+
 ssize_t ipcd_queued(const struct ipcd_chan *c)
 {
 	return ipcd_ring_queued(&c->in);
@@ -243,6 +248,12 @@ int ipcd_is_message(const struct ipcd_chan *c)
 
 ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags)
 {
+	return ipcd_send_anc(c, buf, len, flags, NULL);
+}
+
+ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flags,
+		      const struct ipcd_anc_ops *anc)
+{
 	const char *p = buf;
 	size_t done = 0;
 	ssize_t n;
@@ -252,8 +263,9 @@ ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags)
 		return -EBADF;
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
 	for (;;) {
-		n = ipcd_ring_write(&c->out, p + done, len - done, ipcd_tid());
+		n = ipcd_ring_write_anc(&c->out, p + done, len - done, ipcd_tid(), anc);
 		if (n >= 0) {
+			anc = NULL;	/* the attachment goes with the first bytes */
 			done += (size_t)n;
 			if (done == len || ipcd_is_message(c))
 				return (ssize_t)done;
@@ -274,6 +286,12 @@ ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags)
 
 ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags)
 {
+	return ipcd_recv_anc(c, buf, len, flags, NULL);
+}
+
+ssize_t ipcd_recv_anc(struct ipcd_chan *c, void *buf, size_t len, int flags,
+		      const struct ipcd_anc_ops *anc)
+{
 	unsigned ioflags = (flags & IPCD_PEEK) ? IPCD_IO_PEEK : 0;
 	size_t full;
 	ssize_t n;
@@ -283,7 +301,7 @@ ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags)
 		return -EBADF;
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
 	for (;;) {
-		n = ipcd_ring_read(&c->in, buf, len, ipcd_tid(), ioflags, &full);
+		n = ipcd_ring_read_anc(&c->in, buf, len, ipcd_tid(), ioflags, &full, anc);
 		if (n >= 0)
 			return (flags & IPCD_TRUNC) ? (ssize_t)full : n;
 		if (n == IPCD_EOF)

@@ -494,6 +494,12 @@ static ssize_t put_locked(struct ipcd_view *v, const void *buf, size_t len,
 ssize_t ipcd_ring_write(struct ipcd_view *v, const void *buf, size_t len,
 			uint32_t tid)
 {
+	return ipcd_ring_write_anc(v, buf, len, tid, NULL);
+}
+
+ssize_t ipcd_ring_write_anc(struct ipcd_view *v, const void *buf, size_t len,
+			    uint32_t tid, const struct ipcd_anc_ops *anc)
+{
 	uint64_t tail, old;
 	ssize_t n;
 	int r;
@@ -509,6 +515,14 @@ ssize_t ipcd_ring_write(struct ipcd_view *v, const void *buf, size_t len,
 		return r;
 	old = atomic_load_explicit(&v->r->tail, RELAXED);
 	n = put_locked(v, buf, len, &tail);
+	if (n >= 0 && anc && anc->bind) {
+		r = anc->bind(anc->arg, old, (size_t)n);
+		if (r < 0) {
+			/* Nothing is published: the bytes are not there. */
+			lock_drop(&v->r->wlock);
+			return r;
+		}
+	}
 	if (n != -EIO && tail != old)
 		/* Release: our bytes are visible before the new tail; pairs with
 		 * the consumer's acquire load of tail. */
@@ -523,12 +537,44 @@ ssize_t ipcd_ring_write(struct ipcd_view *v, const void *buf, size_t len,
  * Called with rlock held.  Returns bytes copied or -errno; *headp is the head
  * to publish, which may have moved even on -EAGAIN (a pad was skipped).
  */
+/*
+ * An attachment in [head, tail) limits a read: one ahead stops a stream read
+ * there, one at head is taken first (not when peeking) and limits the read
+ * to the bytes it covers.  anc_at is loaded after tail (acquire), so an
+ * attachment bound before those bytes were published is seen.
+ */
+static ssize_t anc_limit(struct ipcd_view *v, uint64_t head, uint64_t tail,
+			 uint64_t *used, unsigned flags, const struct ipcd_anc_ops *anc)
+{
+	uint64_t at = atomic_load_explicit(&v->r->anc_at, ACQUIRE);
+	ssize_t covers;
+
+	if (at-- == 0 || at < head || at >= tail)
+		return 0;
+	if (at > head) {
+		/* A message ring's record at head ends at or before `at`. */
+		if (!(v->features & IPCD_RING_F_MESSAGE))
+			*used = at - head;
+		return 0;
+	}
+	if (flags & IPCD_IO_PEEK)
+		return 0;
+	covers = anc->take(anc->arg, at);
+	if (covers < 0)
+		return covers;
+	if (!(v->features & IPCD_RING_F_MESSAGE) && (uint64_t)covers < *used)
+		*used = covers ? (uint64_t)covers : *used;
+	return 0;
+}
+
 static ssize_t take_locked(struct ipcd_view *v, void *buf, size_t len,
-			   size_t *full, uint64_t *headp)
+			   size_t *full, uint64_t *headp, unsigned flags,
+			   const struct ipcd_anc_ops *anc)
 {
 	uint64_t head, tail, used, pos, to_end;
 	struct ipcd_ring_rec rec;
 	size_t n;
+	ssize_t e;
 	/* Before the indexes: if the writers were gone, their last tail is in. */
 	int gone = writers_gone(v);
 
@@ -538,6 +584,8 @@ static ssize_t take_locked(struct ipcd_view *v, void *buf, size_t len,
 	*headp = head;
 	if (used == 0)
 		return gone ? IPCD_EOF : -EAGAIN;
+	if (anc && (e = anc_limit(v, head, tail, &used, flags, anc)) < 0)
+		return e;
 	if (!(v->features & IPCD_RING_F_MESSAGE)) {
 		n = len < used ? len : (size_t)used;
 		copy_out(v, head, buf, n);
@@ -579,6 +627,13 @@ static ssize_t take_locked(struct ipcd_view *v, void *buf, size_t len,
 ssize_t ipcd_ring_read(struct ipcd_view *v, void *buf, size_t len,
 		       uint32_t tid, unsigned flags, size_t *full)
 {
+	return ipcd_ring_read_anc(v, buf, len, tid, flags, full, NULL);
+}
+
+ssize_t ipcd_ring_read_anc(struct ipcd_view *v, void *buf, size_t len,
+			   uint32_t tid, unsigned flags, size_t *full,
+			   const struct ipcd_anc_ops *anc)
+{
 	uint64_t head, old;
 	bool moved;
 	size_t dummy;
@@ -594,7 +649,7 @@ ssize_t ipcd_ring_read(struct ipcd_view *v, void *buf, size_t len,
 	if (r)
 		return r;
 	old = atomic_load_explicit(&v->r->head, RELAXED);
-	n = take_locked(v, buf, len, full, &head);
+	n = take_locked(v, buf, len, full, &head, flags, anc);
 	moved = n != -EIO && head != old && (n < 0 || !(flags & IPCD_IO_PEEK));
 	if (moved)
 		/* Release: our reads of the slots are done before the producer

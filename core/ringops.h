@@ -61,6 +61,28 @@ ssize_t ipcd_ring_write(struct ipcd_view *v, const void *buf, size_t len,
 ssize_t ipcd_ring_read(struct ipcd_view *v, void *buf, size_t len,
 		       uint32_t tid, unsigned flags, size_t *full);
 
+/*
+ * Attachments (ring.h).  take: an attachment sits at head `at`; take it and
+ * return how many bytes it covers (streams; message rings: anything >= 0),
+ * or -errno to read nothing.  bind: the bytes [at, at + n) of a stream, or
+ * the record written at `at`, are about to be published; attach, 0 or
+ * -errno to publish nothing.  Both run with the ring's lock held.
+ */
+struct ipcd_anc_ops {
+	ssize_t (*take)(void *arg, uint64_t at);
+	int (*bind)(void *arg, uint64_t at, size_t n);
+	void *arg;
+};
+
+/* As ipcd_ring_write and ipcd_ring_read, honouring attachments: a read
+ * stops before the next attachment and takes one at head first (not when
+ * peeking); a write with anc->bind set binds its bytes. */
+ssize_t ipcd_ring_write_anc(struct ipcd_view *v, const void *buf, size_t len,
+			    uint32_t tid, const struct ipcd_anc_ops *anc);
+ssize_t ipcd_ring_read_anc(struct ipcd_view *v, void *buf, size_t len,
+			   uint32_t tid, unsigned flags, size_t *full,
+			   const struct ipcd_anc_ops *anc);
+
 /* Bytes (stream) or bytes of the next message (message ring) readable now;
  * -EIO if corrupt. */
 ssize_t ipcd_ring_readable(const struct ipcd_view *v);

@@ -107,6 +107,8 @@ int chan_create(struct inode *in, uint64_t capacity, uint32_t features)
 	CDS_INIT_LIST_HEAD(&ch->rs[0].parked_wr);
 	CDS_INIT_LIST_HEAD(&ch->rs[1].parked_rd);
 	CDS_INIT_LIST_HEAD(&ch->rs[1].parked_wr);
+	CDS_INIT_LIST_HEAD(&ch->rs[0].ancs);
+	CDS_INIT_LIST_HEAD(&ch->rs[1].ancs);
 	CDS_INIT_LIST_HEAD(&ch->watch);
 	ch->memfd = memfd_create("ipcd-ring", MFD_CLOEXEC);
 	if (ch->memfd < 0) {
@@ -145,6 +147,8 @@ int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features)
 	    ipcd->mem_used - old_mem + new_mem > ipcd->mem_limit)
 		return -ENOSPC;
 	ipcd->freed_bytes += chan_bytes(ch);	/* the counters start over */
+	anc_clear(&ch->rs[0]);
+	anc_clear(&ch->rs[1]);
 	munmap(ch->map, ch->map_len);
 	ch->map = NULL;
 	r = map_ring(ch, capacity, features);
@@ -166,6 +170,8 @@ void chan_free_ring(struct chan *ch)
 		return;
 	coord_unwatch(ch);
 	ipcd->freed_bytes += chan_bytes(ch);
+	anc_clear(&ch->rs[0]);
+	anc_clear(&ch->rs[1]);
 	cds_list_del(&ch->all);
 	if (ch->backing_id)
 		pt_backing_close(ipcd, ch->backing_id);
@@ -386,8 +392,10 @@ static ssize_t do_read(struct handle *h, void *buf, size_t size)
 		n = ipcd_ring_read(&v, buf, size, ipcd_tid(), 0, NULL);
 	if (n == -EIO)
 		chan_break(ch);
-	if (n > 0)
+	if (n > 0) {
 		ipcd->slow_bytes += (uint64_t)n;
+		anc_sync(in_ring(h));	/* what we read past is dropped */
+	}
 	return n;
 }
 
@@ -850,6 +858,39 @@ void chan_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	fuse_reply_poll(req, (unsigned)rev);
 }
 
+/* ANC_BIND and ANC_TAKE: the ring this open file writes, or reads. */
+static void anc_ioctl(fuse_req_t req, struct handle *h, unsigned cmd,
+		      const void *in_buf, size_t in_bufsz, size_t out_bufsz)
+{
+	pid_t tid = fuse_req_ctx(req)->pid;
+	struct ipcd_anc_bind b;
+	struct ipcd_anc_take t;
+	int err;
+
+	if ((cmd == IPCD_IOC_ANC_BIND && in_bufsz != sizeof(b)) ||
+	    (cmd == IPCD_IOC_ANC_TAKE && (in_bufsz != sizeof(t) || out_bufsz < sizeof(t)))) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	pthread_mutex_lock(&ipcd->mu);
+	if (h->ch->broken || !h->ch->map) {
+		err = EIO;
+	} else if (cmd == IPCD_IOC_ANC_BIND) {
+		memcpy(&b, in_buf, sizeof(b));
+		err = (h->roles & IPCD_ROLE_WRITE) ? anc_bind(out_ring(h), &b, tid) : EBADF;
+	} else {
+		memcpy(&t, in_buf, sizeof(t));
+		err = (h->roles & IPCD_ROLE_READ) ? anc_take(in_ring(h), &t, tid) : EBADF;
+	}
+	pthread_mutex_unlock(&ipcd->mu);
+	if (err)
+		fuse_reply_err(req, err);
+	else if (cmd == IPCD_IOC_ANC_TAKE)
+		fuse_reply_ioctl(req, 0, &t, sizeof(t));
+	else
+		fuse_reply_ioctl(req, 0, NULL, 0);
+}
+
 void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		struct fuse_file_info *fi, unsigned flags, const void *in_buf,
 		size_t in_bufsz, size_t out_bufsz)
@@ -903,6 +944,10 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		}
 		pthread_mutex_unlock(&ipcd->mu);
 		fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
+	}
+	if (cmd == IPCD_IOC_ANC_BIND || cmd == IPCD_IOC_ANC_TAKE) {
+		anc_ioctl(req, h, cmd, in_buf, in_bufsz, out_bufsz);
 		return;
 	}
 	if (cmd != IPCD_IOC_SETROLE && cmd != IPCD_IOC_SETSIDE &&

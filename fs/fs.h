@@ -86,6 +86,8 @@ struct rstate {
 	struct cds_list_head parked_wr;
 	bool want_data, want_space;	/* we count in rd_/wr_sleepers */
 	bool busy;			/* a parked request met a held lock */
+	struct cds_list_head ancs;	/* attachments (anc.c), by offset */
+	unsigned nanc;
 };
 
 struct chan {
@@ -191,6 +193,15 @@ void coord_stop(struct ipcd_fs *fs);
 void coord_watch(struct chan *ch);
 void coord_unwatch(struct chan *ch);
 void coord_kick(struct ipcd_fs *fs);
+
+/* anc.c: descriptors passed on socket pairs (ring.h, "Attachments") */
+int anc_bind(struct rstate *rs, const struct ipcd_anc_bind *b, pid_t tid);
+int anc_take(struct rstate *rs, struct ipcd_anc_take *t, pid_t tid);
+void anc_sync(struct rstate *rs);
+void anc_clear(struct rstate *rs);
+int anc_start(struct ipcd_fs *fs);
+void anc_stop(struct ipcd_fs *fs);
+void anc_end(void);
 
 /* passthrough.c */
 int pt_setup_io(struct ipcd_fs *fs);

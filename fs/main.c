@@ -403,8 +403,14 @@ static int run(void)
 		ipcd_log(LOG_ERR, "cannot start the coordination core");
 		goto out_rcu;
 	}
+	if (anc_start(&fs)) {
+		ipcd_log(LOG_ERR, "cannot start the descriptor socket thread");
+		coord_stop(&fs);
+		goto out_rcu;
+	}
 	ret = fuse_session_loop(se) < 0 ? 1 : 0;
 	coord_stop(&fs);
+	anc_stop(&fs);
 	ns_destroy(&fs);	/* answers what is still parked */
 out_rcu:
 	rcu_unregister_thread();
@@ -428,6 +434,7 @@ int main(int argc, char *argv[])
 	else
 		ret = run();
 	ns_destroy(&fs);
+	anc_end();	/* after the session: closing may need no answer */
 	free(fs.rbuf);
 	fuse_opt_free_args(&args);
 	free(o.ring_size);

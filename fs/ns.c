@@ -289,6 +289,15 @@ static void ns_init_op(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_IOCTL_DIR)
 		conn->want &= ~FUSE_CAP_IOCTL_DIR;
 	conn->time_gran = 1;
+	/*
+	 * The kernel sends a file's release in the background, and holds back
+	 * background requests beyond max_background.  With the limit out of
+	 * reach, a release is queued before close() returns, so a request made
+	 * after close() (the shim's check after a last close) is answered after
+	 * the release was handled.
+	 */
+	conn->max_background = UINT16_MAX;
+	conn->congestion_threshold = UINT16_MAX;
 }
 
 static void ns_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)

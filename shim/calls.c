@@ -78,7 +78,7 @@ SHIM_API ssize_t read(int fd, void *buf, size_t len)
 	s = fdtab_get(fd);
 	if (!s)
 		return real.read(fd, buf, len);
-	n = shim_read(s, buf, len, 0, NULL);
+	n = shim_read(s, fd, buf, len, 0, NULL, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -100,7 +100,7 @@ SHIM_API ssize_t write(int fd, const void *buf, size_t len)
 	s = fdtab_get(fd);
 	if (!s)
 		return real.write(fd, buf, len);
-	n = shim_write(s, buf, len, 0);
+	n = shim_write(s, buf, len, 0, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -114,7 +114,7 @@ SHIM_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
 	s = fdtab_get(fd);
 	if (!s)
 		return real.readv(fd, iov, cnt);
-	n = cnt < 0 || cnt > IOV_MAX ? -EINVAL : shim_readv(s, iov, cnt, 0, NULL);
+	n = cnt < 0 || cnt > IOV_MAX ? -EINVAL : shim_readv(s, fd, iov, cnt, 0, NULL, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -128,7 +128,7 @@ SHIM_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
 	s = fdtab_get(fd);
 	if (!s)
 		return real.writev(fd, iov, cnt);
-	n = cnt < 0 || cnt > IOV_MAX ? -EINVAL : shim_writev(s, iov, cnt, 0);
+	n = cnt < 0 || cnt > IOV_MAX ? -EINVAL : shim_writev(s, iov, cnt, 0, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -150,14 +150,14 @@ static struct sfd *sock_get(int fd, ssize_t *err)
 static const int recv_known = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC |
 			      MSG_CMSG_CLOEXEC | MSG_NOSIGNAL;
 
-static ssize_t do_recv(struct sfd *s, void *buf, size_t len, int flags)
+static ssize_t do_recv(struct sfd *s, int fd, void *buf, size_t len, int flags)
 {
 	size_t full = 0;
 	ssize_t n;
 
 	if (flags & ~recv_known)
 		return -EOPNOTSUPP;
-	n = shim_read(s, buf, len, flags, &full);
+	n = shim_read(s, fd, buf, len, flags, &full, NULL);
 	/* MSG_TRUNC: a datagram socket returns the real length. */
 	if (n >= 0 && (flags & MSG_TRUNC) && s->kind != SK_STREAM)
 		n = (ssize_t)full;
@@ -173,7 +173,7 @@ SHIM_API ssize_t recv(int fd, void *buf, size_t len, int flags)
 	s = sock_get(fd, &n);
 	if (!s)
 		return n ? ret(n) : real.recv(fd, buf, len, flags);
-	n = do_recv(s, buf, len, flags);
+	n = do_recv(s, fd, buf, len, flags);
 	sfd_put(s);
 	return ret(n);
 }
@@ -216,7 +216,7 @@ SHIM_API ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
 	s = sock_get(fd, &n);
 	if (!s)
 		return n ? ret(n) : real.recvfrom(fd, buf, len, flags, addr, alen);
-	n = do_recv(s, buf, len, flags);
+	n = do_recv(s, fd, buf, len, flags);
 	if (n >= 0)
 		unnamed(addr, alen);
 	sfd_put(s);
@@ -234,6 +234,7 @@ SHIM_API ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
 
 SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
+	struct shim_rx rx;
 	struct sfd *s;
 	size_t full = 0, len;
 	ssize_t n;
@@ -241,12 +242,24 @@ SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 
 	READY(recvmsg);
 	s = sock_get(fd, &n);
-	if (!s)
-		return n ? ret(n) : real.recvmsg(fd, msg, flags);
+	if (!s) {
+		if (n)
+			return ret(n);
+		n = real.recvmsg(fd, msg, flags);
+		if (n >= 0 && msg->msg_controllen && shim_on)
+			shim_adopt_rights(msg);	/* channel ends passed to us */
+		return n;
+	}
 	if (flags & ~recv_known) {
 		n = -EOPNOTSUPP;
 	} else {
-		n = shim_readv(s, msg->msg_iov, (int)msg->msg_iovlen, flags, &full);
+		rx.fd = fd;
+		rx.c = atomic_load(&s->c);
+		rx.want = msg->msg_control && msg->msg_controllen >= CMSG_LEN(sizeof(int));
+		rx.cloexec = !!(flags & MSG_CMSG_CLOEXEC);
+		rx.taken = rx.lost = false;
+		rx.nfds = 0;
+		n = shim_readv(s, fd, msg->msg_iov, (int)msg->msg_iovlen, flags, &full, &rx);
 		if (n >= 0) {
 			for (len = 0, i = 0; i < (int)msg->msg_iovlen; i++)
 				len += msg->msg_iov[i].iov_len;
@@ -256,7 +269,7 @@ SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 				if (flags & MSG_TRUNC)
 					n = (ssize_t)full;
 			}
-			msg->msg_controllen = 0;
+			shim_put_rights(msg, &rx);
 			unnamed(msg->msg_name, &msg->msg_namelen);
 		}
 	}
@@ -275,7 +288,7 @@ SHIM_API ssize_t send(int fd, const void *buf, size_t len, int flags)
 	s = sock_get(fd, &n);
 	if (!s)
 		return n ? ret(n) : real.send(fd, buf, len, flags);
-	n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, buf, len, flags);
+	n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, buf, len, flags, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -293,7 +306,7 @@ SHIM_API ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 	if (addr && alen)
 		n = -EISCONN;	/* a socket pair is connected */
 	else
-		n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, buf, len, flags);
+		n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, buf, len, flags, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -307,14 +320,14 @@ SHIM_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	s = sock_get(fd, &n);
 	if (!s)
 		return n ? ret(n) : real.sendmsg(fd, msg, flags);
-	if (msg->msg_controllen)
-		n = -EOPNOTSUPP;	/* no ancillary data through a ring */
-	else if (msg->msg_name && msg->msg_namelen)
+	if (msg->msg_name && msg->msg_namelen)
 		n = -EISCONN;
 	else if (flags & ~send_known)
 		n = -EOPNOTSUPP;
+	else if (msg->msg_controllen)
+		n = shim_sendmsg_anc(s, fd, msg, flags);
 	else
-		n = shim_writev(s, msg->msg_iov, (int)msg->msg_iovlen, flags);
+		n = shim_writev(s, msg->msg_iov, (int)msg->msg_iovlen, flags, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -323,15 +336,22 @@ SHIM_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 SHIM_API int close(int fd)
 {
+	bool last;
+	int r;
+
 	READY(close);
-	fdtab_clear(fd);
+	last = fdtab_clear(fd);
 	shim_epoll_forget(fd);
-	return real.close(fd);
+	r = real.close(fd);
+	if (last && r == 0)
+		shim_sync_close();
+	return r;
 }
 
 SHIM_API int close_range(unsigned first, unsigned last, int flags)
 {
 	unsigned fd;
+	bool sync = false;
 	int r;
 
 	READY(close_range);
@@ -340,14 +360,18 @@ SHIM_API int close_range(unsigned first, unsigned last, int flags)
 		return -1;
 	}
 	r = real.close_range(first, last, flags);
-	if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC) && fdtab_any())
+	if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC) && fdtab_any()) {
 		for (fd = first; fd <= last && fd < (unsigned)INT_MAX; fd++) {
-			fdtab_clear((int)fd);
+			sync |= fdtab_clear((int)fd);
+			shim_epoll_forget((int)fd);
 			if (fd == last)
 				break;
 			if (last - first > (1u << 20) && fd > (1u << 20))
 				break;	/* nothing is that high in practice */
 		}
+		if (sync)
+			shim_sync_close();
+	}
 	return r;
 }
 
@@ -358,7 +382,9 @@ static int dup_done(int old, int n)
 
 	if (n < 0)
 		return n;
-	fdtab_clear(n);
+	/* dup2 and dup3 closed what n was. */
+	if (fdtab_clear(n))
+		shim_sync_close();
 	s = fdtab_get(old);
 	if (s) {
 		fdtab_set(n, s);
@@ -772,8 +798,14 @@ SHIM_API long syscall(long nr, ...)
 	va_end(ap);
 	READY(syscall);
 	if (nr == SYS_close && fdtab_any()) {
-		fdtab_clear((int)a[0]);
+		bool last = fdtab_clear((int)a[0]);
+		long r;
+
 		shim_epoll_forget((int)a[0]);
+		r = real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+		if (last && r == 0)
+			shim_sync_close();
+		return r;
 	} else if ((nr == SYS_dup2 || nr == SYS_dup3) && fdtab_any()) {
 		long r = real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 
@@ -781,12 +813,15 @@ SHIM_API long syscall(long nr, ...)
 	} else if (nr == SYS_close_range && fdtab_any() && !(a[2] & CLOSE_RANGE_CLOEXEC)) {
 		long r = real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 		unsigned long fd;
+		bool sync = false;
 
 		for (fd = (unsigned long)a[0]; r == 0 && fd <= (unsigned long)a[1] &&
 		     fd < (1ul << 20); fd++) {
-			fdtab_clear((int)fd);
+			sync |= fdtab_clear((int)fd);
 			shim_epoll_forget((int)fd);
 		}
+		if (sync)
+			shim_sync_close();
 		return r;
 	}
 	return real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);

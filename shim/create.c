@@ -25,7 +25,7 @@
 struct real real;
 bool shim_on, shim_debug, shim_sockets = true;
 
-static char anon_dir[4096];
+static char mount_dir[4096], anon_dir[4096 + 8];
 static dev_t mount_dev;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static _Atomic unsigned long counter;
@@ -99,7 +99,10 @@ static bool find_mount(const char *mnt)
 		return false;
 	}
 	mount_dev = st.st_dev;
-	snprintf(anon_dir, sizeof(anon_dir), "%s/.anon", mnt);
+	/* Absolute, as the program may change directory. */
+	if (!realpath(mnt, mount_dir))
+		return false;
+	snprintf(anon_dir, sizeof(anon_dir), "%s/.anon", mount_dir);
 	if (mkdir(anon_dir, 01777) == 0)
 		chmod(anon_dir, 01777);
 	else if (errno != EEXIST)
@@ -141,6 +144,24 @@ void shim_init(void)
 __attribute__((constructor)) static void shim_ctor(void)
 {
 	shim_init();
+}
+
+/*
+ * The kernel tells the daemon of a file's last close with a release request
+ * that it queues when close() runs but does not wait for.  The daemon reads
+ * its requests in order, one at a time, so any request this thread makes
+ * afterwards is answered only once that release was handled: the peer's
+ * readers/writers counts in the ring are then up to date, as a kernel pipe's
+ * are when close() returns.
+ */
+void shim_sync_close(void)
+{
+	char buf[256];
+	int e = errno;
+
+	if (getxattr(mount_dir, "user.ipcd.status", buf, sizeof(buf)) < 0)
+		shim_log("cannot reach the daemon after a close: %s", strerror(errno));
+	errno = e;
 }
 
 /* ---- making pairs ------------------------------------------------------- */
@@ -263,17 +284,40 @@ int shim_make_pair(int fds[2], enum skind kind, int flags)
 	return 0;
 }
 
-/* After exec: take back the channel fds on our mount that we inherited. */
-void shim_adopt_inherited(void)
+/* Take fd into the table if it is a channel end the shim made, on our
+ * mount: inherited across exec, or passed over a socket. */
+void shim_adopt_fd(int fd)
 {
 	char label[32];
-	struct dirent *de;
 	struct stat st;
 	uint32_t got;
 	enum skind kind;
-	DIR *d = opendir("/proc/self/fd");
 	ssize_t n;
-	int fd, fl;
+	int fl;
+
+	if (!shim_on || real.fstatat(fd, "", &st, AT_EMPTY_PATH) < 0 ||
+	    st.st_dev != mount_dev || !S_ISREG(st.st_mode))
+		return;
+	n = fgetxattr(fd, "user.ipcd.label", label, sizeof(label) - 1);
+	if (n <= 0 || real.ioctl(fd, IPCD_IOC_GETROLE, &got) < 0)
+		return;
+	label[n] = 0;
+	for (kind = SK_PIPE; kind <= SK_SEQPACKET; kind++)
+		if (!strcmp(label, labels[kind]))
+			break;
+	if (kind > SK_SEQPACKET || !(got & 3))
+		return;
+	fl = real.fcntl(fd, F_GETFL);
+	if (adopt(fd, kind, got & 3, fl >= 0 && (fl & O_NONBLOCK)))
+		shim_log("adopted %s channel fd %d", label, fd);
+}
+
+/* After exec: take back the channel fds on our mount that we inherited. */
+void shim_adopt_inherited(void)
+{
+	struct dirent *de;
+	DIR *d = opendir("/proc/self/fd");
+	int fd;
 
 	if (!d)
 		return;
@@ -281,21 +325,7 @@ void shim_adopt_inherited(void)
 		fd = atoi(de->d_name);
 		if (de->d_name[0] < '0' || de->d_name[0] > '9' || fd == dirfd(d))
 			continue;
-		if (real.fstatat(fd, "", &st, AT_EMPTY_PATH) < 0 ||
-		    st.st_dev != mount_dev || !S_ISREG(st.st_mode))
-			continue;
-		n = fgetxattr(fd, "user.ipcd.label", label, sizeof(label) - 1);
-		if (n <= 0 || real.ioctl(fd, IPCD_IOC_GETROLE, &got) < 0)
-			continue;
-		label[n] = 0;
-		for (kind = SK_PIPE; kind <= SK_SEQPACKET; kind++)
-			if (!strcmp(label, labels[kind]))
-				break;
-		if (kind > SK_SEQPACKET || !(got & 3))
-			continue;
-		fl = real.fcntl(fd, F_GETFL);
-		if (adopt(fd, kind, got & 3, fl >= 0 && (fl & O_NONBLOCK)))
-			shim_log("adopted inherited %s channel fd %d", label, fd);
+		shim_adopt_fd(fd);
 	}
 	closedir(d);
 }

@@ -166,17 +166,22 @@ int fdtab_set(int fd, struct sfd *s)
 	return 0;
 }
 
-void fdtab_clear(int fd)
+bool fdtab_clear(int fd)
 {
 	slot_t *sl;
 	struct sfd *old;
+	bool last;
 
 	if (!fdtab_any())
-		return;
+		return false;
 	sl = slot(fd, false);
 	if (!sl)
-		return;
+		return false;
 	old = atomic_exchange(sl, NULL);
-	if (old)
-		sfd_put(old);
+	if (!old)
+		return false;
+	/* Ours was the only reference: no other fd here, no call in flight. */
+	last = atomic_load(&old->refs) == 1;
+	sfd_put(old);
+	return last;
 }

@@ -27,9 +27,12 @@ static int ioflags(struct sfd *s, int msg_flags)
 	return f;
 }
 
-ssize_t shim_read(struct sfd *s, void *buf, size_t len, int flags, size_t *full)
+ssize_t shim_read(struct sfd *s, int fd, void *buf, size_t len, int flags,
+		  size_t *full, struct shim_rx *rx)
 {
 	struct ipcd_chan *c = atomic_load(&s->c);
+	struct ipcd_anc_ops ops = { 0 };
+	struct shim_rx drop;
 	ssize_t n, got = 0;
 
 	if (!(s->roles & IPCD_ROLE_READ))
@@ -51,7 +54,21 @@ ssize_t shim_read(struct sfd *s, void *buf, size_t len, int flags, size_t *full)
 					return -EINTR;
 		}
 	}
-	n = ipcd_recv(c, buf, len, ioflags(s, flags) | (full ? IPCD_TRUNC : 0));
+	if (s->kind == SK_PIPE) {
+		n = ipcd_recv(c, buf, len, ioflags(s, flags) | (full ? IPCD_TRUNC : 0));
+	} else {
+		/* A socket pair end: descriptors may come with the bytes. */
+		if (!rx) {
+			drop.fd = fd;
+			drop.c = c;
+			drop.want = drop.cloexec = drop.taken = drop.lost = false;
+			drop.nfds = 0;
+			rx = &drop;
+		}
+		ops = (struct ipcd_anc_ops){ .take = shim_anc_take, .arg = rx };
+		n = ipcd_recv_anc(c, buf, len, ioflags(s, flags) | (full ? IPCD_TRUNC : 0),
+				  &ops);
+	}
 	if (n >= 0 && full) {
 		*full = (size_t)n;
 		n = (size_t)n > len ? (ssize_t)len : n;
@@ -61,7 +78,11 @@ ssize_t shim_read(struct sfd *s, void *buf, size_t len, int flags, size_t *full)
 	/* MSG_WAITALL on a stream: keep reading until full, EOF or error. */
 	got = n;
 	while ((size_t)got < len) {
-		n = ipcd_recv(c, (char *)buf + got, len - (size_t)got, ioflags(s, flags));
+		/* Stops short of the next descriptors, as the kernel does. */
+		n = s->kind == SK_PIPE ?
+			ipcd_recv(c, (char *)buf + got, len - (size_t)got, ioflags(s, flags)) :
+			ipcd_recv_anc(c, (char *)buf + got, len - (size_t)got,
+				      ioflags(s, flags), &ops);
 		if (n <= 0)
 			break;
 		got += n;
@@ -69,13 +90,18 @@ ssize_t shim_read(struct sfd *s, void *buf, size_t len, int flags, size_t *full)
 	return got;
 }
 
-ssize_t shim_write(struct sfd *s, const void *buf, size_t len, int flags)
+ssize_t shim_write(struct sfd *s, const void *buf, size_t len, int flags,
+		   struct shim_tx *tx)
 {
+	struct ipcd_anc_ops ops = { .bind = shim_anc_bind, .arg = tx };
 	ssize_t n;
 
 	if (!(s->roles & IPCD_ROLE_WRITE))
 		return s->kind == SK_PIPE ? -EBADF : -EPIPE;
-	n = ipcd_send(atomic_load(&s->c), buf, len, ioflags(s, flags));
+	if (tx)
+		n = ipcd_send_anc(atomic_load(&s->c), buf, len, ioflags(s, flags), &ops);
+	else
+		n = ipcd_send(atomic_load(&s->c), buf, len, ioflags(s, flags));
 	if (n == -EPIPE && s->kind == SK_DGRAM)
 		return -ECONNREFUSED;	/* as a datagram socket whose peer is gone */
 	/* The kernel raises SIGPIPE for pipes and stream sockets only. */
@@ -96,8 +122,8 @@ static size_t iov_total(const struct iovec *iov, int cnt)
 }
 
 /* readv/recvmsg: one read into a bounce buffer, then scattered. */
-ssize_t shim_readv(struct sfd *s, const struct iovec *iov, int cnt, int flags,
-		   size_t *full)
+ssize_t shim_readv(struct sfd *s, int fd, const struct iovec *iov, int cnt,
+		   int flags, size_t *full, struct shim_rx *rx)
 {
 	char stack[BOUNCE_STACK], *b = stack;
 	size_t len = iov_total(iov, cnt), at = 0, k;
@@ -105,10 +131,10 @@ ssize_t shim_readv(struct sfd *s, const struct iovec *iov, int cnt, int flags,
 	int i;
 
 	if (cnt == 1)
-		return shim_read(s, iov[0].iov_base, iov[0].iov_len, flags, full);
+		return shim_read(s, fd, iov[0].iov_base, iov[0].iov_len, flags, full, rx);
 	if (len > sizeof(stack) && !(b = malloc(len)))
 		return -ENOMEM;
-	n = shim_read(s, b, len, flags, full);
+	n = shim_read(s, fd, b, len, flags, full, rx);
 	for (i = 0; i < cnt && n > 0 && at < (size_t)n; i++) {
 		k = iov[i].iov_len < (size_t)n - at ? iov[i].iov_len : (size_t)n - at;
 		memcpy(iov[i].iov_base, b + at, k);
@@ -121,7 +147,8 @@ ssize_t shim_readv(struct sfd *s, const struct iovec *iov, int cnt, int flags,
 
 /* writev/sendmsg: gathered into one write, so PIPE_BUF atomicity and
  * message boundaries hold. */
-ssize_t shim_writev(struct sfd *s, const struct iovec *iov, int cnt, int flags)
+ssize_t shim_writev(struct sfd *s, const struct iovec *iov, int cnt, int flags,
+		    struct shim_tx *tx)
 {
 	char stack[BOUNCE_STACK], *b = stack;
 	size_t len = iov_total(iov, cnt), at = 0;
@@ -129,16 +156,16 @@ ssize_t shim_writev(struct sfd *s, const struct iovec *iov, int cnt, int flags)
 	int i;
 
 	if (cnt == 1)
-		return shim_write(s, iov[0].iov_base, iov[0].iov_len, flags);
+		return shim_write(s, iov[0].iov_base, iov[0].iov_len, flags, tx);
 	if (len == 0)
-		return shim_write(s, "", 0, flags);
+		return shim_write(s, "", 0, flags, tx);
 	if (len > sizeof(stack) && !(b = malloc(len)))
 		return -ENOMEM;
 	for (i = 0; i < cnt; i++) {
 		memcpy(b + at, iov[i].iov_base, iov[i].iov_len);
 		at += iov[i].iov_len;
 	}
-	n = shim_write(s, b, len, flags);
+	n = shim_write(s, b, len, flags, tx);
 	if (b != stack)
 		free(b);
 	return n;

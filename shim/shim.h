@@ -106,20 +106,54 @@ void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 struct sfd *fdtab_get(int fd);		/* with a reference; NULL if not ours */
 void sfd_put(struct sfd *s);
 int fdtab_set(int fd, struct sfd *s);	/* takes a reference on s */
-void fdtab_clear(int fd);
+/* Forget fd; true if it was a channel end that no other fd of this process
+ * shares, so that closing it may be the open file's last close. */
+bool fdtab_clear(int fd);
 bool fdtab_any(void);			/* may any fd be ours? */
 struct sfd *sfd_new(struct ipcd_chan *c, enum skind kind, unsigned roles); /* +1 ref */
 
 /* create.c */
 int shim_make_pair(int fds[2], enum skind kind, int flags);
 void shim_adopt_inherited(void);
+void shim_adopt_fd(int fd);		/* if fd is a channel end on our mount */
+void shim_sync_close(void);		/* after the last close of a channel end */
 
-/* io.c */
-ssize_t shim_read(struct sfd *s, void *buf, size_t len, int flags, size_t *full);
-ssize_t shim_write(struct sfd *s, const void *buf, size_t len, int flags);
-ssize_t shim_readv(struct sfd *s, const struct iovec *iov, int cnt, int flags,
-		   size_t *full);
-ssize_t shim_writev(struct sfd *s, const struct iovec *iov, int cnt, int flags);
+/*
+ * Descriptors passed with SCM_RIGHTS on a socket pair channel (anc.c).  A
+ * receive on a socket pair end takes the descriptors that came with the
+ * bytes it reads: into rx when the caller has room for them (recvmsg), else
+ * the daemon closes them.  A send binds the descriptors in tx to its bytes.
+ */
+struct shim_rx {
+	int fd;				/* the channel end */
+	struct ipcd_chan *c;
+	bool want;			/* keep them (recvmsg with control room) */
+	bool cloexec;			/* MSG_CMSG_CLOEXEC */
+	bool taken;			/* out: an attachment was taken */
+	bool lost;			/* out: descriptors were dropped */
+	int nfds;			/* out */
+	int fds[IPCD_ANC_MAX_FDS];	/* out */
+};
+struct shim_tx {
+	int fd;				/* the channel end */
+	int nfds;
+	int fds[IPCD_ANC_MAX_FDS];
+};
+ssize_t shim_anc_take(void *rx, uint64_t at);	/* ipcd_anc_ops.take */
+int shim_anc_bind(void *tx, uint64_t at, size_t n);	/* ipcd_anc_ops.bind */
+ssize_t shim_sendmsg_anc(struct sfd *s, int fd, const struct msghdr *msg, int flags);
+void shim_put_rights(struct msghdr *msg, struct shim_rx *rx);
+void shim_adopt_rights(const struct msghdr *msg);
+
+/* io.c; rx and tx may be NULL */
+ssize_t shim_read(struct sfd *s, int fd, void *buf, size_t len, int flags,
+		  size_t *full, struct shim_rx *rx);
+ssize_t shim_write(struct sfd *s, const void *buf, size_t len, int flags,
+		   struct shim_tx *tx);
+ssize_t shim_readv(struct sfd *s, int fd, const struct iovec *iov, int cnt,
+		   int flags, size_t *full, struct shim_rx *rx);
+ssize_t shim_writev(struct sfd *s, const struct iovec *iov, int cnt, int flags,
+		    struct shim_tx *tx);
 
 /* poll.c, epoll.c */
 short shim_revents(struct sfd *s, short events);

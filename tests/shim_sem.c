@@ -819,7 +819,8 @@ static void check_close_sync(void)
 {
 	enum { ROUNDS = 50 };
 	char c;
-	int p[2], sv[2];
+	int p[2], q[2], go[2], sv[2], d;
+	pid_t pid;
 	ssize_t n;
 
 	for (int i = 0; i < ROUNDS; i++) {
@@ -850,6 +851,57 @@ static void check_close_sync(void)
 		       n < 0 ? errname(errno) : "");
 		xclose(sv[0]);
 	}
+
+	/* Closing one of two dups is no end of file; closing the second is. */
+	SYS(pipe2(p, O_NONBLOCK));
+	d = (int)SYS(dup(p[1]));
+	xclose(p[1]);
+	n = read(p[0], &c, 1);
+	EXPECT(n == -1 && errno == EAGAIN, "read with a dup of the writer still open "
+	       "returned %zd%s%s, not -1 with EAGAIN", n, n < 0 ? " with " : "",
+	       n < 0 ? errname(errno) : "");
+	xclose(d);
+	n = read(p[0], &c, 1);
+	EXPECT(n == 0, "read after the last dup's close() returned %zd, not 0", n);
+	xclose(p[0]);
+
+	/* A child's copy keeps the end open after the parent's close. */
+	SYS(pipe2(p, O_NONBLOCK));
+	SYS(pipe(go));
+	pid = kid_fork();
+	if (!pid) {
+		xclose(go[1]);
+		n = read(go[0], &c, 1);	/* until the parent has looked */
+		_exit(n == 0 ? 0 : 1);
+	}
+	xclose(go[0]);
+	xclose(p[1]);
+	n = read(p[0], &c, 1);
+	EXPECT(n == -1 && errno == EAGAIN, "read with a child still holding the writer "
+	       "returned %zd%s%s, not -1 with EAGAIN", n, n < 0 ? " with " : "",
+	       n < 0 ? errname(errno) : "");
+	xclose(go[1]);
+	kid_ok(pid, "the child holding the writer");
+	xclose(p[0]);
+
+	/* dup2 over a reader and close_range close it as close() does. */
+	xpipe(p);
+	xpipe(q);
+	SYS(dup2(q[1], p[0]));
+	n = write(p[1], "x", 1);
+	EXPECT(n == -1 && errno == EPIPE, "write after dup2 replaced the only reader "
+	       "returned %zd, not -1 with EPIPE", n);
+	close2(p);
+	close2(q);
+	xpipe(p);
+	if (close_range((unsigned)p[0], (unsigned)p[0], 0) == 0) {
+		n = write(p[1], "x", 1);
+		EXPECT(n == -1 && errno == EPIPE, "write after close_range closed the only "
+		       "reader returned %zd, not -1 with EPIPE", n);
+	} else {
+		xclose(p[0]);
+	}
+	xclose(p[1]);
 }
 
 static void check_pipe_eof_killed(void)
@@ -1645,6 +1697,205 @@ static void check_dgram_seqpacket(void)
 	expect_read(sv[1], "one");
 	expect_eof(sv[1]);
 	xclose(sv[1]);
+}
+
+/* ---- descriptors passed with SCM_RIGHTS ---- */
+
+/* sendmsg of `data` with the descriptors fds[0..n) on fd. */
+static ssize_t send_fds(int fd, const char *data, size_t len, const int *fds, int n)
+{
+	union {
+		char buf[CMSG_SPACE(8 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { (void *)data, len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+
+	memset(&u, 0, sizeof(u));
+	m.msg_control = u.buf;
+	m.msg_controllen = CMSG_SPACE((size_t)n * sizeof(int));
+	cm = CMSG_FIRSTHDR(&m);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, (size_t)n * sizeof(int));
+	return sendmsg(fd, &m, 0);
+}
+
+/* recvmsg into buf with room for `room` descriptors; the descriptors
+ * received go to fds, their count to *nfds, msg_flags to *mflags. */
+static ssize_t recv_fds(int fd, char *buf, size_t len, int room, int *fds, int *nfds,
+			int *mflags, int flags)
+{
+	union {
+		char buf[CMSG_SPACE(8 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { buf, len };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *cm;
+	ssize_t n;
+
+	memset(&u, 0, sizeof(u));
+	m.msg_control = room ? u.buf : NULL;
+	m.msg_controllen = room ? CMSG_SPACE((size_t)room * sizeof(int)) : 0;
+	*nfds = 0;
+	n = recvmsg(fd, &m, flags);
+	if (n < 0)
+		return n;
+	*mflags = m.msg_flags;
+	for (cm = room ? CMSG_FIRSTHDR(&m) : NULL; cm; cm = CMSG_NXTHDR(&m, cm)) {
+		EXPECT(cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS,
+		       "unexpected control message level %d type %d", cm->cmsg_level,
+		       cm->cmsg_type);
+		int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+
+		for (int i = 0; i < k && *nfds < 8; i++)
+			memcpy(&fds[(*nfds)++], CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+	}
+	return n;
+}
+
+static void check_rights(void)
+{
+	static const int types[] = { SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET };
+	char buf[64], tmpl[] = "/tmp/shim_sem.XXXXXX";
+	int sv[2], p[2], got[8], nfds, mf, file, st;
+	ssize_t n;
+	pid_t pid;
+
+	file = (int)SYS(mkstemp(tmpl));
+	SYS(unlink(tmpl));
+	write_all(file, "file contents", 13);
+
+	for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+		const char *tn = types[t] == SOCK_STREAM ? "stream" :
+				 types[t] == SOCK_DGRAM ? "dgram" : "seqpacket";
+
+		xsocketpair(types[t], sv);
+		xpipe(p);
+		/* Plain, then with a file and a pipe end, then plain again. */
+		EXPECT_EQ(send(sv[0], "12345", 5, 0), 5);
+		int two[2] = { file, p[0] };
+
+		EXPECT_EQ(send_fds(sv[0], "abc", 3, two, 2), 3);
+		EXPECT_EQ(send(sv[0], "xyz", 3, 0), 3);
+		size_t have = 0;
+		int seen = 0;
+
+		while (have < 11) {
+			n = recv_fds(sv[1], buf + have, sizeof(buf) - have, 4, got, &nfds, &mf, 0);
+			EXPECT(n > 0, "%s: recvmsg returned %zd (%s)", tn, n, errname(errno));
+			if (nfds) {
+				EXPECT(!seen, "%s: descriptors came twice", tn);
+				EXPECT(memchr(buf + have, 'a', (size_t)n) != NULL,
+				       "%s: the descriptors came with \"%.*s\", not with the "
+				       "bytes sent with them", tn, (int)n, buf + have);
+				seen = nfds;
+				EXPECT(nfds == 2, "%s: %d descriptors received, not 2", tn, nfds);
+				EXPECT(!(mf & MSG_CTRUNC), "%s: MSG_CTRUNC with room for all", tn);
+			}
+			have += (size_t)n;
+		}
+		EXPECT(seen, "%s: the descriptors never came", tn);
+		EXPECT(!memcmp(buf, "12345abcxyz", 11), "%s: bytes %.11s, not 12345abcxyz",
+		       tn, buf);
+		/* The file: the same open file (a shared offset). */
+		EXPECT_EQ(lseek(got[0], 0, SEEK_CUR), 13);
+		EXPECT_EQ(pread(got[0], buf, 4, 0), 4);
+		EXPECT(!memcmp(buf, "file", 4), "%s: the passed file reads %.4s", tn, buf);
+		SYS(lseek(file, 13, SEEK_SET));
+		/* The pipe's read end works where it arrived. */
+		write_all(p[1], "through", 7);
+		expect_read(got[1], "through");
+		xclose(got[0]);
+		xclose(got[1]);
+		close2(p);
+
+		/* No room: the descriptors are closed and MSG_CTRUNC says so.
+		 * Passing the only write end of a pipe shows the close: EOF. */
+		xpipe(p);
+		EXPECT_EQ(send_fds(sv[0], "w", 1, &p[1], 1), 1);
+		xclose(p[1]);
+		n = recv_fds(sv[1], buf, sizeof(buf), 0, got, &nfds, &mf, 0);
+		EXPECT_EQ(n, 1);
+		EXPECT(mf & MSG_CTRUNC, "%s: no MSG_CTRUNC when descriptors were dropped", tn);
+		step("reading a pipe whose passed write end was dropped");
+		EXPECT_EQ(read(p[0], buf, 1), 0);
+		step("");
+		xclose(p[0]);
+
+		/* A plain recv drops them too. */
+		xpipe(p);
+		EXPECT_EQ(send_fds(sv[0], "r", 1, &p[1], 1), 1);
+		xclose(p[1]);
+		EXPECT_EQ(recv(sv[1], buf, sizeof(buf), 0), 1);
+		step("reading a pipe whose passed write end a recv dropped");
+		EXPECT_EQ(read(p[0], buf, 1), 0);
+		step("");
+		xclose(p[0]);
+
+		/* Room for one (CMSG_SPACE rounds it up to two): two of three
+		 * arrive, MSG_CTRUNC. */
+		int three[3] = { file, file, file };
+
+		EXPECT_EQ(send_fds(sv[0], "t", 1, three, 3), 1);
+		n = recv_fds(sv[1], buf, sizeof(buf), 1, got, &nfds, &mf, MSG_CMSG_CLOEXEC);
+		EXPECT_EQ(n, 1);
+		EXPECT_EQ(nfds, (int)((CMSG_SPACE(sizeof(int)) - CMSG_LEN(0)) / sizeof(int)));
+		EXPECT(mf & MSG_CTRUNC, "%s: no MSG_CTRUNC with room for one of two", tn);
+		EXPECT(fcntl(got[0], F_GETFD) & FD_CLOEXEC,
+		       "%s: MSG_CMSG_CLOEXEC did not set close-on-exec", tn);
+		for (int i = 0; i < nfds; i++)
+			xclose(got[i]);
+
+		/* A bad descriptor fails the send, which then sends nothing. */
+		int bad = 1000000;
+
+		EXPECT_ERR(send_fds(sv[0], "b", 1, &bad, 1), EBADF);
+		EXPECT_EQ(send(sv[0], "k", 1, 0), 1);
+		EXPECT_EQ(recv(sv[1], buf, sizeof(buf), 0), 1);
+		EXPECT(buf[0] == 'k', "%s: a failed send left bytes behind", tn);
+
+		/* From a child process: it opens a pipe and passes its read end. */
+		pid = kid_fork();
+		if (!pid) {
+			int q[2];
+
+			xpipe(q);
+			if (send_fds(sv[0], "c", 1, &q[0], 1) != 1)
+				_exit(2);
+			write_all(q[1], "child", 5);
+			_exit(0);
+		}
+		step("receiving a pipe end from a child");
+		n = recv_fds(sv[1], buf, sizeof(buf), 2, got, &nfds, &mf, 0);
+		step("");
+		EXPECT_EQ(n, 1);
+		EXPECT_EQ(nfds, 1);
+		kid_ok(pid, "the child passing a pipe end");
+		expect_read(got[0], "child");
+		EXPECT_EQ(read(got[0], buf, 1), 0);
+		xclose(got[0]);
+		close2(sv);
+	}
+	/* A pipe end passed over a kernel socket pair still works. */
+	SYS(syscall(SYS_socketpair, AF_UNIX, SOCK_STREAM, 0, sv));
+	xpipe(p);
+	EXPECT_EQ(send_fds(sv[0], "k", 1, &p[0], 1), 1);
+	xclose(p[0]);
+	n = recv_fds(sv[1], buf, sizeof(buf), 1, got, &nfds, &mf, 0);
+	EXPECT_EQ(n, 1);
+	EXPECT_EQ(nfds, 1);
+	write_all(p[1], "kernel", 6);
+	xclose(p[1]);
+	expect_read(got[0], "kernel");
+	EXPECT_EQ(read(got[0], buf, 1), 0);
+	xclose(got[0]);
+	close2(sv);
+	(void)st;
+	xclose(file);
 }
 
 static void check_sockopt(void)
@@ -3064,6 +3315,8 @@ static const struct check checks[] = {
 	  "socketpair STREAM: both ways at once, MSG_PEEK, MSG_WAITALL, shutdown, EOF" },
 	{ "dgram", check_dgram_seqpacket,
 	  "DGRAM and SEQPACKET: boundaries, MSG_TRUNC, msg_flags, MSG_PEEK, MSG_DONTWAIT" },
+	{ "rights", check_rights,
+	  "SCM_RIGHTS on socket pairs: with their bytes, dropped without room, from a child" },
 	{ "sockopt", check_sockopt,
 	  "getsockopt SO_TYPE and friends; socket calls on a pipe give ENOTSOCK" },
 	{ "dup", check_dup,

@@ -510,11 +510,9 @@ ep.close()
 os.close(r)
 print("epoll: edge, level, hang-up and EOF as for a pipe")
 
-# EPIPE as soon as the last reader has closed (Python ignores SIGPIPE).
-# A known gap of the shim: the daemon learns of a close() from the kernel's
-# release, which comes a few hundred microseconds after close() returns; the
-# count is printed, not failed, until the shim drops roles on the last close.
-late = 0
+# EPIPE as soon as the last reader has closed (Python ignores SIGPIPE), and
+# EOF as soon as the last writer has: close() takes effect before it returns.
+late = eagain = 0
 for i in range(1000):
     r2, w2 = os.pipe()
     os.close(r2)
@@ -524,23 +522,19 @@ for i in range(1000):
     except BrokenPipeError:
         pass
     os.close(w2)
-# Every write must end in EPIPE once the release arrived.
-r2, w2 = os.pipe()
-os.close(r2)
-deadline = time.monotonic() + 2
-while time.monotonic() < deadline:
+    r2, w2 = os.pipe()
+    os.set_blocking(r2, False)
+    os.close(w2)
     try:
-        os.write(w2, b"x")
-        time.sleep(0.001)
-    except BrokenPipeError:
-        break
-else:
-    check(False, "writes never failed with EPIPE after the reader closed")
-os.close(w2)
+        check(os.read(r2, 1) == b"", "EOF after the writer's close")
+    except BlockingIOError:
+        eagain += 1
+    os.close(r2)
+check(late == 0, "%d of 1000 writes right after the reader's close() succeeded" % late)
+check(eagain == 0, "%d of 1000 reads right after the writer's close() gave EAGAIN" % eagain)
 if bad:
     raise SystemExit("%d checks failed" % len(bad))
-print("EPIPE after the reader's close (known gap: %d of 1000 writes right after "
-      "close() still succeeded)" % late)
+print("EPIPE and EOF right after close(), 1000 times each")
 EOF
 
 case_py_subprocess() {

@@ -52,6 +52,17 @@
  * daemon is gone nobody will publish an end of file, so it reports
  * ECONNABORTED instead of waiting forever.
  *
+ * Attachments (ancillary data, such as descriptors passed with SCM_RIGHTS
+ * on a socket pair the shim made) never enter the ring: the daemon keeps
+ * them, each bound to the stream offset of the bytes or the record sent with
+ * it, and anc_at shows the earliest one not yet taken.  The sender binds an
+ * attachment (IPCD_IOC_ANC_BIND) while it holds wlock, before it publishes
+ * the bytes.  A reader that honours attachments, having loaded tail, loads
+ * anc_at: it reads no further than an attachment ahead of head, and one at
+ * head it takes first (IPCD_IOC_ANC_TAKE).  A reader that ignores anc_at
+ * loses the attachments it reads past, as a recv(2) without a control buffer
+ * loses passed descriptors; the daemon closes them.
+ *
  * A peer that cannot make futex calls publishes as above and then, if the
  * other side's sleeper count is non-zero, rings the doorbell: the ioctl
  * IPCD_IOC_WAKE on its channel file: the daemon wakes every sleeper of the
@@ -135,7 +146,10 @@ struct ipcd_ring {
 	IPCD_ATOMIC(uint32_t) readers;	     /* open read ends */
 	IPCD_ATOMIC(uint32_t) state;	     /* IPCD_RING_S_* */
 	IPCD_ATOMIC(uint32_t) daemon_pid;    /* the serving daemon, for liveness */
-	uint32_t reserved4[11];		     /* zero */
+	uint32_t reserved4;		     /* zero */
+	IPCD_ATOMIC(uint64_t) anc_at;	     /* 0, or 1 + offset of the first
+						pending attachment */
+	uint32_t reserved5[8];		     /* zero */
 };
 
 #ifndef __cplusplus
@@ -153,6 +167,7 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, writers_epoch) == 256, "peer
 _Static_assert(__builtin_offsetof(struct ipcd_ring, readers) == 264, "readers");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, state) == 268, "state");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, daemon_pid) == 272, "daemon_pid");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, anc_at) == 280, "anc_at");
 #endif
 
 /*
@@ -188,6 +203,50 @@ struct ipcd_fileinfo {
 #define IPCD_IOC_GETINFO	0x8010ab04u	/* _IOR(0xab, 4, struct ipcd_fileinfo) */
 #ifndef __cplusplus
 _Static_assert(sizeof(struct ipcd_fileinfo) == 16, "fileinfo is 16 bytes");
+#endif
+
+/*
+ * ANC_BIND (writer, holding wlock, before publishing): attach the
+ * descriptors fds[0..nfds) of the calling process to the bytes at stream
+ * offset `at` (`len` bytes of a stream, or the record written at `at` of a
+ * message ring, pad included) of the ring this open file writes.  The
+ * daemon takes its own copies of the descriptors.
+ */
+#define IPCD_ANC_MAX_FDS	253		/* as SCM_MAX_FD */
+struct ipcd_anc_bind {
+	uint64_t at;
+	uint32_t len;
+	uint32_t nfds;
+	int32_t fds[IPCD_ANC_MAX_FDS];
+	uint32_t reserved;	/* zero */
+};
+#define IPCD_IOC_ANC_BIND	0x4408ab07u	/* _IOW(0xab, 7, struct ipcd_anc_bind) */
+
+/*
+ * ANC_TAKE (reader, holding rlock, head == at): take the attachment at `at`
+ * of the ring this open file reads.  With IPCD_ANC_DROP the daemon closes
+ * the descriptors; else it keeps them for one claim on its descriptor
+ * socket (the abstract AF_UNIX name "ipcd.<daemon_pid>.fds", a
+ * SOCK_SEQPACKET socket): send the 8-byte token, receive one message with
+ * the descriptors (SCM_RIGHTS).  An unclaimed token expires after
+ * IPCD_ANC_CLAIM_SECS seconds.  On return `len` holds the bytes the
+ * attachment covers (streams) and `nfds` the descriptors.
+ */
+#define IPCD_ANC_SOCK_FMT	"ipcd.%u.fds"	/* abstract name; %u: daemon_pid */
+#define IPCD_ANC_DROP		1u
+#define IPCD_ANC_CLAIM_SECS	10
+struct ipcd_anc_take {
+	uint64_t at;		/* in */
+	uint32_t flags;		/* in: IPCD_ANC_* */
+	uint32_t len;		/* out */
+	uint32_t nfds;		/* out */
+	uint32_t reserved;	/* zero */
+	uint64_t token;		/* out */
+};
+#define IPCD_IOC_ANC_TAKE	0xc020ab08u	/* _IOWR(0xab, 8, struct ipcd_anc_take) */
+#ifndef __cplusplus
+_Static_assert(sizeof(struct ipcd_anc_bind) == 1032, "anc_bind is 1032 bytes");
+_Static_assert(sizeof(struct ipcd_anc_take) == 32, "anc_take is 32 bytes");
 #endif
 
 #endif /* IPCD_RING_H */
