@@ -72,14 +72,15 @@ SHIM_API int socketpair(int domain, int type, int proto, int sv[2])
 SHIM_API ssize_t read(int fd, void *buf, size_t len)
 {
 	struct sfd *s;
+	bool borrowed;
 	ssize_t n;
 
 	READY(read);
-	s = fdtab_get(fd);
+	s = fdtab_borrow(fd, &borrowed);
 	if (!s)
 		return real.read(fd, buf, len);
 	n = shim_read(s, buf, len, 0, NULL);
-	sfd_put(s);
+	sfd_return(s, borrowed);
 	return ret(n);
 }
 
@@ -94,14 +95,15 @@ SHIM_API ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 SHIM_API ssize_t write(int fd, const void *buf, size_t len)
 {
 	struct sfd *s;
+	bool borrowed;
 	ssize_t n;
 
 	READY(write);
-	s = fdtab_get(fd);
+	s = fdtab_borrow(fd, &borrowed);
 	if (!s)
 		return real.write(fd, buf, len);
 	n = shim_write(s, buf, len, 0);
-	sfd_put(s);
+	sfd_return(s, borrowed);
 	return ret(n);
 }
 
