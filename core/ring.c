@@ -171,8 +171,9 @@ static int lock_try(_Atomic uint32_t *l, uint32_t tid)
 
 static void lock_drop(_Atomic uint32_t *l)
 {
-	/* Release: orders our index stores before the next holder's reads. */
-	uint32_t old = atomic_exchange_explicit(l, 0, RELEASE);
+	/* Release: orders our index stores before the next holder's reads.
+	 * Sequentially consistent, as wake() counts on it as a full barrier. */
+	uint32_t old = atomic_exchange_explicit(l, 0, SEQCST);
 
 	if (old & IPCD_LOCK_WAITERS)
 		futex(l, FUTEX_WAKE, INT_MAX, NULL);
@@ -273,6 +274,22 @@ static int load_used(const struct ipcd_view *v, uint64_t *head, uint64_t *tail)
 	return 0;
 }
 
+/*
+ * A full barrier right after an atomic read-modify-write.  On x86 each of
+ * those is one already (a locked instruction: earlier stores drain, later
+ * loads wait), so only the compiler must be kept from moving accesses
+ * across; elsewhere it takes a fence.
+ */
+static inline void mb_after_rmw(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	atomic_signal_fence(SEQCST);
+#else
+	atomic_thread_fence(SEQCST);
+#endif
+}
+
+/* Called right after lock_drop, whose exchange serves as the full barrier. */
 static void wake(struct ipcd_view *v, enum ipcd_dir dir)
 {
 	_Atomic uint32_t *sleepers, *seq;
@@ -284,9 +301,10 @@ static void wake(struct ipcd_view *v, enum ipcd_dir dir)
 		sleepers = &v->r->wr_sleepers;
 		seq = &v->r->space_seq;
 	}
-	/* Full fence: orders our index store before the sleeper check, against
-	 * the sleeper's increment before its re-check of the index (Dekker). */
-	atomic_thread_fence(SEQCST);
+	/* Full barrier: orders our index store before the sleeper check,
+	 * against the sleeper's increment before its re-check of the index
+	 * (Dekker). */
+	mb_after_rmw();
 	if (atomic_load_explicit(sleepers, RELAXED) == 0)
 		return;
 	atomic_fetch_add_explicit(seq, 1, RELEASE);
