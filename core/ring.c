@@ -64,6 +64,14 @@ uint32_t ipcd_tid(void)
 
 /* ---- format and attach -------------------------------------------------- */
 
+/* Make the hints of v count for nothing, so the next write and read load
+ * both indexes: at attach, and once v met corruption. */
+static void hints_drop(struct ipcd_view *v)
+{
+	atomic_store_explicit(&v->head_ok, false, RELAXED);
+	atomic_store_explicit(&v->tail_ok, false, RELAXED);
+}
+
 static int valid_capacity(uint64_t cap)
 {
 	return cap >= IPCD_RING_MIN_CAPACITY && cap <= IPCD_RING_MAX_CAPACITY &&
@@ -129,6 +137,9 @@ int ipcd_view_attach(struct ipcd_view *v, void *map, size_t map_len)
 	v->features = r->features;
 	v->msg_max = r->msg_max;
 	v->map_len = map_len;
+	v->seen_head = 0;
+	v->seen_tail = 0;
+	hints_drop(v);
 	ipcd_view_mark_open(v);
 	return 0;
 }
@@ -434,6 +445,29 @@ size_t ipcd_ring_need(const struct ipcd_view *v, size_t len)
 
 /* ---- moving bytes ------------------------------------------------------- */
 
+/* Whether head and tail (one of them a hint) can be those of the ring. */
+static int plausible(const struct ipcd_view *v, uint64_t head, uint64_t tail)
+{
+	return tail - head <= v->cap &&
+	       (!(v->features & IPCD_RING_F_MESSAGE) ||
+		!((head | tail) & (IPCD_REC_ALIGN - 1)));
+}
+
+/* Free bytes a write of len at tail needs, a pad included (0: it fails
+ * whatever the room). */
+static uint64_t put_need(const struct ipcd_view *v, uint64_t tail, size_t len)
+{
+	uint64_t to_end, rs;
+
+	if (!(v->features & IPCD_RING_F_MESSAGE))
+		return len;
+	if (len > v->msg_max)
+		return 0;
+	rs = rec_size(len);
+	to_end = v->cap - (tail & (v->cap - 1));
+	return rs > to_end ? to_end + rs : rs;
+}
+
 static void copy_in(struct ipcd_view *v, uint64_t at, const void *src, size_t n)
 {
 	size_t pos = at & (v->cap - 1), first = v->cap - pos;
@@ -468,8 +502,20 @@ static ssize_t put_locked(struct ipcd_view *v, const void *buf, size_t len,
 	uint64_t head, tail, space, pos, to_end, rs;
 	struct ipcd_ring_rec rec;
 
-	if (load_used(v, &head, &tail))
-		return -EIO;
+	/* Only wlock holders store tail, and our lock's acquire ordered the
+	 * last store before this load.  Head comes from the hint while it
+	 * shows room enough: the consumer's line stays where it is. */
+	tail = atomic_load_explicit(&v->r->tail, RELAXED);
+	head = v->seen_head;
+	if (!atomic_load_explicit(&v->head_ok, RELAXED) || !plausible(v, head, tail) ||
+	    v->cap - (tail - head) < put_need(v, tail, len)) {
+		if (load_used(v, &head, &tail)) {
+			hints_drop(v);
+			return -EIO;
+		}
+		v->seen_head = head;
+		atomic_store_explicit(&v->head_ok, true, RELAXED);
+	}
 	space = v->cap - (tail - head);
 	*tailp = tail;
 	if (!(v->features & IPCD_RING_F_MESSAGE)) {
@@ -537,21 +583,16 @@ ssize_t ipcd_ring_write(struct ipcd_view *v, const void *buf, size_t len,
 	return n;
 }
 
-/*
- * Called with rlock held.  Returns bytes copied or -errno; *headp is the head
- * to publish, which may have moved even on -EAGAIN (a pad was skipped).
- */
-static ssize_t take_locked(struct ipcd_view *v, void *buf, size_t len,
-			   size_t *full, uint64_t *headp)
+/* take_locked's work on the indexes head and tail (checked by the caller);
+ * gone: the writers were gone before tail was loaded. */
+static ssize_t take_at(struct ipcd_view *v, void *buf, size_t len,
+		       size_t *full, uint64_t *headp, uint64_t head,
+		       uint64_t tail, int gone)
 {
-	uint64_t head, tail, used, pos, to_end;
+	uint64_t used, pos, to_end;
 	struct ipcd_ring_rec rec;
 	size_t n;
-	/* Before the indexes: if the writers were gone, their last tail is in. */
-	int gone = writers_gone(v);
 
-	if (load_used(v, &head, &tail))
-		return -EIO;
 	used = tail - head;
 	*headp = head;
 	if (used == 0)
@@ -592,6 +633,46 @@ static ssize_t take_locked(struct ipcd_view *v, void *buf, size_t len,
 	*headp = head + rec_size(rec.len);
 	*full = rec.len;
 	return (ssize_t)n;
+}
+
+/*
+ * Called with rlock held.  Returns bytes copied or -errno; *headp is the head
+ * to publish, which may have moved even on -EAGAIN (a pad was skipped).
+ */
+static ssize_t take_locked(struct ipcd_view *v, void *buf, size_t len,
+			   size_t *full, uint64_t *headp)
+{
+	uint64_t head, tail;
+	ssize_t n;
+	int gone;
+
+	/* First from the hint of tail, when it shows all a stream read asks
+	 * for or a message: the producer's line stays where it is.  Only rlock
+	 * holders store head, and our lock's acquire ordered the last store
+	 * before this load; the hint's bytes were ordered before us by the
+	 * acquire load that got it, and the lock since.  Anything short is
+	 * done again from loaded indexes, so it gives what it gave before. */
+	head = atomic_load_explicit(&v->r->head, RELAXED);
+	tail = v->seen_tail;
+	if (atomic_load_explicit(&v->tail_ok, RELAXED) && tail != head &&
+	    plausible(v, head, tail) &&
+	    ((v->features & IPCD_RING_F_MESSAGE) || tail - head >= len)) {
+		n = take_at(v, buf, len, full, headp, head, tail, 0);
+		if (n != -EAGAIN && n != -EIO)
+			return n;
+	}
+	/* Before the indexes: if the writers were gone, their last tail is in. */
+	gone = writers_gone(v);
+	if (load_used(v, &head, &tail)) {
+		hints_drop(v);
+		return -EIO;
+	}
+	v->seen_tail = tail;
+	atomic_store_explicit(&v->tail_ok, true, RELAXED);
+	n = take_at(v, buf, len, full, headp, head, tail, gone);
+	if (n == -EIO)
+		hints_drop(v);
+	return n;
 }
 
 ssize_t ipcd_ring_read(struct ipcd_view *v, void *buf, size_t len,
