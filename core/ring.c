@@ -64,6 +64,14 @@ uint32_t ipcd_tid(void)
 
 /* ---- format and attach -------------------------------------------------- */
 
+/* Make the hints of v count for nothing, so the next write and read load
+ * both indexes: at attach, and once v met corruption. */
+static void hints_drop(struct ipcd_view *v)
+{
+	atomic_store_explicit(&v->head_ok, false, RELAXED);
+	atomic_store_explicit(&v->tail_ok, false, RELAXED);
+}
+
 static int valid_capacity(uint64_t cap)
 {
 	return cap >= IPCD_RING_MIN_CAPACITY && cap <= IPCD_RING_MAX_CAPACITY &&
@@ -129,6 +137,9 @@ int ipcd_view_attach(struct ipcd_view *v, void *map, size_t map_len)
 	v->features = r->features;
 	v->msg_max = r->msg_max;
 	v->map_len = map_len;
+	v->seen_head = 0;
+	v->seen_tail = 0;
+	hints_drop(v);
 	ipcd_view_mark_open(v);
 	return 0;
 }
@@ -171,8 +182,9 @@ static int lock_try(_Atomic uint32_t *l, uint32_t tid)
 
 static void lock_drop(_Atomic uint32_t *l)
 {
-	/* Release: orders our index stores before the next holder's reads. */
-	uint32_t old = atomic_exchange_explicit(l, 0, RELEASE);
+	/* Release: orders our index stores before the next holder's reads.
+	 * Sequentially consistent, as wake() counts on it as a full barrier. */
+	uint32_t old = atomic_exchange_explicit(l, 0, SEQCST);
 
 	if (old & IPCD_LOCK_WAITERS)
 		futex(l, FUTEX_WAKE, INT_MAX, NULL);
@@ -273,6 +285,22 @@ static int load_used(const struct ipcd_view *v, uint64_t *head, uint64_t *tail)
 	return 0;
 }
 
+/*
+ * A full barrier right after an atomic read-modify-write.  On x86 each of
+ * those is one already (a locked instruction: earlier stores drain, later
+ * loads wait), so only the compiler must be kept from moving accesses
+ * across; elsewhere it takes a fence.
+ */
+static inline void mb_after_rmw(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	atomic_signal_fence(SEQCST);
+#else
+	atomic_thread_fence(SEQCST);
+#endif
+}
+
+/* Called right after lock_drop, whose exchange serves as the full barrier. */
 static void wake(struct ipcd_view *v, enum ipcd_dir dir)
 {
 	_Atomic uint32_t *sleepers, *seq;
@@ -284,9 +312,10 @@ static void wake(struct ipcd_view *v, enum ipcd_dir dir)
 		sleepers = &v->r->wr_sleepers;
 		seq = &v->r->space_seq;
 	}
-	/* Full fence: orders our index store before the sleeper check, against
-	 * the sleeper's increment before its re-check of the index (Dekker). */
-	atomic_thread_fence(SEQCST);
+	/* Full barrier: orders our index store before the sleeper check,
+	 * against the sleeper's increment before its re-check of the index
+	 * (Dekker). */
+	mb_after_rmw();
 	if (atomic_load_explicit(sleepers, RELAXED) == 0)
 		return;
 	atomic_fetch_add_explicit(seq, 1, RELEASE);
@@ -416,6 +445,29 @@ size_t ipcd_ring_need(const struct ipcd_view *v, size_t len)
 
 /* ---- moving bytes ------------------------------------------------------- */
 
+/* Whether head and tail (one of them a hint) can be those of the ring. */
+static int plausible(const struct ipcd_view *v, uint64_t head, uint64_t tail)
+{
+	return tail - head <= v->cap &&
+	       (!(v->features & IPCD_RING_F_MESSAGE) ||
+		!((head | tail) & (IPCD_REC_ALIGN - 1)));
+}
+
+/* Free bytes a write of len at tail needs, a pad included (0: it fails
+ * whatever the room). */
+static uint64_t put_need(const struct ipcd_view *v, uint64_t tail, size_t len)
+{
+	uint64_t to_end, rs;
+
+	if (!(v->features & IPCD_RING_F_MESSAGE))
+		return len;
+	if (len > v->msg_max)
+		return 0;
+	rs = rec_size(len);
+	to_end = v->cap - (tail & (v->cap - 1));
+	return rs > to_end ? to_end + rs : rs;
+}
+
 static void copy_in(struct ipcd_view *v, uint64_t at, const void *src, size_t n)
 {
 	size_t pos = at & (v->cap - 1), first = v->cap - pos;
@@ -450,8 +502,20 @@ static ssize_t put_locked(struct ipcd_view *v, const void *buf, size_t len,
 	uint64_t head, tail, space, pos, to_end, rs;
 	struct ipcd_ring_rec rec;
 
-	if (load_used(v, &head, &tail))
-		return -EIO;
+	/* Only wlock holders store tail, and our lock's acquire ordered the
+	 * last store before this load.  Head comes from the hint while it
+	 * shows room enough: the consumer's line stays where it is. */
+	tail = atomic_load_explicit(&v->r->tail, RELAXED);
+	head = v->seen_head;
+	if (!atomic_load_explicit(&v->head_ok, RELAXED) || !plausible(v, head, tail) ||
+	    v->cap - (tail - head) < put_need(v, tail, len)) {
+		if (load_used(v, &head, &tail)) {
+			hints_drop(v);
+			return -EIO;
+		}
+		v->seen_head = head;
+		atomic_store_explicit(&v->head_ok, true, RELAXED);
+	}
 	space = v->cap - (tail - head);
 	*tailp = tail;
 	if (!(v->features & IPCD_RING_F_MESSAGE)) {
@@ -534,10 +598,6 @@ ssize_t ipcd_ring_write_anc(struct ipcd_view *v, const void *buf, size_t len,
 }
 
 /*
- * Called with rlock held.  Returns bytes copied or -errno; *headp is the head
- * to publish, which may have moved even on -EAGAIN (a pad was skipped).
- */
-/*
  * An attachment in [head, tail) limits a read: one ahead stops a stream read
  * there, one at head is taken first (not when peeking) and limits the read
  * to the bytes it covers.  anc_at is loaded after tail (acquire), so an
@@ -567,19 +627,18 @@ static ssize_t anc_limit(struct ipcd_view *v, uint64_t head, uint64_t tail,
 	return 0;
 }
 
-static ssize_t take_locked(struct ipcd_view *v, void *buf, size_t len,
-			   size_t *full, uint64_t *headp, unsigned flags,
-			   const struct ipcd_anc_ops *anc)
+/* take_locked's work on the indexes head and tail (checked by the caller);
+ * gone: the writers were gone before tail was loaded. */
+static ssize_t take_at(struct ipcd_view *v, void *buf, size_t len,
+		       size_t *full, uint64_t *headp, uint64_t head,
+		       uint64_t tail, int gone, unsigned flags,
+		       const struct ipcd_anc_ops *anc)
 {
-	uint64_t head, tail, used, pos, to_end;
+	uint64_t used, pos, to_end;
 	struct ipcd_ring_rec rec;
 	size_t n;
 	ssize_t e;
-	/* Before the indexes: if the writers were gone, their last tail is in. */
-	int gone = writers_gone(v);
 
-	if (load_used(v, &head, &tail))
-		return -EIO;
 	used = tail - head;
 	*headp = head;
 	if (used == 0)
@@ -622,6 +681,47 @@ static ssize_t take_locked(struct ipcd_view *v, void *buf, size_t len,
 	*headp = head + rec_size(rec.len);
 	*full = rec.len;
 	return (ssize_t)n;
+}
+
+/*
+ * Called with rlock held.  Returns bytes copied or -errno; *headp is the head
+ * to publish, which may have moved even on -EAGAIN (a pad was skipped).
+ */
+static ssize_t take_locked(struct ipcd_view *v, void *buf, size_t len,
+			   size_t *full, uint64_t *headp, unsigned flags,
+			   const struct ipcd_anc_ops *anc)
+{
+	uint64_t head, tail;
+	ssize_t n;
+	int gone;
+
+	/* First from the hint of tail, when it shows all a stream read asks
+	 * for or a message: the producer's line stays where it is.  Only rlock
+	 * holders store head, and our lock's acquire ordered the last store
+	 * before this load; the hint's bytes were ordered before us by the
+	 * acquire load that got it, and the lock since.  Anything short is
+	 * done again from loaded indexes, so it gives what it gave before. */
+	head = atomic_load_explicit(&v->r->head, RELAXED);
+	tail = v->seen_tail;
+	if (atomic_load_explicit(&v->tail_ok, RELAXED) && tail != head &&
+	    plausible(v, head, tail) &&
+	    ((v->features & IPCD_RING_F_MESSAGE) || tail - head >= len)) {
+		n = take_at(v, buf, len, full, headp, head, tail, 0, flags, anc);
+		if (n != -EAGAIN && n != -EIO)
+			return n;
+	}
+	/* Before the indexes: if the writers were gone, their last tail is in. */
+	gone = writers_gone(v);
+	if (load_used(v, &head, &tail)) {
+		hints_drop(v);
+		return -EIO;
+	}
+	v->seen_tail = tail;
+	atomic_store_explicit(&v->tail_ok, true, RELAXED);
+	n = take_at(v, buf, len, full, headp, head, tail, gone, flags, anc);
+	if (n == -EIO)
+		hints_drop(v);
+	return n;
 }
 
 ssize_t ipcd_ring_read(struct ipcd_view *v, void *buf, size_t len,

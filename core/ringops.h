@@ -24,6 +24,17 @@ struct ipcd_view {
 	uint32_t msg_max;	/* copied at attach */
 	size_t map_len;		/* bytes mapped */
 	uint32_t eof_epoch;	/* EOF only once the writer epoch reached this */
+	/* The other side's index as this view last loaded it, so that most
+	 * calls need not read the cache line the other side writes.  Indexes
+	 * only grow, so a hint understates what is there; one that cannot tell
+	 * is reloaded.  seen_head is used under wlock only, seen_tail under
+	 * rlock only; each counts only while its flag is set.  Meeting
+	 * corruption clears both flags (either side may), so the next calls
+	 * load and check both indexes again.  Clear after attach. */
+	uint64_t seen_head;
+	uint64_t seen_tail;
+	atomic_bool head_ok;
+	atomic_bool tail_ok;
 };
 
 /* Flags for ipcd_ring_read and ipcd_ring_write. */

@@ -7,11 +7,22 @@
  * struct sfd memory is type-stable: it is recycled, never freed, so a lookup
  * that races with close() can take a reference and then notice the slot
  * changed, without touching freed memory.
+ *
+ * A single-threaded process may borrow an sfd for one call instead of taking
+ * a reference (two atomic read-modify-writes saved per read and write): no
+ * other thread can close it meanwhile, and if a signal handler does, the
+ * last reference is left to the borrower to drop.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define SINGLE_THREADED()	(__libc_single_threaded != 0)
+#else
+#define SINGLE_THREADED()	false
+#endif
 
 #include "shim.h"
 
@@ -26,6 +37,16 @@ static atomic_bool any;			/* set once a channel fd was made */
 static pthread_mutex_t free_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sfd *free_list;		/* under free_mu */
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+/*
+ * The sfd a call of the one thread borrows, or NULL; and whether it lost its
+ * last reference meanwhile (a signal handler closed it), so that returning it
+ * frees it.  Written only while the process is single-threaded, by that
+ * thread or its signal handlers; atomics so that a handler's writes are seen.
+ * While orphan is set nothing new is borrowed.
+ */
+static _Atomic(struct sfd *) lent;
+static atomic_bool orphan;
 
 static void free_mu_reset(void)
 {
@@ -42,16 +63,29 @@ bool fdtab_any(void)
 	return atomic_load_explicit(&any, memory_order_relaxed);
 }
 
+/* The slot of fd if its chunk exists: the lookup of every call, inlined. */
+static inline slot_t *slot_find(int fd)
+{
+	_Atomic(slot_t *) *t = atomic_load_explicit(&top, memory_order_acquire);
+	slot_t *chunk;
+
+	if (fd < 0 || !t)
+		return NULL;
+	/* Acquire: pairs with the release of the chunk in slot(). */
+	chunk = atomic_load_explicit(&t[fd >> CHUNK_BITS], memory_order_acquire);
+	return chunk ? &chunk[fd & (CHUNK - 1)] : NULL;
+}
+
 static slot_t *slot(int fd, bool make)
 {
 	_Atomic(slot_t *) *t = atomic_load_explicit(&top, memory_order_acquire);
 	slot_t *chunk, *expect = NULL;
 
+	if (!make)
+		return slot_find(fd);
 	if (fd < 0)
 		return NULL;
 	if (!t) {
-		if (!make)
-			return NULL;
 		t = mmap(NULL, TOP * sizeof(*t), PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (t == MAP_FAILED)
@@ -91,7 +125,7 @@ struct sfd *fdtab_get(int fd)
 
 	if (!fdtab_any())
 		return NULL;
-	sl = slot(fd, false);
+	sl = slot_find(fd);
 	if (!sl)
 		return NULL;
 	s = atomic_load_explicit(sl, memory_order_acquire);
@@ -106,12 +140,70 @@ struct sfd *fdtab_get(int fd)
 	return s;
 }
 
+struct sfd *fdtab_borrow(int fd, bool *borrowed)
+{
+	slot_t *sl;
+	struct sfd *s;
+
+	*borrowed = false;
+	if (!SINGLE_THREADED() || atomic_load_explicit(&lent, memory_order_relaxed) ||
+	    atomic_load_explicit(&orphan, memory_order_relaxed))
+		return fdtab_get(fd);	/* also a handler's call during a borrow */
+	if (!fdtab_any())
+		return NULL;
+	sl = slot_find(fd);
+	if (!sl)
+		return NULL;
+	s = atomic_load_explicit(sl, memory_order_acquire);
+	if (!s)
+		return NULL;
+	atomic_store_explicit(&lent, s, memory_order_relaxed);
+	/* A handler that closed fd before the store above cleared the slot. */
+	atomic_signal_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(sl, memory_order_relaxed) != s) {
+		sfd_return(s, true);
+		return NULL;
+	}
+	*borrowed = true;
+	return s;
+}
+
+static void sfd_free(struct sfd *s);
+
+void sfd_return(struct sfd *s, bool borrowed)
+{
+	if (!borrowed) {
+		sfd_put(s);
+		return;
+	}
+	atomic_store_explicit(&lent, NULL, memory_order_relaxed);
+	/* A handler sets orphan only while lent is s: after the store above,
+	 * none will, and those that ran before are seen below. */
+	atomic_signal_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&orphan, memory_order_relaxed)) {
+		sfd_free(s);
+		atomic_store_explicit(&orphan, false, memory_order_relaxed);
+	}
+}
+
 void sfd_put(struct sfd *s)
+{
+	if (atomic_fetch_sub(&s->refs, 1) != 1)
+		return;
+	if (s == atomic_load_explicit(&lent, memory_order_relaxed)) {
+		/* A signal handler closed what the call it interrupted borrowed:
+		 * that call frees it when it returns it. */
+		atomic_store_explicit(&orphan, true, memory_order_relaxed);
+		return;
+	}
+	sfd_free(s);
+}
+
+/* Detach and recycle an sfd that lost its last reference. */
+static void sfd_free(struct sfd *s)
 {
 	struct ipcd_chan *c;
 
-	if (atomic_fetch_sub(&s->refs, 1) != 1)
-		return;
 	/* Only the put that ends a live sfd frees it; a stale lookup's put on a
 	 * recycled one finds c already NULL. */
 	c = atomic_exchange(&s->c, NULL);

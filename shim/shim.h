@@ -105,6 +105,10 @@ void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* fdtab.c */
 struct sfd *fdtab_get(int fd);		/* with a reference; NULL if not ours */
 void sfd_put(struct sfd *s);
+/* As fdtab_get, for one call of a single-threaded process: may lend s without
+ * a reference (*borrowed says so); sfd_return(s, *borrowed) ends either. */
+struct sfd *fdtab_borrow(int fd, bool *borrowed);
+void sfd_return(struct sfd *s, bool borrowed);
 int fdtab_set(int fd, struct sfd *s);	/* takes a reference on s */
 /* Forget fd; true if it was a channel end that no other fd of this process
  * shares, so that closing it may be the open file's last close. */

@@ -2908,6 +2908,7 @@ static unsigned char mp_byte(unsigned id, uint32_t seq, size_t i)
 
 struct mp_producer {
 	struct ipcd_view v;
+	struct ipcd_view *vp;	/* the view written through: v, or a shared one */
 	unsigned id;
 	const char *e;
 	char err[ERRLEN];
@@ -2931,14 +2932,14 @@ static void *mp_producer_main(void *arg)
 		for (i = MP_HDR; i < len; i++)
 			buf[i] = mp_byte(p->id, seq, i);
 		for (;;) {
-			n = ipcd_ring_write(&p->v, buf, len, tid);
+			n = ipcd_ring_write(p->vp, buf, len, tid);
 			if (n == (ssize_t)len)
 				break;
 			if (n == -EAGAIN) {
-				p->e = block(&p->v, IPCD_WAIT_SPACE, ipcd_ring_need(&p->v, len),
+				p->e = block(p->vp, IPCD_WAIT_SPACE, ipcd_ring_need(p->vp, len),
 					     (seq & 1) ? 5000 : 0, 0);
 			} else if (n == -EBUSY) {
-				p->e = block_lock(&p->v, IPCD_WAIT_SPACE);
+				p->e = block_lock(p->vp, IPCD_WAIT_SPACE);
 			} else {
 				snprintf(p->err, ERRLEN, "producer %u: write of %zu: %zd",
 					 p->id, len, n);
@@ -3023,7 +3024,9 @@ static void *mp_consumer_main(void *arg)
 	return NULL;
 }
 
-START_TEST(test_mpsc_atomic_writes)
+/* shared: both producers and the consumer use one view, as the threads of
+ * a process that share a channel end do; else each producer has its own. */
+static void mpsc(bool shared)
 {
 	struct tring t;
 	struct mp_producer *p = calloc(2, sizeof(*p));
@@ -3037,6 +3040,7 @@ START_TEST(test_mpsc_atomic_writes)
 	ck_assert_int_eq(pthread_create(&ct, NULL, mp_consumer_main, c), 0);
 	for (i = 0; i < 2; i++) {
 		p[i].id = i;
+		p[i].vp = shared ? &t.v : &p[i].v;
 		ck_assert_int_eq(ipcd_view_attach(&p[i].v, t.map, t.len), 0);
 		ck_assert_int_eq(pthread_create(&pt[i], NULL, mp_producer_main, &p[i]), 0);
 	}
@@ -3052,6 +3056,17 @@ START_TEST(test_mpsc_atomic_writes)
 	free(p);
 	free(c);
 	ring_close(&t);
+}
+
+START_TEST(test_mpsc_atomic_writes)
+{
+	mpsc(false);
+}
+END_TEST
+
+START_TEST(test_mpsc_shared_view)
+{
+	mpsc(true);
 }
 END_TEST
 
@@ -3145,6 +3160,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_spsc_stream_procs);
 	tcase_add_test(tc, test_spsc_msg_procs);
 	tcase_add_test(tc, test_mpsc_atomic_writes);
+	tcase_add_test(tc, test_mpsc_shared_view);
 	suite_add_tcase(s, tc);
 	return s;
 }

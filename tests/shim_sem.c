@@ -2195,6 +2195,85 @@ static const char *num(char *buf, int v)
 	return buf;
 }
 
+/* For the handlers of single_thread_child. */
+static int sig_close_fd = -1, sig_from_fd = -1, sig_to_fd = -1;
+
+static void close_in_handler(int sig)
+{
+	(void)sig;
+	close(sig_close_fd);
+}
+
+static void relay_in_handler(int sig)
+{
+	char c;
+
+	(void)sig;
+	if (read(sig_from_fd, &c, 1) == 1 && write(sig_to_fd, &c, 1) != 1)
+		_exit(3);
+}
+
+/* SIGUSR1 to ourselves in ms milliseconds, with no thread to send it. */
+static void usr1_in(timer_t *t, int ms)
+{
+	struct sigevent ev = { .sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGUSR1 };
+	struct itimerspec it = { .it_value = { 0, ms * 1000000L } };
+
+	SYS(timer_create(CLOCK_MONOTONIC, &ev, t));
+	SYS(timer_settime(*t, 0, &it, NULL));
+}
+
+/*
+ * The exec'd side of the single-thread check: a process that never made a
+ * thread, where the shim's reads and writes take no references.  Data goes
+ * through; a handler that closes the end a blocked read() waits on ends that
+ * read with EINTR, and a handler that reads and writes other pipes meanwhile
+ * feeds it.
+ */
+static void single_thread_child(void)
+{
+	int a[2], b[2], i, j;
+	timer_t t;
+	char c;
+
+	xpipe(a);
+	for (i = 0; i < 10000; i++) {
+		write_all(a[1], &i, sizeof(i));
+		EXPECT_EQ(read_full(a[0], &j, sizeof(j)), sizeof(j));
+		EXPECT(i == j, "read %d after writing %d", j, i);
+	}
+	step("a handler closes the end a read waits on");
+	sig_close_fd = a[0];
+	install(SIGUSR1, close_in_handler, 0);
+	usr1_in(&t, 100);
+	EXPECT_ERR(read(a[0], &c, 1), EINTR);
+	SYS(timer_delete(t));
+	EXPECT_ERR(fcntl(a[0], F_GETFD), EBADF);
+	xclose(a[1]);
+
+	step("a handler feeds the pipe a read waits on from another pipe");
+	xpipe(a);
+	xpipe(b);
+	write_all(b[1], "x", 1);
+	sig_from_fd = b[0];
+	sig_to_fd = a[1];
+	install(SIGUSR1, relay_in_handler, SA_RESTART);
+	usr1_in(&t, 100);
+	EXPECT_EQ(read(a[0], &c, 1), 1);
+	EXPECT(c == 'x', "read '%c', not the 'x' the handler relayed", c);
+	SYS(timer_delete(t));
+	for (i = 0; i < 1000; i++) {
+		write_all(a[1], &i, sizeof(i));
+		EXPECT_EQ(read_full(a[0], &j, sizeof(j)), sizeof(j));
+		EXPECT(i == j, "read %d after writing %d", j, i);
+	}
+	xclose(a[0]);
+	xclose(a[1]);
+	xclose(b[0]);
+	xclose(b[1]);
+	step("");
+}
+
 /* The exec'd side of the exec checks. */
 static int exec_child(int argc, char **argv)
 {
@@ -2238,6 +2317,10 @@ static int exec_child(int argc, char **argv)
 			write_all(fd, b, 16);
 		}
 		expect_eof(fd);
+		return 0;
+	}
+	if (!strcmp(mode, "single") && argc == 1) {
+		single_thread_child();
 		return 0;
 	}
 	if (!strcmp(mode, "closed") && argc >= 3) {
@@ -2378,6 +2461,17 @@ static void check_exec_preloaded(void)
 	exec_pipe_echo(true);
 	exec_sock_pong(true);
 	exec_cloexec(true);
+}
+
+static void check_single(void)
+{
+	const char *args[] = { "single", NULL };
+	pid_t pid = kid_fork();
+
+	if (!pid)
+		exec_self(args, true);
+	step("a process with one thread");
+	kid_ok(pid, "the single-threaded child");
 }
 
 static void check_exec_plain(void)
@@ -3329,6 +3423,8 @@ static const struct check checks[] = {
 	  "exec with inherited ends, the shim preloaded in the child; CLOEXEC ends gone" },
 	{ "exec-plain", check_exec_plain,
 	  "exec with inherited ends, LD_PRELOAD removed for the child; CLOEXEC ends gone" },
+	{ "single", check_single,
+	  "one thread: data, a handler closing the end a read waits on, one using other pipes" },
 	{ "eintr-restart", check_eintr_restart,
 	  "blocked read, recv and write go on after an SA_RESTART handler" },
 	{ "eintr", check_eintr,

@@ -11,7 +11,8 @@
 #     types, stream/datagram/seqpacket pairs (shutdown, MSG_PEEK, MSG_TRUNC,
 #     MSG_WAITALL, MSG_DONTWAIT, boundaries), getsockopt, the dup family,
 #     close_range, fork, exec of inherited ends with and without the shim
-#     (the slow path), CLOEXEC, EINTR and SA_RESTART, threads, poll, ppoll,
+#     (the slow path), CLOEXEC, a process with one thread (whose handlers
+#     close the end a read waits on), EINTR and SA_RESTART, threads, poll, ppoll,
 #     select, pselect and epoll (level, edge, one-shot, mixed with kernel
 #     fds), readv/writev;
 #   - the mount's counters (user.ipcd.status): the reference run made no

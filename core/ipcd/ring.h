@@ -31,6 +31,9 @@
  *	store_release(head, head + n)   pairs with the producer's acquire of head
  *	full fence; if wr_sleepers != 0: space_seq += 1, FUTEX_WAKE(space_seq)
  *
+ * Either side may use the other's index from its own earlier load while that
+ * shows room (or bytes) enough: indexes only grow, so it understates.
+ *
  * Sleeping (a reader; writers mirror it with wr_sleepers and space_seq):
  *	rd_sleepers += 1 (sequentially consistent), s = data_seq,
  *	re-check the ring, FUTEX_WAIT(data_seq, s), rd_sleepers -= 1.
