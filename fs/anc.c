@@ -190,6 +190,15 @@ int anc_bind(struct rstate *rs, const struct ipcd_anc_bind *b, pid_t tid)
 	    b->at != atomic_load(&rs->v.r->tail))
 		return EINVAL;
 	anc_sync(rs);
+	/* Bound where nothing was published: their writer died before it
+	 * published (we hold the lock now); they belong to no bytes. */
+	while (!cds_list_empty(&rs->ancs)) {
+		a = cds_list_entry(rs->ancs.prev, struct anc, link);
+		if (a->at < b->at)
+			break;
+		anc_free(a);
+		rs->nanc--;
+	}
 	if (rs->nanc >= ANC_MAX_PENDING)
 		return ETOOMANYREFS;
 	a = calloc(1, sizeof(*a) + b->nfds * sizeof(int));

@@ -107,7 +107,7 @@ ssize_t shim_anc_take(void *arg, uint64_t at)
 		} else {
 			rx->nfds = got;
 			for (int i = 0; i < got; i++)
-				shim_adopt_fd(rx->fds[i]);
+				shim_adopt_fd(rx->fds[i], "received");
 		}
 	}
 	errno = e;
@@ -246,7 +246,7 @@ void shim_adopt_rights(const struct msghdr *msg)
 			int d;
 
 			memcpy(&d, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			shim_adopt_fd(d);
+			shim_adopt_fd(d, "received");
 		}
 	}
 }

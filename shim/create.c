@@ -286,7 +286,7 @@ int shim_make_pair(int fds[2], enum skind kind, int flags)
 
 /* Take fd into the table if it is a channel end the shim made, on our
  * mount: inherited across exec, or passed over a socket. */
-void shim_adopt_fd(int fd)
+void shim_adopt_fd(int fd, const char *how)
 {
 	char label[32];
 	struct stat st;
@@ -309,7 +309,7 @@ void shim_adopt_fd(int fd)
 		return;
 	fl = real.fcntl(fd, F_GETFL);
 	if (adopt(fd, kind, got & 3, fl >= 0 && (fl & O_NONBLOCK)))
-		shim_log("adopted %s channel fd %d", label, fd);
+		shim_log("adopted %s %s channel fd %d", how, label, fd);
 }
 
 /* After exec: take back the channel fds on our mount that we inherited. */
@@ -325,7 +325,7 @@ void shim_adopt_inherited(void)
 		fd = atoi(de->d_name);
 		if (de->d_name[0] < '0' || de->d_name[0] > '9' || fd == dirfd(d))
 			continue;
-		shim_adopt_fd(fd);
+		shim_adopt_fd(fd, "inherited");
 	}
 	closedir(d);
 }

@@ -119,7 +119,7 @@ struct sfd *sfd_new(struct ipcd_chan *c, enum skind kind, unsigned roles); /* +1
 /* create.c */
 int shim_make_pair(int fds[2], enum skind kind, int flags);
 void shim_adopt_inherited(void);
-void shim_adopt_fd(int fd);		/* if fd is a channel end on our mount */
+void shim_adopt_fd(int fd, const char *how); /* if a channel end on our mount */
 void shim_sync_close(void);		/* after the last close of a channel end */
 
 /*
