@@ -309,8 +309,8 @@ static void add_roles(struct handle *h, unsigned roles)
 		 * was none may now see an end of file after it leaves. */
 		if (++out->epoch == 0)
 			out->epoch = 1;
-		h->bumped_epoch = out->epoch;
-		h->tail_at_open = atomic_load(&out->v.r->tail);
+		out->gen_tail = atomic_load(&out->v.r->tail);
+		out->gen_real = false;
 	}
 	h->roles |= roles;
 	publish_peers(h->ch);
@@ -332,17 +332,19 @@ static void drop_roles(struct handle *h, unsigned roles, bool narrowing)
 		publish_peers(ch);
 		ipcd_ring_wake_all(&in->v, IPCD_WAIT_SPACE);
 	}
+	/* A writer that leaves other than by narrowing (a close, a
+	 * shutdown) was a real one, even if it never wrote. */
+	if ((roles & IPCD_ROLE_WRITE) && !narrowing)
+		out->gen_real = true;
 	if ((roles & IPCD_ROLE_WRITE) && --out->writers == 0 && ch->map) {
-		/* An open that only narrowed itself to reading, and never
-		 * wrote, was never a writer: take its epoch back. */
-		if (narrowing && h->bumped_epoch == out->epoch &&
-		    atomic_load(&out->v.r->tail) == h->tail_at_open)
+		/* Opens that only narrowed themselves to reading, and never
+		 * wrote, were never writers: take their epoch back.  Several
+		 * such opens may overlap; the generation counts as a whole. */
+		if (!out->gen_real && atomic_load(&out->v.r->tail) == out->gen_tail)
 			out->epoch--;
 		publish_peers(ch);
 		ipcd_ring_wake_all(&out->v, IPCD_WAIT_DATA);
 	}
-	if (roles & IPCD_ROLE_WRITE)
-		h->bumped_epoch = 0;
 	publish_peers(ch);
 }
 

@@ -59,8 +59,6 @@ struct handle {
 	unsigned roles;			/* IPCD_ROLE_* */
 	unsigned side;			/* duplex: writes ring `side`, reads the other */
 	uint32_t eof_epoch;		/* this reader's end-of-file epoch */
-	uint32_t bumped_epoch;		/* epoch this open started, or 0 */
-	uint64_t tail_at_open;		/* to undo the epoch if it wrote nothing */
 	struct fuse_pollhandle *ph;	/* pending poll notification, or NULL */
 	short poll_events;		/* events asked with ph */
 	uint64_t snap[8];		/* both rings' state when ph was taken */
@@ -82,6 +80,9 @@ struct rstate {
 	struct ipcd_view v;		/* daemon's trusted view */
 	unsigned readers, writers;	/* open ends reading / writing this ring */
 	uint32_t epoch;			/* bumped when writers goes 0 -> 1 */
+	uint64_t gen_tail;		/* tail when this epoch began */
+	bool gen_real;			/* a writer of it left other than by
+					   narrowing to reading */
 	struct cds_list_head parked_rd;	/* struct parked, oldest first */
 	struct cds_list_head parked_wr;
 	bool want_data, want_space;	/* we count in rd_/wr_sleepers */

@@ -32,7 +32,9 @@ while True:
 sys.stdout.write("%s %d\n" % (data.decode().strip(), len(rest)))
 PY
 py=$!
-wait_for 50 readers_at_least "$D" 1 || true
+# readers0: side 1 ends reading ring 0; readers1: side 0 ends reading ring 1.
+side_readers() { [ "$(info_field "$1" "readers$2")" -ge "$3" ] 2>/dev/null; }
+wait_for 100 side_readers "$D" 0 1 || fail "the side 1 reader never opened"
 sleep 0.3
 coproc C0 { timeout 30 "$CHAN_TOOL" recv "$D"; }
 exec 5<&"${C0[0]}"
@@ -49,7 +51,8 @@ M=$MNT/dmsg
 "$CHAN_TOOL" mkchan "$M" duplex-message || fail "mkchan duplex-message"
 timeout 10 env CHAN_SIDE=1 "$CHAN_TOOL" recvmsg "$M" 3 > "$TMPD/m1" & r1=$!
 timeout 10 "$CHAN_TOOL" recvmsg "$M" 2 > "$TMPD/m0" & r0=$!
-wait_for 50 readers_at_least "$M" 1 || true
+wait_for 100 side_readers "$M" 0 1 && wait_for 100 side_readers "$M" 1 1 ||
+	fail "the message readers never opened"
 sleep 0.3
 timeout 10 "$CHAN_TOOL" sendmsg "$M" a "b c" "" || fail "side 0 sendmsg"
 CHAN_SIDE=1 timeout 10 "$CHAN_TOOL" sendmsg "$M" x yz || fail "side 1 sendmsg"

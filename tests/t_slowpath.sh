@@ -41,6 +41,22 @@ assert os.read(r, 100) == b""
 os.close(r)
 ok("EOF after every writer closed")
 
+# Opens made O_RDWR only to be narrowed to reading are no writers, even
+# several at once: a reader that came meanwhile sees no end of file.
+SETROLE = 0x4004ab01
+p = chan("narrow")
+a = os.open(p, os.O_RDWR); b = os.open(p, os.O_RDWR)
+r = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+fcntl.ioctl(a, SETROLE, struct.pack("I", 1))
+fcntl.ioctl(b, SETROLE, struct.pack("I", 1))
+expect_err(errno.EAGAIN, os.read, r, 10)
+w = os.open(p, os.O_WRONLY); os.write(w, b"z"); os.close(w)
+assert os.read(r, 10) == b"z"
+assert os.read(r, 10) == b""
+for f in (a, b, r):
+    os.close(f)
+ok("overlapping opens narrowed to reading are no writers")
+
 # O_NONBLOCK: EAGAIN on empty; full ring; EPIPE with no reader.
 p = os.path.join(mnt, "small")
 r = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
