@@ -20,6 +20,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -54,6 +55,7 @@ struct claim {
 
 static CDS_LIST_HEAD(claims);		/* under mu */
 static unsigned nclaims;
+static uint64_t held, held_max = 512;	/* passed descriptors we hold, under mu */
 static int listen_fd = -1, wake_fd = -1;
 static pthread_t sock_thread;
 static bool sock_running;
@@ -123,6 +125,7 @@ static void anc_free(struct anc *a)
 {
 	cds_list_del(&a->link);
 	close_fds(a->fds, a->nfds);
+	held -= a->nfds;
 	free(a);
 }
 
@@ -199,7 +202,9 @@ int anc_bind(struct rstate *rs, const struct ipcd_anc_bind *b, pid_t tid)
 		anc_free(a);
 		rs->nanc--;
 	}
-	if (rs->nanc >= ANC_MAX_PENDING)
+	/* Bounded, so that senders cannot use up the descriptors the daemon
+	 * needs for channels; the kernel says the same of too many in flight. */
+	if (rs->nanc >= ANC_MAX_PENDING || held + b->nfds > held_max)
 		return ETOOMANYREFS;
 	a = calloc(1, sizeof(*a) + b->nfds * sizeof(int));
 	if (!a)
@@ -229,6 +234,7 @@ int anc_bind(struct rstate *rs, const struct ipcd_anc_bind *b, pid_t tid)
 	a->at = b->at;
 	a->len = b->len;
 	a->nfds = b->nfds;
+	held += b->nfds;
 	cds_list_add_tail(&a->link, &rs->ancs);
 	rs->nanc++;
 	publish(rs);
@@ -244,6 +250,7 @@ static void claims_expire(time_t now)
 			continue;
 		cds_list_del(&c->link);
 		close_fds(c->fds, c->nfds);
+		held -= c->nfds;
 		free(c);
 		nclaims--;
 	}
@@ -280,7 +287,7 @@ int anc_take(struct rstate *rs, struct ipcd_anc_take *t, pid_t tid)
 		c->expires = mono_now() + IPCD_ANC_CLAIM_SECS;
 		c->nfds = a->nfds;
 		memcpy(c->fds, a->fds, a->nfds * sizeof(int));
-		a->nfds = 0;		/* the claim owns them now */
+		a->nfds = 0;		/* the claim owns them (and their count) */
 		cds_list_add_tail(&c->link, &claims);
 		nclaims++;
 		t->token = c->token;
@@ -347,6 +354,9 @@ static void serve(int cfd)
 			 c->nfds, strerror(errno));
 	for (unsigned i = 0; i < c->nfds; i++)
 		close(c->fds[i]);	/* this thread may */
+	pthread_mutex_lock(&ipcd->mu);
+	held -= c->nfds;
+	pthread_mutex_unlock(&ipcd->mu);
 	free(c);
 }
 
@@ -399,7 +409,16 @@ int anc_start(struct ipcd_fs *fs)
 	struct sockaddr_un sa;
 	socklen_t len = anc_sock_name(&sa, (uint32_t)getpid());
 
+	struct rlimit rl;
+
 	(void)fs;
+	/* Room for passed descriptors: the hard limit, half of it for them. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || getrlimit(RLIMIT_NOFILE, &rl) < 0)
+			rl.rlim_cur = 1024;
+		held_max = rl.rlim_cur == RLIM_INFINITY ? (1u << 20) : rl.rlim_cur / 2;
+	}
 	wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (wake_fd < 0)
 		return -1;
@@ -445,6 +464,7 @@ void anc_stop(struct ipcd_fs *fs)
 	cds_list_for_each_entry_safe(c, t, &claims, link) {
 		cds_list_del(&c->link);
 		close_fds(c->fds, c->nfds);
+		held -= c->nfds;
 		free(c);
 	}
 	nclaims = 0;
