@@ -127,15 +127,6 @@ int shim_anc_bind(void *arg, uint64_t at, size_t n)
 	return r;
 }
 
-static size_t iov_len(const struct msghdr *msg)
-{
-	size_t t = 0;
-
-	for (size_t i = 0; i < msg->msg_iovlen; i++)
-		t += msg->msg_iov[i].iov_len;
-	return t;
-}
-
 /* Are these credentials ours to send, as the kernel checks them? */
 static bool creds_ok(const struct ucred *uc)
 {
@@ -194,10 +185,10 @@ ssize_t shim_sendmsg_anc(struct sfd *s, int fd, const struct msghdr *msg, int fl
 			return -EINVAL;
 		}
 	}
-	/* A stream carries descriptors only with at least one byte. */
-	if (tx.nfds == 0 || (s->kind == SK_STREAM && !iov_len(msg)))
-		return shim_writev(s, msg->msg_iov, (int)msg->msg_iovlen, flags, NULL);
-	return shim_writev(s, msg->msg_iov, (int)msg->msg_iovlen, flags, &tx);
+	/* A stream write of no bytes binds nothing, so its descriptors are
+	 * not sent: as the kernel does. */
+	return shim_writev(s, msg->msg_iov, (int)msg->msg_iovlen, flags,
+			   tx.nfds ? &tx : NULL);
 }
 
 /* Hand received descriptors to recvmsg's caller, as many as fit. */

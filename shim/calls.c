@@ -336,14 +336,41 @@ SHIM_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 /* ---- descriptors --------------------------------------------------------- */
 
+/* Before fd is closed: forget it; true if the close may be the last one
+ * of a channel end (then shim_sync_close once it is done). */
+static bool forget(int fd)
+{
+	bool last = fdtab_clear(fd);
+
+	shim_epoll_forget(fd);
+	return last;
+}
+
+/* After close_range(first, last) closed them: forget the fds, and wait
+ * for the daemon once if that may have ended a channel end. */
+static void forget_range(unsigned first, unsigned last)
+{
+	unsigned long fd;
+	bool sync = false;
+
+	if (!fdtab_any())
+		return;
+	for (fd = first; fd <= last; fd++) {
+		if (fd > (1ul << 20) && last - first > (1u << 20))
+			break;	/* nothing is that high in practice */
+		sync |= forget((int)fd);
+	}
+	if (sync)
+		shim_sync_close();
+}
+
 SHIM_API int close(int fd)
 {
 	bool last;
 	int r;
 
 	READY(close);
-	last = fdtab_clear(fd);
-	shim_epoll_forget(fd);
+	last = forget(fd);
 	r = real.close(fd);
 	if (last && r == 0)
 		shim_sync_close();
@@ -352,8 +379,6 @@ SHIM_API int close(int fd)
 
 SHIM_API int close_range(unsigned first, unsigned last, int flags)
 {
-	unsigned fd;
-	bool sync = false;
 	int r;
 
 	READY(close_range);
@@ -362,18 +387,8 @@ SHIM_API int close_range(unsigned first, unsigned last, int flags)
 		return -1;
 	}
 	r = real.close_range(first, last, flags);
-	if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC) && fdtab_any()) {
-		for (fd = first; fd <= last && fd < (unsigned)INT_MAX; fd++) {
-			sync |= fdtab_clear((int)fd);
-			shim_epoll_forget((int)fd);
-			if (fd == last)
-				break;
-			if (last - first > (1u << 20) && fd > (1u << 20))
-				break;	/* nothing is that high in practice */
-		}
-		if (sync)
-			shim_sync_close();
-	}
+	if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC))
+		forget_range(first, last);
 	return r;
 }
 
@@ -740,32 +755,31 @@ SHIM_API int setsockopt(int fd, int level, int opt, const void *val, socklen_t l
 	return 0;
 }
 
-SHIM_API int getsockname(int fd, struct sockaddr *addr, socklen_t *alen)
+/* getsockname and getpeername: a socket pair end has no address. */
+static int sock_name(int (*fn)(int, struct sockaddr *, socklen_t *), int fd,
+		     struct sockaddr *addr, socklen_t *alen)
 {
 	struct sfd *s;
 	ssize_t e;
 
-	READY(getsockname);
 	s = sock_get(fd, &e);
 	if (!s)
-		return e ? (int)ret(e) : real.getsockname(fd, addr, alen);
+		return e ? (int)ret(e) : fn(fd, addr, alen);
 	family_only(addr, alen);
 	sfd_put(s);
 	return 0;
 }
 
+SHIM_API int getsockname(int fd, struct sockaddr *addr, socklen_t *alen)
+{
+	READY(getsockname);
+	return sock_name(real.getsockname, fd, addr, alen);
+}
+
 SHIM_API int getpeername(int fd, struct sockaddr *addr, socklen_t *alen)
 {
-	struct sfd *s;
-	ssize_t e;
-
 	READY(getpeername);
-	s = sock_get(fd, &e);
-	if (!s)
-		return e ? (int)ret(e) : real.getpeername(fd, addr, alen);
-	family_only(addr, alen);
-	sfd_put(s);
-	return 0;
+	return sock_name(real.getpeername, fd, addr, alen);
 }
 
 /* ---- positioned I/O, vfork, raw close ------------------------------------- */
@@ -822,11 +836,9 @@ SHIM_API long syscall(long nr, ...)
 	va_end(ap);
 	READY(syscall);
 	if (nr == SYS_close && fdtab_any()) {
-		bool last = fdtab_clear((int)a[0]);
-		long r;
+		bool last = forget((int)a[0]);
+		long r = real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 
-		shim_epoll_forget((int)a[0]);
-		r = real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 		if (last && r == 0)
 			shim_sync_close();
 		return r;
@@ -836,16 +848,9 @@ SHIM_API long syscall(long nr, ...)
 		return r < 0 ? r : dup_done((int)a[0], (int)r);
 	} else if (nr == SYS_close_range && fdtab_any() && !(a[2] & CLOSE_RANGE_CLOEXEC)) {
 		long r = real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
-		unsigned long fd;
-		bool sync = false;
 
-		for (fd = (unsigned long)a[0]; r == 0 && fd <= (unsigned long)a[1] &&
-		     fd < (1ul << 20); fd++) {
-			sync |= fdtab_clear((int)fd);
-			shim_epoll_forget((int)fd);
-		}
-		if (sync)
-			shim_sync_close();
+		if (r == 0)
+			forget_range((unsigned)a[0], (unsigned)a[1]);
 		return r;
 	}
 	return real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);

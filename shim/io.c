@@ -31,7 +31,7 @@ ssize_t shim_read(struct sfd *s, int fd, void *buf, size_t len, int flags,
 		  size_t *full, struct shim_rx *rx)
 {
 	struct ipcd_chan *c = atomic_load(&s->c);
-	struct ipcd_anc_ops ops = { 0 };
+	struct ipcd_anc_ops ops, *anc = NULL;	/* pipes carry no descriptors */
 	struct shim_rx drop;
 	ssize_t n, got = 0;
 
@@ -54,10 +54,9 @@ ssize_t shim_read(struct sfd *s, int fd, void *buf, size_t len, int flags,
 					return -EINTR;
 		}
 	}
-	if (s->kind == SK_PIPE) {
-		n = ipcd_recv(c, buf, len, ioflags(s, flags) | (full ? IPCD_TRUNC : 0));
-	} else {
-		/* A socket pair end: descriptors may come with the bytes. */
+	if (s->kind != SK_PIPE) {
+		/* A socket pair end: descriptors may come with the bytes; with
+		 * no room for them (no rx), the daemon closes them. */
 		if (!rx) {
 			drop.fd = fd;
 			drop.c = c;
@@ -66,9 +65,9 @@ ssize_t shim_read(struct sfd *s, int fd, void *buf, size_t len, int flags,
 			rx = &drop;
 		}
 		ops = (struct ipcd_anc_ops){ .take = shim_anc_take, .arg = rx };
-		n = ipcd_recv_anc(c, buf, len, ioflags(s, flags) | (full ? IPCD_TRUNC : 0),
-				  &ops);
+		anc = &ops;
 	}
+	n = ipcd_recv_anc(c, buf, len, ioflags(s, flags) | (full ? IPCD_TRUNC : 0), anc);
 	if (n >= 0 && full) {
 		*full = (size_t)n;
 		n = (size_t)n > len ? (ssize_t)len : n;
@@ -79,10 +78,8 @@ ssize_t shim_read(struct sfd *s, int fd, void *buf, size_t len, int flags,
 	got = n;
 	while ((size_t)got < len) {
 		/* Stops short of the next descriptors, as the kernel does. */
-		n = s->kind == SK_PIPE ?
-			ipcd_recv(c, (char *)buf + got, len - (size_t)got, ioflags(s, flags)) :
-			ipcd_recv_anc(c, (char *)buf + got, len - (size_t)got,
-				      ioflags(s, flags), &ops);
+		n = ipcd_recv_anc(c, (char *)buf + got, len - (size_t)got,
+				  ioflags(s, flags), anc);
 		if (n <= 0)
 			break;
 		got += n;
@@ -98,10 +95,7 @@ ssize_t shim_write(struct sfd *s, const void *buf, size_t len, int flags,
 
 	if (!(s->roles & IPCD_ROLE_WRITE))
 		return s->kind == SK_PIPE ? -EBADF : -EPIPE;
-	if (tx)
-		n = ipcd_send_anc(atomic_load(&s->c), buf, len, ioflags(s, flags), &ops);
-	else
-		n = ipcd_send(atomic_load(&s->c), buf, len, ioflags(s, flags));
+	n = ipcd_send_anc(atomic_load(&s->c), buf, len, ioflags(s, flags), tx ? &ops : NULL);
 	if (n == -EPIPE && s->kind == SK_DGRAM)
 		return -ECONNREFUSED;	/* as a datagram socket whose peer is gone */
 	/* The kernel raises SIGPIPE for pipes and stream sockets only. */
