@@ -101,16 +101,17 @@ err:
 	}
 }
 
-/* Map the ring(s) of fd into c; side is that of fd's open file. */
+/* Map the ring(s) of fd into c; side is that of fd's open file, len the
+ * length the daemon gave (0: learn it from the header). */
 static int chan_map(struct ipcd_chan *c, int fd, size_t len, unsigned side)
 {
 	struct ipcd_view first, second;
 	void *map;
 	int r;
 
-	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED)
-		return -errno;
+	r = ipcd_ring_map(fd, len, &map, &len);
+	if (r)
+		return r;
 	r = ipcd_view_attach(&first, map, len);
 	if (r)
 		goto err;
@@ -151,7 +152,7 @@ int ipcd_attach(int fd, int flags, struct ipcd_chan **out)
 	}
 	if (fstat(fd, &st) < 0)
 		return -errno;
-	if (!S_ISREG(st.st_mode) || st.st_size < IPCD_RING_HDR_SIZE)
+	if (!S_ISREG(st.st_mode))
 		return -ENOTSUP;
 	if (ioctl(fd, IPCD_IOC_GETINFO, &fi) < 0)
 		return errno == ENOTTY ? -ENOTSUP : -errno;
@@ -163,7 +164,7 @@ int ipcd_attach(int fd, int flags, struct ipcd_chan **out)
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	r = chan_map(c, fd, (size_t)st.st_size, fi.side);
+	r = chan_map(c, fd, (size_t)fi.map_pages * 4096, fi.side);
 	if (r) {
 		free(c);
 		return r;

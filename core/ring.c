@@ -13,6 +13,9 @@
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -142,6 +145,67 @@ int ipcd_view_attach(struct ipcd_view *v, void *map, size_t map_len)
 	hints_drop(v);
 	ipcd_view_mark_open(v);
 	return 0;
+}
+
+/* The size of the file a mapping at addr shows (its backing memfd), or -1. */
+static long long mapped_file_size(const void *addr, size_t len)
+{
+	char path[64];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx",
+		 (unsigned long)(uintptr_t)addr, (unsigned long)(uintptr_t)addr + len);
+	return stat(path, &st) < 0 ? -1 : (long long)st.st_size;
+}
+
+int ipcd_ring_map(int fd, size_t expect, void **mapp, size_t *lenp)
+{
+	const struct ipcd_ring *r;
+	size_t one, len;
+	void *map, *full;
+	long long real;
+	int err = -EIO;
+
+	if (expect) {
+		/* The size comes from the daemon: map it all at once. */
+		map = mmap(NULL, expect, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (map == MAP_FAILED)
+			return -errno;
+		*mapp = map;
+		*lenp = expect;
+		return 0;
+	}
+	map = mmap(NULL, IPCD_RING_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return -errno;
+	r = map;
+	/* Only what the length needs is checked here; ipcd_view_attach checks
+	 * the rest.  Any peer may have written the header: the length it
+	 * gives must be the backing memory's, or a touch past it would fault. */
+	if (r->magic != IPCD_RING_MAGIC)
+		goto fail;
+	if (r->version != IPCD_RING_VERSION) {
+		err = -EPROTO;
+		goto fail;
+	}
+	one = ipcd_ring_map_size(r->capacity);
+	if (!one || r->map_size != one)
+		goto fail;
+	len = (r->features & IPCD_RING_F_DUPLEX) ? 2 * one : one;
+	real = mapped_file_size(map, IPCD_RING_HDR_SIZE);
+	if (real >= 0 && (unsigned long long)real != len)
+		goto fail;
+	full = mremap(map, IPCD_RING_HDR_SIZE, len, MREMAP_MAYMOVE);
+	if (full == MAP_FAILED) {
+		err = -errno;
+		goto fail;
+	}
+	*mapp = full;
+	*lenp = len;
+	return 0;
+fail:
+	munmap(map, IPCD_RING_HDR_SIZE);
+	return err;
 }
 
 void ipcd_view_mark_open(struct ipcd_view *v)
@@ -395,13 +459,62 @@ ssize_t ipcd_ring_queued(const struct ipcd_view *v)
 	return (ssize_t)sum;
 }
 
+/* The most bytes the producer may have queued: the pipe size if one was
+ * set, else the capacity; a damaged value is brought back in range. */
+static uint64_t room_cap(const struct ipcd_view *v)
+{
+	uint64_t lim = atomic_load_explicit(&v->r->limit, RELAXED);
+
+	if (lim == 0 || lim > v->cap)
+		return v->cap;
+	return lim < IPCD_RING_MIN_CAPACITY ? IPCD_RING_MIN_CAPACITY : lim;
+}
+
+uint64_t ipcd_ring_limit(const struct ipcd_view *v)
+{
+	return room_cap(v);
+}
+
+/* Free bytes below the limit (none when over it). */
+static uint64_t room(const struct ipcd_view *v, uint64_t head, uint64_t tail)
+{
+	uint64_t lim = room_cap(v);
+
+	return tail - head >= lim ? 0 : lim - (tail - head);
+}
+
 ssize_t ipcd_ring_space(const struct ipcd_view *v)
 {
 	uint64_t head, tail;
 
 	if (broken(v) || load_used(v, &head, &tail))
 		return -EIO;
-	return (ssize_t)(v->cap - (tail - head));
+	return (ssize_t)room(v, head, tail);
+}
+
+int ipcd_ring_set_limit(struct ipcd_view *v, uint64_t limit, uint32_t tid)
+{
+	uint64_t head, tail;
+	int r;
+
+	if (limit < IPCD_RING_MIN_CAPACITY || limit > v->cap || (limit & (limit - 1)))
+		return -EINVAL;
+	r = lock_try(&v->r->wlock, tid);
+	if (r)
+		return r;
+	if (load_used(v, &head, &tail)) {
+		r = -EIO;
+	} else if (tail - head > limit) {
+		r = -EBUSY;
+	} else {
+		atomic_store_explicit(&v->r->limit, limit == v->cap ? 0 : (uint32_t)limit,
+				      RELAXED);
+	}
+	lock_drop(&v->r->wlock);
+	if (!r)
+		/* A larger room may let a sleeping writer go on. */
+		wake(v, IPCD_WAIT_SPACE);
+	return r;
 }
 
 int ipcd_ring_hup(const struct ipcd_view *v)
@@ -426,7 +539,7 @@ int ipcd_ring_can_write(const struct ipcd_view *v, size_t need)
 		return 1;
 	if (atomic_load_explicit(&v->r->readers, RELAXED) == 0)
 		return 1;
-	return v->cap - (tail - head) >= (need ? need : 1);
+	return room(v, head, tail) >= (need ? need : 1);
 }
 
 size_t ipcd_ring_need(const struct ipcd_view *v, size_t len)
@@ -508,7 +621,7 @@ static ssize_t put_locked(struct ipcd_view *v, const void *buf, size_t len,
 	tail = atomic_load_explicit(&v->r->tail, RELAXED);
 	head = v->seen_head;
 	if (!atomic_load_explicit(&v->head_ok, RELAXED) || !plausible(v, head, tail) ||
-	    v->cap - (tail - head) < put_need(v, tail, len)) {
+	    room(v, head, tail) < put_need(v, tail, len)) {
 		if (load_used(v, &head, &tail)) {
 			hints_drop(v);
 			return -EIO;
@@ -516,7 +629,7 @@ static ssize_t put_locked(struct ipcd_view *v, const void *buf, size_t len,
 		v->seen_head = head;
 		atomic_store_explicit(&v->head_ok, true, RELAXED);
 	}
-	space = v->cap - (tail - head);
+	space = room(v, head, tail);
 	*tailp = tail;
 	if (!(v->features & IPCD_RING_F_MESSAGE)) {
 		size_t n = len < space ? len : space;

@@ -101,8 +101,26 @@ ssize_t ipcd_ring_readable(const struct ipcd_view *v);
 /* Payload bytes of everything queued (all messages); -EIO if corrupt. */
 ssize_t ipcd_ring_queued(const struct ipcd_view *v);
 
-/* Free bytes; -EIO if corrupt. */
+/* Free bytes below the limit; -EIO if corrupt. */
 ssize_t ipcd_ring_space(const struct ipcd_view *v);
+
+/* The most bytes the producer may queue: ring.h's limit, or the capacity. */
+uint64_t ipcd_ring_limit(const struct ipcd_view *v);
+
+/* Set that limit (a power of two from IPCD_RING_MIN_CAPACITY to the
+ * capacity), taking wlock: 0, -EBUSY (more is queued, or the lock is held
+ * by a live thread), -EINVAL or -EIO. */
+int ipcd_ring_set_limit(struct ipcd_view *v, uint64_t limit, uint32_t tid);
+
+/*
+ * Map the ring(s) of the channel open as fd.  With expect (the length the
+ * daemon gave), that much; with 0, the header first, then as much as it
+ * says (both rings of a duplex channel), once the backing memory is seen to
+ * be that long.  On success *map and *len describe the mapping (munmap
+ * them).  -EPROTO for another ABI version, -EIO for a damaged header, or
+ * -errno.
+ */
+int ipcd_ring_map(int fd, size_t expect, void **map, size_t *len);
 
 /* Whether every writer is gone, by the end-of-file rule (POLLHUP). */
 int ipcd_ring_hup(const struct ipcd_view *v);

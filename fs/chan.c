@@ -13,13 +13,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <syslog.h>
 #include <unistd.h>
 
 #include "fs.h"
 
 static void park_free(struct parked *p);
+
+/* pidfd_open flag for a thread's own pidfd (Linux 6.9; O_EXCL's value). */
+#define IPCD_PIDFD_THREAD	0200
 
 /* ---- ring memory -------------------------------------------------------- */
 
@@ -139,7 +144,7 @@ int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features)
 	uint32_t old_features = ch->features;
 	int r;
 
-	if (ch->opens)
+	if (ch->opens || ch->anon)
 		return -EBUSY;
 	if (ch->memfd < 0)
 		return -ENOENT;
@@ -160,6 +165,48 @@ int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features)
 	}
 	ipcd->mem_used = ipcd->mem_used - old_mem + new_mem;
 	ch->broken = false;
+	return 0;
+}
+
+/* The ring features an anonymous channel of kind anon needs. */
+uint32_t chan_anon_features(uint32_t anon)
+{
+	switch (anon) {
+	case IPCD_ANON_PACKET: return IPCD_RING_F_MESSAGE;
+	case IPCD_ANON_STREAM: return IPCD_RING_F_DUPLEX;
+	case IPCD_ANON_DGRAM:
+	case IPCD_ANON_SEQPACKET: return IPCD_RING_F_DUPLEX | IPCD_RING_F_MESSAGE;
+	default: return 0;
+	}
+}
+
+/*
+ * Make a fresh channel nobody has open an anonymous one of kind anon: the
+ * rings it needs, the kind in their headers, and a pipe's size.  Its next
+ * two read-write opens marked O_NOATIME are its two ends (ring.h).
+ */
+int chan_set_anon(struct chan *ch, uint32_t anon)
+{
+	uint32_t features = chan_anon_features(anon);
+	unsigned i;
+	int r;
+
+	if (anon == IPCD_ANON_NONE || anon > IPCD_ANON_MAX)
+		return -EINVAL;
+	if (ch->opens || ch->anon)
+		return -EBUSY;
+	if (features != ch->features) {
+		r = chan_reformat(ch, ch->cap, features);
+		if (r)
+			return r;
+	}
+	ch->anon = anon;
+	for (i = 0; i < ch->nrings; i++) {
+		ch->rs[i].v.r->anon = anon;
+		if ((anon == IPCD_ANON_PIPE || anon == IPCD_ANON_PACKET) &&
+		    ch->cap > IPCD_PIPE_SIZE)
+			atomic_store(&ch->rs[i].v.r->limit, IPCD_PIPE_SIZE);
+	}
 	return 0;
 }
 
@@ -233,6 +280,7 @@ void chan_destroy(struct chan *ch)
 		if (h->ph)
 			fuse_pollhandle_destroy(h->ph);
 		cds_list_del(&h->link);
+		free(h->back);
 		free(h);
 	}
 	chan_free_ring(ch);
@@ -318,6 +366,9 @@ static void add_roles(struct handle *h, unsigned roles)
 		v = in->v;
 		ipcd_view_mark_open(&v);
 		h->eof_epoch = v.eof_epoch;
+		/* A pipe has no waiting for a writer: with none, end of file. */
+		if (h->ch->anon)
+			h->eof_epoch = in->epoch;
 	}
 }
 
@@ -499,8 +550,79 @@ static void park_free(struct parked *p)
 	free(p);
 }
 
+/* ---- reading ahead and seeking back (struct handle) ----------------------- */
+
+/* A read at off got n bytes of buf from the ring. */
+static void took(struct handle *h, uint64_t off, const unsigned char *buf, size_t n)
+{
+	size_t keep;
+
+	h->pos = off + n;
+	if (!h->back)
+		h->back = malloc(IPCD_BACK_MAX);
+	if (!h->back)
+		return;
+	if (n >= IPCD_BACK_MAX) {
+		memcpy(h->back, buf + n - IPCD_BACK_MAX, IPCD_BACK_MAX);
+		h->back_len = IPCD_BACK_MAX;
+	} else {
+		keep = h->back_len + n > IPCD_BACK_MAX ? IPCD_BACK_MAX - n : h->back_len;
+		memmove(h->back, h->back + h->back_len - keep, keep);
+		memcpy(h->back + keep, buf, n);
+		h->back_len = keep + n;
+	}
+	h->back_head = atomic_load(&in_ring(h)->v.r->head);
+}
+
+/*
+ * A read at off that lies before where this handle's reads left the file
+ * offset: the program seeked back over bytes it read.  If nobody has read
+ * from the ring since, they are given again, as a file would; returns the
+ * bytes given (> 0), or 0 to read from the ring.
+ */
+static size_t reread(struct handle *h, uint64_t off, size_t size, unsigned char *buf)
+{
+	size_t back;
+
+	if (!h->back_len || off >= h->pos || h->pos - off > h->back_len ||
+	    atomic_load(&in_ring(h)->v.r->head) != h->back_head)
+		return 0;
+	back = (size_t)(h->pos - off);
+	if (size > back)
+		size = back;
+	memcpy(buf, h->back + h->back_len - back, size);
+	return size;
+}
+
+/*
+ * A write through the daemon that found no reader: as the kernel does for
+ * a pipe, FIFO or stream socket, the writing thread gets SIGPIPE before the
+ * error reaches it.  Datagram socket pairs say ECONNREFUSED instead, and
+ * sequenced-packet ones EPIPE alone.  Returns the errno to answer.
+ */
+static int no_reader(fuse_req_t req, const struct handle *h)
+{
+	pid_t tid = fuse_req_ctx(req)->pid;
+	int pfd;
+
+	if (h->ch->anon == IPCD_ANON_DGRAM)
+		return ECONNREFUSED;
+	if (h->ch->anon == IPCD_ANON_SEQPACKET || tid <= 0)
+		return EPIPE;
+	pfd = (int)syscall(SYS_pidfd_open, tid, IPCD_PIDFD_THREAD);
+	if (pfd >= 0) {
+		syscall(SYS_pidfd_send_signal, pfd, SIGPIPE, NULL, 0);
+		close(pfd);
+	} else {
+		kill(tid, SIGPIPE);
+	}
+	return EPIPE;
+}
+
 static void finish_read(struct parked *p, unsigned char *buf, ssize_t n)
 {
+	if (n > 0)
+		took(p->h, p->off, buf, (size_t)n);
 	if (n >= 0)
 		fuse_reply_buf(p->req, (const char *)buf, (size_t)n);
 	else if (n == IPCD_EOF)
@@ -514,6 +636,8 @@ static void finish_write(struct parked *p, int r)
 {
 	if (r == 0 || p->done > 0)
 		fuse_reply_write(p->req, p->done);
+	else if (r == -EPIPE)
+		fuse_reply_err(p->req, no_reader(p->req, p->h));
 	else
 		fuse_reply_err(p->req, -r);
 	park_free(p);
@@ -631,6 +755,63 @@ out:
 	pthread_mutex_unlock(&ipcd->mu);
 }
 
+/*
+ * An open of the ring file rf (fs.h): a handle on its channel with no role,
+ * answered (by the caller) with the ring file's own passthrough id.
+ * Returns 0 or a positive errno.
+ */
+int chan_open_ring(struct inode *rf, struct fuse_file_info *fi, struct handle **hp)
+{
+	struct chan *ch = rf->ring_of->chan;
+	struct handle *h;
+	int id;
+
+	if (!ch || ch->memfd < 0 || !ch->map)
+		return ENOENT;
+	if ((fi->flags & O_ACCMODE) != O_RDWR)
+		return EACCES;	/* it is only for mapping, shared and writable */
+	if (ipcd->fastpath && !rf->backing_id) {
+		id = pt_backing_open(ipcd, ch->memfd);
+		if (id < 0)
+			return -id;
+		rf->backing_id = id;
+	}
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return ENOMEM;
+	h->ch = ch;
+	cds_list_add_tail(&h->link, &ch->handles);
+	ch->opens++;
+	*hp = h;
+	return 0;
+}
+
+/*
+ * The roles and side of a new open of an anonymous channel (ring.h): the
+ * pair's own two opens (read-write, O_NOATIME; O_APPEND on end 1) are its
+ * ends.  Later opens (through /proc/PID/fd) get what the access mode says,
+ * as a pipe reopened there does; a socket pair cannot be reopened.
+ * Returns 0 or a positive errno.
+ */
+static int anon_end(struct chan *ch, int flags, unsigned *roles, unsigned *side)
+{
+	unsigned end = (flags & O_APPEND) ? 1 : 0;
+
+	if (!ch->anon)
+		return 0;
+	if ((flags & O_ACCMODE) == O_RDWR && (flags & O_NOATIME) &&
+	    !(ch->ends_open & (1u << end))) {
+		ch->ends_open |= 1u << end;
+		if (ch->nrings == 2) {
+			*side = end;
+		} else {
+			*roles = end ? IPCD_ROLE_WRITE : IPCD_ROLE_READ;
+		}
+		return 0;
+	}
+	return ch->nrings == 2 ? ENXIO : 0;
+}
+
 static struct handle *fh(struct fuse_file_info *fi)
 {
 	return (struct handle *)(uintptr_t)fi->fh;
@@ -643,7 +824,7 @@ void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct inode *in;
 	struct chan *ch;
 	struct handle *h;
-	unsigned roles;
+	unsigned roles, side = 0;
 	int id, r = 0;
 
 	switch (fi->flags & O_ACCMODE) {
@@ -657,6 +838,14 @@ void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!in) {
 		r = ENOENT;
 		goto out;
+	}
+	if (in->ring_of) {
+		r = chan_open_ring(in, fi, &h);
+		if (r)
+			goto out;
+		ch = h->ch;
+		id = in->backing_id;
+		goto reply;
 	}
 	ch = in->chan;
 	if (!ch) {
@@ -687,21 +876,30 @@ void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 				 ipcd->fastpath_why);
 		}
 	}
+	r = anon_end(ch, fi->flags, &roles, &side);
+	if (r)
+		goto out;
 	h = calloc(1, sizeof(*h));
 	if (!h) {
 		r = ENOMEM;
 		goto out;
 	}
 	h->ch = ch;
+	h->side = side;
 	cds_list_add_tail(&h->link, &ch->handles);
 	ch->opens++;
 	add_roles(h, roles);
+	id = ch->backing_id;
+reply:
 	fi->fh = (uintptr_t)h;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
-	fi->nonseekable = 0;
-	if (ch->backing_id && ipcd->fastpath)
-		pt_reply_open(req, fi->fh, ch->backing_id);
+	/* No flush on close: nothing is cached, and a close costs no trip
+	 * here.  Without passthrough a channel can also refuse to seek. */
+	fi->noflush = 1;
+	fi->nonseekable = !(id > 0 && ipcd->fastpath);
+	if (id > 0 && ipcd->fastpath)
+		pt_reply_open(req, fi->fh, id);
 	else
 		fuse_reply_open(req, fi);
 	chan_progress(ch);
@@ -722,6 +920,7 @@ void chan_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	drop_poll(h, false);
 	drop_roles(h, h->roles, false);
 	cds_list_del(&h->link);
+	free(h->back);
 	free(h);
 	ch->opens--;
 	if (ch->map)
@@ -742,7 +941,6 @@ void chan_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	ssize_t n;
 
 	(void)ino;
-	(void)off;	/* a channel is a stream: offsets mean nothing */
 	if (!(h->roles & IPCD_ROLE_READ)) {
 		fuse_reply_err(req, EBADF);
 		return;
@@ -755,10 +953,20 @@ void chan_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	pthread_mutex_lock(&ipcd->mu);
+	/* Offsets mean nothing to a stream, but a read before where our last
+	 * read left the offset went back over what that read took. */
+	n = (ssize_t)reread(h, (uint64_t)off, size, ipcd->rbuf);
+	if (n > 0) {
+		fuse_reply_buf(req, (const char *)ipcd->rbuf, (size_t)n);
+		pthread_mutex_unlock(&ipcd->mu);
+		return;
+	}
 	if (!cds_list_empty(&in_ring(h)->parked_rd))
 		n = -EAGAIN;	/* keep readers in arrival order */
 	else
 		n = do_read(h, ipcd->rbuf, size);
+	if (n > 0)
+		took(h, (uint64_t)off, ipcd->rbuf, (size_t)n);
 	if (n == -EAGAIN || n == -EBUSY) {
 		if (fi->flags & O_NONBLOCK) {
 			fuse_reply_err(req, EAGAIN);
@@ -768,6 +976,7 @@ void chan_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			p->req = req;
 			p->h = h;
 			p->size = size;
+			p->off = (uint64_t)off;
 			cds_list_add_tail(&p->link, &in_ring(h)->parked_rd);
 			chan_progress(h->ch);
 			coord_kick(ipcd);
@@ -793,7 +1002,6 @@ void chan_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 	int r;
 
 	(void)ino;
-	(void)off;
 	if (!(h->roles & IPCD_ROLE_WRITE)) {
 		fuse_reply_err(req, EBADF);
 		return;
@@ -829,9 +1037,13 @@ void chan_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size,
 		}
 	} else if (r == 0 || done) {
 		fuse_reply_write(req, done);
+	} else if (r == -EPIPE) {
+		fuse_reply_err(req, no_reader(req, h));
 	} else {
 		fuse_reply_err(req, -r);
 	}
+	/* A read-write file's offset moves with writes too. */
+	h->pos = (uint64_t)off + done;
 	chan_progress(h->ch);
 	pthread_mutex_unlock(&ipcd->mu);
 }
@@ -858,6 +1070,17 @@ void chan_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	}
 	pthread_mutex_unlock(&ipcd->mu);
 	fuse_reply_poll(req, (unsigned)rev);
+}
+
+/* Move a _done word forward to seen, never back (wrapping counters). */
+static void seq_done(_Atomic uint32_t *done, uint32_t seen)
+{
+	uint32_t d = atomic_load(done);
+	int tries = 64;	/* only a scribbling peer makes it fail often */
+
+	while ((int32_t)(seen - d) > 0 && tries-- &&
+	       !atomic_compare_exchange_weak(done, &d, seen))
+		;
 }
 
 /* ANC_BIND and ANC_TAKE: the ring this open file writes, or reads. */
@@ -919,6 +1142,7 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		info.roles = h->roles;
 		info.side = h->side;
 		info.eof_epoch = h->eof_epoch;
+		info.map_pages = (uint32_t)(h->ch->map_len / 4096);
 		pthread_mutex_unlock(&ipcd->mu);
 		fuse_reply_ioctl(req, 0, &info, sizeof(info));
 		return;
@@ -943,6 +1167,27 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 				ipcd_ring_wake_all(&h->ch->rs[i].v, IPCD_WAIT_SPACE);
 			}
 			chan_progress(h->ch);
+		}
+		pthread_mutex_unlock(&ipcd->mu);
+		fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
+	}
+	if (cmd == IPCD_IOC_SYNC) {
+		/* Requests are handled in order: every release the kernel
+		 * queued before this one is through. */
+		struct ipcd_sync sy;
+
+		if (in_bufsz != sizeof(sy)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		memcpy(&sy, in_buf, sizeof(sy));
+		pthread_mutex_lock(&ipcd->mu);
+		for (unsigned i = 0; h->ch->map && i < h->ch->nrings; i++) {
+			struct ipcd_ring *r = h->ch->rs[i].v.r;
+
+			seq_done(&r->wclose_done, sy.seen[i][0]);
+			seq_done(&r->rclose_done, sy.seen[i][1]);
 		}
 		pthread_mutex_unlock(&ipcd->mu);
 		fuse_reply_ioctl(req, 0, NULL, 0);

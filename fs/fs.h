@@ -41,6 +41,13 @@ struct inode {
 	uint64_t next_cookie;		/* dir: readdir offset of the next entry */
 	uint64_t nchildren;		/* dir */
 	struct chan *chan;		/* channel, or NULL for a directory */
+	/* The ring file of a channel (IPCD_RINGS_DIR/<ino>): a file of the
+	 * mapping's size that maps the channel's rings, for clients whose
+	 * mmap goes by the file size.  ring_of is the channel inode (which
+	 * it holds a lookup on); a channel inode points back with ring_file. */
+	struct inode *ring_of;
+	struct inode *ring_file;
+	int backing_id;			/* ring file: its passthrough id */
 };
 
 struct dentry {
@@ -63,12 +70,28 @@ struct handle {
 	short poll_events;		/* events asked with ph */
 	uint64_t snap[8];		/* both rings' state when ph was taken */
 	struct cds_list_head link;	/* in ch->handles */
+	/*
+	 * A program that takes a channel for a regular file may read ahead
+	 * and seek back over what it did not use.  pos is where the file
+	 * offset stands after this handle's last read or write through the
+	 * daemon; back holds the last bytes its reads took, while nobody else
+	 * has read from the ring since (its head is still back_head): a read
+	 * at an offset in [pos - back_len, pos) gets them again.
+	 */
+	uint64_t pos;
+	unsigned char *back;		/* IPCD_BACK_MAX bytes, or NULL */
+	size_t back_len;
+	uint64_t back_head;
 };
+
+/* The most bytes a seek back can take a reader back over. */
+#define IPCD_BACK_MAX	65536u
 
 /* A read or write request waiting for a ring. */
 struct parked {
 	fuse_req_t req;
 	struct handle *h;
+	uint64_t off;			/* read: the file offset it came at */
 	size_t size;			/* read: bytes asked; write: bytes given */
 	size_t done;			/* write: bytes already in the ring */
 	struct cds_list_head link;	/* in rs->parked_rd or rs->parked_wr */
@@ -102,6 +125,8 @@ struct chan {
 	unsigned nrings;		/* 1, or 2 for a duplex channel */
 	struct rstate rs[2];
 	unsigned opens;
+	uint32_t anon;			/* IPCD_ANON_*, or 0 for a named channel */
+	unsigned ends_open;		/* anonymous: bit e once end e was opened */
 	bool broken;			/* corruption seen: EIO for everyone */
 	char label[64];			/* user.ipcd.label */
 	struct cds_list_head handles;	/* struct handle */
@@ -133,6 +158,7 @@ struct ipcd_fs {
 	uint32_t max_write;
 
 	/* Namespace, under mu. */
+	struct inode *rings_dir;	/* IPCD_RINGS_DIR: ring files by number */
 	struct cds_lfht *inodes;
 	struct cds_lfht *dentries;
 	fuse_ino_t next_ino;
@@ -168,6 +194,8 @@ struct inode *ns_inode(fuse_ino_t ino);
 int chan_create(struct inode *in, uint64_t capacity, uint32_t features);
 bool chan_busy(const struct chan *ch);
 int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features);
+int chan_set_anon(struct chan *ch, uint32_t anon);
+uint32_t chan_anon_features(uint32_t anon);
 void chan_free_ring(struct chan *ch);
 void chan_destroy(struct chan *ch);
 int chan_info(struct chan *ch, char *buf, size_t len);
@@ -175,6 +203,7 @@ uint64_t chan_bytes(const struct chan *ch);
 const char *chan_kind(const struct chan *ch);
 void chan_progress(struct chan *ch);
 void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+int chan_open_ring(struct inode *rf, struct fuse_file_info *fi, struct handle **hp);
 void chan_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void chan_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	       struct fuse_file_info *fi);

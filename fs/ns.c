@@ -23,6 +23,9 @@
 #define XA_INFO		"user.ipcd.info"
 #define XA_STATUS	"user.ipcd.status"
 #define XA_LABEL	"user.ipcd.label"
+#define XA_ANON		"user.ipcd.anon"
+
+static const char *const anon_names[] = IPCD_ANON_NAMES;
 
 static const double entry_timeout = 1.0, attr_timeout = 1.0;
 
@@ -102,6 +105,10 @@ static void free_inode_rcu(struct rcu_head *h)
 	free(in);
 }
 
+static void free_dentry_rcu(struct rcu_head *h);
+static struct inode *inode_new(mode_t mode, const struct fuse_ctx *ctx,
+			       struct inode *parent);
+
 static void free_dentry_rcu(struct rcu_head *h)
 {
 	free(caa_container_of(h, struct dentry, rcu));
@@ -116,24 +123,57 @@ void ns_fill_attr(const struct inode *in, struct stat *st)
 	st->st_uid = in->uid;
 	st->st_gid = in->gid;
 	st->st_blksize = 4096;
-	if (in->chan && in->chan->memfd >= 0) {
-		/* The size to map: header and data area. */
-		st->st_size = (off_t)in->chan->map_len;
-		st->st_blocks = (blkcnt_t)(in->chan->map_len / 512);
-	} else if (!in->chan) {
-		st->st_size = 4096;
-		st->st_blocks = 8;
-	}
 	st->st_atim = in->atime;
 	st->st_mtim = in->mtime;
 	st->st_ctim = in->ctime;
+	if (in->ring_of) {
+		/* A ring file shows its channel's owner and mode, and the size
+		 * of the mapping. */
+		const struct inode *c = in->ring_of;
+
+		st->st_mode = S_IFREG | (c->mode & 07777);
+		st->st_uid = c->uid;
+		st->st_gid = c->gid;
+		st->st_nlink = 1;
+		if (c->chan && c->chan->memfd >= 0)
+			st->st_size = (off_t)c->chan->map_len;
+		st->st_blocks = st->st_size / 512;
+		st->st_atim = c->atime;
+		st->st_mtim = c->mtime;
+		st->st_ctim = c->ctime;
+	} else if (!in->chan) {
+		/* A channel reports no size: it is a stream, and a program that
+		 * goes by a regular file's size (copy_file_range, wc -c, tail,
+		 * cp) must read it to its end instead. */
+		st->st_size = 4096;
+		st->st_blocks = 8;
+	}
+}
+
+/* Forget a ring file nobody remembers: it lets go of its channel. */
+static void ring_file_free(struct inode *rf)
+{
+	struct inode *c = rf->ring_of;
+
+	if (rf->backing_id)
+		pt_backing_close(ipcd, rf->backing_id);
+	c->ring_file = NULL;
+	c->nlookup--;
+	cds_lfht_del(ipcd->inodes, &rf->node);
+	call_rcu(&rf->rcu, free_inode_rcu);
+	ns_maybe_free(c);
 }
 
 /* Free an inode nobody names, opens or remembers (under mu). */
 void ns_maybe_free(struct inode *in)
 {
+	if (in->ring_of) {
+		if (!in->nlookup)
+			ring_file_free(in);
+		return;
+	}
 	if (in->nlink || in->nlookup || (in->chan && in->chan->opens) ||
-	    in->ino == FUSE_ROOT_ID)
+	    in->ino == FUSE_ROOT_ID || in == ipcd->rings_dir)
 		return;
 	if (in->chan)
 		chan_free_ring(in->chan);
@@ -300,9 +340,37 @@ static void ns_init_op(void *userdata, struct fuse_conn_info *conn)
 	conn->congestion_threshold = UINT16_MAX;
 }
 
+/* The ring file of the channel whose inode number is name, made on first
+ * look-up (under mu); NULL if there is no such channel. */
+static struct inode *ring_file(const char *name)
+{
+	struct inode *c, *rf;
+	unsigned long long ino;
+	char *end;
+
+	errno = 0;
+	ino = strtoull(name, &end, 10);
+	if (errno || *end || end == name || name[0] == '0')
+		return NULL;
+	c = ns_inode((fuse_ino_t)ino);
+	if (!c || !c->chan || c->chan->memfd < 0)
+		return NULL;
+	if (c->ring_file)
+		return c->ring_file;
+	rf = inode_new(S_IFREG, NULL, NULL);
+	if (!rf)
+		return NULL;
+	rf->ring_of = c;
+	rf->nlink = 1;
+	c->ring_file = rf;
+	c->nlookup++;	/* the channel stays while its ring file is known */
+	cds_lfht_add(ipcd->inodes, ino_hash(rf->ino), &rf->node);
+	return rf;
+}
+
 static void ns_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct inode *dir;
+	struct inode *dir, *in = NULL;
 	struct dentry *d;
 	int err;
 
@@ -312,12 +380,29 @@ static void ns_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	pthread_mutex_lock(&ipcd->mu);
 	dir = dir_of(parent, &err);
-	d = dir ? dentry_find(dir, name) : NULL;
-	if (d)
-		reply_entry(req, d->inode);
+	if (dir == ipcd->rings_dir) {
+		in = ring_file(name);
+	} else if (dir && dir->ino == FUSE_ROOT_ID && !strcmp(name, IPCD_RINGS_DIR)) {
+		in = ipcd->rings_dir;
+	} else if (dir) {
+		d = dentry_find(dir, name);
+		in = d ? d->inode : NULL;
+	}
+	if (in)
+		reply_entry(req, in);
 	pthread_mutex_unlock(&ipcd->mu);
-	if (!d)
+	if (!in)
 		fuse_reply_err(req, dir ? ENOENT : err);
+}
+
+/* Whether name in dir is taken by the namespace itself (ring files). */
+static int reserved_name(const struct inode *dir, const char *name)
+{
+	if (dir == ipcd->rings_dir)
+		return EPERM;
+	if (dir->ino == FUSE_ROOT_ID && !strcmp(name, IPCD_RINGS_DIR))
+		return EEXIST;
+	return 0;
 }
 
 static void forget_one(fuse_ino_t ino, uint64_t n)
@@ -389,6 +474,10 @@ static void ns_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		err = ENOENT;
 		goto out;
 	}
+	if (in->ring_of || in == ipcd->rings_dir) {
+		err = EPERM;	/* a ring file follows its channel */
+		goto out;
+	}
 	if ((to_set & FUSE_SET_ATTR_SIZE) && !in->chan) {
 		err = EISDIR;
 		goto out;
@@ -431,6 +520,9 @@ static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name,
 	pthread_mutex_lock(&ipcd->mu);
 	dir = dir_of(parent, &err);
 	if (!dir)
+		goto out;
+	err = reserved_name(dir, name);
+	if (err)
 		goto out;
 	if (dentry_find(dir, name)) {
 		err = EEXIST;
@@ -496,7 +588,7 @@ static void remove_name(fuse_req_t req, fuse_ino_t parent, const char *name,
 		goto out;
 	d = dentry_find(dir, name);
 	if (!d)
-		err = ENOENT;
+		err = reserved_name(dir, name) ? EPERM : ENOENT;
 	else if (dir_wanted && !S_ISDIR(d->inode->mode))
 		err = ENOTDIR;
 	else if (!dir_wanted && S_ISDIR(d->inode->mode))
@@ -540,6 +632,10 @@ static void ns_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
 	to = from ? dir_of(newparent, &err) : NULL;
 	if (!to)
 		goto out;
+	if (reserved_name(from, name) || reserved_name(to, newname)) {
+		err = from == ipcd->rings_dir || to == ipcd->rings_dir ? EPERM : EEXIST;
+		goto out;
+	}
 	d = dentry_find(from, name);
 	t = dentry_find(to, newname);
 	if (!d) {
@@ -733,12 +829,19 @@ static void ns_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	}
 	ch = in->chan;
 	if (strcmp(name, XA_KIND) && strcmp(name, XA_CAPACITY) &&
-	    strcmp(name, XA_LABEL)) {
+	    strcmp(name, XA_LABEL) && strcmp(name, XA_ANON)) {
 		err = strncmp(name, "user.ipcd.", 10) ? ENOTSUP : EPERM;
 		goto out;
 	}
 	if (!ch) {
 		err = EISDIR;
+		goto out;
+	}
+	if (!strcmp(name, XA_ANON)) {
+		err = EINVAL;
+		for (uint32_t k = 1; k <= IPCD_ANON_MAX; k++)
+			if (strlen(anon_names[k]) == size && !memcmp(value, anon_names[k], size))
+				err = -chan_set_anon(ch, k);
 		goto out;
 	}
 	if (!strcmp(name, XA_LABEL)) {
@@ -825,6 +928,8 @@ static void ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			       (unsigned long long)in->chan->cap);
 	else if (!strcmp(name, XA_LABEL) && in->chan->label[0])
 		len = snprintf(v, sizeof(v), "%s", in->chan->label);
+	else if (!strcmp(name, XA_ANON) && in->chan->anon)
+		len = snprintf(v, sizeof(v), "%s", anon_names[in->chan->anon]);
 	else if (!strcmp(name, XA_INFO))
 		len = chan_info(in->chan, v, sizeof(v));
 	else
@@ -948,5 +1053,13 @@ int ns_init(struct ipcd_fs *fs)
 	root->gid = getgid();
 	root->nlink = 2;
 	cds_lfht_add(fs->inodes, ino_hash(root->ino), &root->node);
+	/* Ring files are found by number, never listed. */
+	fs->rings_dir = inode_new(S_IFDIR | 0111, NULL, NULL);
+	if (!fs->rings_dir)
+		return -ENOMEM;
+	fs->rings_dir->uid = root->uid;
+	fs->rings_dir->gid = root->gid;
+	fs->rings_dir->nlink = 2;
+	cds_lfht_add(fs->inodes, ino_hash(fs->rings_dir->ino), &fs->rings_dir->node);
 	return 0;
 }

@@ -22,6 +22,7 @@
 #define PT_INIT_EXT		(1u << 30)
 #define PT_FLAGS2_PASSTHROUGH	(1u << 5)	/* FUSE_PASSTHROUGH is bit 37 */
 #define PT_FOPEN_DIRECT_IO	(1u << 0)
+#define PT_FOPEN_NOFLUSH	(1u << 5)
 #define PT_FOPEN_PASSTHROUGH	(1u << 7)
 #define PT_MAX_STACK_DEPTH	1u
 
@@ -139,7 +140,9 @@ int pt_reply_open(fuse_req_t req, uint64_t fh, int backing_id)
 {
 	struct pt_open_out out = {
 		.fh = fh,
-		.open_flags = PT_FOPEN_DIRECT_IO | PT_FOPEN_PASSTHROUGH,
+		/* No flush: a close costs the closer no trip to us.  (The
+		 * kernel refuses KEEP_CACHE, NONSEEKABLE and STREAM here.) */
+		.open_flags = PT_FOPEN_DIRECT_IO | PT_FOPEN_PASSTHROUGH | PT_FOPEN_NOFLUSH,
 		.backing_id = backing_id,
 	};
 

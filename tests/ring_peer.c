@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -22,21 +23,22 @@
 
 static unsigned char *map_chan(const char *path, size_t *len)
 {
-	struct stat st;
+	struct ipcd_fileinfo fi;
 	void *m;
 	int fd = open(path, O_RDWR);
 
-	if (fd < 0 || fstat(fd, &st) < 0) {
+	/* A channel's size is 0: the daemon says how much to map. */
+	if (fd < 0 || ioctl(fd, IPCD_IOC_GETINFO, &fi) < 0) {
 		perror(path);
 		exit(1);
 	}
-	m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	*len = (size_t)fi.map_pages * 4096;
+	m = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (m == MAP_FAILED) {
 		perror("mmap");
 		exit(1);
 	}
 	/* The fd stays open: a mapping alone does not count as an opener. */
-	*len = (size_t)st.st_size;
 	return m;
 }
 

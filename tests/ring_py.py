@@ -21,7 +21,8 @@ As a module: Channel(path, "read" | "write" | "rw", side=0), then send /
 recv on a stream channel, send_message / recv_message on a message channel,
 and close().  Attaching follows core/chan.c and ipcd-ring(7): open
 read-write, pick the side (duplex only), GETINFO (roles, side, end-of-file
-epoch), narrow the roles with SETROLE, fstat for the size, mmap it shared,
+epoch, pages to map), narrow the roles with SETROLE, mmap the channel's ring
+file (.rings/<inode> under the mount's root) shared,
 validate the header(s) as ring.c's ipcd_view_attach does.
 
 What a pure-Python end can and cannot do
@@ -142,6 +143,7 @@ IOC_SETROLE = 0x4004AB01         # _IOW(0xab, 1, uint32_t)
 IOC_GETROLE = 0x8004AB02         # _IOR(0xab, 2, uint32_t)
 IOC_SETSIDE = 0x4004AB03         # _IOW(0xab, 3, uint32_t)
 IOC_GETINFO = 0x8010AB04         # _IOR(0xab, 4, struct ipcd_fileinfo)
+RINGS_DIR = ".rings"             # ring files, by inode number, under the root
 IOC_WAKE = 0x0000AB05            # _IO(0xab, 5): the doorbell
 PIPE_BUF = 4096
 
@@ -342,6 +344,20 @@ class _Backoff:
                 raise _err(errno.ECONNABORTED, "the ipcd daemon is gone")
 
 
+def _mount_root(path):
+    """The root of the mount that holds path: the last directory upwards
+    on the same device."""
+    path = os.path.abspath(path)
+    dev = os.stat(os.path.dirname(path)).st_dev
+    root = os.path.dirname(path)
+    while root != "/":
+        up = os.path.dirname(root)
+        if os.stat(up).st_dev != dev:
+            break
+        root = up
+    return root
+
+
 class Channel:
     """One end of an ipcd channel, driven through its mapped ring(s)."""
 
@@ -367,30 +383,41 @@ class Channel:
         if side:
             fcntl.ioctl(self._fd, IOC_SETSIDE, struct.pack("=I", side))
         st = os.fstat(self._fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size < RING_HDR_SIZE:
+        if not stat.S_ISREG(st.st_mode):
             raise _err(errno.ENOTSUP, "%s is not an ipcd channel" % path)
-        # What the daemon knows of this open file: roles, side, and the
-        # end-of-file epoch it fixed when the file got its reader role.
+        # What the daemon knows of this open file: roles, side, the
+        # end-of-file epoch it fixed when the file got its reader role, and
+        # how much to map (a channel's size is 0: it is a stream).
         try:
-            got, side, eof_epoch, _ = _FILEINFO.unpack(
+            got, side, eof_epoch, pages = _FILEINFO.unpack(
                 fcntl.ioctl(self._fd, IOC_GETINFO, bytes(_FILEINFO.size)))
         except OSError as e:
             if e.errno == errno.ENOTTY:
                 raise _err(errno.ENOTSUP, "%s is not an ipcd channel" % path)
             raise
+        size = pages * 4096
+        if size < RING_HDR_SIZE:
+            raise _err(errno.ENOTSUP, "%s is not an ipcd channel" % path)
         if self.roles & got & 3 != self.roles:
             raise _err(errno.EBADF, "the open file lacks a role asked for")
         if self.roles != got & 3:
             fcntl.ioctl(self._fd, IOC_SETROLE, struct.pack("=I", self.roles))
         self.side = side
-        self._mm = mmap.mmap(self._fd, st.st_size, mmap.MAP_SHARED,
-                             mmap.PROT_READ | mmap.PROT_WRITE)
+        # Python's mmap wants a file at least as long as the mapping: map
+        # the channel's ring file (the same rings, ipcd-ring(7)).
+        rfd = os.open(os.path.join(_mount_root(path), RINGS_DIR, str(st.st_ino)),
+                      os.O_RDWR | os.O_CLOEXEC)
+        try:
+            self._mm = mmap.mmap(rfd, size, mmap.MAP_SHARED,
+                                 mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(rfd)
         self._whole = memoryview(self._mm)
-        first = check_header(self._whole, st.st_size)
+        first = check_header(self._whole, size)
         self._rings.append(_Ring(self._whole, 0, first))
         if first["features"] & RING_F_DUPLEX:
             base = first["map_size"]
-            second = check_header(self._whole[base:], st.st_size - base)
+            second = check_header(self._whole[base:], size - base)
             if (second["features"] != first["features"] or
                     second["capacity"] != first["capacity"]):
                 raise _err(errno.EIO, "the two rings of a duplex channel differ")

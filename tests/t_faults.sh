@@ -53,7 +53,9 @@ wait $wb1 && wait $wb2 && wait $rb1 && wait $rb2 || fail "bystander traffic fail
 [ "$(cat "$TMPD/b1")" = "$want" ] || fail "fast bystander data corrupted"
 [ "$(cat "$TMPD/b2")" = "$want" ] || fail "slow bystander data corrupted"
 kill -0 "$DAEMON_PID" || fail "daemon died"
-echo fresh > "$MNT/fresh-reader-less" 2>/dev/null
+# No reader: the writer gets SIGPIPE (and EPIPE), as on a pipe.
+(echo fresh > "$MNT/fresh-reader-less") 2>/dev/null
+[ $? -eq 141 ] || fail "a write with no reader did not end by SIGPIPE"
 "$CHAN_TOOL" mkchan "$MNT/after" || fail "mkchan after"
 timeout 10 cat "$MNT/after" > "$TMPD/after" & r=$!
 wait_for 50 readers_at_least "$MNT/after" 1 || fail "reader after"

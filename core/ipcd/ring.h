@@ -14,6 +14,13 @@
  *	             laid out the same way; side 0 writes the first ring and
  *	             reads the second, side 1 the other way round
  *
+ * A channel file reports size 0 (it is not a regular file with bytes at
+ * offsets): IPCD_IOC_GETINFO says how much to map.  A client whose mmap
+ * insists on a file as long as the mapping maps the channel's ring file
+ * instead: IPCD_RINGS_DIR/<inode number> under the mount's root, a file of
+ * the mapping's size, with the channel's owner and mode, that maps the same
+ * rings and counts as neither reader nor writer.
+ *
  * head and tail are 64-bit byte counters that only grow; the byte at counter
  * value c lives at data[c & (capacity - 1)].  The ring is empty when
  * head == tail and full when tail - head == capacity.  Any other relation
@@ -21,6 +28,7 @@
  *
  * Producer (holds wlock):
  *	h = load_acquire(head)          pairs with the consumer's release of head
+ *	room = (limit ? limit : capacity) - (tail - h)
  *	copy bytes to data[tail ...]
  *	store_release(tail, tail + n)   pairs with the consumer's acquire of tail
  *	full fence; if rd_sleepers != 0: data_seq += 1, FUTEX_WAKE(data_seq)
@@ -95,6 +103,32 @@
 #define IPCD_RING_F_DUPLEX	(1u << 1)	/* a second ring follows at map_size */
 #define IPCD_RING_F_KNOWN	(IPCD_RING_F_MESSAGE | IPCD_RING_F_DUPLEX)
 
+/*
+ * Anonymous channels (ipcd_ring.anon), made in pairs of open files for
+ * the shim's pipe() and socketpair(): the kind of kernel object the channel
+ * stands in for.  Each of the pair's two open files is one end: end 0 is a
+ * pipe's read end or a socket pair's side 0, end 1 the write end or side 1.
+ * The daemon marks the pair's open files with O_NOATIME, and end 1 also
+ * with O_APPEND, so that F_GETFL tells a process which end it holds.
+ * Anonymous channels follow pipe rules: a reader sees the end of file as
+ * soon as no write end is open, whenever it came.
+ */
+#define IPCD_ANON_NONE		0u	/* a named channel */
+#define IPCD_ANON_PIPE		1u
+#define IPCD_ANON_PACKET	2u	/* a pipe in packet mode (O_DIRECT) */
+#define IPCD_ANON_STREAM	3u	/* socketpair(AF_UNIX, SOCK_STREAM) */
+#define IPCD_ANON_DGRAM		4u
+#define IPCD_ANON_SEQPACKET	5u
+#define IPCD_ANON_MAX		5u
+/* Their names, as the user.ipcd.anon attribute gives and takes them. */
+#define IPCD_ANON_NAMES		{ "", "pipe", "packet", "stream", "dgram", "seqpacket" }
+
+/* The directory of ring files under a mount's root (not listed). */
+#define IPCD_RINGS_DIR		".rings"
+
+/* A pipe's size when it is made (F_GETPIPE_SZ), as the kernel's. */
+#define IPCD_PIPE_SIZE		65536u
+
 /* State bits (ipcd_ring.state), set by the daemon only. */
 #define IPCD_RING_S_BROKEN	(1u << 0)	/* corruption seen: everyone gets EIO */
 
@@ -125,12 +159,18 @@ struct ipcd_ring {
 	uint64_t data_off;	/* offset of the data area in the mapping */
 	uint64_t capacity;	/* size of the data area, a power of two */
 	uint64_t map_size;	/* data_off + capacity: the size to map */
-	uint64_t reserved0[3];	/* zero */
+	uint32_t anon;		/* IPCD_ANON_*: what an anonymous channel
+				   stands in for; 0 for a named channel */
+	uint32_t reserved0a;	/* zero */
+	uint64_t reserved0[2];	/* zero */
 
 	/* Cache line 1: written by the producer holding wlock. */
 	IPCD_ATOMIC(uint64_t) tail;	/* bytes ever published */
 	IPCD_ATOMIC(uint32_t) wlock;	/* producer lock: 0 or tid | WAITERS */
-	uint32_t reserved1[13];		/* zero */
+	IPCD_ATOMIC(uint32_t) limit;	/* most bytes queued at once (a pipe's
+					   size); 0: the capacity.  Changed
+					   under wlock only */
+	uint32_t reserved1[12];		/* zero */
 
 	/* Cache line 2: written by the consumer holding rlock. */
 	IPCD_ATOMIC(uint64_t) head;	/* bytes ever consumed */
@@ -152,7 +192,13 @@ struct ipcd_ring {
 	uint32_t reserved4;		     /* zero */
 	IPCD_ATOMIC(uint64_t) anc_at;	     /* 0, or 1 + offset of the first
 						pending attachment */
-	uint32_t reserved5[8];		     /* zero */
+	IPCD_ATOMIC(uint32_t) wclose_seq;    /* bumped by a peer after closing
+						what may be a last write end */
+	IPCD_ATOMIC(uint32_t) wclose_done;   /* daemon: wclose_seq values whose
+						closes it has seen through */
+	IPCD_ATOMIC(uint32_t) rclose_seq;    /* the same for read ends */
+	IPCD_ATOMIC(uint32_t) rclose_done;
+	uint32_t reserved5[4];		     /* zero */
 };
 
 #ifndef __cplusplus
@@ -171,6 +217,10 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, readers) == 264, "readers");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, state) == 268, "state");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, daemon_pid) == 272, "daemon_pid");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, anc_at) == 280, "anc_at");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, anon) == 40, "anon on line 0");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, limit) == 76, "limit on line 1");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, wclose_seq) == 288, "wclose_seq");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, rclose_done) == 300, "rclose_done");
 #endif
 
 /*
@@ -201,7 +251,7 @@ struct ipcd_fileinfo {
 	uint32_t roles;		/* IPCD_ROLE_* */
 	uint32_t side;		/* duplex side, else 0 */
 	uint32_t eof_epoch;	/* end of file once the writer epoch reached it */
-	uint32_t reserved;	/* zero */
+	uint32_t map_pages;	/* bytes to map (all rings), in 4096-byte pages */
 };
 #define IPCD_IOC_GETINFO	0x8010ab04u	/* _IOR(0xab, 4, struct ipcd_fileinfo) */
 #ifndef __cplusplus
@@ -247,9 +297,26 @@ struct ipcd_anc_take {
 	uint64_t token;		/* out */
 };
 #define IPCD_IOC_ANC_TAKE	0xc020ab08u	/* _IOWR(0xab, 8, struct ipcd_anc_take) */
+
+/*
+ * SYNC: the kernel tells the daemon of a file's last close after close(2)
+ * has returned, so the peer counts in a ring can lag it.  A peer that
+ * closes what may be the last end of its kind bumps wclose_seq (a write
+ * end) or rclose_seq (a read end) of the ring after its close(2) returned.
+ * A peer that is about to act on the counts (a write, or a read that would
+ * say "try again") and sees a _seq different from its _done asks the daemon
+ * with SYNC, giving the _seq values it saw: the daemon answers once it has
+ * handled everything the kernel sent before, and then stores them as _done.
+ * seen[r][0] is ring r's wclose_seq, seen[r][1] its rclose_seq.
+ */
+struct ipcd_sync {
+	uint32_t seen[2][2];
+};
+#define IPCD_IOC_SYNC		0x4010ab09u	/* _IOW(0xab, 9, struct ipcd_sync) */
 #ifndef __cplusplus
 _Static_assert(sizeof(struct ipcd_anc_bind) == 1032, "anc_bind is 1032 bytes");
 _Static_assert(sizeof(struct ipcd_anc_take) == 32, "anc_take is 32 bytes");
+_Static_assert(sizeof(struct ipcd_sync) == 16, "sync is 16 bytes");
 #endif
 
 #endif /* IPCD_RING_H */
