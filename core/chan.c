@@ -324,8 +324,9 @@ void ipcd_marks(const struct ipcd_chan *c, uint64_t m[2])
 
 	m[0] = atomic_load(&c->in.r->tail) ^
 	       atomic_load(&c->in.r->writers_epoch) * k;
+	m[0] ^= (uint64_t)ipcd_ring_hup(&c->in) << 63;
 	m[1] = atomic_load(&c->out.r->head) ^
-	       (atomic_load(&c->out.r->readers) + 1) * k ^
+	       (ipcd_ring_readers(&c->out) + 1) * k ^
 	       atomic_load(&c->in.r->state) ^ atomic_load(&c->out.r->state) << 1;
 }
 
@@ -345,7 +346,7 @@ static short revents(const struct ipcd_chan *c, short events)
 			rev |= POLLHUP;
 	}
 	if ((c->roles & IPCD_ROLE_WRITE) && ipcd_ring_can_write(&c->out, PIPE_BUF)) {
-		if (atomic_load(&c->out.r->readers) == 0)
+		if (ipcd_ring_readers(&c->out) == 0)
 			rev |= POLLERR | POLLOUT;	/* as a pipe */
 		else
 			rev |= POLLOUT;

@@ -142,6 +142,8 @@ int ipcd_view_attach(struct ipcd_view *v, void *map, size_t map_len)
 	v->map_len = map_len;
 	v->seen_head = 0;
 	v->seen_tail = 0;
+	v->ends = NULL;
+	v->wend = v->rend = 0;
 	hints_drop(v);
 	ipcd_view_mark_open(v);
 	return 0;
@@ -325,13 +327,63 @@ static int broken(const struct ipcd_view *v)
 	return atomic_load_explicit(&v->r->state, RELAXED) & IPCD_RING_S_BROKEN;
 }
 
+/*
+ * Whether end e of an anonymous channel is as good as closed: the daemon
+ * still shows it open, but no process holds it any more (ring.h,
+ * "Holders").  Acquire: pairs with the release of a holder clearing its
+ * slot, so what it published before is seen.
+ */
+static bool end_gone(const struct ipcd_ring *r0, unsigned e)
+{
+	unsigned i;
+
+	if (!(atomic_load_explicit(&r0->ends_open, ACQUIRE) & (1u << e)))
+		return false;	/* already counted out by the daemon */
+	for (i = 0; i < IPCD_HOLDERS; i++)
+		if (atomic_load_explicit(&r0->holders[e][i], ACQUIRE))
+			return false;
+	return true;
+}
+
+/* The open write ends of v's ring, less one its holders have all left. */
+static uint32_t writers_now(const struct ipcd_view *v, uint64_t we)
+{
+	uint32_t w = IPCD_WRITERS(we);
+
+	if (w && v->ends && end_gone(v->ends, v->wend))
+		w--;
+	return w;
+}
+
+/* The same for the read ends. */
+static uint32_t readers_now(const struct ipcd_view *v)
+{
+	uint32_t n = atomic_load_explicit(&v->r->readers, RELAXED);
+
+	if (n == 1 && v->ends && end_gone(v->ends, v->rend))
+		n = 0;
+	return n;
+}
+
 /* Whether every writer is gone in the sense of the end-of-file rule. */
 static int writers_gone(const struct ipcd_view *v)
 {
 	uint64_t we = atomic_load_explicit(&v->r->writers_epoch, ACQUIRE);
 
-	return IPCD_WRITERS(we) == 0 &&
+	return writers_now(v, we) == 0 &&
 	       (int32_t)(IPCD_WEPOCH(we) - v->eof_epoch) >= 0;
+}
+
+void ipcd_view_set_ends(struct ipcd_view *v, struct ipcd_ring *r0, unsigned wend)
+{
+	v->ends = r0;
+	v->wend = (uint8_t)wend;
+	v->rend = (uint8_t)(1 - wend);
+}
+
+uint32_t ipcd_ring_readers(const struct ipcd_view *v)
+{
+	return readers_now(v);
 }
 
 /* Load the indexes; -EIO when they cannot be right. */
@@ -537,7 +589,7 @@ int ipcd_ring_can_write(const struct ipcd_view *v, size_t need)
 
 	if (broken(v) || load_used(v, &head, &tail))
 		return 1;
-	if (atomic_load_explicit(&v->r->readers, RELAXED) == 0)
+	if (readers_now(v) == 0)
 		return 1;
 	return room(v, head, tail) >= (need ? need : 1);
 }
@@ -683,7 +735,7 @@ ssize_t ipcd_ring_write_anc(struct ipcd_view *v, const void *buf, size_t len,
 
 	if (broken(v))
 		return -EIO;
-	if (atomic_load_explicit(&v->r->readers, RELAXED) == 0)
+	if (readers_now(v) == 0)
 		return -EPIPE;
 	if (len == 0 && !(v->features & IPCD_RING_F_MESSAGE))
 		return 0;

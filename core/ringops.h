@@ -35,6 +35,11 @@ struct ipcd_view {
 	uint64_t seen_tail;
 	atomic_bool head_ok;
 	atomic_bool tail_ok;
+	/* An anonymous channel's ring 0, whose holders count in the end-of-
+	 * file and no-reader rules (ring.h), with the ends that write and
+	 * read this ring; NULL for a named channel. */
+	struct ipcd_ring *ends;
+	uint8_t wend, rend;
 };
 
 /* Flags for ipcd_ring_read and ipcd_ring_write. */
@@ -58,6 +63,13 @@ int ipcd_view_attach(struct ipcd_view *v, void *map, size_t map_len);
 
 /* Record the writer epoch now, for the end-of-file rule of a new reader. */
 void ipcd_view_mark_open(struct ipcd_view *v);
+
+/* Count the holders of r0 (ring 0 of an anonymous channel) in v's rules:
+ * end wend writes v's ring, the other end reads it. */
+void ipcd_view_set_ends(struct ipcd_view *v, struct ipcd_ring *r0, unsigned wend);
+
+/* Open read ends of v's ring, as the no-reader rule counts them. */
+uint32_t ipcd_ring_readers(const struct ipcd_view *v);
 
 /*
  * Move bytes.  write returns bytes taken (>0), -EAGAIN (no room; nothing

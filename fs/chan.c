@@ -48,6 +48,9 @@ static void publish_peers(struct chan *ch)
 	struct rstate *rs;
 	unsigned i;
 
+	/* An end's open file going also ends what its holders said of it. */
+	if (ch->anon && ch->map)
+		atomic_store(&ch->rs[0].v.r->ends_open, ch->ends_open);
 	for (i = 0; i < ch->nrings; i++) {
 		rs = &ch->rs[i];
 		atomic_store(&rs->v.r->writers_epoch,
@@ -202,6 +205,8 @@ int chan_set_anon(struct chan *ch, uint32_t anon)
 	}
 	ch->anon = anon;
 	for (i = 0; i < ch->nrings; i++) {
+		/* Pipe: end 1 writes the ring; socket pair: side s writes ring s. */
+		ipcd_view_set_ends(&ch->rs[i].v, ch->rs[0].v.r, ch->nrings == 2 ? i : 1);
 		ch->rs[i].v.r->anon = anon;
 		if ((anon == IPCD_ANON_PIPE || anon == IPCD_ANON_PACKET) &&
 		    ch->cap > IPCD_PIPE_SIZE)
@@ -508,7 +513,7 @@ static short handle_revents(struct handle *h)
 			rev |= POLLHUP;	/* as a pipe: data or not */
 	}
 	if (h->roles & IPCD_ROLE_WRITE) {
-		if (out->readers == 0)
+		if (ipcd_ring_readers(&out->v) == 0)
 			rev |= POLLERR | POLLOUT | POLLWRNORM;	/* as a pipe */
 		else if (ipcd_ring_can_write(&out->v, PIPE_BUF))
 			rev |= POLLOUT | POLLWRNORM;
@@ -527,8 +532,11 @@ static void snapshot(struct handle *h, uint64_t snap[8])
 
 		snap[4 * i] = atomic_load(&r->tail);
 		snap[4 * i + 1] = atomic_load(&r->head);
-		snap[4 * i + 2] = atomic_load(&r->writers_epoch);
-		snap[4 * i + 3] = atomic_load(&r->readers) | (uint64_t)ch->broken << 32;
+		/* The counts as the rules see them: holders leaving count. */
+		snap[4 * i + 2] = atomic_load(&r->writers_epoch) ^
+				  (uint64_t)ipcd_ring_hup(&ch->rs[i].v) << 31;
+		snap[4 * i + 3] = ipcd_ring_readers(&ch->rs[i].v) |
+				  (uint64_t)ch->broken << 32;
 	}
 }
 
@@ -780,6 +788,7 @@ int chan_open_ring(struct inode *rf, struct fuse_file_info *fi, struct handle **
 	if (!h)
 		return ENOMEM;
 	h->ch = ch;
+	h->end = -1;
 	cds_list_add_tail(&h->link, &ch->handles);
 	ch->opens++;
 	*hp = h;
@@ -793,15 +802,19 @@ int chan_open_ring(struct inode *rf, struct fuse_file_info *fi, struct handle **
  * as a pipe reopened there does; a socket pair cannot be reopened.
  * Returns 0 or a positive errno.
  */
-static int anon_end(struct chan *ch, int flags, unsigned *roles, unsigned *side)
+static int anon_end(struct chan *ch, int flags, unsigned *roles, unsigned *side,
+		    int *endp)
 {
 	unsigned end = (flags & O_APPEND) ? 1 : 0;
 
+	*endp = -1;
 	if (!ch->anon)
 		return 0;
 	if ((flags & O_ACCMODE) == O_RDWR && (flags & O_NOATIME) &&
-	    !(ch->ends_open & (1u << end))) {
+	    !(ch->ends_seen & (1u << end))) {
+		ch->ends_seen |= 1u << end;
 		ch->ends_open |= 1u << end;
+		*endp = (int)end;
 		if (ch->nrings == 2) {
 			*side = end;
 		} else {
@@ -825,7 +838,7 @@ void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct chan *ch;
 	struct handle *h;
 	unsigned roles, side = 0;
-	int id, r = 0;
+	int id, end = -1, r = 0;
 
 	switch (fi->flags & O_ACCMODE) {
 	case O_RDONLY: roles = IPCD_ROLE_READ; break;
@@ -876,7 +889,7 @@ void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 				 ipcd->fastpath_why);
 		}
 	}
-	r = anon_end(ch, fi->flags, &roles, &side);
+	r = anon_end(ch, fi->flags, &roles, &side, &end);
 	if (r)
 		goto out;
 	h = calloc(1, sizeof(*h));
@@ -886,6 +899,7 @@ void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	h->ch = ch;
 	h->side = side;
+	h->end = end;
 	cds_list_add_tail(&h->link, &ch->handles);
 	ch->opens++;
 	add_roles(h, roles);
@@ -918,6 +932,8 @@ void chan_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	(void)ino;
 	pthread_mutex_lock(&ipcd->mu);
 	drop_poll(h, false);
+	if (h->end >= 0)
+		ch->ends_open &= ~(1u << h->end);
 	drop_roles(h, h->roles, false);
 	cds_list_del(&h->link);
 	free(h->back);
@@ -1072,17 +1088,6 @@ void chan_poll(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi,
 	fuse_reply_poll(req, (unsigned)rev);
 }
 
-/* Move a _done word forward to seen, never back (wrapping counters). */
-static void seq_done(_Atomic uint32_t *done, uint32_t seen)
-{
-	uint32_t d = atomic_load(done);
-	int tries = 64;	/* only a scribbling peer makes it fail often */
-
-	while ((int32_t)(seen - d) > 0 && tries-- &&
-	       !atomic_compare_exchange_weak(done, &d, seen))
-		;
-}
-
 /* ANC_BIND and ANC_TAKE: the ring this open file writes, or reads. */
 static void anc_ioctl(fuse_req_t req, struct handle *h, unsigned cmd,
 		      const void *in_buf, size_t in_bufsz, size_t out_bufsz)
@@ -1175,21 +1180,6 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 	if (cmd == IPCD_IOC_SYNC) {
 		/* Requests are handled in order: every release the kernel
 		 * queued before this one is through. */
-		struct ipcd_sync sy;
-
-		if (in_bufsz != sizeof(sy)) {
-			fuse_reply_err(req, EINVAL);
-			return;
-		}
-		memcpy(&sy, in_buf, sizeof(sy));
-		pthread_mutex_lock(&ipcd->mu);
-		for (unsigned i = 0; h->ch->map && i < h->ch->nrings; i++) {
-			struct ipcd_ring *r = h->ch->rs[i].v.r;
-
-			seq_done(&r->wclose_done, sy.seen[i][0]);
-			seq_done(&r->rclose_done, sy.seen[i][1]);
-		}
-		pthread_mutex_unlock(&ipcd->mu);
 		fuse_reply_ioctl(req, 0, NULL, 0);
 		return;
 	}

@@ -48,6 +48,8 @@ struct inode {
 	struct inode *ring_of;
 	struct inode *ring_file;
 	int backing_id;			/* ring file: its passthrough id */
+	bool pair_pending;		/* made by the factory, its ends not yet
+					   open: found as IPCD_PAIRS_DIR/<ino> */
 };
 
 struct dentry {
@@ -65,6 +67,7 @@ struct handle {
 	struct chan *ch;
 	unsigned roles;			/* IPCD_ROLE_* */
 	unsigned side;			/* duplex: writes ring `side`, reads the other */
+	int end;			/* anonymous: the end it is (0, 1), or -1 */
 	uint32_t eof_epoch;		/* this reader's end-of-file epoch */
 	struct fuse_pollhandle *ph;	/* pending poll notification, or NULL */
 	short poll_events;		/* events asked with ph */
@@ -126,7 +129,8 @@ struct chan {
 	struct rstate rs[2];
 	unsigned opens;
 	uint32_t anon;			/* IPCD_ANON_*, or 0 for a named channel */
-	unsigned ends_open;		/* anonymous: bit e once end e was opened */
+	unsigned ends_seen;		/* anonymous: bit e once end e was opened */
+	unsigned ends_open;		/* anonymous: bit e while it is open */
 	bool broken;			/* corruption seen: EIO for everyone */
 	char label[64];			/* user.ipcd.label */
 	struct cds_list_head handles;	/* struct handle */
@@ -159,6 +163,9 @@ struct ipcd_fs {
 
 	/* Namespace, under mu. */
 	struct inode *rings_dir;	/* IPCD_RINGS_DIR: ring files by number */
+	struct inode *pairs_dir;	/* IPCD_PAIRS_DIR: the factory's channels */
+	char mnt[4096];			/* the mount point, absolute */
+	dev_t dev;			/* the mount's device number */
 	struct cds_lfht *inodes;
 	struct cds_lfht *dentries;
 	fuse_ino_t next_ino;
@@ -186,6 +193,13 @@ void ns_destroy(struct ipcd_fs *fs);
 void ns_fill_attr(const struct inode *in, struct stat *st);
 void ns_maybe_free(struct inode *in);
 struct inode *ns_inode(fuse_ino_t ino);
+struct inode *ns_new_anon(uint32_t anon);
+void ns_drop_anon(struct inode *in);
+
+/* factory.c: pairs of anonymous channel ends made ahead of time */
+int factory_start(struct ipcd_fs *fs);
+void factory_stop(struct ipcd_fs *fs);
+bool factory_lookup_ok(pid_t tid);
 
 /* Largest read answered at once; the kernel asks for at most 1 MiB. */
 #define IPCD_RBUF_SIZE	(2u << 20)

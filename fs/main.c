@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -250,6 +251,19 @@ static int do_init(struct fuse_session *se)
 	return ipcd->max_write ? 0 : -1;
 }
 
+/* The mount point's absolute path and device number, as processes see
+ * them (the pair socket's name); asked without a request to ourselves. */
+static int mount_identity(struct ipcd_fs *fs, const char *mnt)
+{
+	struct statx stx;
+
+	if (!realpath(mnt, fs->mnt) ||
+	    statx(AT_FDCWD, fs->mnt, AT_STATX_DONT_SYNC, STATX_INO, &stx) < 0)
+		return -1;
+	fs->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+	return 0;
+}
+
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
@@ -381,6 +395,11 @@ static int run(void)
 		}
 	}
 	fs.fastpath = fs.fastpath_mode != FASTPATH_OFF && fs.kernel_passthrough;
+	if (mount_identity(&fs, mnt)) {
+		fs.fastpath = false;	/* no pairs without knowing ourselves */
+		snprintf(fs.fastpath_why, sizeof(fs.fastpath_why),
+			 "cannot find the mount point's path and device");
+	}
 	if (!fs.fastpath)
 		ipcd_log(LOG_WARNING, "fast path off: %s; channels work through read "
 			 "and write only, and mmap fails with ENODEV", fs.fastpath_why);
@@ -408,7 +427,9 @@ static int run(void)
 		coord_stop(&fs);
 		goto out_rcu;
 	}
+	factory_start(&fs);
 	ret = fuse_session_loop(se) < 0 ? 1 : 0;
+	factory_stop(&fs);
 	coord_stop(&fs);
 	anc_stop(&fs);
 	ns_destroy(&fs);	/* answers what is still parked */

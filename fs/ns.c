@@ -173,7 +173,8 @@ void ns_maybe_free(struct inode *in)
 		return;
 	}
 	if (in->nlink || in->nlookup || (in->chan && in->chan->opens) ||
-	    in->ino == FUSE_ROOT_ID || in == ipcd->rings_dir)
+	    in->ino == FUSE_ROOT_ID || in == ipcd->rings_dir ||
+	    in == ipcd->pairs_dir || in->pair_pending)
 		return;
 	if (in->chan)
 		chan_free_ring(in->chan);
@@ -368,6 +369,63 @@ static struct inode *ring_file(const char *name)
 	return rf;
 }
 
+/* A channel the factory made and is opening, by number, for the factory
+ * alone (under mu). */
+static struct inode *pending_pair(const char *name, pid_t tid)
+{
+	unsigned long long ino;
+	struct inode *in;
+	char *end;
+
+	errno = 0;
+	ino = strtoull(name, &end, 10);
+	if (errno || *end || end == name || !factory_lookup_ok(tid))
+		return NULL;
+	in = ns_inode((fuse_ino_t)ino);
+	return in && in->pair_pending ? in : NULL;
+}
+
+/* A new anonymous channel of kind anon, with no name, for the factory to
+ * open (under mu); NULL with errno set if it cannot be made. */
+struct inode *ns_new_anon(uint32_t anon)
+{
+	struct inode *in = inode_new(S_IFREG | 0600, NULL, NULL);
+	int r;
+
+	if (!in) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	in->uid = getuid();
+	in->gid = getgid();
+	r = chan_create(in, ipcd->ring_size, 0);
+	if (!r) {
+		r = chan_set_anon(in->chan, anon);
+		if (r) {
+			chan_free_ring(in->chan);
+			free(in->chan);
+			in->chan = NULL;
+		}
+	}
+	if (r) {
+		free(in);
+		errno = -r;
+		return NULL;
+	}
+	in->pair_pending = true;
+	cds_lfht_add(ipcd->inodes, ino_hash(in->ino), &in->node);
+	return in;
+}
+
+/* The factory is done opening in (or gave up): it lives as its ends do. */
+void ns_drop_anon(struct inode *in)
+{
+	in->pair_pending = false;
+	if (in->chan && in->chan->opens == 0 && in->chan->memfd >= 0)
+		chan_free_ring(in->chan);
+	ns_maybe_free(in);
+}
+
 static void ns_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct inode *dir, *in = NULL;
@@ -382,8 +440,12 @@ static void ns_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	dir = dir_of(parent, &err);
 	if (dir == ipcd->rings_dir) {
 		in = ring_file(name);
+	} else if (dir == ipcd->pairs_dir) {
+		in = pending_pair(name, fuse_req_ctx(req)->pid);
 	} else if (dir && dir->ino == FUSE_ROOT_ID && !strcmp(name, IPCD_RINGS_DIR)) {
 		in = ipcd->rings_dir;
+	} else if (dir && dir->ino == FUSE_ROOT_ID && !strcmp(name, IPCD_PAIRS_DIR)) {
+		in = ipcd->pairs_dir;
 	} else if (dir) {
 		d = dentry_find(dir, name);
 		in = d ? d->inode : NULL;
@@ -395,12 +457,14 @@ static void ns_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, dir ? ENOENT : err);
 }
 
-/* Whether name in dir is taken by the namespace itself (ring files). */
+/* Whether name in dir is taken by the namespace itself (ring files, the
+ * factory's channels). */
 static int reserved_name(const struct inode *dir, const char *name)
 {
-	if (dir == ipcd->rings_dir)
+	if (dir == ipcd->rings_dir || dir == ipcd->pairs_dir)
 		return EPERM;
-	if (dir->ino == FUSE_ROOT_ID && !strcmp(name, IPCD_RINGS_DIR))
+	if (dir->ino == FUSE_ROOT_ID &&
+	    (!strcmp(name, IPCD_RINGS_DIR) || !strcmp(name, IPCD_PAIRS_DIR)))
 		return EEXIST;
 	return 0;
 }
@@ -474,7 +538,7 @@ static void ns_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		err = ENOENT;
 		goto out;
 	}
-	if (in->ring_of || in == ipcd->rings_dir) {
+	if (in->ring_of || in == ipcd->rings_dir || in == ipcd->pairs_dir) {
 		err = EPERM;	/* a ring file follows its channel */
 		goto out;
 	}
@@ -1061,5 +1125,12 @@ int ns_init(struct ipcd_fs *fs)
 	fs->rings_dir->gid = root->gid;
 	fs->rings_dir->nlink = 2;
 	cds_lfht_add(fs->inodes, ino_hash(fs->rings_dir->ino), &fs->rings_dir->node);
+	fs->pairs_dir = inode_new(S_IFDIR | 0100, NULL, NULL);
+	if (!fs->pairs_dir)
+		return -ENOMEM;
+	fs->pairs_dir->uid = root->uid;
+	fs->pairs_dir->gid = root->gid;
+	fs->pairs_dir->nlink = 2;
+	cds_lfht_add(fs->inodes, ino_hash(fs->pairs_dir->ino), &fs->pairs_dir->node);
 	return 0;
 }

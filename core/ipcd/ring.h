@@ -120,11 +120,60 @@
 #define IPCD_ANON_DGRAM		4u
 #define IPCD_ANON_SEQPACKET	5u
 #define IPCD_ANON_MAX		5u
+
+/*
+ * Holders.  The daemon learns that an open file is gone only after the
+ * last close(2) of it has returned, and an exiting process does not wait
+ * for that.  So the processes that hold an end of an anonymous channel say
+ * so in ring 0: holders[e] lists them, by a number that names a process and
+ * is never reused (the inode number of its pidfd, on pidfs), one slot each.
+ * A process that drops its last descriptor of end e clears its slot; when
+ * none is left while the daemon still shows end e open (ends_open), end e
+ * is as good as closed: its readers count one writer less, its writers one
+ * reader less, and the process that cleared the last slot wakes them.
+ * Before it makes a process that inherits an end (fork, spawn), the holder
+ * fills a slot with IPCD_HOLDER_CHILD | its own number, which the child
+ * takes over with its own number.  A slot nobody takes over (a child that
+ * runs a program without the shim, or dies first), or a full table
+ * (IPCD_HOLDER_LOST in slot 0), only means that the end lasts until the
+ * daemon sees it closed, as for any process outside this protocol.
+ */
+#define IPCD_HOLDERS		8
+#define IPCD_HOLDER_CHILD	(1ull << 63)
+#define IPCD_HOLDER_LOST	(~0ull)
 /* Their names, as the user.ipcd.anon attribute gives and takes them. */
 #define IPCD_ANON_NAMES		{ "", "pipe", "packet", "stream", "dgram", "seqpacket" }
 
 /* The directory of ring files under a mount's root (not listed). */
 #define IPCD_RINGS_DIR		".rings"
+
+/*
+ * Pairs of ends made ahead of time.  The daemon makes anonymous channels
+ * and opens their two ends itself, so that a process that needs a pipe or
+ * a socket pair only takes one: it connects a SOCK_SEQPACKET socket to the
+ * abstract AF_UNIX name IPCD_PAIRS_SOCK_FMT (the mount's device number, as
+ * stat(2) gives it for the mount point, in major and minor), asks with
+ * struct ipcd_pairs_req for count more pairs of a kind, and receives each
+ * pair as one struct ipcd_pairs_msg with the two ends attached (SCM_RIGHTS,
+ * end 0 first).  The daemon keeps at most IPCD_PAIRS_INFLIGHT pairs sent
+ * and not yet asked for again on one connection; a request for more says
+ * how many of those were taken.
+ */
+#define IPCD_PAIRS_SOCK_FMT	"ipcd.%u.%u.pairs"
+#define IPCD_PAIRS_MAGIC	0x53524950u	/* "PIRS" */
+#define IPCD_PAIRS_INFLIGHT	16u
+#define IPCD_PAIRS_DIR		".pairs"	/* the factory's own, not listed */
+struct ipcd_pairs_req {
+	uint32_t magic;		/* IPCD_PAIRS_MAGIC */
+	uint32_t anon;		/* IPCD_ANON_*: the kind */
+	uint32_t count;		/* pairs more */
+	uint32_t reserved;	/* zero */
+};
+struct ipcd_pairs_msg {
+	uint32_t magic;		/* IPCD_PAIRS_MAGIC */
+	uint32_t anon;		/* IPCD_ANON_* */
+	uint64_t map_len;	/* bytes to map, all rings */
+};
 
 /* A pipe's size when it is made (F_GETPIPE_SZ), as the kernel's. */
 #define IPCD_PIPE_SIZE		65536u
@@ -192,18 +241,19 @@ struct ipcd_ring {
 	uint32_t reserved4;		     /* zero */
 	IPCD_ATOMIC(uint64_t) anc_at;	     /* 0, or 1 + offset of the first
 						pending attachment */
-	IPCD_ATOMIC(uint32_t) wclose_seq;    /* bumped by a peer after closing
-						what may be a last write end */
-	IPCD_ATOMIC(uint32_t) wclose_done;   /* daemon: wclose_seq values whose
-						closes it has seen through */
-	IPCD_ATOMIC(uint32_t) rclose_seq;    /* the same for read ends */
-	IPCD_ATOMIC(uint32_t) rclose_done;
-	uint32_t reserved5[4];		     /* zero */
+	IPCD_ATOMIC(uint32_t) ends_open;     /* anonymous, ring 0: bit e while
+						end e's open file exists */
+	uint32_t reserved5[7];		     /* zero */
+
+	/* Cache lines 5 and 6 (ring 0 of an anonymous channel): which
+	 * processes hold each end, written by those processes (ring.h,
+	 * "Holders"). */
+	IPCD_ATOMIC(uint64_t) holders[2][IPCD_HOLDERS];
 };
 
 #ifndef __cplusplus
 _Static_assert(sizeof(struct ipcd_ring_rec) == 8, "record header is 8 bytes");
-_Static_assert(sizeof(struct ipcd_ring) == 320, "ring header is 5 cache lines");
+_Static_assert(sizeof(struct ipcd_ring) == 448, "ring header is 7 cache lines");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, tail) == 64, "tail on line 1");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, wlock) == 72, "wlock on line 1");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, head) == 128, "head on line 2");
@@ -219,8 +269,8 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, daemon_pid) == 272, "daemon_
 _Static_assert(__builtin_offsetof(struct ipcd_ring, anc_at) == 280, "anc_at");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, anon) == 40, "anon on line 0");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, limit) == 76, "limit on line 1");
-_Static_assert(__builtin_offsetof(struct ipcd_ring, wclose_seq) == 288, "wclose_seq");
-_Static_assert(__builtin_offsetof(struct ipcd_ring, rclose_done) == 300, "rclose_done");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, ends_open) == 288, "ends_open");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, holders) == 320, "holders on line 5");
 #endif
 
 /*
@@ -299,24 +349,19 @@ struct ipcd_anc_take {
 #define IPCD_IOC_ANC_TAKE	0xc020ab08u	/* _IOWR(0xab, 8, struct ipcd_anc_take) */
 
 /*
- * SYNC: the kernel tells the daemon of a file's last close after close(2)
- * has returned, so the peer counts in a ring can lag it.  A peer that
- * closes what may be the last end of its kind bumps wclose_seq (a write
- * end) or rclose_seq (a read end) of the ring after its close(2) returned.
- * A peer that is about to act on the counts (a write, or a read that would
- * say "try again") and sees a _seq different from its _done asks the daemon
- * with SYNC, giving the _seq values it saw: the daemon answers once it has
- * handled everything the kernel sent before, and then stores them as _done.
- * seen[r][0] is ring r's wclose_seq, seen[r][1] its rclose_seq.
+ * SYNC (no argument): the kernel tells the daemon of a file's last close
+ * after close(2) has returned, so the peer counts in a ring can lag it.
+ * The daemon handles what the kernel sends in order, so it answers SYNC
+ * only once every close that came before is through: a peer that must know
+ * (right after closing what may have been the last end, or after reaping a
+ * child that held one) asks it once.
  */
-struct ipcd_sync {
-	uint32_t seen[2][2];
-};
-#define IPCD_IOC_SYNC		0x4010ab09u	/* _IOW(0xab, 9, struct ipcd_sync) */
+#define IPCD_IOC_SYNC		0x0000ab09u	/* _IO(0xab, 9) */
 #ifndef __cplusplus
 _Static_assert(sizeof(struct ipcd_anc_bind) == 1032, "anc_bind is 1032 bytes");
 _Static_assert(sizeof(struct ipcd_anc_take) == 32, "anc_take is 32 bytes");
-_Static_assert(sizeof(struct ipcd_sync) == 16, "sync is 16 bytes");
+_Static_assert(sizeof(struct ipcd_pairs_req) == 16, "pairs_req is 16 bytes");
+_Static_assert(sizeof(struct ipcd_pairs_msg) == 16, "pairs_msg is 16 bytes");
 #endif
 
 #endif /* IPCD_RING_H */
