@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <syslog.h>
@@ -155,6 +156,7 @@ int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features)
 	    ipcd->mem_used - old_mem + new_mem > ipcd->mem_limit)
 		return -ENOSPC;
 	ipcd->freed_bytes += chan_bytes(ch);	/* the counters start over */
+	ipcd->freed_reused += chan_reused(ch);
 	anc_clear(&ch->rs[0]);
 	anc_clear(&ch->rs[1]);
 	munmap(ch->map, ch->map_len);
@@ -222,6 +224,7 @@ void chan_free_ring(struct chan *ch)
 		return;
 	coord_unwatch(ch);
 	ipcd->freed_bytes += chan_bytes(ch);
+	ipcd->freed_reused += chan_reused(ch);
 	anc_clear(&ch->rs[0]);
 	anc_clear(&ch->rs[1]);
 	cds_list_del(&ch->all);
@@ -256,6 +259,13 @@ uint64_t chan_bytes(const struct chan *ch)
 	for (i = 0; ch->map && i < ch->nrings; i++)
 		sum += atomic_load(&ch->rs[i].v.r->tail);
 	return sum;
+}
+
+/* How many more pipes a pair served after its first (ring.h, "Keeping"):
+ * clients count them in ring 0. */
+uint64_t chan_reused(const struct chan *ch)
+{
+	return ch->anon && ch->map ? atomic_load(&ch->rs[0].v.r->reuse) : 0;
 }
 
 const char *chan_kind(const struct chan *ch)
@@ -580,6 +590,7 @@ static void took(struct handle *h, uint64_t off, const unsigned char *buf, size_
 		h->back_len = keep + n;
 	}
 	h->back_head = atomic_load(&in_ring(h)->v.r->head);
+	h->back_reuse = atomic_load(&h->ch->rs[0].v.r->reuse);
 }
 
 /*
@@ -593,8 +604,9 @@ static size_t reread(struct handle *h, uint64_t off, size_t size, unsigned char 
 	size_t back;
 
 	if (!h->back_len || off >= h->pos || h->pos - off > h->back_len ||
-	    atomic_load(&in_ring(h)->v.r->head) != h->back_head)
-		return 0;
+	    atomic_load(&in_ring(h)->v.r->head) != h->back_head ||
+	    atomic_load(&h->ch->rs[0].v.r->reuse) != h->back_reuse)
+		return 0;	/* read since, or a pipe made anew of the pair */
 	back = (size_t)(h->pos - off);
 	if (size > back)
 		size = back;
@@ -1175,6 +1187,24 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		}
 		pthread_mutex_unlock(&ipcd->mu);
 		fuse_reply_ioctl(req, 0, NULL, 0);
+		return;
+	}
+	if (cmd == IPCD_IOC_GETCRED) {
+		struct ucred uc;
+
+		if (out_bufsz < sizeof(uc)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		pthread_mutex_lock(&ipcd->mu);
+		uc.pid = h->ch->cred_pid;
+		uc.uid = h->ch->cred_uid;
+		uc.gid = h->ch->cred_gid;
+		pthread_mutex_unlock(&ipcd->mu);
+		if (!h->ch->anon)
+			fuse_reply_err(req, ENOTTY);
+		else
+			fuse_reply_ioctl(req, 0, &uc, sizeof(uc));
 		return;
 	}
 	if (cmd == IPCD_IOC_SYNC) {

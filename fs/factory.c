@@ -44,6 +44,7 @@
 struct conn {
 	uint64_t id;			/* never reused */
 	int fd;
+	pid_t pid;
 	uid_t uid;
 	gid_t gid;
 	unsigned inflight;		/* sent, not yet asked for again */
@@ -57,6 +58,7 @@ struct conn {
 struct job {
 	uint64_t conn;			/* for whom */
 	uint32_t anon;
+	pid_t pid;
 	uid_t uid;
 	gid_t gid;
 	int fd[2];			/* made: its two ends */
@@ -137,6 +139,9 @@ static void make_pair(struct job *j)
 		ino = in->ino;
 		in->uid = j->uid;
 		in->gid = j->gid;
+		in->chan->cred_pid = j->pid;
+		in->chan->cred_uid = j->uid;
+		in->chan->cred_gid = j->gid;
 		j->map_len = in->chan->map_len;
 	}
 	pthread_mutex_unlock(&ipcd->mu);
@@ -299,6 +304,7 @@ static void dispatch(void)
 					break;
 				j->conn = c->id;
 				j->anon = k;
+				j->pid = c->pid;
 				j->uid = c->uid;
 				j->gid = c->gid;
 				j->next = list;
@@ -355,6 +361,7 @@ static void accept_conns(void)
 		}
 		c->id = ++fac.next_id;
 		c->fd = fd;
+		c->pid = cr.pid;
 		c->uid = cr.uid;
 		c->gid = cr.gid;
 		c->next = fac.conns;

@@ -85,6 +85,7 @@ struct handle {
 	unsigned char *back;		/* IPCD_BACK_MAX bytes, or NULL */
 	size_t back_len;
 	uint64_t back_head;
+	uint32_t back_reuse;		/* ring 0's reuse when they were read */
 };
 
 /* The most bytes a seek back can take a reader back over. */
@@ -129,6 +130,9 @@ struct chan {
 	struct rstate rs[2];
 	unsigned opens;
 	uint32_t anon;			/* IPCD_ANON_*, or 0 for a named channel */
+	pid_t cred_pid;			/* anonymous: who asked for it (GETCRED) */
+	uid_t cred_uid;
+	gid_t cred_gid;
 	unsigned ends_seen;		/* anonymous: bit e once end e was opened */
 	unsigned ends_open;		/* anonymous: bit e while it is open */
 	bool broken;			/* corruption seen: EIO for everyone */
@@ -174,6 +178,7 @@ struct ipcd_fs {
 	struct cds_list_head chans;	/* every channel with a ring */
 	uint64_t created;		/* channels ever made */
 	uint64_t freed_bytes;		/* bytes ever written to rings now freed */
+	uint64_t freed_reused;		/* reuses counted by pairs now freed */
 	uint64_t slow_bytes;		/* bytes the daemon read or wrote for clients */
 
 	/* Coordination core. */
@@ -214,6 +219,7 @@ void chan_free_ring(struct chan *ch);
 void chan_destroy(struct chan *ch);
 int chan_info(struct chan *ch, char *buf, size_t len);
 uint64_t chan_bytes(const struct chan *ch);
+uint64_t chan_reused(const struct chan *ch);
 const char *chan_kind(const struct chan *ch);
 void chan_progress(struct chan *ch);
 void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);

@@ -142,11 +142,14 @@ void ns_fill_attr(const struct inode *in, struct stat *st)
 		st->st_mtim = c->mtime;
 		st->st_ctim = c->ctime;
 	} else if (!in->chan) {
-		/* A channel reports no size: it is a stream, and a program that
-		 * goes by a regular file's size (copy_file_range, wc -c, tail,
-		 * cp) must read it to its end instead. */
 		st->st_size = 4096;
 		st->st_blocks = 8;
+	} else if (in->chan->memfd >= 0) {
+		/* A channel reports no size: it is a stream, and a program that
+		 * goes by a regular file's size (copy_file_range, wc -c, tail,
+		 * cp) must read it to its end instead.  Its blocks are the
+		 * memory its rings take: the length to map (ipcd-ring(7)). */
+		st->st_blocks = (blkcnt_t)(in->chan->map_len / 512);
 	}
 }
 
@@ -906,6 +909,11 @@ static void ns_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		for (uint32_t k = 1; k <= IPCD_ANON_MAX; k++)
 			if (strlen(anon_names[k]) == size && !memcmp(value, anon_names[k], size))
 				err = -chan_set_anon(ch, k);
+		if (!err) {
+			ch->cred_pid = fuse_req_ctx(req)->pid;
+			ch->cred_uid = fuse_req_ctx(req)->uid;
+			ch->cred_gid = fuse_req_ctx(req)->gid;
+		}
 		goto out;
 	}
 	if (!strcmp(name, XA_LABEL)) {
@@ -947,18 +955,21 @@ static void reply_value(fuse_req_t req, const char *v, size_t len, size_t size)
 
 /* The mount's state: fast path, channels, memory, bytes ever written into
  * rings (record headers and pads included), and payload bytes the daemon
- * itself wrote or read for clients (slow_bytes): when slow_bytes stays put
+ * itself wrote or read for clients (slow_bytes), and pipes that pairs served
+ * again (reused): when slow_bytes stays put
  * while bytes grows, the traffic went through the rings alone. */
 static int status_line(char *v, size_t len)
 {
-	uint64_t bytes = ipcd->freed_bytes;
+	uint64_t bytes = ipcd->freed_bytes, reused = ipcd->freed_reused;
 	struct chan *ch;
 
-	cds_list_for_each_entry(ch, &ipcd->chans, all)
+	cds_list_for_each_entry(ch, &ipcd->chans, all) {
 		bytes += chan_bytes(ch);
+		reused += chan_reused(ch);
+	}
 	return snprintf(v, len,
 			"fastpath=%s%s%s channels=%llu memory=%llu/%llu created=%llu "
-			"bytes=%llu slow_bytes=%llu\n",
+			"reused=%llu bytes=%llu slow_bytes=%llu\n",
 			ipcd->fastpath ? "on" : "off",
 			ipcd->fastpath ? "" : " reason=",
 			ipcd->fastpath ? "" : ipcd->fastpath_why,
@@ -966,6 +977,7 @@ static int status_line(char *v, size_t len)
 			(unsigned long long)ipcd->mem_used,
 			(unsigned long long)ipcd->mem_limit,
 			(unsigned long long)ipcd->created,
+			(unsigned long long)reused,
 			(unsigned long long)bytes,
 			(unsigned long long)ipcd->slow_bytes);
 }

@@ -245,7 +245,7 @@ t "statfs free inodes and blocks back" eq "$(sfree) $(sbfree)" "$free0 $bfree0"
 # ---- st_size and capacity --------------------------------------------------------
 : > "$M/sz"
 t "st_size = 0" eq "$(stat -c %s "$M/sz")" 0
-t "st_blocks = 0" eq "$(stat -c %b "$M/sz")" 0
+t "st_blocks: the length to map, in 512-byte blocks" eq "$(stat -c %b "$M/sz")" $((MAP / 512))
 t "O_TRUNC and truncate -s leave the channel as it is" \
 	sh -c ': > "$1" && truncate -s 100 "$1" && [ "$(stat -c %s "$1")" = 0 ]' sh "$M/sz"
 timeout 5 cat "$M/sz" > "$TMPD/sz.out" & r=$!
@@ -334,7 +334,7 @@ t "every attribute listxattr names can be read (getfattr -d)" eq "$errs_ok" ""
 t "listxattr of the root names status" \
 	eq "$(getfattr -m - "$M" 2>/dev/null | grep ^user | tr '\n' ' ')" "user.ipcd.status "
 t "status has fastpath, channels, memory and byte counts" \
-	sh -c 'getfattr --absolute-names --only-values -n user.ipcd.status "$1" | grep -Eq "^fastpath=(on|off( reason=.+)?) channels=[0-9]+ memory=[0-9]+/[0-9]+ created=[0-9]+ bytes=[0-9]+ slow_bytes=[0-9]+$"' sh "$M"
+	sh -c 'getfattr --absolute-names --only-values -n user.ipcd.status "$1" | grep -Eq "^fastpath=(on|off( reason=.+)?) channels=[0-9]+ memory=[0-9]+/[0-9]+ created=[0-9]+ reused=[0-9]+ bytes=[0-9]+ slow_bytes=[0-9]+$"' sh "$M"
 errs "set an unknown user.* xattr: not supported" "Operation not supported" \
 	setfattr -n user.other -v 1 "$X"
 errs "get an unknown user.* xattr: no such attribute" "No such attribute" \

@@ -68,7 +68,7 @@ if ! ringpy info "$C" > "$TMPD/info" 2> "$TMPD/info.err"; then
 fi
 grep -qx 'capacity=65536' "$TMPD/info" || fail "capacity as ring_py reads it"
 grep -qx 'kind=stream' "$TMPD/info" || fail "kind as ring_py reads it"
-grep -qx 'hdr_size=320' "$TMPD/info" || fail "hdr_size as ring_py reads it"
+grep -qx 'hdr_size=448' "$TMPD/info" || fail "hdr_size as ring_py reads it"
 grep -qx "daemon_pid=$DAEMON_PID" "$TMPD/info" || fail "daemon_pid as ring_py reads it"
 [ "$(info_field "$C" fastpath)" = on ] || fail "ring_py mapped without passthrough?"
 
@@ -78,7 +78,7 @@ sys.path.insert(0, sys.argv[1])
 import ring_py as R
 
 def header(**kw):
-    f = dict(magic=R.RING_MAGIC, version=1, hdr_size=320, features=0,
+    f = dict(magic=R.RING_MAGIC, version=1, hdr_size=448, features=0,
              msg_max=0, data_off=4096, capacity=65536, map_size=4096 + 65536)
     f.update(kw)
     buf = bytearray(4096)
@@ -103,7 +103,7 @@ assert R.check_header(m, 4096 + 65536)["msg_max"] == 65528
 expect(errno.EINVAL, header(), 4095)
 expect(errno.EIO, header(magic=0))
 expect(errno.EPROTO, header(version=2))
-expect(errno.EIO, header(hdr_size=319))
+expect(errno.EIO, header(hdr_size=447))
 expect(errno.EIO, header(hdr_size=4097))
 expect(errno.EIO, header(data_off=8192))
 expect(errno.EIO, header(capacity=65536 + 4096, map_size=4096 + 65536 + 4096))
