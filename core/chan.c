@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ struct ipcd_chan {
 	struct ipcd_view out;	/* the ring we write (the same unless duplex) */
 	void *map;
 	size_t map_len;
+	bool owns_map;		/* ipcd_detach unmaps it (else the caller does) */
 };
 
 /*
@@ -42,8 +44,17 @@ static const struct timespec patrol = { 1, 0 };
 static int chan_sleep(struct ipcd_chan *c, unsigned dirs, size_t need,
 		      const struct timespec *timeout, uint64_t spin);
 
-/* How long a waiting end spins before it sleeps; IPCD_SPIN_NS overrides. */
-static uint64_t spin_ns(void)
+/*
+ * How long a waiting end spins before it sleeps.  Spinning pays when the
+ * peer answers within it (a running peer on another CPU), and only costs
+ * when the peer is slow (it is starting, or it computes): so the spin of
+ * this process follows what the last waits saw, between SPIN_MIN and the
+ * most, IPCD_SPIN_NS (default 50 us; 0 turns spinning off).
+ */
+#define SPIN_MIN	2000u
+static _Atomic uint64_t spin_now;
+
+static uint64_t spin_max(void)
 {
 	static uint64_t cached = UINT64_MAX;
 	const char *s;
@@ -55,15 +66,50 @@ static uint64_t spin_ns(void)
 	return cached;
 }
 
+static uint64_t spin_ns(void)
+{
+	uint64_t v = atomic_load_explicit(&spin_now, memory_order_relaxed);
+
+	return v ? v : spin_max();
+}
+
+/* A wait that spun for `spin` ns took `took` ns: spin longer after a wait
+ * the spin caught, shorter after one it did not. */
+static void spin_learn(uint64_t spin, uint64_t took)
+{
+	uint64_t max = spin_max(), v;
+
+	if (!max)
+		return;
+	if (took <= spin)
+		v = spin * 2 > max ? max : spin * 2;
+	else
+		v = spin / 2 < SPIN_MIN ? SPIN_MIN : spin / 2;
+	if (v > max)
+		v = max;
+	atomic_store_explicit(&spin_now, v, memory_order_relaxed);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static int chan_sleep(struct ipcd_chan *c, unsigned dirs, size_t need,
 		      const struct timespec *timeout, uint64_t spin)
 {
 	const struct timespec *t = timeout;
+	uint64_t t0 = spin ? mono_ns() : 0;
 	int r;
 
 	if (!t || t->tv_sec >= patrol.tv_sec)
 		t = &patrol;
 	r = ipcd_ring_wait_pair(&c->in, &c->out, dirs, need, t, spin);
+	if (spin && (r == 0 || r == -ETIMEDOUT))
+		spin_learn(spin, mono_ns() - t0);
 	if (r == -ETIMEDOUT && !ipcd_ring_daemon_alive(&c->in))
 		return -ECONNABORTED;
 	if (r == -ETIMEDOUT && t != timeout)
@@ -130,10 +176,56 @@ static int chan_map(struct ipcd_chan *c, int fd, size_t len, unsigned side)
 	c->in = side ? first : second;
 	c->map = map;
 	c->map_len = len;
+	c->owns_map = true;
 	return 0;
 err:
 	munmap(map, len);
 	return r;
+}
+
+int ipcd_chan_wrap(int fd, void *map, size_t len, unsigned roles, unsigned side,
+		   struct ipcd_chan **out)
+{
+	struct ipcd_view first, second;
+	struct ipcd_chan *c;
+	uint64_t we;
+	int r;
+
+	r = ipcd_view_attach(&first, map, len);
+	if (r)
+		return r;
+	second = first;
+	if (first.features & IPCD_RING_F_DUPLEX) {
+		if (len < 2 * first.r->map_size)
+			return -EIO;
+		r = ipcd_view_attach(&second, (char *)map + first.r->map_size,
+				     len - first.r->map_size);
+		if (r)
+			return r;
+		if (second.features != first.features || second.cap != first.cap)
+			return -EIO;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	if (first.r->anon) {
+		/* Holders count (ring.h): end 1 writes a pipe's ring, side s
+		 * ring s of a socket pair.  And a pipe's reader never waits
+		 * for a writer to come: with none left, end of file. */
+		ipcd_view_set_ends(&first, first.r, second.r == first.r ? 1 : 0);
+		ipcd_view_set_ends(&second, first.r, 1);
+		we = atomic_load(&(side ? first : second).r->writers_epoch);
+		(side ? &first : &second)->eof_epoch = IPCD_WEPOCH(we);
+	}
+	c->out = side ? second : first;
+	c->in = side ? first : second;
+	c->map = map;
+	c->map_len = len;
+	c->owns_map = false;
+	c->fd = fd;
+	c->roles = roles;
+	*out = c;
+	return 0;
 }
 
 int ipcd_attach(int fd, int flags, struct ipcd_chan **out)
@@ -202,7 +294,8 @@ void ipcd_detach(struct ipcd_chan *c)
 {
 	if (!c)
 		return;
-	munmap(c->map, c->map_len);
+	if (c->owns_map)
+		munmap(c->map, c->map_len);
 	free(c);
 }
 
@@ -249,13 +342,39 @@ int ipcd_is_message(const struct ipcd_chan *c)
 
 ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags)
 {
-	return ipcd_send_anc(c, buf, len, flags, NULL);
+	return ipcd_send_anc(c, buf, len, flags, NULL, NULL);
+}
+
+/* What is left of a wait of w that began at t0 (ns), into *left; -EAGAIN
+ * once it is over (a socket's time-out), 0 with *tp NULL for no limit. */
+static int wait_left(const struct ipcd_wopt *w, uint64_t *t0, struct timespec *left,
+		     const struct timespec **tp)
+{
+	uint64_t now, end;
+
+	*tp = NULL;
+	if (!w || !w->timeout_ns)
+		return 0;
+	now = mono_ns();
+	if (!*t0)
+		*t0 = now;
+	end = *t0 + w->timeout_ns;
+	if (now >= end)
+		return -EAGAIN;
+	left->tv_sec = (time_t)((end - now) / 1000000000u);
+	left->tv_nsec = (long)((end - now) % 1000000000u);
+	*tp = left;
+	return 0;
 }
 
 ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flags,
-		      const struct ipcd_anc_ops *anc)
+		      const struct ipcd_anc_ops *anc, const struct ipcd_wopt *w)
 {
 	const char *p = buf;
+	const struct timespec *tp;
+	struct timespec left;
+	unsigned wflags = w ? w->wflags : 0;
+	uint64_t t0 = 0;
 	size_t done = 0;
 	ssize_t n;
 	int r;
@@ -274,12 +393,17 @@ ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flag
 		}
 		if (n == -EBUSY)
 			r = ipcd_ring_lock_wait(&c->out, IPCD_WAIT_SPACE);
-		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
-			r = chan_sleep(c, IPCD_WAIT_SPACE,
-				       ipcd_ring_need(&c->out, len - done), NULL,
-				       spin_ns());
-		else
+		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK)) {
+			r = wait_left(w, &t0, &left, &tp);
+			if (!r)
+				r = chan_sleep(c, IPCD_WAIT_SPACE | wflags,
+					       ipcd_ring_need(&c->out, len - done), tp,
+					       spin_ns());
+			if (r == -ETIMEDOUT)
+				r = -EAGAIN;
+		} else {
 			r = (int)n;
+		}
 		if (r < 0)
 			return done ? (ssize_t)done : r;
 	}
@@ -287,13 +411,17 @@ ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flag
 
 ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags)
 {
-	return ipcd_recv_anc(c, buf, len, flags, NULL);
+	return ipcd_recv_anc(c, buf, len, flags, NULL, NULL);
 }
 
 ssize_t ipcd_recv_anc(struct ipcd_chan *c, void *buf, size_t len, int flags,
-		      const struct ipcd_anc_ops *anc)
+		      const struct ipcd_anc_ops *anc, const struct ipcd_wopt *w)
 {
 	unsigned ioflags = (flags & IPCD_PEEK) ? IPCD_IO_PEEK : 0;
+	unsigned wflags = w ? w->wflags : 0;
+	const struct timespec *tp;
+	struct timespec left;
+	uint64_t t0 = 0;
 	size_t full;
 	ssize_t n;
 	int r;
@@ -307,12 +435,17 @@ ssize_t ipcd_recv_anc(struct ipcd_chan *c, void *buf, size_t len, int flags,
 			return (flags & IPCD_TRUNC) ? (ssize_t)full : n;
 		if (n == IPCD_EOF)
 			return 0;
-		if (n == -EBUSY)
+		if (n == -EBUSY) {
 			r = ipcd_ring_lock_wait(&c->in, IPCD_WAIT_DATA);
-		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
-			r = chan_sleep(c, IPCD_WAIT_DATA, 0, NULL, spin_ns());
-		else
+		} else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK)) {
+			r = wait_left(w, &t0, &left, &tp);
+			if (!r)
+				r = chan_sleep(c, IPCD_WAIT_DATA | wflags, 0, tp, spin_ns());
+			if (r == -ETIMEDOUT)
+				r = -EAGAIN;
+		} else {
 			r = (int)n;
+		}
 		if (r < 0)
 			return r;
 	}
@@ -394,4 +527,19 @@ int ipcd_wait(struct ipcd_chan *c, short events, int timeout_ms)
 		if (r < 0 && r != -ETIMEDOUT)
 			return r;
 	}
+}
+
+void ipcd_set_nonblock(struct ipcd_chan *c, int on)
+{
+	c->nonblock = !!on;
+}
+
+struct ipcd_view *ipcd_in(struct ipcd_chan *c)
+{
+	return &c->in;
+}
+
+struct ipcd_view *ipcd_out(struct ipcd_chan *c)
+{
+	return &c->out;
 }

@@ -13,9 +13,7 @@
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <stdio.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -46,14 +44,14 @@ static long futex(_Atomic uint32_t *w, int op, uint32_t val,
 static _Thread_local uint32_t tid_cache;
 static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
 
-static void tid_forget(void)
+void ipcd_tid_forget(void)
 {
 	tid_cache = 0;
 }
 
 static void tid_setup(void)
 {
-	pthread_atfork(NULL, NULL, tid_forget);
+	pthread_atfork(NULL, NULL, ipcd_tid_forget);
 }
 
 uint32_t ipcd_tid(void)
@@ -149,65 +147,21 @@ int ipcd_view_attach(struct ipcd_view *v, void *map, size_t map_len)
 	return 0;
 }
 
-/* The size of the file a mapping at addr shows (its backing memfd), or -1. */
-static long long mapped_file_size(const void *addr, size_t len)
+int ipcd_ring_map(int fd, size_t len, void **mapp, size_t *lenp)
 {
-	char path[64];
-	struct stat st;
+	void *map;
 
-	snprintf(path, sizeof(path), "/proc/self/map_files/%lx-%lx",
-		 (unsigned long)(uintptr_t)addr, (unsigned long)(uintptr_t)addr + len);
-	return stat(path, &st) < 0 ? -1 : (long long)st.st_size;
-}
-
-int ipcd_ring_map(int fd, size_t expect, void **mapp, size_t *lenp)
-{
-	const struct ipcd_ring *r;
-	size_t one, len;
-	void *map, *full;
-	long long real;
-	int err = -EIO;
-
-	if (expect) {
-		/* The size comes from the daemon: map it all at once. */
-		map = mmap(NULL, expect, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-		if (map == MAP_FAILED)
-			return -errno;
-		*mapp = map;
-		*lenp = expect;
-		return 0;
-	}
-	map = mmap(NULL, IPCD_RING_HDR_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	/* The length comes from the daemon (GETINFO, st_blocks), never from
+	 * the header, which any peer may write: a touch past the memory
+	 * behind the mapping would fault. */
+	if (len < IPCD_RING_HDR_SIZE)
+		return -EINVAL;
+	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)
 		return -errno;
-	r = map;
-	/* Only what the length needs is checked here; ipcd_view_attach checks
-	 * the rest.  Any peer may have written the header: the length it
-	 * gives must be the backing memory's, or a touch past it would fault. */
-	if (r->magic != IPCD_RING_MAGIC)
-		goto fail;
-	if (r->version != IPCD_RING_VERSION) {
-		err = -EPROTO;
-		goto fail;
-	}
-	one = ipcd_ring_map_size(r->capacity);
-	if (!one || r->map_size != one)
-		goto fail;
-	len = (r->features & IPCD_RING_F_DUPLEX) ? 2 * one : one;
-	real = mapped_file_size(map, IPCD_RING_HDR_SIZE);
-	if (real >= 0 && (unsigned long long)real != len)
-		goto fail;
-	full = mremap(map, IPCD_RING_HDR_SIZE, len, MREMAP_MAYMOVE);
-	if (full == MAP_FAILED) {
-		err = -errno;
-		goto fail;
-	}
-	*mapp = full;
+	*mapp = map;
 	*lenp = len;
 	return 0;
-fail:
-	munmap(map, IPCD_RING_HDR_SIZE);
-	return err;
 }
 
 void ipcd_view_mark_open(struct ipcd_view *v)
@@ -970,30 +924,72 @@ static long futex_waitv2(_Atomic uint32_t *a, uint32_t va, _Atomic uint32_t *b,
 		       CLOCK_MONOTONIC);
 }
 
+/*
+ * After a spin with every signal blocked (old: the mask before): let the
+ * signals that came meanwhile be handled, and say whether one of them
+ * would have ended a blocked read(2) or write(2): a handler installed
+ * without SA_RESTART.  Returns 1 if so, 0 if not, and -1 if none came.
+ */
+static int spin_signals(const sigset_t *old)
+{
+	struct sigaction sa;
+	sigset_t pend;
+	int sig, interrupt = -1;
+
+	if (sigpending(&pend) == 0)
+		for (sig = 1; sig < NSIG; sig++) {
+			if (!sigismember(&pend, sig) || sigismember(old, sig))
+				continue;
+			if (interrupt < 0)
+				interrupt = 0;
+			if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL &&
+			    sa.sa_handler != SIG_IGN && !(sa.sa_flags & SA_RESTART))
+				interrupt = 1;
+		}
+	pthread_sigmask(SIG_SETMASK, old, NULL);	/* the handlers run here */
+	return interrupt;
+}
+
 int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 			unsigned dirs, size_t need,
 			const struct timespec *timeout, uint64_t spin_ns)
 {
+	sigset_t all, old;
 	uint32_t ds = 0, ss = 0;
 	uint64_t start;
 	long rc = 0;
-	int i, burst;
+	int i, burst, got = 0;
+	bool sigsafe = dirs & IPCD_WAIT_SIGSAFE;
 
+	dirs &= IPCD_WAIT_DATA | IPCD_WAIT_SPACE;
 	if (spin_ns) {
+		/* A signal handler that ran in the middle of a spin would go
+		 * unseen, where a blocked call would have ended: block them,
+		 * and see afterwards what came. */
+		if (sigsafe) {
+			sigfillset(&all);
+			pthread_sigmask(SIG_BLOCK, &all, &old);
+		}
 		/* Look 1, 2, 4 ... 64 times between yields: a peer that shares
 		 * our CPU gets it almost at once, one on another CPU is caught
 		 * by the polls. */
 		start = now_ns();
-		for (burst = 1;; burst = burst < 64 ? burst * 2 : 64) {
+		for (burst = 1; !got; burst = burst < 64 ? burst * 2 : 64) {
 			for (i = 0; i < burst; i++) {
-				if (ready(in, out, dirs, need))
-					return 0;
+				if (ready(in, out, dirs, need)) {
+					got = 1;
+					break;
+				}
 				cpu_relax();
 			}
-			if (now_ns() - start >= spin_ns)
+			if (got || now_ns() - start >= spin_ns)
 				break;
 			sched_yield();
 		}
+		if (sigsafe && spin_signals(&old) > 0)
+			return -EINTR;
+		if (got)
+			return 0;
 	}
 	/* Sequentially consistent: our sleeper count is visible before we
 	 * re-check the ring, against the waker's fence in wake(). */

@@ -51,6 +51,11 @@ struct ipcd_view {
 /* Directions for waiting; ipcd_ring_wait takes a mask of them. */
 enum ipcd_dir { IPCD_WAIT_DATA = 1, IPCD_WAIT_SPACE = 2 };
 
+/* Also in the mask: spin with signals blocked, and end the wait with
+ * -EINTR if one came whose handler lacks SA_RESTART, as a blocked read(2)
+ * or write(2) would end; other handlers just run. */
+#define IPCD_WAIT_SIGSAFE	0x100u
+
 /* Lay out a fresh ring in `map` (map_len bytes, zeroed by the caller). */
 int ipcd_ring_format(void *map, size_t map_len, uint64_t capacity,
 		     uint32_t features, uint32_t msg_max);
@@ -125,14 +130,12 @@ uint64_t ipcd_ring_limit(const struct ipcd_view *v);
 int ipcd_ring_set_limit(struct ipcd_view *v, uint64_t limit, uint32_t tid);
 
 /*
- * Map the ring(s) of the channel open as fd.  With expect (the length the
- * daemon gave), that much; with 0, the header first, then as much as it
- * says (both rings of a duplex channel), once the backing memory is seen to
- * be that long.  On success *map and *len describe the mapping (munmap
- * them).  -EPROTO for another ABI version, -EIO for a damaged header, or
- * -errno.
+ * Map the ring(s) of the channel open as fd: len bytes, as the daemon says
+ * (IPCD_IOC_GETINFO's map_pages, or the file's st_blocks).  On success
+ * *map and *len describe the mapping (munmap them); -EINVAL for a length
+ * too short, or mmap's -errno.  The header is checked by ipcd_view_attach.
  */
-int ipcd_ring_map(int fd, size_t expect, void **map, size_t *len);
+int ipcd_ring_map(int fd, size_t len, void **map, size_t *lenp);
 
 /* Whether every writer is gone, by the end-of-file rule (POLLHUP). */
 int ipcd_ring_hup(const struct ipcd_view *v);
@@ -173,7 +176,9 @@ int ipcd_ring_daemon_alive(const struct ipcd_view *v);
 /* Wake every sleeper of direction dir, whatever the sleeper counts say. */
 void ipcd_ring_wake_all(struct ipcd_view *v, enum ipcd_dir dir);
 
-/* The calling thread's id, cached per thread and refreshed after fork. */
+/* The calling thread's id, cached per thread and refreshed after fork;
+ * ipcd_tid_forget() drops the cache (a fork child's first act). */
 uint32_t ipcd_tid(void);
+void ipcd_tid_forget(void);
 
 #endif /* IPCD_RINGOPS_H */

@@ -107,7 +107,7 @@ ssize_t shim_anc_take(void *arg, uint64_t at)
 		} else {
 			rx->nfds = got;
 			for (int i = 0; i < got; i++)
-				shim_adopt_fd(rx->fds[i], "received");
+				shim_adopt_fd(rx->fds[i], "received", rx->cloexec);
 		}
 	}
 	errno = e;
@@ -185,10 +185,43 @@ ssize_t shim_sendmsg_anc(struct sfd *s, int fd, const struct msghdr *msg, int fl
 			return -EINVAL;
 		}
 	}
+	shim_rights_leaving(tx.fds, tx.nfds);
 	/* A stream write of no bytes binds nothing, so its descriptors are
 	 * not sent: as the kernel does. */
-	return shim_writev(s, msg->msg_iov, (int)msg->msg_iovlen, flags,
+	return shim_writev(s, fd, msg->msg_iov, (int)msg->msg_iovlen, flags,
 			   tx.nfds ? &tx : NULL);
+}
+
+/* Channel ends that leave with SCM_RIGHTS go where the holders protocol
+ * cannot follow: they stay held until the daemon sees them closed. */
+void shim_rights_leaving(const int *fds, int n)
+{
+	int i;
+
+	for (i = 0; i < n && fdtab_any(); i++) {
+		struct sfd *e = fdtab_get(fds[i]);
+
+		if (e) {
+			hold_sent(e);
+			sfd_put(e);
+		}
+	}
+}
+
+/* The same for a message sent on a kernel socket. */
+void shim_msg_leaving(const struct msghdr *msg)
+{
+	struct cmsghdr *cm;
+
+	if (!fdtab_any() || !msg || !msg->msg_control ||
+	    msg->msg_controllen < sizeof(struct cmsghdr))
+		return;
+	for (cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm;
+	     cm = CMSG_NXTHDR((struct msghdr *)msg, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+		    cm->cmsg_len >= CMSG_LEN(0))
+			shim_rights_leaving((const int *)CMSG_DATA(cm),
+					    (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int)));
 }
 
 /* Hand received descriptors to recvmsg's caller, as many as fit. */
@@ -213,15 +246,18 @@ void shim_put_rights(struct msghdr *msg, struct shim_rx *rx)
 		msg->msg_controllen = 0;
 	}
 	for (i = fit; i < rx->nfds; i++) {
-		fdtab_clear(rx->fds[i]);
+		struct sfd *old = fdtab_clear(rx->fds[i]);
+
 		real.close(rx->fds[i]);
+		if (old)
+			sfd_put(old);	/* noted, never used: nothing to let go */
 	}
 	if (fit < rx->nfds || rx->lost)
 		msg->msg_flags |= MSG_CTRUNC;
 }
 
 /* After a recvmsg on a kernel socket: adopt the channel ends it passed. */
-void shim_adopt_rights(const struct msghdr *msg)
+void shim_adopt_rights(const struct msghdr *msg, int flags)
 {
 	struct cmsghdr *cm;
 	size_t k, i;
@@ -237,7 +273,7 @@ void shim_adopt_rights(const struct msghdr *msg)
 			int d;
 
 			memcpy(&d, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			shim_adopt_fd(d, "received");
+			shim_adopt_fd(d, "received", flags & MSG_CMSG_CLOEXEC);
 		}
 	}
 }

@@ -1,17 +1,23 @@
 /*
- * calls.c - the interposed libc entry points.  Each one looks the fd up in
- * the channel table (a few loads, no lock) and, when it is not an
- * accelerated channel end, calls straight through to libc.  On a channel end
- * it behaves as libc would on a kernel pipe or socket pair: -1 and errno.
+ * calls.c - the interposed libc entry points on descriptors: making pairs,
+ * moving bytes, closing and duplicating, fcntl, ioctl, stat, socket calls.
+ * Each one looks the fd up in the channel table (a few loads, no lock) and,
+ * when it is not a channel end, calls straight through to libc.  On a
+ * channel end it behaves as libc would on a kernel pipe or socket pair: -1
+ * and errno.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/xattr.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -28,13 +34,85 @@ static ssize_t ret(ssize_t n)
 	return n;
 }
 
+/* The top of the main thread's stack, as the loader found it. */
+extern void *__libc_stack_end;
+
+/*
+ * Whether the caller's n bytes at p can be written (n >= sizeof(int)),
+ * before anything is done: a call the kernel served would fail with EFAULT
+ * otherwise.  Memory on the main thread's stack, above this frame, can: the
+ * stack is mapped from here up.  Elsewhere the kernel is asked to write its
+ * first and last int (the whole lies on at most two pages for the sizes
+ * asked here).
+ */
+static bool user_writable(void *p, size_t n)
+{
+	const uintptr_t reach = (uintptr_t)64 << 20;
+	uintptr_t here = (uintptr_t)__builtin_frame_address(0), a = (uintptr_t)p;
+	uintptr_t top = (uintptr_t)__libc_stack_end;
+
+	__asm__("" : "+r"(a));		/* declared nonnull or not: really look */
+	if (!a)
+		return false;
+	if (top > here && top - here < reach && a > here && a + n <= top)
+		return true;
+	return real.syscall(SYS_getresuid, (int *)a, (int *)(a + n) - 1, (int *)a) == 0;
+}
+
+/* A path argument that can be looked at: not NULL (the call itself then
+ * gives EFAULT for one that cannot be read). */
+static bool user_string(const char *p)
+{
+	__asm__("" : "+r"(p));
+	return p != NULL;
+}
+
+static bool pair_writable(int fds[2])
+{
+	return user_writable(fds, 2 * sizeof(int));
+}
+
+/* The channel end of fd, attached, for one call: NULL if fd is not one
+ * (an fd noted on arrival that turns out not to be one is forgotten). */
+static struct sfd *get(int fd, bool *borrowed)
+{
+	struct sfd *s = fdtab_borrow(fd, borrowed);
+
+	if (!s || sfd_chan(s, fd))
+		return s;
+	sfd_return(s, *borrowed);
+	s = fdtab_clear(fd);
+	if (s)
+		sfd_put(s);
+	return NULL;
+}
+
+static struct sfd *get_ref(int fd)
+{
+	struct sfd *s = fdtab_get(fd);
+
+	if (!s || sfd_chan(s, fd))
+		return s;
+	sfd_put(s);
+	s = fdtab_clear(fd);
+	if (s)
+		sfd_put(s);
+	return NULL;
+}
+
 /* ---- creation ------------------------------------------------------------ */
 
 SHIM_API int pipe2(int fds[2], int flags)
 {
 	READY(pipe2);
-	if (shim_on && !(flags & ~(O_NONBLOCK | O_CLOEXEC | O_DIRECT)) &&
-	    shim_make_pair(fds, SK_PIPE, flags) == 0)
+	if (!shim_on || (flags & ~(O_NONBLOCK | O_CLOEXEC | O_DIRECT)) ||
+	    shim_in_vfork_child())
+		return real.pipe2(fds, flags);	/* and the kernel's EINVAL */
+	if (!pair_writable(fds)) {
+		errno = EFAULT;
+		return -1;
+	}
+	if (shim_make_pair(fds, SK_PIPE, flags) == 0)
 		return 0;
 	return real.pipe2(fds, flags);
 }
@@ -52,7 +130,8 @@ SHIM_API int socketpair(int domain, int type, int proto, int sv[2])
 	enum skind kind;
 
 	READY(socketpair);
-	if (!shim_on || !shim_sockets || domain != AF_UNIX || proto != 0)
+	if (!shim_on || !shim_sockets || domain != AF_UNIX || proto != 0 ||
+	    shim_in_vfork_child())
 		return real.socketpair(domain, type, proto, sv);
 	if (base == SOCK_STREAM)
 		kind = SK_STREAM;
@@ -62,6 +141,10 @@ SHIM_API int socketpair(int domain, int type, int proto, int sv[2])
 		kind = SK_SEQPACKET;
 	else
 		return real.socketpair(domain, type, proto, sv);
+	if (!pair_writable(sv)) {
+		errno = EFAULT;
+		return -1;
+	}
 	if (shim_make_pair(sv, kind, flags) == 0)
 		return 0;
 	return real.socketpair(domain, type, proto, sv);
@@ -76,7 +159,7 @@ SHIM_API ssize_t read(int fd, void *buf, size_t len)
 	ssize_t n;
 
 	READY(read);
-	s = fdtab_borrow(fd, &borrowed);
+	s = get(fd, &borrowed);
 	if (!s)
 		return real.read(fd, buf, len);
 	n = shim_read(s, fd, buf, len, 0, NULL, NULL);
@@ -99,12 +182,22 @@ SHIM_API ssize_t write(int fd, const void *buf, size_t len)
 	ssize_t n;
 
 	READY(write);
-	s = fdtab_borrow(fd, &borrowed);
+	s = get(fd, &borrowed);
 	if (!s)
 		return real.write(fd, buf, len);
-	n = shim_write(s, buf, len, 0, NULL);
+	n = shim_write(s, fd, buf, len, 0, NULL);
 	sfd_return(s, borrowed);
 	return ret(n);
+}
+
+/* An iovec array the kernel would take: count and addresses. */
+static ssize_t iov_check(const struct iovec *iov, int cnt)
+{
+	if (cnt < 0 || cnt > IOV_MAX)
+		return -EINVAL;
+	if (cnt && !iov)
+		return -EFAULT;
+	return 0;
 }
 
 SHIM_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
@@ -113,10 +206,12 @@ SHIM_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
 	ssize_t n;
 
 	READY(readv);
-	s = fdtab_get(fd);
+	s = get_ref(fd);
 	if (!s)
 		return real.readv(fd, iov, cnt);
-	n = cnt < 0 || cnt > IOV_MAX ? -EINVAL : shim_readv(s, fd, iov, cnt, 0, NULL, NULL);
+	n = iov_check(iov, cnt);
+	if (!n)
+		n = shim_readv(s, fd, iov, cnt, 0, NULL, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -127,10 +222,12 @@ SHIM_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
 	ssize_t n;
 
 	READY(writev);
-	s = fdtab_get(fd);
+	s = get_ref(fd);
 	if (!s)
 		return real.writev(fd, iov, cnt);
-	n = cnt < 0 || cnt > IOV_MAX ? -EINVAL : shim_writev(s, iov, cnt, 0, NULL);
+	n = iov_check(iov, cnt);
+	if (!n)
+		n = shim_writev(s, fd, iov, cnt, 0, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -138,7 +235,7 @@ SHIM_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
 /* A socket call on a pipe channel fails as on a kernel pipe. */
 static struct sfd *sock_get(int fd, ssize_t *err)
 {
-	struct sfd *s = fdtab_get(fd);
+	struct sfd *s = get_ref(fd);
 
 	*err = 0;
 	if (s && s->kind == SK_PIPE) {
@@ -249,7 +346,7 @@ SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 			return ret(n);
 		n = real.recvmsg(fd, msg, flags);
 		if (n >= 0 && msg->msg_controllen && shim_on)
-			shim_adopt_rights(msg);	/* channel ends passed to us */
+			shim_adopt_rights(msg, flags);	/* channel ends passed to us */
 		return n;
 	}
 	if (flags & ~recv_known) {
@@ -290,7 +387,7 @@ SHIM_API ssize_t send(int fd, const void *buf, size_t len, int flags)
 	s = sock_get(fd, &n);
 	if (!s)
 		return n ? ret(n) : real.send(fd, buf, len, flags);
-	n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, buf, len, flags, NULL);
+	n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, fd, buf, len, flags, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -308,7 +405,7 @@ SHIM_API ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 	if (addr && alen)
 		n = -EISCONN;	/* a socket pair is connected */
 	else
-		n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, buf, len, flags, NULL);
+		n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, fd, buf, len, flags, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -320,8 +417,12 @@ SHIM_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 
 	READY(sendmsg);
 	s = sock_get(fd, &n);
-	if (!s)
-		return n ? ret(n) : real.sendmsg(fd, msg, flags);
+	if (!s) {
+		if (n)
+			return ret(n);
+		shim_msg_leaving(msg);
+		return real.sendmsg(fd, msg, flags);
+	}
 	if (msg->msg_name && msg->msg_namelen)
 		n = -EISCONN;
 	else if (flags & ~send_known)
@@ -329,105 +430,270 @@ SHIM_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	else if (msg->msg_controllen)
 		n = shim_sendmsg_anc(s, fd, msg, flags);
 	else
-		n = shim_writev(s, msg->msg_iov, (int)msg->msg_iovlen, flags, NULL);
+		n = shim_writev(s, fd, msg->msg_iov, (int)msg->msg_iovlen, flags, NULL);
 	sfd_put(s);
 	return ret(n);
 }
 
-/* ---- descriptors --------------------------------------------------------- */
-
-/* Before fd is closed: forget it; true if the close may be the last one
- * of a channel end (then shim_sync_close once it is done). */
-static bool forget(int fd)
+/*
+ * The batch forms: on a socket pair channel, one message at a time, as the
+ * kernel does (it stops at the first that fails, reporting it only if none
+ * went through).
+ */
+SHIM_API int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
 {
-	bool last = fdtab_clear(fd);
+	struct sfd *s;
+	ssize_t r;
+	unsigned i;
 
-	shim_epoll_forget(fd);
-	return last;
+	READY(sendmmsg);
+	s = sock_get(fd, &r);
+	if (!s) {
+		if (r)
+			return (int)ret(r);
+		for (i = 0; v && i < n; i++)
+			shim_msg_leaving(&v[i].msg_hdr);
+		return real.sendmmsg(fd, v, n, flags);
+	}
+	sfd_put(s);
+	if (n > UIO_MAXIOV)
+		n = UIO_MAXIOV;
+	for (i = 0; i < n; i++) {
+		r = sendmsg(fd, &v[i].msg_hdr, flags);
+		if (r < 0)
+			return i ? (int)i : -1;
+		v[i].msg_len = (unsigned)r;
+	}
+	return (int)i;
 }
 
-/* After close_range(first, last) closed them: forget the fds, and wait
- * for the daemon once if that may have ended a channel end. */
-static void forget_range(unsigned first, unsigned last)
+SHIM_API int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t)
 {
-	unsigned long fd;
-	bool sync = false;
+	struct sfd *s;
+	ssize_t r;
+	unsigned i;
 
-	if (!fdtab_any())
-		return;
-	for (fd = first; fd <= last; fd++) {
-		if (fd > (1ul << 20) && last - first > (1u << 20))
-			break;	/* nothing is that high in practice */
-		sync |= forget((int)fd);
+	READY(recvmmsg);
+	s = sock_get(fd, &r);
+	if (!s) {
+		if (r)
+			return (int)ret(r);
+		r = real.recvmmsg(fd, v, n, flags, t);
+		for (i = 0; r > 0 && shim_on && i < (unsigned)r; i++)
+			if (v[i].msg_hdr.msg_controllen)
+				shim_adopt_rights(&v[i].msg_hdr, flags);
+		return (int)r;
 	}
-	if (sync)
-		shim_sync_close();
+	sfd_put(s);
+	if (n > UIO_MAXIOV)
+		n = UIO_MAXIOV;
+	/* MSG_WAITFORONE: only the first may wait.  A timeout is not kept to
+	 * (as the kernel keeps it only between messages, after the first). */
+	for (i = 0; i < n; i++) {
+		r = recvmsg(fd, &v[i].msg_hdr,
+			    (flags & ~MSG_WAITFORONE) | (i && (flags & MSG_WAITFORONE) ?
+							 MSG_DONTWAIT : 0));
+		if (r < 0)
+			return i ? (int)i : -1;
+		v[i].msg_len = (unsigned)r;
+		if (t && i == 0 && !(flags & MSG_WAITFORONE))
+			flags |= MSG_DONTWAIT;
+	}
+	return (int)i;
+}
+
+/* ---- descriptors ---------------------------------------------------------- */
+
+/* An end whose last fd here goes: let go of it (before the close, as an
+ * end noted but never mapped still needs its fd for that). */
+static struct sfd *going(int fd)
+{
+	struct sfd *s = fdtab_clear(fd);
+
+	shim_epoll_forget(fd);
+	if (s)
+		hold_last(s, fd);	/* may keep a copy of it (pairs.c) */
+	return s;
+}
+
+/*
+ * After the close of s's last fd here: if the holders protocol could not
+ * say it (this process is not among the end's holders), make sure the
+ * daemon has seen the close before close() returns (shim_sync's comment),
+ * so that its peers see the end of file or EPIPE at once.
+ */
+static void gone(struct sfd *s, bool counted, int r)
+{
+	if (r == 0 && !counted && atomic_load(&s->c)) {
+		int e = errno;
+
+		/* Any request will do: the daemon answers in order. */
+		if (getxattr(shim_mount_dir(), "user.ipcd.status", NULL, 0) < 0)
+			shim_log("cannot reach the daemon after a close: %s", strerror(errno));
+		errno = e;
+	}
+	sfd_put(s);
+}
+
+/* close(fd) with the close function fn (libc's close, or its _nocancel). */
+int shim_close_fd(int fd, int (*fn)(int))
+{
+	struct sfd *s;
+	bool counted;
+	int r;
+
+	if (fd >= SHIM_OWN_FDS)
+		shim_own_fds_gone((unsigned)fd, (unsigned)fd);
+	if (!fdtab_any() || shim_in_vfork_child())
+		return fn(fd);	/* a vfork child's closes are not ours to note */
+	s = fdtab_get(fd);
+	if (!s)
+		return fn(fd);
+	counted = atomic_load(&s->counted);
+	sfd_put(s);
+	s = going(fd);
+	r = fn(fd);
+	if (s)
+		gone(s, counted, r);
+	return r;
 }
 
 SHIM_API int close(int fd)
 {
-	bool last;
-	int r;
-
 	READY(close);
-	last = forget(fd);
-	r = real.close(fd);
-	if (last && r == 0)
-		shim_sync_close();
-	return r;
+	return shim_close_fd(fd, real.close);
+}
+
+struct range {
+	unsigned first, last;
+	int flags;
+	struct sfd *gone[64];
+	bool counted[64];
+	int n;
+};
+
+static void range_one(int fd, struct sfd *s, void *arg)
+{
+	struct range *rg = arg;
+
+	(void)s;
+	if ((unsigned)fd < rg->first || (unsigned)fd > rg->last)
+		return;
+	if (rg->flags & CLOSE_RANGE_CLOEXEC) {
+		fdtab_set_cloexec(fd, true);
+		return;
+	}
+	if (rg->n < 64) {
+		rg->counted[rg->n] = atomic_load(&s->counted);
+		rg->gone[rg->n] = going(fd);
+		if (rg->gone[rg->n])
+			rg->n++;
+	} else {
+		struct sfd *g = going(fd);
+
+		if (g)
+			sfd_put(g);	/* too many at once: no catching up */
+	}
 }
 
 SHIM_API int close_range(unsigned first, unsigned last, int flags)
 {
-	int r;
+	struct range rg = { first, last, flags, { 0 }, { 0 }, 0 };
+	int r, i;
 
 	READY(close_range);
 	if (!real.close_range) {
 		errno = ENOSYS;
 		return -1;
 	}
+	if (!fdtab_any() || shim_in_vfork_child() || first > last ||
+	    (flags & ~(CLOSE_RANGE_CLOEXEC | CLOSE_RANGE_UNSHARE))) {
+		if (first <= last && !(flags & ~CLOSE_RANGE_UNSHARE))
+			shim_own_fds_gone(first, last);
+		return real.close_range(first, last, flags);
+	}
+	fdtab_each(range_one, &rg);
+	/* After the ends let go of: a copy kept of one may lie in the range. */
+	if (!(flags & CLOSE_RANGE_CLOEXEC))
+		shim_own_fds_gone(first, last);
 	r = real.close_range(first, last, flags);
-	if (r == 0 && !(flags & CLOSE_RANGE_CLOEXEC))
-		forget_range(first, last);
+	for (i = 0; i < rg.n; i++)
+		gone(rg.gone[i], rg.counted[i], r);
 	return r;
 }
 
-/* After a dup of old into new (n >= 0), new shares old's channel end. */
-static int dup_done(int old, int n)
+/* dup2/dup3 of old over new, with the real call fn (cloexec: of new). */
+static int dup_over(int old, int new, int flags, bool cloexec,
+		    int (*fn)(int, int, int))
 {
-	struct sfd *s;
+	struct sfd *s = NULL, *was = NULL;
+	bool counted = false;
+	int r;
 
-	if (n < 0)
-		return n;
-	/* dup2 and dup3 closed what n was. */
-	if (fdtab_clear(n))
-		shim_sync_close();
-	s = fdtab_get(old);
+	if (new >= SHIM_OWN_FDS && old != new && real.fcntl(old, F_GETFD) >= 0)
+		shim_own_fds_gone((unsigned)new, (unsigned)new);
+	if (!fdtab_any() || old == new || real.fcntl(old, F_GETFD) < 0)
+		return fn(old, new, flags);
+	if (shim_in_vfork_child()) {
+		/* A vfork child setting up what the program it runs keeps. */
+		r = fn(old, new, flags);
+		s = r >= 0 && !cloexec ? fdtab_get(old) : NULL;
+		if (s) {
+			hold_vfork_dup(s, new);
+			shim_vfork_dup(new);
+			sfd_put(s);
+		}
+		return r;
+	}
+	s = fdtab_get(new);
 	if (s) {
-		fdtab_set(n, s);
+		counted = atomic_load(&s->counted);
+		sfd_put(s);
+		was = going(new);	/* dup2 closes what new was */
+	}
+	r = fn(old, new, flags);
+	if (was)
+		gone(was, counted, r);
+	if (r >= 0 && (s = fdtab_get(old))) {
+		fdtab_set(r, s, cloexec);
 		sfd_put(s);
 	}
-	return n;
+	return r;
+}
+
+static int dup2_3(int old, int new, int flags)
+{
+	(void)flags;
+	return real.dup2(old, new);
 }
 
 SHIM_API int dup(int fd)
 {
+	struct sfd *s;
+	int r;
+
 	READY(dup);
-	return dup_done(fd, real.dup(fd));
+	r = real.dup(fd);
+	if (r >= 0 && fdtab_any() && (s = fdtab_get(fd))) {
+		if (shim_in_vfork_child())
+			shim_vfork_dup(r);
+		else
+			fdtab_set(r, s, false);
+		sfd_put(s);
+	}
+	return r;
 }
 
 SHIM_API int dup2(int old, int new)
 {
 	READY(dup2);
-	if (old == new)
-		return real.dup2(old, new);
-	return dup_done(old, real.dup2(old, new));
+	return dup_over(old, new, 0, false, dup2_3);
 }
 
 SHIM_API int dup3(int old, int new, int flags)
 {
 	READY(dup3);
-	return dup_done(old, real.dup3(old, new, flags));
+	return dup_over(old, new, flags, flags & O_CLOEXEC, real.dup3);
 }
 
 /* The kernel sets O_LARGEFILE on every open file of a 64-bit process, but
@@ -447,53 +713,114 @@ static int access_mode(const struct sfd *s)
 	}
 }
 
+/* The flags a pair's end carries to say which end it is (ring.h). */
+static int end_marks(const struct sfd *s)
+{
+	return s->end < 0 ? 0 : O_NOATIME | (s->end ? O_APPEND : 0);
+}
+
+/* F_SETPIPE_SZ: the kernel's rounding (a power of two of pages, at least
+ * one) and limits, within the ring's capacity. */
+static int set_pipe_size(struct sfd *s, int fd, unsigned long arg)
+{
+	struct ipcd_chan *c = sfd_chan(s, fd);
+	unsigned long size = 4096, max = 1048576;
+	char buf[32];
+	int pfd, r;
+	ssize_t n;
+
+	if (!c)
+		return -EIO;
+	if (arg > INT_MAX)
+		return -EINVAL;
+	while (size < arg)
+		size <<= 1;
+	pfd = open("/proc/sys/fs/pipe-max-size", O_RDONLY | O_CLOEXEC);
+	if (pfd >= 0) {
+		n = real.read(pfd, buf, sizeof(buf) - 1);
+		real.close(pfd);
+		if (n > 0) {
+			buf[n] = 0;
+			max = strtoul(buf, NULL, 10);
+		}
+	}
+	if (size > max && geteuid() != 0)
+		return -EPERM;
+	if (size > ipcd_capacity(c))
+		return -EPERM;	/* past the ring (ipcd-shim(7)) */
+	do {
+		r = ipcd_ring_set_limit(ipcd_out(c), size, ipcd_tid());
+		if (r == -EBUSY && ipcd_ring_queued(ipcd_out(c)) <= (ssize_t)size)
+			r = ipcd_ring_lock_wait(ipcd_out(c), IPCD_WAIT_SPACE) ?: -EAGAIN;
+	} while (r == -EAGAIN);
+	return r ? r : (int)size;
+}
+
 /* fcntl on a channel end s (a reference the caller gives up). */
 static int shim_fcntl(int (*fn)(int, int, ...), struct sfd *s, int fd, int cmd,
 		      unsigned long arg)
 {
+	struct sfd *stale;
 	int r;
 
 	switch (cmd) {
 	case F_GETFL:
 		r = fn(fd, F_GETFL);
 		if (r >= 0)
-			r = (r & ~(O_ACCMODE | O_NONBLOCK | KERNEL_O_LARGEFILE)) | access_mode(s) |
-			    (atomic_load(&s->nonblock) ? O_NONBLOCK : 0);
+			r = (r & ~(O_ACCMODE | O_NONBLOCK | KERNEL_O_LARGEFILE | end_marks(s))) |
+			    access_mode(s) | (atomic_load(&s->nonblock) ? O_NONBLOCK : 0);
 		break;
 	case F_SETFL:
-		r = fn(fd, F_SETFL, (arg & ~O_ACCMODE) | O_RDWR);
-		if (r == 0)
+		/* The end keeps the flags that say which it is. */
+		r = fn(fd, F_SETFL, (arg & ~(unsigned long)(O_ACCMODE | O_APPEND | O_NOATIME)) |
+			O_RDWR | (unsigned long)end_marks(s));
+		if (r == 0) {
+			struct ipcd_chan *c = atomic_load(&s->c);
+
+			if (arg & O_ASYNC)
+				atomic_store(&s->dirty, true);
 			atomic_store(&s->nonblock, !!(arg & O_NONBLOCK));
+			if (c)
+				ipcd_set_nonblock(c, !!(arg & O_NONBLOCK));
+		}
 		break;
 	case F_DUPFD:
 	case F_DUPFD_CLOEXEC:
 		r = fn(fd, cmd, arg);
-		if (r >= 0) {
-			fdtab_clear(r);
-			fdtab_set(r, s);
+		if (r >= 0 && cmd == F_DUPFD && shim_in_vfork_child())
+			shim_vfork_dup(r);
+		if (r >= 0 && !shim_in_vfork_child()) {
+			stale = fdtab_clear(r);
+			if (stale)
+				sfd_put(stale);
+			fdtab_set(r, s, cmd == F_DUPFD_CLOEXEC);
 		}
 		break;
+	case F_SETFD:
+		r = fn(fd, cmd, arg);
+		if (r == 0 && !shim_in_vfork_child())
+			fdtab_set_cloexec(fd, arg & FD_CLOEXEC);
+		break;
 	case F_GETPIPE_SZ:
-		if (s->kind != SK_PIPE) {
+		if (s->kind != SK_PIPE || !sfd_chan(s, fd)) {
 			errno = EBADF;
 			r = -1;
 		} else {
-			r = (int)ipcd_capacity(atomic_load(&s->c));
+			r = (int)ipcd_ring_limit(ipcd_out(atomic_load(&s->c)));
 		}
 		break;
 	case F_SETPIPE_SZ:
-		/* A ring keeps its size: fine when it is already as big. */
-		if (s->kind != SK_PIPE) {
-			errno = EBADF;
-			r = -1;
-		} else if (arg <= ipcd_capacity(atomic_load(&s->c))) {
-			r = (int)ipcd_capacity(atomic_load(&s->c));
-		} else {
-			errno = EBUSY;
+		r = s->kind != SK_PIPE ? -EBADF : set_pipe_size(s, fd, arg);
+		if (r < 0) {
+			errno = -r;
 			r = -1;
 		}
 		break;
 	default:
+		/* Owners of signals and leases stay with the open file. */
+		if (cmd == F_SETOWN || cmd == F_SETOWN_EX || cmd == F_SETSIG ||
+		    cmd == F_SETLEASE || cmd == F_NOTIFY)
+			atomic_store(&s->dirty, true);
 		r = fn(fd, cmd, arg);
 	}
 	sfd_put(s);
@@ -566,17 +893,30 @@ SHIM_API int ioctl(int fd, unsigned long req, ...)
 	arg = va_arg(ap, void *);
 	va_end(ap);
 	READY(ioctl);
-	s = fdtab_get(fd);
+	s = get_ref(fd);
 	if (!s)
 		return real.ioctl(fd, req, arg);
 	if (req == FIONREAD) {
 		/* A datagram socket says its next message, the others all. */
 		n = s->kind == SK_DGRAM ? ipcd_readable(atomic_load(&s->c))
 					: ipcd_queued(atomic_load(&s->c));
-		r = n < 0 ? (errno = EIO, -1) : (*(int *)arg = (int)n, 0);
+		if (!arg)
+			r = (errno = EFAULT, -1);
+		else
+			r = n < 0 ? (errno = EIO, -1) : (*(int *)arg = (int)n, 0);
 	} else if (req == FIONBIO) {
-		atomic_store(&s->nonblock, !!*(int *)arg);
 		r = real.ioctl(fd, req, arg);
+		if (r == 0) {
+			atomic_store(&s->nonblock, !!*(int *)arg);
+			ipcd_set_nonblock(atomic_load(&s->c), !!*(int *)arg);
+		}
+	} else if (req == FIOASYNC || req == FIOSETOWN || req == SIOCSPGRP) {
+		atomic_store(&s->dirty, true);
+		r = real.ioctl(fd, req, arg);
+	} else if (req == FIOCLEX || req == FIONCLEX) {
+		r = real.ioctl(fd, req, arg);
+		if (r == 0 && !shim_in_vfork_child())
+			fdtab_set_cloexec(fd, req == FIOCLEX);
 	} else {
 		r = real.ioctl(fd, req, arg);
 	}
@@ -584,30 +924,51 @@ SHIM_API int ioctl(int fd, unsigned long req, ...)
 	return r;
 }
 
-/* fstat of a channel end shows what it stands in for. */
-static void fake_stat(const struct sfd *s, struct stat *st)
+/*
+ * fstat of a channel end shows what it stands in for, and asks nothing of
+ * the daemon: the kernel's cached attributes (AT_STATX_DONT_SYNC) give its
+ * device, inode, owner and times, as a kernel pipe shows its own.  A
+ * program that looks at its standard streams before it reads would
+ * otherwise wait for a round trip through the daemon each time.
+ */
+static int end_stat(const struct sfd *s, int fd, struct stat *st)
 {
+	struct statx x;
+
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_BASIC_STATS, &x) < 0)
+		return -1;
+	memset(st, 0, sizeof(*st));
+	st->st_dev = makedev(x.stx_dev_major, x.stx_dev_minor);
+	st->st_ino = x.stx_ino;
 	st->st_mode = s->kind == SK_PIPE ? (S_IFIFO | 0600) : (S_IFSOCK | 0777);
-	st->st_size = 0;
-	st->st_blocks = 0;
 	st->st_nlink = 1;
+	st->st_uid = x.stx_uid;
+	st->st_gid = x.stx_gid;
 	st->st_blksize = 4096;
+	st->st_atim.tv_sec = x.stx_atime.tv_sec;
+	st->st_atim.tv_nsec = x.stx_atime.tv_nsec;
+	st->st_mtim.tv_sec = x.stx_mtime.tv_sec;
+	st->st_mtim.tv_nsec = x.stx_mtime.tv_nsec;
+	st->st_ctim.tv_sec = x.stx_ctime.tv_sec;
+	st->st_ctim.tv_nsec = x.stx_ctime.tv_nsec;
+	return 0;
 }
 
+/* The stat call `call` on fd, unless fd is a channel end (fd < 0: not an
+ * fd's own stat).  struct stat and struct stat64 are one layout here. */
 #define STAT_BODY(call)							\
-	struct sfd *s;							\
-	int r = (call);							\
-	if (r == 0 && (s = fdtab_get(fd))) {				\
-		struct stat tmp;					\
-		memset(&tmp, 0, sizeof(tmp));				\
-		fake_stat(s, &tmp);					\
-		(st)->st_mode = tmp.st_mode;				\
-		(st)->st_size = tmp.st_size;				\
-		(st)->st_blocks = tmp.st_blocks;			\
-		(st)->st_nlink = tmp.st_nlink;				\
-		(st)->st_blksize = tmp.st_blksize;			\
+	struct sfd *s = fd >= 0 ? get_ref(fd) : NULL;			\
+	int r;								\
+	_Static_assert(sizeof(*(st)) == sizeof(struct stat), "stat layout"); \
+	if (!s)								\
+		return (call);						\
+	if (!user_writable((st), sizeof(*(st)))) {			\
 		sfd_put(s);						\
+		errno = EFAULT;						\
+		return -1;						\
 	}								\
+	r = end_stat(s, fd, (struct stat *)(st));			\
+	sfd_put(s);							\
 	return r
 
 SHIM_API int fstat(int fd, struct stat *st)
@@ -624,7 +985,7 @@ SHIM_API int fstat64(int fd, struct stat64 *st)
 
 SHIM_API int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 {
-	int fd = (flags & AT_EMPTY_PATH) && !*path ? dirfd : -1;
+	int fd = user_string(path) && (flags & AT_EMPTY_PATH) && !*path ? dirfd : -1;
 
 	READY(fstatat);
 	STAT_BODY(real.fstatat(dirfd, path, st, flags));
@@ -632,7 +993,7 @@ SHIM_API int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 
 SHIM_API int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 {
-	int fd = (flags & AT_EMPTY_PATH) && !*path ? dirfd : -1;
+	int fd = user_string(path) && (flags & AT_EMPTY_PATH) && !*path ? dirfd : -1;
 
 	READY(fstatat64);
 	STAT_BODY(real.fstatat64(dirfd, path, st, flags));
@@ -643,7 +1004,7 @@ SHIM_API off_t lseek(int fd, off_t off, int whence)
 	struct sfd *s;
 
 	READY(lseek);
-	s = fdtab_get(fd);
+	s = get_ref(fd);
 	if (!s)
 		return real.lseek(fd, off, whence);
 	sfd_put(s);
@@ -656,7 +1017,7 @@ SHIM_API off64_t lseek64(int fd, off64_t off, int whence)
 	struct sfd *s;
 
 	READY(lseek64);
-	s = fdtab_get(fd);
+	s = get_ref(fd);
 	if (!s)
 		return real.lseek64(fd, off, whence);
 	sfd_put(s);
@@ -682,6 +1043,7 @@ SHIM_API int shutdown(int fd, int how)
 		errno = EINVAL;
 		return -1;
 	}
+	atomic_store(&s->dirty, true);	/* its roles change for good */
 	keep = s->roles;
 	if (how != SHUT_WR)
 		keep &= ~IPCD_ROLE_READ;
@@ -699,9 +1061,34 @@ SHIM_API int shutdown(int fd, int how)
 	return r;
 }
 
+/* SO_PEERCRED of an end that came from elsewhere: the daemon knows. */
+static void peer_cred(struct sfd *s, int fd, struct ucred *uc)
+{
+	if (!s->cred_pid && real.ioctl(fd, IPCD_IOC_GETCRED, uc) == 0) {
+		s->cred_pid = uc->pid;
+		s->cred_uid = uc->uid;
+		s->cred_gid = uc->gid;
+	}
+	uc->pid = s->cred_pid;
+	uc->uid = s->cred_uid;
+	uc->gid = s->cred_gid;
+}
+
+static int put_opt(void *val, socklen_t *len, const void *v, socklen_t n)
+{
+	if (*len < n && n != sizeof(int))
+		n = *len;	/* the kernel cuts struct answers short */
+	memcpy(val, v, n < *len ? n : *len);
+	*len = n < *len ? n : *len;
+	return 0;
+}
+
 SHIM_API int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
+	struct ucred uc;
+	struct timeval tv;
 	struct sfd *s;
+	uint64_t ns;
 	ssize_t e;
 	int v, r = 0;
 
@@ -709,50 +1096,110 @@ SHIM_API int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 	s = sock_get(fd, &e);
 	if (!s)
 		return e ? (int)ret(e) : real.getsockopt(fd, level, opt, val, len);
-	if (level != SOL_SOCKET || !val || !len || *len < sizeof(int)) {
-		errno = level != SOL_SOCKET ? EOPNOTSUPP : EINVAL;
+	if (level != SOL_SOCKET) {
+		errno = EOPNOTSUPP;
+		r = -1;
+	} else if (!len || !val) {
+		errno = EFAULT;
+		r = -1;
+	} else if ((int)*len < 0) {
+		errno = EINVAL;
 		r = -1;
 	} else {
 		switch (opt) {
+		case SO_PEERCRED:
+			peer_cred(s, fd, &uc);
+			r = put_opt(val, len, &uc, sizeof(uc));
+			goto out;
+		case SO_RCVTIMEO:
+		case SO_SNDTIMEO:
+			ns = atomic_load(opt == SO_RCVTIMEO ? &s->rcvtimeo : &s->sndtimeo);
+			tv.tv_sec = (time_t)(ns / 1000000000u);
+			tv.tv_usec = (suseconds_t)(ns % 1000000000u / 1000);
+			r = put_opt(val, len, &tv, sizeof(tv));
+			goto out;
 		case SO_TYPE:
 			v = s->kind == SK_STREAM ? SOCK_STREAM :
 			    s->kind == SK_DGRAM ? SOCK_DGRAM : SOCK_SEQPACKET;
 			break;
 		case SO_DOMAIN: v = AF_UNIX; break;
-		case SO_PROTOCOL: v = 0; break;
-		case SO_ERROR: v = 0; break;
-		case SO_ACCEPTCONN: v = 0; break;
+		case SO_PASSCRED: v = atomic_load(&s->passcred); break;
 		case SO_SNDBUF:
 		case SO_RCVBUF: v = (int)ipcd_capacity(atomic_load(&s->c)); break;
+		case SO_RCVLOWAT:
+		case SO_SNDLOWAT: v = 1; break;
+		case SO_PROTOCOL:
+		case SO_ERROR:
+		case SO_ACCEPTCONN:
+		case SO_KEEPALIVE:
+		case SO_REUSEADDR:
+		case SO_BROADCAST:
+		case SO_OOBINLINE:
+		case SO_DONTROUTE:
+		case SO_PRIORITY:
+		case SO_PASSSEC:
+			v = 0;
+			break;
 		default:
 			errno = ENOPROTOOPT;
 			r = -1;
+			goto out;
 		}
-		if (r == 0) {
+		if (*len < sizeof(int)) {
+			errno = EINVAL;
+			r = -1;
+		} else {
 			memcpy(val, &v, sizeof(v));
 			*len = sizeof(v);
 		}
 	}
+out:
 	sfd_put(s);
 	return r;
 }
 
 SHIM_API int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
+	struct timeval tv;
 	struct sfd *s;
 	ssize_t e;
+	int v, r = 0;
 
 	READY(setsockopt);
 	s = sock_get(fd, &e);
 	if (!s)
 		return e ? (int)ret(e) : real.setsockopt(fd, level, opt, val, len);
-	sfd_put(s);
-	/* Buffer sizes and the like: the ring's are fixed; accept quietly. */
 	if (level != SOL_SOCKET) {
 		errno = EOPNOTSUPP;
-		return -1;
+		r = -1;
+	} else if (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO) {
+		if (len < sizeof(tv) || !val) {
+			errno = !val ? EFAULT : EINVAL;
+			r = -1;
+		} else {
+			memcpy(&tv, val, sizeof(tv));
+			if (tv.tv_usec < 0 || tv.tv_usec >= 1000000) {
+				errno = EDOM;
+				r = -1;
+			} else {
+				/* Negative: no time-out, as the kernel takes it. */
+				atomic_store(opt == SO_RCVTIMEO ? &s->rcvtimeo : &s->sndtimeo,
+					     tv.tv_sec < 0 ? 0 :
+					     (uint64_t)tv.tv_sec * 1000000000u +
+					     (uint64_t)tv.tv_usec * 1000u);
+			}
+		}
+	} else if (len < sizeof(int) || !val) {
+		/* The rest take an int; buffer sizes and the like are the
+		 * ring's and stay as they are. */
+		errno = !val ? EFAULT : EINVAL;
+		r = -1;
+	} else if (opt == SO_PASSCRED) {
+		memcpy(&v, val, sizeof(v));
+		atomic_store(&s->passcred, !!v);
 	}
-	return 0;
+	sfd_put(s);
+	return r;
 }
 
 /* getsockname and getpeername: a socket pair end has no address. */
@@ -786,7 +1233,7 @@ SHIM_API int getpeername(int fd, struct sockaddr *addr, socklen_t *alen)
 
 static bool is_chan(int fd)
 {
-	struct sfd *s = fdtab_get(fd);
+	struct sfd *s = get_ref(fd);
 
 	if (s)
 		sfd_put(s);
@@ -812,46 +1259,3 @@ POSITIONED(ssize_t, pread, (int fd, void *b, size_t n, off_t o), (fd, b, n, o))
 POSITIONED(ssize_t, pwrite, (int fd, const void *b, size_t n, off_t o), (fd, b, n, o))
 POSITIONED(ssize_t, pread64, (int fd, void *b, size_t n, off64_t o), (fd, b, n, o))
 POSITIONED(ssize_t, pwrite64, (int fd, const void *b, size_t n, off64_t o), (fd, b, n, o))
-
-/*
- * vfork: the child would share our memory, fd table included, and its
- * dup2/close before exec would rewrite the parent's view.  fork gives the
- * same result to a caller that only execs or exits.
- */
-SHIM_API pid_t vfork(void)
-{
-	return fork();
-}
-
-/* Programs that close through syscall(2) must not leave stale entries. */
-SHIM_API long syscall(long nr, ...)
-{
-	va_list ap;
-	long a[6];
-	int i;
-
-	va_start(ap, nr);
-	for (i = 0; i < 6; i++)
-		a[i] = va_arg(ap, long);
-	va_end(ap);
-	READY(syscall);
-	if (nr == SYS_close && fdtab_any()) {
-		bool last = forget((int)a[0]);
-		long r = real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
-
-		if (last && r == 0)
-			shim_sync_close();
-		return r;
-	} else if ((nr == SYS_dup2 || nr == SYS_dup3) && fdtab_any()) {
-		long r = real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
-
-		return r < 0 ? r : dup_done((int)a[0], (int)r);
-	} else if (nr == SYS_close_range && fdtab_any() && !(a[2] & CLOSE_RANGE_CLOEXEC)) {
-		long r = real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
-
-		if (r == 0)
-			forget_range((unsigned)a[0], (unsigned)a[1]);
-		return r;
-	}
-	return real.syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
-}

@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,18 +30,11 @@ struct reg {
 	struct reg *next;
 };
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
 static struct reg *regs;		/* under mu; short lists in practice */
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void mu_reset(void)
+void shim_epoll_after_fork(void)
 {
-	pthread_mutex_init(&mu, NULL);
-}
-
-static void atfork_setup(void)
-{
-	pthread_atfork(NULL, NULL, mu_reset);
+	mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 }
 
 static struct reg *find(int epfd, int fd)
@@ -113,8 +107,10 @@ SHIM_API int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 	s = fdtab_get(fd);
 	if (!s)
 		return real.epoll_ctl(epfd, op, fd, ev);
+	/* The kernel's set keeps the open file's registration past a close
+	 * of fd: never to serve another pipe. */
+	atomic_store(&s->dirty, true);
 	sfd_put(s);
-	pthread_once(&atfork_once, atfork_setup);
 	pthread_mutex_lock(&mu);
 	r = find(epfd, fd);
 	switch (op) {
@@ -195,7 +191,11 @@ static int scan(int epfd, struct epoll_event *out, int max, bool *has_chan)
 		*has_chan = true;
 		if (!r->armed || !(s = fdtab_get(r->fd)))
 			continue;
-		rev = (uint16_t)shim_revents(s, (short)(r->events & 0xffff));
+		rev = (uint16_t)shim_revents(s, r->fd, (short)(r->events & 0xffff));
+		if (rev & POLLNVAL) {
+			sfd_put(s);
+			continue;
+		}
 		ipcd_marks(atomic_load(&s->c), now);
 		sfd_put(s);
 		rev &= r->events | EPOLLHUP | EPOLLERR;
@@ -237,12 +237,27 @@ static int merge_kernel(struct epoll_event *out, int n, int max,
 	return n;
 }
 
+/* Whether a signal not blocked by old is pending (held off by a spin). */
+static bool signal_came(const sigset_t *old)
+{
+	sigset_t pend;
+	int i;
+
+	if (sigpending(&pend) < 0)
+		return false;
+	for (i = 1; i < NSIG; i++)
+		if (sigismember(&pend, i) && !sigismember(old, i))
+			return true;
+	return false;
+}
+
 static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
 		       const sigset_t *mask, bool pwait)
 {
 	struct epoll_event *k;
 	uint64_t start, deadline, t;
-	bool has_chan;
+	sigset_t all, old;
+	bool has_chan, sig;
 	int n, kn, wait_ms;
 
 	if (!fdtab_any() || max <= 0 || !__atomic_load_n(&regs, __ATOMIC_RELAXED))
@@ -257,6 +272,13 @@ static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
 		goto plain;
 	start = now_ns();
 	deadline = timeout < 0 ? UINT64_MAX : start + (uint64_t)timeout * 1000000u;
+	/* While it spins, signal handlers wait (a spin must not hide one; an
+	 * epoll_wait that a handler interrupts fails with EINTR). */
+	sig = atomic_load_explicit(&shim_handlers, memory_order_relaxed) && timeout != 0;
+	if (sig) {
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+	}
 	for (;;) {
 		/* Ring events in hand, or still spinning: just look at the
 		 * kernel's other fds.  Else block there until something moves
@@ -268,6 +290,19 @@ static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
 			wait_ms = -1;
 		else
 			wait_ms = t >= deadline ? 0 : (int)((deadline - t + 999999) / 1000000);
+		if (sig && (wait_ms != 0 || n)) {
+			/* The spin is over: what came meanwhile ends the call. */
+			sig = false;
+			if (signal_came(&old)) {
+				pthread_sigmask(SIG_SETMASK, &old, NULL);
+				free(k);
+				if (n)
+					return n;
+				errno = EINTR;
+				return -1;
+			}
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+		}
 		if (wait_ms == 0 && !n)
 			kn = real.epoll_wait(epfd, k, max, 0);
 		else if (wait_ms == 0)
@@ -276,6 +311,12 @@ static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
 			kn = pwait ? real.epoll_pwait(epfd, k, max, wait_ms, mask)
 				   : real.epoll_wait(epfd, k, max, wait_ms);
 		if (kn < 0 && !n) {
+			if (sig) {
+				int e = errno;
+
+				pthread_sigmask(SIG_SETMASK, &old, NULL);
+				errno = e;
+			}
 			free(k);
 			return -1;
 		}
@@ -288,6 +329,8 @@ static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
 		if (n)
 			continue;	/* add the kernel's ready fds, then return */
 	}
+	if (sig)
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	free(k);
 	return n;
 plain:

@@ -32,11 +32,21 @@
 
 typedef _Atomic(struct sfd *) slot_t;
 
-static _Atomic(slot_t *) *top;		/* TOP chunk pointers */
+/* A chunk: CHUNK slots, whether each fd is close-on-exec (kept for the
+ * holders protocol: which ends a spawned program keeps), and which slots
+ * were ever used, so that fdtab_each reads only those.  The last is never
+ * cleared: a set and a clear racing on one fd cannot lose a bit. */
+struct chunk {
+	_Atomic uint64_t used[CHUNK / 64];
+	_Atomic uint64_t cloexec[CHUNK / 64];
+	slot_t slot[CHUNK];
+};
+
+static _Atomic(struct chunk *) *top;	/* TOP chunk pointers */
+static _Atomic unsigned top_used;	/* 1 + the highest chunk made */
 static atomic_bool any;			/* set once a channel fd was made */
-static pthread_mutex_t free_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t free_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
 static struct sfd *free_list;		/* under free_mu */
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 /*
  * The sfd a call of the one thread borrows, or NULL; and whether it lost its
@@ -48,14 +58,9 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static _Atomic(struct sfd *) lent;
 static atomic_bool orphan;
 
-static void free_mu_reset(void)
+void fdtab_after_fork(void)
 {
-	pthread_mutex_init(&free_mu, NULL);
-}
-
-static void atfork_setup(void)
-{
-	pthread_atfork(NULL, NULL, free_mu_reset);
+	free_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 }
 
 bool fdtab_any(void)
@@ -63,26 +68,29 @@ bool fdtab_any(void)
 	return atomic_load_explicit(&any, memory_order_relaxed);
 }
 
-/* The slot of fd if its chunk exists: the lookup of every call, inlined. */
-static inline slot_t *slot_find(int fd)
+/* The chunk of fd if it exists: the lookup of every call, inlined. */
+static inline struct chunk *chunk_find(int fd)
 {
-	_Atomic(slot_t *) *t = atomic_load_explicit(&top, memory_order_acquire);
-	slot_t *chunk;
+	_Atomic(struct chunk *) *t = atomic_load_explicit(&top, memory_order_acquire);
 
 	if (fd < 0 || !t)
 		return NULL;
-	/* Acquire: pairs with the release of the chunk in slot(). */
-	chunk = atomic_load_explicit(&t[fd >> CHUNK_BITS], memory_order_acquire);
-	return chunk ? &chunk[fd & (CHUNK - 1)] : NULL;
+	/* Acquire: pairs with the release of the chunk in chunk_make(). */
+	return atomic_load_explicit(&t[fd >> CHUNK_BITS], memory_order_acquire);
 }
 
-static slot_t *slot(int fd, bool make)
+static inline slot_t *slot_find(int fd)
 {
-	_Atomic(slot_t *) *t = atomic_load_explicit(&top, memory_order_acquire);
-	slot_t *chunk, *expect = NULL;
+	struct chunk *c = chunk_find(fd);
 
-	if (!make)
-		return slot_find(fd);
+	return c ? &c->slot[fd & (CHUNK - 1)] : NULL;
+}
+
+static struct chunk *chunk_make(int fd)
+{
+	_Atomic(struct chunk *) *t = atomic_load_explicit(&top, memory_order_acquire);
+	struct chunk *chunk, *expect = NULL;
+
 	if (fd < 0)
 		return NULL;
 	if (!t) {
@@ -91,7 +99,7 @@ static slot_t *slot(int fd, bool make)
 		if (t == MAP_FAILED)
 			return NULL;
 		{
-			_Atomic(slot_t *) *old = NULL;
+			_Atomic(struct chunk *) *old = NULL;
 
 			/* Release: the zeroed table is visible before it is used. */
 			if (!atomic_compare_exchange_strong_explicit(
@@ -103,19 +111,76 @@ static slot_t *slot(int fd, bool make)
 		}
 	}
 	chunk = atomic_load_explicit(&t[fd >> CHUNK_BITS], memory_order_acquire);
-	if (!chunk && make) {
-		chunk = calloc(CHUNK, sizeof(*chunk));
-		if (!chunk)
+	if (!chunk) {
+		/* Zero pages from the kernel, touched only where fds are: the
+		 * low numbers and the bitmaps share the first page. */
+		chunk = mmap(NULL, sizeof(*chunk), PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (chunk == MAP_FAILED)
 			return NULL;
 		/* Release: pairs with the acquire load above in other threads. */
 		if (!atomic_compare_exchange_strong_explicit(
 			    &t[fd >> CHUNK_BITS], &expect, chunk,
 			    memory_order_acq_rel, memory_order_acquire)) {
-			free(chunk);
+			munmap(chunk, sizeof(*chunk));
 			chunk = expect;
 		}
+		{
+			unsigned want = (unsigned)(fd >> CHUNK_BITS) + 1, u = atomic_load(&top_used);
+
+			while (u < want && !atomic_compare_exchange_weak(&top_used, &u, want))
+				;
+		}
 	}
-	return chunk ? &chunk[fd & (CHUNK - 1)] : NULL;
+	return chunk;
+}
+
+void fdtab_set_cloexec(int fd, bool on)
+{
+	struct chunk *c = chunk_find(fd);
+	uint64_t bit;
+
+	if (!c)
+		return;
+	bit = 1ull << (fd & 63);
+	if (on)
+		atomic_fetch_or(&c->cloexec[(fd & (CHUNK - 1)) / 64], bit);
+	else
+		atomic_fetch_and(&c->cloexec[(fd & (CHUNK - 1)) / 64], ~bit);
+}
+
+bool fdtab_cloexec(int fd)
+{
+	struct chunk *c = chunk_find(fd);
+
+	return c && (atomic_load(&c->cloexec[(fd & (CHUNK - 1)) / 64]) >> (fd & 63) & 1);
+}
+
+void fdtab_each(void (*fn)(int fd, struct sfd *s, void *arg), void *arg)
+{
+	_Atomic(struct chunk *) *t = atomic_load_explicit(&top, memory_order_acquire);
+	struct chunk *c;
+	struct sfd *s;
+	unsigned i, j, w;
+
+	if (!t || !fdtab_any())
+		return;
+	for (i = 0; i < atomic_load(&top_used) && i < TOP; i++) {
+		c = atomic_load_explicit(&t[i], memory_order_acquire);
+		if (!c)
+			continue;
+		for (w = 0; w < CHUNK / 64; w++) {
+			uint64_t bits = atomic_load_explicit(&c->used[w], memory_order_acquire);
+
+			while (bits) {
+				j = w * 64 + (unsigned)__builtin_ctzll(bits);
+				bits &= bits - 1;
+				s = atomic_load_explicit(&c->slot[j], memory_order_acquire);
+				if (s)
+					fn((int)(i * CHUNK + j), s, arg);
+			}
+		}
+	}
 }
 
 struct sfd *fdtab_get(int fd)
@@ -203,25 +268,33 @@ void sfd_put(struct sfd *s)
 static void sfd_free(struct sfd *s)
 {
 	struct ipcd_chan *c;
+	struct smap *m;
 
 	/* Only the put that ends a live sfd frees it; a stale lookup's put on a
-	 * recycled one finds c already NULL. */
-	c = atomic_exchange(&s->c, NULL);
-	if (!c)
+	 * recycled one finds it no longer live. */
+	if (!atomic_exchange(&s->live, false))
 		return;
-	ipcd_detach(c);
+	c = atomic_exchange(&s->c, NULL);
+	if (c)
+		ipcd_detach(c);
+	m = s->m;
+	s->m = NULL;
+	if (m && atomic_fetch_sub(&m->refs, 1) == 1) {
+		munmap(m->map, m->len);
+		free(m);
+	}
 	pthread_mutex_lock(&free_mu);
 	s->next_free = free_list;
 	free_list = s;
 	pthread_mutex_unlock(&free_mu);
 }
 
-/* A new sfd holding one reference, the caller's. */
-struct sfd *sfd_new(struct ipcd_chan *c, enum skind kind, unsigned roles)
+/* A new sfd holding one reference, the caller's: end `end` (or -1) of
+ * a channel of kind `kind`, not attached yet. */
+struct sfd *sfd_new(enum skind kind, unsigned roles, int end)
 {
 	struct sfd *s;
 
-	pthread_once(&atfork_once, atfork_setup);
 	pthread_mutex_lock(&free_mu);
 	s = free_list;
 	if (s)
@@ -234,46 +307,68 @@ struct sfd *sfd_new(struct ipcd_chan *c, enum skind kind, unsigned roles)
 	}
 	/* The creator's reference; a stale lookup may hold others briefly. */
 	atomic_fetch_add(&s->refs, 1);
+	s->m = NULL;
 	s->kind = kind;
 	s->roles = roles;
+	s->end = end;
+	s->pending = false;
+	s->inherited = false;
+	s->made_here = false;
+	atomic_store(&s->dirty, false);
 	atomic_store(&s->nonblock, 0);
 	atomic_store(&s->shut_rd, 0);
+	atomic_store(&s->counted, false);
+	s->born = atomic_load(&shim_reaps);
+	atomic_store(&s->rcvtimeo, 0);
+	atomic_store(&s->sndtimeo, 0);
+	atomic_store(&s->passcred, 0);
+	s->cred_pid = 0;
+	s->cred_uid = 0;
+	s->cred_gid = 0;
 	s->next_free = NULL;
-	atomic_store(&s->c, c);
+	s->held_next = s->held_prev = NULL;
+	atomic_store(&s->c, NULL);
+	atomic_store(&s->live, true);
 	return s;
 }
 
-int fdtab_set(int fd, struct sfd *s)
+int fdtab_set(int fd, struct sfd *s, bool cloexec)
 {
-	slot_t *sl = slot(fd, true);
+	struct chunk *c = chunk_make(fd);
 	struct sfd *old;
 
-	if (!sl)
+	if (!c)
 		return -1;
 	atomic_fetch_add(&s->refs, 1);
 	atomic_store_explicit(&any, true, memory_order_relaxed);
-	old = atomic_exchange(sl, s);
+	fdtab_set_cloexec(fd, cloexec);
+	old = atomic_exchange(&c->slot[fd & (CHUNK - 1)], s);
+	if (!(atomic_load_explicit(&c->used[(fd & (CHUNK - 1)) / 64], memory_order_relaxed) &
+	      1ull << (fd & 63)))
+		atomic_fetch_or_explicit(&c->used[(fd & (CHUNK - 1)) / 64], 1ull << (fd & 63),
+					 memory_order_release);
 	if (old)
 		sfd_put(old);
 	return 0;
 }
 
-bool fdtab_clear(int fd)
+struct sfd *fdtab_clear(int fd)
 {
 	slot_t *sl;
 	struct sfd *old;
-	bool last;
 
 	if (!fdtab_any())
-		return false;
-	sl = slot(fd, false);
+		return NULL;
+	sl = slot_find(fd);
 	if (!sl)
-		return false;
+		return NULL;
 	old = atomic_exchange(sl, NULL);
 	if (!old)
-		return false;
-	/* Ours was the only reference: no other fd here, no call in flight. */
-	last = atomic_load(&old->refs) == 1;
+		return NULL;
+	/* Ours was the only reference: no other fd here, no call in flight.
+	 * The caller ends it (and its holding) with the table's reference. */
+	if (atomic_load(&old->refs) == 1)
+		return old;
 	sfd_put(old);
-	return last;
+	return NULL;
 }

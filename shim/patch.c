@@ -23,17 +23,16 @@
  * rebased, then jmp rel32 back).  The function's entry becomes a 5-byte
  * jmp rel32 to the stub, written with one aligned 8-byte store.
  *
- * Assumption: patch_apply runs before the process starts threads (the shim's
- * constructor).  Still, a thread running the entry meanwhile sees either the
- * old or the new 8 bytes, never a mix, and the trampolines and *orig are
- * complete before any entry changes.  A signal handler unwinding through a
+ * Threads may be running: the shim patches when the first channel end comes
+ * into a process, which may be late in its life.  A thread running an entry
+ * meanwhile sees either the old or the new 8 bytes, never a mix (x86 fetches
+ * an aligned word that a store wrote at once whole), and the trampolines and
+ * *orig are complete before any entry changes.  A signal handler unwinding through a
  * trampoline (it has no unwind information) is not supported; unwinding
  * through the original body, as pthread_cancel does, is.
  */
 #define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
-#include <gnu/lib-names.h>
 #include <gnu/libc-version.h>
 #include <link.h>
 #include <pthread.h>
@@ -43,6 +42,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "elfsym.h"
 #include "patch.h"
 
 static const char *patch_why = "no call yet";	/* written under patch_lock */
@@ -333,15 +333,14 @@ static uintptr_t patch_rip_target(const struct patch_work *w)
 }
 
 /*
- * Find site s in libc (handle h, mapped at base) and check it against the
- * build's table: fills w, or refuses.
+ * Find site s in libc (its object o) and check it against the build's
+ * table: fills w, or refuses.
  */
-static int patch_check(void *h, void *base, const struct patch_build *b,
+static int patch_check(const struct elf_obj *o, const struct patch_build *b,
 		       const struct patch_site *s, struct patch_work *w)
 {
 	const struct patch_known *k = NULL;
-	const ElfW(Sym) *sym = NULL;
-	Dl_info info;
+	const ElfW(Sym) *sym;
 	size_t i;
 
 	for (i = 0; i < b->n && !k; i++)
@@ -354,17 +353,20 @@ static int patch_check(void *h, void *base, const struct patch_build *b,
 	w->body = k->body;
 	if (w->body->steal < JMP_LEN || w->body->steal > STEAL_MAX)
 		return patch_refuse(-ENOTSUP, "a table entry moving too few or many bytes");
-	w->fn = dlvsym(h, k->name, k->version);
-	if (!w->fn)
+	sym = elf_lookup(o, k->name, elf_hash(k->name), k->version);
+	if (!sym)
 		return patch_refuse(-ENOTSUP, "a known function missing from libc");
-	if (!dladdr1(w->fn, &info, (void **)&sym, RTLD_DL_SYMENT) || !sym ||
-	    info.dli_fbase != base || info.dli_saddr != (void *)w->fn ||
-	    ELF64_ST_TYPE(sym->st_info) != STT_FUNC || sym->st_size != w->body->size)
-		return patch_refuse(-ENOTSUP, "a function outside libc or of another size");
+	w->fn = (uint8_t *)(o->base + sym->st_value);
+	if (ELF_ST_TYPE(sym->st_info) != STT_FUNC || sym->st_size != w->body->size)
+		return patch_refuse(-ENOTSUP, "a function of another kind or size");
 	if (!patch_match(w->fn, w->body->size, w->body->hex))
 		return patch_refuse(-ENOTSUP, "a function body with unknown bytes");
-	if (w->body->rip >= 0 && patch_rip_target(w) != (uintptr_t)dlsym(h, w->body->rip_sym))
-		return patch_refuse(-ENOTSUP, "a moved operand addressing something unknown");
+	if (w->body->rip >= 0) {
+		const ElfW(Sym) *t = elf_lookup(o, w->body->rip_sym, elf_hash(w->body->rip_sym), NULL);
+
+		if (!t || patch_rip_target(w) != o->base + t->st_value)
+			return patch_refuse(-ENOTSUP, "a moved operand addressing something unknown");
+	}
 	/* The jump must lie within one aligned 8-byte word, written at once. */
 	if (((uintptr_t)w->fn & 7) + JMP_LEN > 8)
 		return patch_refuse(-ENOTSUP, "a function entry not aligned for an atomic write");
@@ -466,28 +468,24 @@ static bool patch_swap(uint64_t *word, uint64_t old, uint64_t new)
  * Set prot on the pages holding the entry words of w[0..n).  If making them
  * writable fails part-way, those done are read-execute again.
  */
+/*
+ * Set prot on the pages holding the entry words of w[0..n): one call over
+ * their whole span, as each call costs more than the pages between them.
+ */
 static int patch_protect(struct patch_work *w, size_t n, int prot)
 {
-	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
-	size_t i, j;
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), lo = UINTPTR_MAX, hi = 0;
+	size_t i;
 
 	for (i = 0; i < n; i++) {
-		uintptr_t page = (uintptr_t)w[i].word & ~(pg - 1);
-
-		for (j = 0; j < i; j++)
-			if (((uintptr_t)w[j].word & ~(pg - 1)) == page)
-				break;
-		if (j < i)
-			continue;		/* done with an earlier site */
-		if (mprotect((void *)page, pg, prot)) {
-			int err = errno;
-
-			if (prot != (PROT_READ | PROT_EXEC))
-				patch_protect(w, i, PROT_READ | PROT_EXEC);
-			return -err;
-		}
+		if ((uintptr_t)w[i].word < lo)
+			lo = (uintptr_t)w[i].word;
+		if ((uintptr_t)w[i].word + 8 > hi)
+			hi = (uintptr_t)w[i].word + 8;
 	}
-	return 0;
+	lo &= ~(pg - 1);
+	hi = (hi + pg - 1) & ~(pg - 1);
+	return mprotect((void *)lo, hi - lo, prot) ? -errno : 0;
 }
 
 static int patch_apply_locked(struct patch_site *sites, size_t n)
@@ -497,9 +495,8 @@ static int patch_apply_locked(struct patch_site *sites, size_t n)
 	uintptr_t lo = UINTPTR_MAX, hi = 0;
 	uint8_t *page = NULL;
 	size_t i, j, size;
-	void *h, *base;
-	Dl_info info;
-	int err;
+	struct elf_obj objs[ELF_MAX_OBJS];
+	int err, nobj, lc;
 
 	if (!n || n > PATCH_MAX)
 		return patch_refuse(-EINVAL, "no sites, or more than PATCH_MAX");
@@ -512,38 +509,28 @@ static int patch_apply_locked(struct patch_site *sites, size_t n)
 	if (!b)
 		return patch_refuse(-ENOTSUP, "a libc version not known");
 
-	h = dlopen(LIBC_SO, RTLD_LAZY | RTLD_NOLOAD);
-	if (!h)
-		return patch_refuse(-ENOTSUP, "no " LIBC_SO " in this process");
-	base = dlsym(h, "gnu_get_libc_version");
-	if (!base || !dladdr(base, &info)) {
-		dlclose(h);
-		return patch_refuse(-ENOTSUP, "libc's own symbols not found");
-	}
-	base = info.dli_fbase;
+	nobj = elf_objects(objs, ELF_MAX_OBJS);
+	lc = nobj > 0 ? elf_find(objs, nobj, (const void *)gnu_get_libc_version) : -1;
+	if (lc < 0 || !objs[lc].gnu)
+		return patch_refuse(-ENOTSUP, "libc's own symbol table not found");
 	for (i = 0; i < n; i++) {
-		err = patch_check(h, base, b, &sites[i], &w[i]);
-		if (err) {
-			dlclose(h);
+		err = patch_check(&objs[lc], b, &sites[i], &w[i]);
+		if (err)
 			return err;
-		}
 		for (j = 0; j < i; j++)
-			if (w[j].fn == w[i].fn) {
-				dlclose(h);
+			if (w[j].fn == w[i].fn)
 				return patch_refuse(-EINVAL, "two sites name one function body");
-			}
 		if ((uintptr_t)w[i].fn < lo)
 			lo = (uintptr_t)w[i].fn;
 		if ((uintptr_t)w[i].fn + w[i].body->size > hi)
 			hi = (uintptr_t)w[i].fn + w[i].body->size;
 		if (w[i].body->rip >= 0) {
-			uintptr_t t = patch_rip_target(&w[i]);
+			uintptr_t to = patch_rip_target(&w[i]);
 
-			lo = t < lo ? t : lo;
-			hi = t + 1 > hi ? t + 1 : hi;
+			lo = to < lo ? to : lo;
+			hi = to + 1 > hi ? to + 1 : hi;
 		}
 	}
-	dlclose(h);		/* libc stays: the process is linked with it */
 
 	/* Stubs and trampolines, complete and executable before any entry changes. */
 	size = ((n * SLOT) + (size_t)sysconf(_SC_PAGESIZE) - 1) &

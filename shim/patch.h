@@ -30,7 +30,8 @@ struct patch_site {
  * -ENOMEM (no trampoline page near libc), mprotect's error, or -EBUSY if the
  * code changed while being patched.  On failure nothing was changed, *orig
  * included.  A function already patched no longer matches: -ENOTSUP.  Meant
- * to run once, before the process starts threads.
+ * to run once; threads may be running meanwhile, as each entry changes with
+ * one atomic write of an aligned word.
  */
 __attribute__((visibility("hidden")))
 int patch_apply(struct patch_site *sites, size_t n);

@@ -10,6 +10,8 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +28,14 @@ static inline void cpu_relax(void)
 #endif
 }
 
-short shim_revents(struct sfd *s, short events)
+short shim_revents(struct sfd *s, int fd, short events)
 {
-	short rev = (short)ipcd_wait(atomic_load(&s->c), events, 0);
+	struct ipcd_chan *c = sfd_chan(s, fd);
+	short rev;
+
+	if (!c)
+		return POLLNVAL;
+	rev = (short)ipcd_wait(c, events, 0);
 
 	if (rev < 0)
 		return POLLERR;
@@ -80,7 +87,7 @@ static int scan(struct pollfd *fds, nfds_t n, bool *others)
 			continue;
 		}
 		chans++;
-		fds[i].revents = shim_revents(s, fds[i].events);
+		fds[i].revents = shim_revents(s, fds[i].fd, fds[i].events);
 		if (fds[i].revents)
 			ready++;
 		sfd_put(s);
@@ -120,10 +127,62 @@ static int merge_others(struct pollfd *fds, nfds_t n, int ready)
 	return ready;
 }
 
-/* The fast answer, or -1 to go to the kernel.  timeout_ns < 0: forever. */
+struct spin_poll {
+	struct pollfd *fds;
+	nfds_t n;
+	int ready;
+};
+
+static bool spin_ready(void *arg)
+{
+	struct spin_poll *sp = arg;
+	bool others;
+
+	sp->ready = scan(sp->fds, sp->n, &others);
+	return sp->ready != 0;
+}
+
+/*
+ * Spin over ready(arg) for at most ns, yielding now and then (a peer on our
+ * CPU must get to run).  Signal handlers are held off meanwhile when the
+ * program has any, so that a signal ends the call as it would end a kernel
+ * poll: -1 if one came (its handler has run at the end), 1 if ready, 0 not.
+ */
+int shim_spin(uint64_t ns, bool (*ready)(void *), void *arg)
+{
+	bool sig = atomic_load_explicit(&shim_handlers, memory_order_relaxed);
+	sigset_t all, old, pend;
+	uint64_t start = now_ns();
+	int r = 0, i;
+
+	if (sig) {
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+	}
+	while (now_ns() - start < ns) {
+		if (ready(arg)) {
+			r = 1;
+			break;
+		}
+		cpu_relax();
+		sched_yield();
+	}
+	if (sig) {
+		if (sigpending(&pend) == 0)
+			for (i = 1; i < NSIG; i++)
+				if (sigismember(&pend, i) && !sigismember(&old, i)) {
+					r = r ? r : -1;
+					break;
+				}
+		pthread_sigmask(SIG_SETMASK, &old, NULL);	/* handlers run */
+	}
+	return r;
+}
+
+/* The fast answer, or -1 to go to the kernel, or -2 (errno set) to fail.
+ * timeout_ns < 0: forever. */
 static int fast_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 {
-	uint64_t start;
 	bool others;
 	int r;
 
@@ -143,14 +202,17 @@ static int fast_poll(struct pollfd *fds, nfds_t n, int64_t timeout_ns)
 	if (timeout_ns == 0)
 		return 0;
 	/* Only channel fds: spin on the rings before a trip to the daemon. */
-	start = now_ns();
-	while (now_ns() - start < SPIN_NS &&
-	       (timeout_ns < 0 || (int64_t)(now_ns() - start) < timeout_ns)) {
-		r = scan(fds, n, &others);
-		if (r != 0)
-			return r;
-		cpu_relax();
-		sched_yield();	/* a peer on our CPU must get to run */
+	{
+		struct spin_poll sp = { fds, n, 0 };
+
+		r = shim_spin(timeout_ns < 0 || timeout_ns > SPIN_NS ? SPIN_NS :
+			      (uint64_t)timeout_ns, spin_ready, &sp);
+		if (r < 0) {
+			errno = EINTR;	/* as poll(2): a handler ran */
+			return -2;
+		}
+		if (r > 0)
+			return sp.ready;
 	}
 	return -1;
 }
@@ -162,6 +224,8 @@ SHIM_API int poll(struct pollfd *fds, nfds_t n, int timeout)
 	if (__builtin_expect(!real.poll, 0))
 		shim_init();
 	r = fast_poll(fds, n, timeout < 0 ? -1 : (int64_t)timeout * 1000000);
+	if (r == -2)
+		return -1;
 	return r >= 0 ? r : real.poll(fds, n, timeout);
 }
 
@@ -182,6 +246,8 @@ SHIM_API int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 	if (__builtin_expect(!real.ppoll, 0))
 		shim_init();
 	r = fast_poll(fds, n, ts ? (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec : -1);
+	if (r == -2)
+		return -1;
 	return r >= 0 ? r : real.ppoll(fds, n, ts, mask);
 }
 
@@ -229,6 +295,8 @@ static int fast_select(int nfds, fd_set *r, fd_set *w, fd_set *e, int64_t timeou
 	if (!chan)
 		return -1;
 	ready = fast_poll(pf, n, timeout_ns);
+	if (ready == -2)
+		return -2;
 	if (ready < 0)
 		return -1;
 	if (r)
@@ -266,6 +334,8 @@ SHIM_API int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *t
 		shim_init();
 	n = fast_select(nfds, r, w, e,
 			tv ? (int64_t)tv->tv_sec * 1000000000 + tv->tv_usec * 1000 : -1);
+	if (n == -2)
+		return -1;
 	return n >= 0 ? n : real.select(nfds, r, w, e, tv);
 }
 
@@ -278,5 +348,7 @@ SHIM_API int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		shim_init();
 	n = fast_select(nfds, r, w, e,
 			ts ? (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec : -1);
+	if (n == -2)
+		return -1;
 	return n >= 0 ? n : real.pselect(nfds, r, w, e, ts, mask);
 }

@@ -1,6 +1,7 @@
 /*
  * shim.h - the ipcd LD_PRELOAD shim's internal interfaces: the table of the
- * real libc functions, the table of channel file descriptors, and settings.
+ * real libc functions, the table of channel file descriptors, pairs of ends,
+ * holders, and settings.
  *
  * The shim lives inside someone else's process: it never exits or aborts,
  * and whenever it cannot do something it falls back to the real call.
@@ -10,6 +11,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -19,17 +21,21 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 
 #include "chanint.h"
 #include "ipcd.h"
 
-/* The real functions, found once with dlsym(RTLD_NEXT). */
+/* The real functions: found once with dlsym(RTLD_NEXT), or, where the
+ * libc entry is patched (patch.c), code with its original behaviour. */
 struct real {
 	int (*pipe)(int[2]);
 	int (*pipe2)(int[2], int);
 	int (*socketpair)(int, int, int, int[2]);
 	ssize_t (*read)(int, void *, size_t);
 	ssize_t (*write)(int, const void *, size_t);
+	ssize_t (*read_nocancel)(int, void *, size_t);
+	ssize_t (*write_nocancel)(int, const void *, size_t);
 	ssize_t (*readv)(int, const struct iovec *, int);
 	ssize_t (*writev)(int, const struct iovec *, int);
 	ssize_t (*recv)(int, void *, size_t, int);
@@ -38,10 +44,13 @@ struct real {
 	ssize_t (*sendto)(int, const void *, size_t, int, const struct sockaddr *, socklen_t);
 	ssize_t (*recvmsg)(int, struct msghdr *, int);
 	ssize_t (*sendmsg)(int, const struct msghdr *, int);
+	int (*sendmmsg)(int, struct mmsghdr *, unsigned, int);
+	int (*recvmmsg)(int, struct mmsghdr *, unsigned, int, struct timespec *);
 	ssize_t (*read_chk)(int, void *, size_t, size_t);
 	ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
 	ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
 	int (*close)(int);
+	int (*close_nocancel)(int);
 	int (*close_range)(unsigned, unsigned, int);
 	int (*dup)(int);
 	int (*dup2)(int, int);
@@ -74,33 +83,103 @@ struct real {
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	int (*poll_chk)(struct pollfd *, nfds_t, int, size_t);
 	int (*ppoll_chk)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *, size_t);
+	pid_t (*fork)(void);
+	pid_t (*vfork)(void);
+	int (*posix_spawn)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+			   const posix_spawnattr_t *, char *const[], char *const[]);
+	int (*posix_spawnp)(pid_t *, const char *, const posix_spawn_file_actions_t *,
+			    const posix_spawnattr_t *, char *const[], char *const[]);
+	int (*execve)(const char *, char *const[], char *const[]);
+	int (*execvpe)(const char *, char *const[], char *const[]);
+	int (*fexecve)(int, char *const[], char *const[]);
+	int (*execveat)(int, const char *, char *const[], char *const[], int);
+	void (*_exit)(int);
+	void (*_Exit)(int);
+	pid_t (*waitpid)(pid_t, int *, int);
+	pid_t (*wait)(int *);
+	pid_t (*wait3)(int *, int, struct rusage *);
+	pid_t (*wait4)(pid_t, int *, int, struct rusage *);
+	int (*waitid)(idtype_t, id_t, siginfo_t *, int);
+	int (*open)(const char *, int, ...);
+	int (*open64)(const char *, int, ...);
+	int (*openat)(int, const char *, int, ...);
+	int (*openat64)(int, const char *, int, ...);
+	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
+	sighandler_t (*signal)(int, sighandler_t);
+	ssize_t (*splice)(int, loff_t *, int, loff_t *, size_t, unsigned);
+	ssize_t (*tee)(int, int, size_t, unsigned);
+	ssize_t (*vmsplice)(int, const struct iovec *, size_t, unsigned);
 };
 extern struct real real;
 
 /* What kind of kernel object a channel fd stands in for. */
 enum skind { SK_PIPE, SK_STREAM, SK_DGRAM, SK_SEQPACKET };
 
+/* One mapping of a channel's rings, shared by the ends this process has. */
+struct smap {
+	_Atomic int refs;		/* ends using it */
+	void *map;
+	size_t len;
+	struct ipcd_ring *r0;		/* ring 0: holders (ring.h) */
+	ino_t ino;			/* the channel's inode, once asked (0) */
+};
+
 /*
- * One accelerated open file: shared by every fd that dup() made of it, and
- * by both processes after fork() (the memory is copied, the ring is shared).
+ * One accelerated open file, a channel end: shared by every fd that dup()
+ * made of it, and by both processes after fork() (the memory is copied, the
+ * ring is shared).
  */
 struct sfd {
 	_Atomic int refs;		/* fds pointing here, plus calls in flight */
-	_Atomic(struct ipcd_chan *) c;	/* the mapped ring(s); NULL when free */
+	_Atomic bool live;		/* allocated (memory is recycled, never freed) */
+	_Atomic(struct ipcd_chan *) c;	/* the rings; NULL until attached */
+	struct smap *m;			/* the mapping c uses */
 	enum skind kind;
 	unsigned roles;			/* IPCD_ROLE_* */
+	int end;			/* 0, 1: a pair's end (ring.h); -1: a reopen */
+	bool made_here;			/* a pair made in this process (one smap) */
+	_Atomic bool dirty;		/* shut down, in an epoll set, owned for
+					   SIGIO: never to serve another pipe */
+	bool pending;			/* noted on arrival: attach at first use */
+	bool inherited;			/* came across exec (may take a placeholder) */
 	_Atomic int nonblock;		/* O_NONBLOCK of the open file */
 	_Atomic int shut_rd;		/* shutdown(SHUT_RD) was called */
+	_Atomic bool counted;		/* this process is among its holders */
+	uint64_t born;			/* shim_reaps when it came here */
+	_Atomic uint64_t rcvtimeo;	/* SO_RCVTIMEO, ns (0: none) */
+	_Atomic uint64_t sndtimeo;	/* SO_SNDTIMEO */
+	_Atomic int passcred;		/* SO_PASSCRED */
+	pid_t cred_pid;			/* SO_PEERCRED: who made the pair */
+	uid_t cred_uid;
+	gid_t cred_gid;
 	struct sfd *next_free;
+	struct sfd *held_next;		/* in the holds list (hold.c), under its lock */
+	struct sfd *held_prev;
 };
 
-/* Settings read once from the environment. */
+/* Settings read once from the environment, and the mount. */
 extern bool shim_on;			/* IPCD_SHIM != off and a mount was found */
 extern bool shim_debug;			/* IPCD_DEBUG=1 */
 extern bool shim_sockets;		/* IPCD_SHIM_SOCKETPAIR != off */
+extern bool shim_patched;		/* libc's own I/O reaches the shim (patch.c) */
+extern bool shim_patch_wanted;		/* IPCD_SHIM_PATCH != off */
+extern _Atomic bool shim_handlers;	/* some signal handler was installed */
+extern _Atomic uint64_t shim_reaps;	/* children reaped so far */
+extern pid_t shim_pid;			/* getpid() as of the last fork */
 
 void shim_init(void);
 void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+bool shim_mount_ready(void);		/* the mount, found on first need */
+const char *shim_mount_dir(void);
+dev_t shim_mount_dev(void);
+/* Whether this call runs in a child that shares our memory (vfork,
+ * posix_spawn), which must not change the tables. */
+bool shim_in_vfork_child(void);
+/* Around a spawn whose child shares our memory (vfork: the window closes
+ * when the parent runs again, not at shim_spawn_end). */
+void shim_spawn_begin(bool vfork);
+void shim_spawn_end(void);
+bool shim_fork_prepared(void);		/* after a fork, in the parent: was it? */
 
 /* fdtab.c */
 struct sfd *fdtab_get(int fd);		/* with a reference; NULL if not ours */
@@ -109,18 +188,76 @@ void sfd_put(struct sfd *s);
  * a reference (*borrowed says so); sfd_return(s, *borrowed) ends either. */
 struct sfd *fdtab_borrow(int fd, bool *borrowed);
 void sfd_return(struct sfd *s, bool borrowed);
-int fdtab_set(int fd, struct sfd *s);	/* takes a reference on s */
-/* Forget fd; true if it was a channel end that no other fd of this process
- * shares, so that closing it may be the open file's last close. */
-bool fdtab_clear(int fd);
+int fdtab_set(int fd, struct sfd *s, bool cloexec);	/* takes a reference */
+void fdtab_set_cloexec(int fd, bool on);
+bool fdtab_cloexec(int fd);
+/* Forget fd; returns its end, with the table's reference, if no other fd
+ * of this process has it (the caller ends it with sfd_last), else NULL. */
+struct sfd *fdtab_clear(int fd);
 bool fdtab_any(void);			/* may any fd be ours? */
-struct sfd *sfd_new(struct ipcd_chan *c, enum skind kind, unsigned roles); /* +1 ref */
+/* Call fn for every fd of ours (under no lock; the table may change). */
+void fdtab_each(void (*fn)(int fd, struct sfd *s, void *arg), void *arg);
+struct sfd *sfd_new(enum skind kind, unsigned roles, int end); /* +1 ref */
 
-/* create.c */
+/* pairs.c: making pairs and taking ends in */
 int shim_make_pair(int fds[2], enum skind kind, int flags);
-void shim_adopt_inherited(void);
-void shim_adopt_fd(int fd, const char *how); /* if a channel end on our mount */
-void shim_sync_close(void);		/* after the last close of a channel end */
+/* End `end` of the pair mapped at map (fd open on it; s its end here, or
+ * NULL) is held by nobody else: keep it for another pipe if we made the
+ * pair, else hand it to the process that did (ring.h, "Keeping"). */
+void shim_give_end(int fd, struct sfd *s, void *map, int end);
+void shim_keep_flush(void);		/* close what was kept */
+void shim_keep_ready(void);		/* before a fork or spawn: the keep socket */
+/* The shim's own descriptors sit at SHIM_OWN_FDS and up, close-on-exec;
+ * the program closing or replacing some of them (first..last) makes it
+ * forget them. */
+#define SHIM_OWN_FDS	512
+void shim_own_fds_gone(unsigned first, unsigned last);
+size_t shim_map_len(int fd);		/* what to map (st_blocks), or 0 */
+bool sfd_attach(struct sfd *s, int fd);	/* map an inherited end's rings */
+/* fd a channel end?  Note it, to attach at first use (cloexec < 0: ask). */
+void shim_adopt_fd(int fd, const char *how, int cloexec);
+void shim_sync(int fd);			/* ipcd-ring(7) SYNC on fd */
+void shim_pairs_after_fork(void);
+/* The factory connections, to pass on to a program about to run: up to max
+ * of them, kind, fd and inode each; their close-on-exec flag off (on: back
+ * on).  And one a program was started with. */
+int shim_supply_list(unsigned *kinds, int *fds, uint64_t *inos, int max);
+void shim_supply_cloexec(bool on);
+void shim_supply_adopt(unsigned kind, int fd, uint64_t ino);
+void shim_supply_prefetch(void);	/* the first of a tree: ask for pipes now */
+
+/* hold.c: the holders protocol (ring.h "Holders") */
+uint64_t hold_me(void);			/* this process's holder number */
+uint64_t hold_known(void);		/* the same if asked before, else 0 */
+/* This process's number and its parent's as a program it runs should
+ * know them (0: none; spawn: a new process runs it); and those a program
+ * was started with. */
+void hold_ids(bool spawn, uint64_t *me, uint64_t *parent);
+void hold_set_ids(uint64_t me, uint64_t parent);
+bool hold_empty(struct ipcd_ring *r0, int end);
+void hold_claim(struct sfd *s, int fd);	/* s came into this process */
+void hold_mine(struct sfd *s);		/* s was made for this process */
+void hold_last(struct sfd *s, int fd);	/* this process's last fd of s closed */
+/* Around a fork (pthread_atfork handlers, init.c: before any handler
+ * registered later, whose closes in the child must find our tables right);
+ * hold_fork_failed() after a fork that made no child. */
+void hold_fork_prepare(void);
+void hold_fork_parent(void);
+void hold_fork_child(void);
+void hold_fork_failed(void);
+void fdtab_after_fork(void);		/* in the child */
+void shim_epoll_after_fork(void);
+/* Before a spawn (all: every end goes along, as in a fork). */
+void hold_spawn(const posix_spawn_file_actions_t *fa, bool all);
+void hold_vfork_dup(struct sfd *s, int newfd);	/* a vfork child's dup2 */
+void hold_exit(void);			/* the process ends */
+/* Before an answer that a close elsewhere could change: catch up with the
+ * daemon if a child was reaped since s came here. */
+void hold_catch_up(struct sfd *s, int fd);
+void hold_sent(struct sfd *s);		/* s leaves with SCM_RIGHTS */
+/* A pair made where the protocol cannot be kept (libc not patched): its
+ * ends last until the daemon sees them closed. */
+void hold_untracked(struct ipcd_ring *r0);
 
 /*
  * Descriptors passed with SCM_RIGHTS on a socket pair channel (anc.c).  A
@@ -147,24 +284,60 @@ ssize_t shim_anc_take(void *rx, uint64_t at);	/* ipcd_anc_ops.take */
 int shim_anc_bind(void *tx, uint64_t at, size_t n);	/* ipcd_anc_ops.bind */
 ssize_t shim_sendmsg_anc(struct sfd *s, int fd, const struct msghdr *msg, int flags);
 void shim_put_rights(struct msghdr *msg, struct shim_rx *rx);
-void shim_adopt_rights(const struct msghdr *msg);
+void shim_adopt_rights(const struct msghdr *msg, int flags);
+void shim_rights_leaving(const int *fds, int n);
+void shim_msg_leaving(const struct msghdr *msg);
 
 /* io.c; rx and tx may be NULL */
+struct ipcd_chan *sfd_chan(struct sfd *s, int fd);	/* attached, or NULL */
 ssize_t shim_read(struct sfd *s, int fd, void *buf, size_t len, int flags,
 		  size_t *full, struct shim_rx *rx);
-ssize_t shim_write(struct sfd *s, const void *buf, size_t len, int flags,
+ssize_t shim_write(struct sfd *s, int fd, const void *buf, size_t len, int flags,
 		   struct shim_tx *tx);
 ssize_t shim_readv(struct sfd *s, int fd, const struct iovec *iov, int cnt,
 		   int flags, size_t *full, struct shim_rx *rx);
-ssize_t shim_writev(struct sfd *s, const struct iovec *iov, int cnt, int flags,
+ssize_t shim_writev(struct sfd *s, int fd, const struct iovec *iov, int cnt, int flags,
 		    struct shim_tx *tx);
 
 /* poll.c, epoll.c */
-short shim_revents(struct sfd *s, short events);
+short shim_revents(struct sfd *s, int fd, short events);
 void shim_epoll_forget(int fd);
+/* Spin for at most ns over ready(arg) with signals held: 1 ready, 0 not,
+ * -1 a signal came (its handler has run). */
+int shim_spin(uint64_t ns, bool (*ready)(void *), void *arg);
 
+/* inherit.c: the ends a program starts with (IPCD_SHIM_FDS) */
+void shim_adopt_inherited(void);
+size_t shim_env_len(char *const envp[]);
+/* envp for a program about to run, with its list of our ends: in slots
+ * (room for shim_env_len(envp) + 2) and buf; or envp itself.  *pass: the
+ * list names factory connections, to leave open across the exec
+ * (shim_supply_cloexec). */
+char *const *shim_exec_env(char *const envp[], char **slots, char *buf, size_t size,
+			   const posix_spawn_file_actions_t *fa, bool spawn, bool *pass);
+#define SHIM_HINT_MAX	4096
+void shim_vfork_reset(void);		/* a vfork begins: no dups noted */
+void shim_vfork_dup(int newfd);		/* a vfork child made newfd an end (-1: unknown) */
+/* posix_spawn file actions, as glibc lays them out; false if unknown, or
+ * when fn returns false. */
+enum { SHIM_FA_CLOSE, SHIM_FA_DUP2, SHIM_FA_OPEN, SHIM_FA_CHDIR, SHIM_FA_FCHDIR,
+       SHIM_FA_CLOSEFROM, SHIM_FA_TCSETPGRP, SHIM_FA_LAST = SHIM_FA_TCSETPGRP };
+bool shim_fa_each(const posix_spawn_file_actions_t *fa,
+		  bool (*fn)(int tag, const int fds[2], void *arg), void *arg);
+
+/* libc.c: before the first end enters the process: libc's own entry points
+ * (patch.c) reach the shim from then on */
+void shim_first_end(void);
+const char *shim_self_name(void);	/* this library's file name */
+
+/* calls.c: close(fd) with fn, libc's close or another form of it */
+int shim_close_fd(int fd, int (*fn)(int));
 
 #define SHIM_API __attribute__((visibility("default")))
+
+/* State a forked child writes at once: kept on as few pages as possible,
+ * as each page written after a fork is copied. */
+#define SHIM_FORKED __attribute__((section(".data.ipcd_forked")))
 
 /* The fortified entry points libc has but declares only in its internals. */
 ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen);

@@ -15,7 +15,8 @@
  *	             reads the second, side 1 the other way round
  *
  * A channel file reports size 0 (it is not a regular file with bytes at
- * offsets): IPCD_IOC_GETINFO says how much to map.  A client whose mmap
+ * offsets): its st_blocks (512-byte units) and IPCD_IOC_GETINFO say how
+ * much to map.  A client whose mmap
  * insists on a file as long as the mapping maps the channel's ring file
  * instead: IPCD_RINGS_DIR/<inode number> under the mount's root, a file of
  * the mapping's size, with the channel's owner and mode, that maps the same
@@ -125,22 +126,37 @@
  * Holders.  The daemon learns that an open file is gone only after the
  * last close(2) of it has returned, and an exiting process does not wait
  * for that.  So the processes that hold an end of an anonymous channel say
- * so in ring 0: holders[e] lists them, by a number that names a process and
- * is never reused (the inode number of its pidfd, on pidfs), one slot each.
- * A process that drops its last descriptor of end e clears its slot; when
- * none is left while the daemon still shows end e open (ends_open), end e
- * is as good as closed: its readers count one writer less, its writers one
- * reader less, and the process that cleared the last slot wakes them.
- * Before it makes a process that inherits an end (fork, spawn), the holder
- * fills a slot with IPCD_HOLDER_CHILD | its own number, which the child
- * takes over with its own number.  A slot nobody takes over (a child that
- * runs a program without the shim, or dies first), or a full table
- * (IPCD_HOLDER_LOST in slot 0), only means that the end lasts until the
- * daemon sees it closed, as for any process outside this protocol.
+ * so in ring 0: holders[e] lists them, one slot each, by the inode number
+ * of the process's pidfd on pidfs, a number never reused.  A process that
+ * drops its last descriptor of end e clears its slot; when none is left
+ * while the daemon still shows end e open (ends_open), end e is as good as
+ * closed: its readers count one writer less, its writers one reader less,
+ * and the process that cleared the last slot wakes them.  Before it makes a
+ * process that inherits an end (fork, spawn), a holder fills a slot with
+ * IPCD_HOLDER_CHILD | its own number, which the child takes over with its
+ * own (IPCD_HOLDER_SPAWN too, for a child that runs another program).  A
+ * slot nobody takes over (a program without the shim, a process killed),
+ * or a full table (IPCD_HOLDER_LOST in the last slot), only means that the
+ * end lasts until the daemon sees it closed, as for any process outside
+ * this protocol: nobody counts an end closed while someone holds it.
+ *
+ * Keeping.  The process that clears the last slot of end e of a pair, and
+ * so holds its open file alone, may keep the file instead of closing it
+ * (end e counts as closed all the same): the pair's creator (ring 0's
+ * creator, a holder number) keeps it for its next pipe() or socketpair();
+ * another process hands it to the creator over the abstract datagram
+ * socket IPCD_KEEP_SOCK_FMT (the creator's number), as SCM_RIGHTS, or
+ * closes it if that fails.  Once it has both ends of a pair, and nobody
+ * holds either, the creator empties the rings, sets the limit back, bumps
+ * ring 0's reuse, and fills the slots again: a new pipe without a trip to
+ * the daemon.
  */
 #define IPCD_HOLDERS		8
 #define IPCD_HOLDER_CHILD	(1ull << 63)
+#define IPCD_HOLDER_SPAWN	(1ull << 62)
 #define IPCD_HOLDER_LOST	(~0ull)
+#define IPCD_KEEP_SOCK_PREFIX	"ipcd.keep."	/* abstract; then the creator's number */
+#define IPCD_KEEP_SOCK_FMT	IPCD_KEEP_SOCK_PREFIX "%llu"
 /* Their names, as the user.ipcd.anon attribute gives and takes them. */
 #define IPCD_ANON_NAMES		{ "", "pipe", "packet", "stream", "dgram", "seqpacket" }
 
@@ -219,7 +235,9 @@ struct ipcd_ring {
 	IPCD_ATOMIC(uint32_t) limit;	/* most bytes queued at once (a pipe's
 					   size); 0: the capacity.  Changed
 					   under wlock only */
-	uint32_t reserved1[12];		/* zero */
+	IPCD_ATOMIC(uint32_t) reuse;	/* anonymous: bumped by a process that
+					   makes a new pipe of the pair */
+	uint32_t reserved1[11];		/* zero */
 
 	/* Cache line 2: written by the consumer holding rlock. */
 	IPCD_ATOMIC(uint64_t) head;	/* bytes ever consumed */
@@ -231,7 +249,9 @@ struct ipcd_ring {
 	IPCD_ATOMIC(uint32_t) rd_sleepers; /* readers (and the daemon) asleep on data_seq */
 	IPCD_ATOMIC(uint32_t) space_seq;   /* futex: consumers bump it to wake writers */
 	IPCD_ATOMIC(uint32_t) wr_sleepers; /* writers (and the daemon) asleep on space_seq */
-	uint32_t reserved3[12];		   /* zero */
+	IPCD_ATOMIC(uint64_t) creator;	   /* anonymous, ring 0: the holder id of
+					      the process that made the pair */
+	uint32_t reserved3[10];		   /* zero */
 
 	/* Cache line 4: peer state, written by the daemon only. */
 	IPCD_ATOMIC(uint64_t) writers_epoch; /* low 32: open write ends; high 32: epoch */
@@ -269,7 +289,9 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, daemon_pid) == 272, "daemon_
 _Static_assert(__builtin_offsetof(struct ipcd_ring, anc_at) == 280, "anc_at");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, anon) == 40, "anon on line 0");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, limit) == 76, "limit on line 1");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, reuse) == 80, "reuse on line 1");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, ends_open) == 288, "ends_open");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, creator) == 208, "creator on line 3");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, holders) == 320, "holders on line 5");
 #endif
 
@@ -357,6 +379,10 @@ struct ipcd_anc_take {
  * child that held one) asks it once.
  */
 #define IPCD_IOC_SYNC		0x0000ab09u	/* _IO(0xab, 9) */
+
+/* GETCRED: who made the anonymous channel (a socket pair's SO_PEERCRED):
+ * struct ucred { int32 pid; uint32 uid; uint32 gid; }. */
+#define IPCD_IOC_GETCRED	0x800cab0au	/* _IOR(0xab, 10, struct ucred) */
 #ifndef __cplusplus
 _Static_assert(sizeof(struct ipcd_anc_bind) == 1032, "anc_bind is 1032 bytes");
 _Static_assert(sizeof(struct ipcd_anc_take) == 32, "anc_take is 32 bytes");

@@ -1,0 +1,334 @@
+/*
+ * inherit.c - what a program finds when it starts: the channel ends among
+ * its descriptors, its parent's connections to the pair factory, and the
+ * numbers of the holders protocol (hold.c).
+ *
+ * A process with the shim that runs a program (execve and its relatives,
+ * posix_spawn) tells it in IPCD_SHIM_FDS:
+ *
+ *	IPCD_SHIM_FDS=<how><pid>;<me>;<parent>;<supplies>;<fds>
+ *
+ * <how> is e for an execve by process <pid>, s for a child spawned by
+ * process <pid>; <me> and <parent> are holder numbers in hexadecimal (0:
+ * none); <supplies> lists kind/fd/inode of each factory connection the
+ * program inherits, comma-separated; <fds> lists the descriptors that may
+ * be channel ends, comma-separated.  The list may name more descriptors
+ * than are ends (each is checked) but never fewer.  A list meant for
+ * another process (the pid is not ours, or for a spawn not our parent's) is
+ * ignored.  The variable is taken out of the environment before the
+ * program's own code runs.  Without it the shim reads /proc/self/fd, which
+ * costs more than the rest of its start, and makes its own connections.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define HINT_VAR	"IPCD_SHIM_FDS"
+#define HINT_LEN	(sizeof(HINT_VAR) - 1)
+#define SUPPLIES	8
+
+/* ---- in the program that starts ---------------------------------------------- */
+
+static bool parse_u64(const char **p, int base, uint64_t *v)
+{
+	char *end;
+
+	if (!((**p >= '0' && **p <= '9') || (base == 16 && **p >= 'a' && **p <= 'f')))
+		return false;
+	*v = strtoull(*p, &end, base);
+	*p = end;
+	return true;
+}
+
+/* Adopt each fd of "<fd>,<fd>,..." (to the end of the string). */
+static void adopt_list(const char *p)
+{
+	uint64_t fd;
+
+	while (parse_u64(&p, 10, &fd)) {
+		if (fd <= INT32_MAX)
+			shim_adopt_fd((int)fd, "inherited", -1);
+		if (*p == ',')
+			p++;
+	}
+}
+
+/* Take the connections of "<kind>/<fd>/<ino>,..." up to ';'. */
+static void adopt_supplies(const char **p)
+{
+	uint64_t k, fd, ino;
+
+	while (parse_u64(p, 10, &k) && **p == '/' && (++*p, parse_u64(p, 10, &fd)) &&
+	       **p == '/' && (++*p, parse_u64(p, 10, &ino))) {
+		if (fd <= INT32_MAX)
+			shim_supply_adopt((unsigned)k, (int)fd, ino);
+		if (**p == ',')
+			++*p;
+	}
+}
+
+/* Whether the list in v was meant for this process; then take what it
+ * gives but the fds, and leave *rest at them. */
+static bool hint_take(const char *v, const char **rest)
+{
+	const char *p = v + 1;
+	uint64_t pid, me, par;
+
+	if ((v[0] != 'e' && v[0] != 's') || !parse_u64(&p, 10, &pid) || *p++ != ';' ||
+	    !parse_u64(&p, 16, &me) || *p++ != ';' || !parse_u64(&p, 16, &par) ||
+	    *p++ != ';')
+		return false;
+	if (v[0] == 'e' ? pid != (uint64_t)syscall(SYS_getpid) : pid != (uint64_t)getppid())
+		return false;
+	hold_set_ids(me, par);
+	adopt_supplies(&p);
+	if (*p++ != ';')
+		return false;
+	*rest = p;
+	return true;
+}
+
+static void scan_proc(void)
+{
+	char buf[4096];
+	long n;
+	int d = real.open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (d < 0)
+		return;
+	while ((n = syscall(SYS_getdents64, d, buf, sizeof(buf))) > 0) {
+		long off = 0;
+
+		while (off < n) {
+			struct dirent64 *de = (struct dirent64 *)(buf + off);
+			char *end;
+			long fd = strtol(de->d_name, &end, 10);
+
+			off += de->d_reclen;
+			if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && !*end && fd != d)
+				shim_adopt_fd((int)fd, "inherited", -1);
+		}
+	}
+	real.close(d);
+}
+
+void shim_adopt_inherited(void)
+{
+	const char *v = getenv(HINT_VAR), *list;
+
+	if (v && hint_take(v, &list)) {
+		adopt_list(list);
+	} else {
+		if (v)
+			shim_log("%s is not for this process: reading /proc/self/fd", HINT_VAR);
+		scan_proc();
+		shim_supply_prefetch();
+	}
+	if (v)
+		unsetenv(HINT_VAR);
+}
+
+/* ---- in the process that runs a program ------------------------------------- */
+
+/*
+ * A vfork child shares our table but must not change it: the ends it dup2s
+ * onto other numbers before it runs a program are noted here instead (per
+ * thread, as a vfork child runs on its parent's thread), for its list.
+ */
+#define VFORK_DUPS	16
+static __thread int vfork_dups[VFORK_DUPS];
+static __thread int vfork_ndups;	/* > VFORK_DUPS: too many to list */
+
+void shim_vfork_reset(void)
+{
+	vfork_ndups = 0;
+}
+
+void shim_vfork_dup(int newfd)
+{
+	if (newfd < 0 || vfork_ndups >= VFORK_DUPS) {
+		vfork_ndups = VFORK_DUPS + 1;
+		return;
+	}
+	vfork_dups[vfork_ndups++] = newfd;
+}
+
+struct hint {
+	char *p, *end;
+	bool full;
+};
+
+static void hint_add(struct hint *h, int fd)
+{
+	int n;
+
+	if (h->full)
+		return;
+	n = snprintf(h->p, (size_t)(h->end - h->p), "%s%d", h->p[-1] == ';' ? "" : ",", fd);
+	if (n < 0 || n >= h->end - h->p)
+		h->full = true;
+	else
+		h->p += n;
+}
+
+static void hint_each(int fd, struct sfd *s, void *arg)
+{
+	(void)s;
+	hint_add(arg, fd);
+}
+
+/*
+ * glibc's posix_spawn_file_actions_t (2.36): the used count, then the
+ * array of 32-byte actions, each its tag and, 8 bytes in, for a dup2 the
+ * source and target descriptors, for an open the target.  Checked once
+ * against an action made here.
+ */
+struct fa_view {
+	int allocated, used;
+	const unsigned char *actions;
+};
+#define FA_SIZE	32
+
+static int fa_layout_ok(void)
+{
+	static int ok = -1;
+	posix_spawn_file_actions_t fa;
+	const struct fa_view *v = (const void *)&fa;
+	int tag, fds[2];
+
+	if (ok >= 0)
+		return ok;
+	ok = 0;
+	if (posix_spawn_file_actions_init(&fa))
+		return ok;
+	if (posix_spawn_file_actions_adddup2(&fa, 7, 9) == 0 && v->used == 1) {
+		memcpy(&tag, v->actions, sizeof(tag));
+		memcpy(fds, v->actions + 8, sizeof(fds));
+		ok = tag == SHIM_FA_DUP2 && fds[0] == 7 && fds[1] == 9;
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	return ok;
+}
+
+bool shim_fa_each(const posix_spawn_file_actions_t *fa,
+		  bool (*fn)(int tag, const int fds[2], void *arg), void *arg)
+{
+	const struct fa_view *v = (const void *)fa;
+	int i, tag, fds[2];
+
+	if (!fa_layout_ok())
+		return false;
+	for (i = 0; i < v->used; i++) {
+		const unsigned char *a = v->actions + (size_t)i * FA_SIZE;
+
+		memcpy(&tag, a, sizeof(tag));
+		memcpy(fds, a + 8, sizeof(fds));
+		if (tag < 0 || tag > SHIM_FA_LAST || !fn(tag, fds, arg))
+			return false;
+	}
+	return true;
+}
+
+/* The descriptors a child gets from its file actions may be channel ends. */
+static bool hint_action(int tag, const int fds[2], void *arg)
+{
+	if (tag == SHIM_FA_DUP2)
+		hint_add(arg, fds[1]);
+	else if (tag == SHIM_FA_OPEN)
+		hint_add(arg, fds[0]);
+	return true;
+}
+
+/* Whether environment entry e is LD_PRELOAD naming this shim. */
+static bool preloads_us(const char *e)
+{
+	const char *self = shim_self_name(), *p;
+	size_t n = strlen(self);
+
+	if (strncmp(e, "LD_PRELOAD=", 11) || !n)
+		return false;
+	for (p = e + 11; (p = strstr(p, self)); p += n)
+		if ((p[n] == '\0' || p[n] == ' ' || p[n] == ':') &&
+		    (p == e + 11 || p[-1] == '/' || p[-1] == ' ' || p[-1] == ':'))
+			return true;
+	return false;
+}
+
+size_t shim_env_len(char *const envp[])
+{
+	size_t n = 0;
+
+	while (envp && envp[n])
+		n++;
+	return n;
+}
+
+char *const *shim_exec_env(char *const envp[], char **slots, char *buf, size_t size,
+			   const posix_spawn_file_actions_t *fa, bool spawn, bool *pass)
+{
+	unsigned kinds[SUPPLIES];
+	int sfds[SUPPLIES], ns;
+	uint64_t inos[SUPPLIES], me, par;
+	struct hint h;
+	bool ours = false;
+	size_t i, n = 0;
+	int k;
+
+	*pass = false;
+	if (!shim_on || !envp)
+		return envp;
+	for (i = 0; envp[i]; i++) {
+		if (!strncmp(envp[i], HINT_VAR "=", HINT_LEN + 1))
+			continue;	/* an old one, never passed on */
+		ours = ours || preloads_us(envp[i]);
+		slots[n++] = envp[i];
+	}
+	if (!ours)
+		return envp;
+	hold_ids(spawn, &me, &par);
+	k = snprintf(buf, size, HINT_VAR "=%c%ld;%" PRIx64 ";%" PRIx64 ";", spawn ? 's' : 'e',
+		     (long)syscall(SYS_getpid), me, par);
+	if (k < 0 || (size_t)k >= size)
+		return envp;
+	h.p = buf + k;
+	h.end = buf + size;
+	h.full = false;
+	ns = shim_supply_list(kinds, sfds, inos, SUPPLIES);
+	for (i = 0; i < (size_t)ns && !h.full; i++) {
+		k = snprintf(h.p, (size_t)(h.end - h.p), "%s%u/%d/%" PRIu64, i ? "," : "",
+			     kinds[i], sfds[i], inos[i]);
+		if (k < 0 || k >= h.end - h.p)
+			h.full = true;
+		else
+			h.p += k;
+	}
+	if (h.p + 1 < h.end)
+		*h.p++ = ';';
+	else
+		h.full = true;
+	fdtab_each(hint_each, &h);
+	if (fa && !shim_fa_each(fa, hint_action, &h))
+		h.full = true;
+	if (shim_in_vfork_child()) {
+		if (vfork_ndups > VFORK_DUPS)
+			h.full = true;
+		for (i = 0; i < (size_t)vfork_ndups && !h.full; i++)
+			hint_add(&h, vfork_dups[i]);
+	}
+	if (h.full) {		/* no list rather than a short one */
+		slots[n] = NULL;
+		return slots;
+	}
+	slots[n++] = buf;
+	slots[n] = NULL;
+	*pass = ns > 0;
+	return slots;
+}

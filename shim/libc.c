@@ -1,0 +1,113 @@
+/*
+ * libc.c - libc's own entry points: stdio and other parts of libc call its
+ * internal write, read, close, lseek, dup2 and posix_spawn (and their
+ * _nocancel forms) directly, never through symbols the shim interposes.
+ * Where patch.c knows the libc build, those entries jump to the shim's
+ * handlers, and the real table points at the originals.  Elsewhere nothing
+ * changes, and libc's own I/O on a channel goes through the daemon (slower,
+ * same bytes).
+ *
+ * The entries change when the first channel end comes into the process
+ * (made, inherited or received): a process that never has one pays
+ * nothing.  patch.c changes each entry with one atomic write, so threads
+ * already running are safe.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include "patch.h"
+#include "shim.h"
+
+/* The shim's exported entry points serve as handlers where they fit. */
+ssize_t read(int fd, void *buf, size_t len);
+ssize_t write(int fd, const void *buf, size_t len);
+int close(int fd);
+off64_t lseek64(int fd, off64_t off, int whence);
+int dup2(int old, int new);
+int dup3(int old, int new, int flags);
+int close_range(unsigned first, unsigned last, int flags);
+int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+		const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);
+int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+		 const posix_spawnattr_t *attr, char *const argv[], char *const envp[]);
+
+/* The _nocancel forms: as the cancellable ones, with their own originals. */
+static ssize_t read_nocancel(int fd, void *buf, size_t len)
+{
+	struct sfd *s = fdtab_any() ? fdtab_get(fd) : NULL;
+	ssize_t n;
+
+	if (!s)
+		return real.read_nocancel(fd, buf, len);
+	sfd_put(s);
+	n = read(fd, buf, len);
+	return n;
+}
+
+static ssize_t write_nocancel(int fd, const void *buf, size_t len)
+{
+	struct sfd *s = fdtab_any() ? fdtab_get(fd) : NULL;
+
+	if (!s)
+		return real.write_nocancel(fd, buf, len);
+	sfd_put(s);
+	return write(fd, buf, len);
+}
+
+static int close_nocancel(int fd)
+{
+	return shim_close_fd(fd, real.close_nocancel);
+}
+
+static void patch_libc(void)
+{
+	struct patch_site sites[] = {
+		{ "read", NULL, (void *)read, (void **)&real.read },
+		{ "write", NULL, (void *)write, (void **)&real.write },
+		{ "close", NULL, (void *)close, (void **)&real.close },
+		{ "__read_nocancel", NULL, (void *)read_nocancel, (void **)&real.read_nocancel },
+		{ "__write_nocancel", NULL, (void *)write_nocancel, (void **)&real.write_nocancel },
+		{ "__close_nocancel", NULL, (void *)close_nocancel, (void **)&real.close_nocancel },
+		{ "lseek64", NULL, (void *)lseek64, (void **)&real.lseek64 },
+		{ "dup2", NULL, (void *)dup2, (void **)&real.dup2 },
+		{ "dup3", NULL, (void *)dup3, (void **)&real.dup3 },
+		{ "close_range", NULL, (void *)close_range, (void **)&real.close_range },
+		{ "posix_spawn", NULL, (void *)posix_spawn, (void **)&real.posix_spawn },
+		{ "posix_spawnp", NULL, (void *)posix_spawnp, (void **)&real.posix_spawnp },
+	};
+	int r;
+
+	if (!real.read_nocancel || !real.write_nocancel || !real.close_nocancel) {
+		shim_log("libc has no _nocancel entries: its own I/O goes through the daemon");
+		return;
+	}
+	r = patch_apply(sites, sizeof(sites) / sizeof(sites[0]));
+	if (r) {
+		shim_log("libc's own I/O is not reached (%s): it goes through the daemon",
+			 patch_error());
+		return;
+	}
+	/* lseek and lseek64 are one body here. */
+	real.lseek = (off_t (*)(int, off_t, int))real.lseek64;
+	shim_patched = true;
+	shim_log("libc's own I/O reaches the shim");
+}
+
+static pthread_once_t first_once = PTHREAD_ONCE_INIT;
+
+static void first_end(void)
+{
+	if (shim_patch_wanted)
+		patch_libc();
+	/* The rings' lock owner, asked now: a forked child then only asks
+	 * the kernel again, and registers nothing. */
+	(void)ipcd_tid();
+}
+
+void shim_first_end(void)
+{
+	if (!shim_in_vfork_child())
+		pthread_once(&first_once, first_end);
+}

@@ -1,0 +1,1036 @@
+/*
+ * pairs.c - channel ends coming into the process: pairs for pipe(),
+ * pipe2() and socketpair(), and ends inherited across exec or received
+ * over a socket.
+ *
+ * A pair is taken from the daemon's factory (ring.h, "Pairs of ends made
+ * ahead of time"): the process keeps one connection per kind, asks for
+ * pairs before it needs them, and they wait in its socket; pipe() then
+ * costs one receive.  The connection is close-on-exec and shared with
+ * forked children, so a subshell takes from its parent's supply at once.
+ * Where the factory cannot be reached, the shim makes a pair itself through
+ * the file system, as the daemon would (slower, same result).
+ *
+ * An inherited end costs nothing until it is used: at start the shim only
+ * notes which descriptors are ends on the mount (statx without a trip to
+ * the daemon, F_GETFL for the end), and maps the rings at first use.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define KINDS		(IPCD_ANON_MAX + 1)
+#define ASK_FIRST	2	/* pairs a new connection asks for */
+#define ASK_MAX		8	/* pairs kept coming, at most */
+#define WAIT_MS		2000	/* longest wait for the factory */
+#define WAIT_TRIES	20	/* and how many looks in that time */
+
+static const char *const labels[] = {
+	[SK_PIPE] = "pipe", [SK_STREAM] = "stream",
+	[SK_DGRAM] = "dgram", [SK_SEQPACKET] = "seqpacket",
+};
+
+/* The connection to the factory for one kind (under supply_mu). */
+struct supply {
+	int fd;			/* -1: none yet; -2: the factory is out of reach */
+	unsigned expect;	/* pairs asked for and not received */
+	unsigned ask;		/* how many to keep coming */
+};
+static struct supply supply[KINDS] SHIM_FORKED = {
+	{ -1, 0, 0 }, { -1, 0, 0 }, { -1, 0, 0 }, { -1, 0, 0 }, { -1, 0, 0 }, { -1, 0, 0 }
+};
+static pthread_mutex_t supply_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned long counter;
+
+static uint32_t anon_of(enum skind kind, int flags)
+{
+	switch (kind) {
+	case SK_STREAM: return IPCD_ANON_STREAM;
+	case SK_DGRAM: return IPCD_ANON_DGRAM;
+	case SK_SEQPACKET: return IPCD_ANON_SEQPACKET;
+	default: return (flags & O_DIRECT) ? IPCD_ANON_PACKET : IPCD_ANON_PIPE;
+	}
+}
+
+static enum skind kind_of(uint32_t anon)
+{
+	switch (anon) {
+	case IPCD_ANON_STREAM: return SK_STREAM;
+	case IPCD_ANON_DGRAM: return SK_DGRAM;
+	case IPCD_ANON_SEQPACKET: return SK_SEQPACKET;
+	default: return SK_PIPE;
+	}
+}
+
+/* Roles of end `end` of a channel of kind `kind`. */
+static unsigned end_roles(enum skind kind, int end)
+{
+	if (kind == SK_PIPE)
+		return end ? IPCD_ROLE_WRITE : IPCD_ROLE_READ;
+	return IPCD_ROLE_READ | IPCD_ROLE_WRITE;
+}
+
+/* ---- the factory's supply ------------------------------------------------------ */
+
+/* Move fd out of the way of the program's own low numbers. */
+static int move_high(int fd)
+{
+	int hi = real.fcntl(fd, F_DUPFD_CLOEXEC, SHIM_OWN_FDS);
+
+	if (hi < 0)
+		return fd;
+	real.close(fd);
+	return hi;
+}
+
+/* Connect to the factory of our mount; -1 if it cannot be reached. */
+static int supply_connect(void)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct ucred cr;
+	socklen_t crlen = sizeof(cr);
+	struct statx stx;
+	dev_t dev = shim_mount_dev();
+	socklen_t len;
+	int fd, n;
+
+	n = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1, IPCD_PAIRS_SOCK_FMT,
+		     major(dev), minor(dev));
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	/* The name is not protected: the peer must be the mount's owner,
+	 * who runs the daemon, or anyone could hand us channels to spy on. */
+	if (connect(fd, (struct sockaddr *)&sa, len) < 0 ||
+	    real.getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0 ||
+	    statx(AT_FDCWD, shim_mount_dir(), AT_STATX_DONT_SYNC, STATX_UID, &stx) < 0 ||
+	    (cr.uid != stx.stx_uid && cr.uid != 0)) {
+		real.close(fd);
+		return -1;
+	}
+	return move_high(fd);
+}
+
+static void supply_ask(struct supply *sp, unsigned k, unsigned count);
+
+/* Connect for kind k and ask for its first pairs, if not done (under
+ * supply_mu); false if the factory is out of reach. */
+static bool supply_open(unsigned k)
+{
+	struct supply *sp = &supply[k];
+
+	if (sp->fd == -1) {
+		sp->fd = supply_connect();
+		sp->ask = ASK_FIRST;
+		sp->expect = 0;
+		if (sp->fd < 0) {
+			sp->fd = -2;
+			shim_log("no pair factory for %s: making pairs here", shim_mount_dir());
+		} else {
+			supply_ask(sp, k, sp->ask);
+		}
+	}
+	return sp->fd >= 0;
+}
+
+/*
+ * A program started by a process without the shim (the first of a tree):
+ * ask for pipes now, so that they are here by the time it makes one.  Its
+ * children inherit the connection (inherit.c), and so do theirs: only the
+ * first process of a tree waits for the factory, and that only if it makes
+ * a pipe at once.
+ */
+void shim_supply_prefetch(void)
+{
+	if (!shim_mount_ready())
+		return;
+	pthread_mutex_lock(&supply_mu);
+	supply_open(IPCD_ANON_PIPE);
+	pthread_mutex_unlock(&supply_mu);
+}
+
+int shim_supply_list(unsigned *kinds, int *fds, uint64_t *inos, int max)
+{
+	struct statx stx;
+	unsigned k;
+	int n = 0;
+
+	for (k = 0; k < KINDS && n < max; k++) {
+		if (supply[k].fd < 0 ||
+		    statx(supply[k].fd, "", AT_EMPTY_PATH, STATX_INO, &stx) < 0)
+			continue;
+		kinds[n] = k;
+		fds[n] = supply[k].fd;
+		inos[n++] = stx.stx_ino;
+	}
+	return n;
+}
+
+void shim_supply_cloexec(bool on)
+{
+	unsigned k;
+
+	for (k = 0; k < KINDS; k++)
+		if (supply[k].fd >= 0)
+			real.fcntl(supply[k].fd, F_SETFD, on ? FD_CLOEXEC : 0);
+}
+
+/*
+ * A connection our parent had, which it let us inherit: ours if fd still
+ * is that socket (we are the only thread yet).  Its pairs are shared with
+ * the parent and its other children, as after a fork.
+ */
+void shim_supply_adopt(unsigned kind, int fd, uint64_t ino)
+{
+	struct statx stx;
+
+	if (kind >= KINDS || supply[kind].fd != -1 ||
+	    statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_TYPE, &stx) < 0 ||
+	    !S_ISSOCK(stx.stx_mode) || stx.stx_ino != ino)
+		return;
+	real.fcntl(fd, F_SETFD, FD_CLOEXEC);
+	supply[kind].fd = fd;
+	supply[kind].ask = ASK_FIRST;
+	supply[kind].expect = 0;
+}
+
+/* Ask for count pairs more of kind k, saying as many were taken (under
+ * supply_mu); never waits. */
+static void supply_ask(struct supply *sp, unsigned k, unsigned count)
+{
+	struct ipcd_pairs_req q = { .magic = IPCD_PAIRS_MAGIC, .anon = k, .count = count };
+
+	if (count && real.send(sp->fd, &q, sizeof(q), MSG_DONTWAIT | MSG_NOSIGNAL) ==
+		     sizeof(q))
+		sp->expect += count;
+}
+
+/*
+ * Take a pair of kind k from the factory into fds (end 0, end 1), with
+ * MSG_CMSG_CLOEXEC as cloexec says; *map_len is what to map.  0, or -1
+ * with errno (EMFILE when the table is full, else the factory failed).
+ */
+static int supply_take(unsigned k, bool cloexec, int fds[2], uint64_t *map_len)
+{
+	struct supply *sp = &supply[k];
+	struct ipcd_pairs_msg m;
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr mh;
+	struct cmsghdr *cm;
+	struct pollfd pf;
+	ssize_t n;
+	int tries, e = EAGAIN;
+
+	pthread_mutex_lock(&supply_mu);
+	if (!supply_open(k)) {
+		pthread_mutex_unlock(&supply_mu);
+		errno = ENOTCONN;
+		return -1;
+	}
+	for (tries = 0; tries < WAIT_TRIES; tries++) {
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		n = real.recvmsg(sp->fd, &mh, MSG_DONTWAIT | (cloexec ? MSG_CMSG_CLOEXEC : 0));
+		if (n >= 0)
+			break;
+		e = errno;
+		if (e != EAGAIN)
+			break;
+		/* Nothing waits: unless asked already, ask (a shared supply may
+		 * have been drained by a sibling); keep more coming from now on.
+		 * A pair that arrives may go to a sibling first: wait again. */
+		if (!sp->expect || tries)
+			supply_ask(sp, k, 1);
+		if (sp->ask < ASK_MAX)
+			supply_ask(sp, k, 1), sp->ask++;
+		pf.fd = sp->fd;
+		pf.events = POLLIN;
+		if (real.poll(&pf, 1, WAIT_MS / WAIT_TRIES) < 0 && errno != EINTR)
+			break;
+	}
+	if (n < 0 || n != sizeof(m) || m.magic != IPCD_PAIRS_MAGIC || m.anon != k) {
+		if (n == 0 || (n < 0 && e != EAGAIN && e != EINTR)) {
+			real.close(sp->fd);
+			sp->fd = -2;	/* the daemon went away: make our own */
+		}
+		pthread_mutex_unlock(&supply_mu);
+		errno = n < 0 && e == EMFILE ? EMFILE : ENOTCONN;
+		return -1;
+	}
+	if (sp->expect)
+		sp->expect--;
+	supply_ask(sp, k, 1);	/* one taken, one more */
+	pthread_mutex_unlock(&supply_mu);
+	cm = CMSG_FIRSTHDR(&mh);
+	if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+	    cm->cmsg_len != CMSG_LEN(2 * sizeof(int)) || (mh.msg_flags & MSG_CTRUNC)) {
+		/* The table could not take both: what came is closed. */
+		if (cm && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len > CMSG_LEN(0)) {
+			memcpy(fds, CMSG_DATA(cm), sizeof(int));
+			real.close(fds[0]);
+		}
+		errno = EMFILE;
+		return -1;
+	}
+	memcpy(fds, CMSG_DATA(cm), 2 * sizeof(int));
+	*map_len = m.map_len;
+	return 0;
+}
+
+/* ---- making a pair here ---------------------------------------------------------- */
+
+/* Open both ends of a fresh anonymous channel made here: what the factory
+ * does, through the file system.  0, or -1 with errno. */
+static int make_here(uint32_t anon, bool cloexec, int fds[2])
+{
+	static const char *const names[] = IPCD_ANON_NAMES;
+	static int is_ipcd = -1;
+	static bool anon_dir;
+	char path[4200];
+	int base = O_RDWR | O_NOATIME | (cloexec ? O_CLOEXEC : 0), e;
+
+	/* Only the factory's socket said the mount was ipcd's so far: ask
+	 * the mount itself before making files in it. */
+	if (is_ipcd < 0)
+		is_ipcd = getxattr(shim_mount_dir(), "user.ipcd.status", NULL, 0) > 0;
+	if (!is_ipcd) {
+		shim_log("no ipcd mount with the fast path at %s: kernel pipes",
+			 shim_mount_dir());
+		errno = ENOTCONN;
+		return -1;
+	}
+
+	if (!anon_dir) {
+		snprintf(path, sizeof(path), "%s/.anon", shim_mount_dir());
+		if (mkdir(path, 01777) == 0)
+			chmod(path, 01777);
+		anon_dir = true;
+	}
+	snprintf(path, sizeof(path), "%s/.anon/%d.%ld.%lu", shim_mount_dir(), getpid(),
+		 (long)syscall(SYS_gettid), atomic_fetch_add(&counter, 1));
+	if (mknod(path, S_IFREG | 0600, 0) < 0)
+		return -1;
+	fds[0] = fds[1] = -1;
+	if (setxattr(path, "user.ipcd.anon", names[anon], strlen(names[anon]), 0) < 0)
+		goto err;
+	fds[0] = (int)real.syscall(SYS_openat, AT_FDCWD, path, base);
+	if (fds[0] < 0)
+		goto err;
+	fds[1] = (int)real.syscall(SYS_openat, AT_FDCWD, path, base | O_APPEND);
+	if (fds[1] < 0)
+		goto err;
+	unlink(path);
+	return 0;
+err:
+	e = errno;
+	if (fds[0] >= 0)
+		real.close(fds[0]);
+	unlink(path);
+	errno = e;
+	return -1;
+}
+
+/* ---- pairs kept for another pipe ------------------------------------------------ */
+
+static struct smap *smap_new(int fd, size_t len);
+
+/*
+ * When the last holder of an end of a pair lets go of it (hold.c), the
+ * open file need not be closed: the pair's creator keeps it, or receives
+ * it on its keep socket from whoever held it last (ring.h, "Keeping").
+ * Once both ends are here and nobody holds either, the pair serves the next
+ * pipe() of its kind for a few system calls and no trip to the daemon.
+ * Kept files sit at high numbers, close-on-exec; a forked child closes its
+ * copies, and makes and keeps its own pairs.
+ */
+#define KEEP_MAX	8
+#define KEEP_BASE	768
+
+struct kept {
+	ino_t ino;		/* 0: a free slot */
+	uint32_t anon;
+	int fd[2];		/* -1: that end is not here */
+	int fl[2];		/* its file status flags (SETFL_BITS), -1 unknown */
+	struct smap *m;		/* its mapping, if we still have it */
+	uint64_t order;		/* the oldest goes first when full */
+};
+static struct kept kept[KEEP_MAX];
+static uint64_t keep_clock;
+static int keep_sock SHIM_FORKED = -1;		/* bound to our keep name, or -1 */
+static int give_sock SHIM_FORKED = -1;		/* for handing ends over */
+static pthread_mutex_t keep_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
+
+/* What a handed-over end says of itself. */
+struct give_msg {
+	uint32_t magic;
+	uint32_t end;
+};
+#define GIVE_MAGIC	0x4b454550u	/* "PEEK" */
+
+size_t shim_map_len(int fd)
+{
+	struct statx stx;
+
+	/* The daemon's answer for how much to map, without asking it. */
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_BLOCKS, &stx) < 0)
+		return 0;
+	return (size_t)stx.stx_blocks * 512;
+}
+
+static ino_t ino_of(int fd)
+{
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_INO | STATX_TYPE,
+		  &stx) < 0 || !S_ISREG(stx.stx_mode) ||
+	    makedev(stx.stx_dev_major, stx.stx_dev_minor) != shim_mount_dev())
+		return 0;
+	return (ino_t)stx.stx_ino;
+}
+
+static void kept_drop(struct kept *k)
+{
+	int i;
+
+	for (i = 0; i < 2; i++)
+		if (k->fd[i] >= 0)
+			real.close(k->fd[i]);
+	if (k->m && atomic_fetch_sub(&k->m->refs, 1) == 1) {
+		munmap(k->m->map, k->m->len);
+		free(k->m);
+	}
+	memset(k, 0, sizeof(*k));
+}
+
+void shim_keep_flush(void)
+{
+	int i;
+
+	pthread_mutex_lock(&keep_mu);
+	for (i = 0; i < KEEP_MAX; i++)
+		if (kept[i].ino)
+			kept_drop(&kept[i]);
+	pthread_mutex_unlock(&keep_mu);
+}
+
+/* The file status flags fcntl(F_SETFL) changes. */
+#define SETFL_BITS	(O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK)
+
+/* Keep a copy of fd as end `end` of pair ino, its flags fl (or -1), under
+ * keep_mu. */
+static void keep_add(int fd, ino_t ino, uint32_t anon, int end, int fl, struct smap *m)
+{
+	struct kept *k = NULL, *old = NULL;
+	int i, hi;
+
+	for (i = 0; i < KEEP_MAX; i++) {
+		if (kept[i].ino == ino) {
+			k = &kept[i];
+			break;
+		}
+		if (!kept[i].ino && !k)
+			k = &kept[i];
+		if (kept[i].ino && (!old || kept[i].order < old->order))
+			old = &kept[i];
+	}
+	if (!k) {
+		kept_drop(old);	/* full: the oldest goes */
+		k = old;
+	}
+	if (k->ino && k->fd[end] >= 0)
+		return;	/* already here */
+	hi = real.fcntl(fd, F_DUPFD_CLOEXEC, KEEP_BASE);
+	if (hi < 0)
+		hi = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (hi < 0)
+		return;
+	if (!k->ino) {
+		k->ino = ino;
+		k->anon = anon;
+		k->fd[0] = k->fd[1] = -1;
+	}
+	k->fl[end] = fl < 0 ? -1 : fl & SETFL_BITS;
+	if (m && !k->m) {
+		k->m = m;
+		atomic_fetch_add(&m->refs, 1);
+	}
+	k->fd[end] = hi;
+	k->order = ++keep_clock;
+}
+
+/* The abstract name IPCD_KEEP_SOCK_FMT of process id in sa; its length.
+ * By hand: a child that hands an end back on its way out would otherwise
+ * fault in stdio's formatting code just for this. */
+static socklen_t keep_name(struct sockaddr_un *sa, uint64_t id)
+{
+	static const char prefix[] = IPCD_KEEP_SOCK_PREFIX;
+	char digits[24];
+	size_t n = 0, at = 1 + sizeof(prefix) - 1;
+
+	do {
+		digits[n++] = (char)('0' + id % 10);
+		id /= 10;
+	} while (id);
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	memcpy(sa->sun_path + 1, prefix, sizeof(prefix) - 1);
+	while (n)
+		sa->sun_path[at++] = digits[--n];
+	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + at);
+}
+
+/* Hand fd (end `end`) to the creator numbered `creator`; false if it
+ * cannot take it. */
+static bool give_away(int fd, int end, uint64_t creator)
+{
+	struct sockaddr_un sa;
+	struct give_msg g = { GIVE_MAGIC, (uint32_t)end };
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { &g, sizeof(g) };
+	struct msghdr mh = { 0 };
+	struct cmsghdr *cm;
+
+	if (give_sock < 0) {
+		give_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (give_sock < 0)
+			return false;
+		give_sock = move_high(give_sock);
+	}
+	memset(&u, 0, sizeof(u));
+	mh.msg_name = &sa;
+	mh.msg_namelen = keep_name(&sa, creator);
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = u.buf;
+	mh.msg_controllen = sizeof(u.buf);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	return real.sendmsg(give_sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof(g);
+}
+
+void shim_give_end(int fd, struct sfd *s, void *map, int end)
+{
+	struct ipcd_ring *r0 = map;
+	uint64_t creator = atomic_load(&r0->creator);
+	uint32_t anon = r0->anon;
+	ino_t ino;
+
+	if (!anon || anon > IPCD_ANON_MAX || end < 0 || end > 1 || shim_in_vfork_child())
+		return;
+	/* A process that never asked its number made no pair. */
+	if (creator != hold_known()) {
+		if (creator)
+			give_away(fd, end, creator);
+		return;
+	}
+	ino = s && s->m && s->m->ino ? s->m->ino : ino_of(fd);
+	if (!ino)
+		return;
+	if (s && s->m)
+		s->m->ino = ino;
+	pthread_mutex_lock(&keep_mu);
+	keep_add(fd, ino, anon, end,
+		 s ? O_NOATIME | (end ? O_APPEND : 0) | (atomic_load(&s->nonblock) ? O_NONBLOCK : 0)
+		   : -1,
+		 s ? s->m : NULL);
+	pthread_mutex_unlock(&keep_mu);
+}
+
+/* Our keep socket, bound to our number (under keep_mu); -1 if none. */
+static int keep_socket(void)
+{
+	struct sockaddr_un sa;
+	socklen_t len;
+	int one = 1, fd;
+
+	if (keep_sock >= 0 || !hold_me())
+		return keep_sock;
+	len = keep_name(&sa, hold_me());
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -1;
+	if (real.setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
+	    bind(fd, (struct sockaddr *)&sa, len) < 0) {
+		real.close(fd);
+		return -1;
+	}
+	keep_sock = move_high(fd);
+	/* Our forked children hand ends back through this one. */
+	if (give_sock < 0) {
+		give_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+		if (give_sock >= 0)
+			give_sock = move_high(give_sock);
+	}
+	return keep_sock;
+}
+
+/* One handed-over end as received: kept if it is an end of a pair of ours
+ * from a process of our user, else closed (under keep_mu). */
+static void keep_in(struct msghdr *mh, size_t n, uid_t me)
+{
+	const struct give_msg *g = mh->msg_iov->iov_base;
+	struct cmsghdr *cm;
+	struct ucred uc;
+	bool cred = false;
+	int fd = -1, fl;
+	ino_t ino;
+
+	for (cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET)
+			continue;
+		if (cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len >= CMSG_LEN(sizeof(int)))
+			memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+		if (cm->cmsg_type == SCM_CREDENTIALS && cm->cmsg_len >= CMSG_LEN(sizeof(uc))) {
+			memcpy(&uc, CMSG_DATA(cm), sizeof(uc));
+			cred = uc.uid == me || uc.uid == 0;
+		}
+	}
+	if (fd < 0)
+		return;
+	fl = real.fcntl(fd, F_GETFL);
+	ino = ino_of(fd);
+	if (n == sizeof(*g) && g->magic == GIVE_MAGIC && g->end <= 1 && cred && ino &&
+	    fl >= 0 && (fl & O_NOATIME) && !!(fl & O_APPEND) == (int)g->end)
+		keep_add(fd, ino, 0, (int)g->end, fl, NULL);
+	real.close(fd);
+}
+
+/* Take in what was handed to us, a batch per call (under keep_mu). */
+static void keep_collect(void)
+{
+	enum { BATCH = KEEP_MAX };
+	union {
+		char buf[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
+		struct cmsghdr align;
+	} u[BATCH];
+	struct give_msg g[BATCH];
+	struct iovec iov[BATCH];
+	struct mmsghdr mm[BATCH];
+	int i, n, round;
+
+	if (keep_sock < 0)
+		return;
+	for (round = 0; round < 4; round++) {
+		memset(mm, 0, sizeof(mm));
+		for (i = 0; i < BATCH; i++) {
+			iov[i].iov_base = &g[i];
+			iov[i].iov_len = sizeof(g[i]);
+			mm[i].msg_hdr.msg_iov = &iov[i];
+			mm[i].msg_hdr.msg_iovlen = 1;
+			mm[i].msg_hdr.msg_control = u[i].buf;
+			mm[i].msg_hdr.msg_controllen = sizeof(u[i].buf);
+		}
+		n = real.recvmmsg(keep_sock, mm, BATCH, MSG_DONTWAIT | MSG_CMSG_CLOEXEC, NULL);
+		if (n <= 0)
+			return;
+		for (i = 0; i < n; i++)
+			keep_in(&mm[i].msg_hdr, mm[i].msg_len, getuid());
+		if (n < BATCH)
+			return;
+	}
+}
+
+/* Whether end e of the pair mapped at m is held by nobody and open only in
+ * its one open file. */
+static bool end_free(struct smap *m, int e)
+{
+	return (atomic_load(&m->r0->ends_open) & (1u << e)) && hold_empty(m->r0, e);
+}
+
+/* Empty one ring for a new pipe: nothing queued, the pipe's size again.
+ * False if it cannot be (attachments pending, damage, another opener). */
+static bool ring_fresh(struct ipcd_ring *r, uint32_t anon)
+{
+	uint64_t we = atomic_load(&r->writers_epoch);
+
+	if (atomic_load(&r->anc_at) || atomic_load(&r->state) ||
+	    IPCD_WRITERS(we) != 1 || atomic_load(&r->readers) != 1 ||
+	    atomic_load(&r->wlock) || atomic_load(&r->rlock))
+		return false;
+	atomic_store(&r->head, atomic_load(&r->tail));
+	atomic_store(&r->limit, (anon == IPCD_ANON_PIPE || anon == IPCD_ANON_PACKET) &&
+				r->capacity > IPCD_PIPE_SIZE ? IPCD_PIPE_SIZE : 0);
+	return true;
+}
+
+/* Take a kept pair of kind anon: fds get the lowest free numbers, as
+ * pipe() gives them.  Its mapping (with a reference for the caller) in *mp. */
+static bool keep_take(uint32_t anon, bool cloexec, bool nb, int fds[2], struct smap **mp)
+{
+	struct kept *k;
+	struct ipcd_ring *r1;
+	int i, j;
+
+	pthread_mutex_lock(&keep_mu);
+	keep_collect();
+	for (j = 0; j < KEEP_MAX; j++) {
+		k = &kept[j];
+		if (!k->ino || k->fd[0] < 0 || k->fd[1] < 0 || (k->anon && k->anon != anon))
+			continue;
+		if (!k->m) {
+			k->m = smap_new(k->fd[0], shim_map_len(k->fd[0]));
+			if (!k->m) {
+				kept_drop(k);
+				continue;
+			}
+			atomic_store(&k->m->refs, 1);
+		}
+		k->anon = k->m->r0->anon;
+		if (k->anon != anon || atomic_load(&k->m->r0->creator) != hold_me())
+			continue;
+		if (!end_free(k->m, 0) || !end_free(k->m, 1))
+			continue;	/* still held elsewhere: later */
+		r1 = (k->m->r0->features & IPCD_RING_F_DUPLEX) ?
+		     (struct ipcd_ring *)((char *)k->m->map + k->m->r0->map_size) : NULL;
+		if (!ring_fresh(k->m->r0, anon) || (r1 && !ring_fresh(r1, anon))) {
+			kept_drop(k);
+			continue;
+		}
+		atomic_fetch_add(&k->m->r0->reuse, 1);
+		for (i = 0; i < 2; i++) {
+			fds[i] = real.fcntl(k->fd[i], cloexec ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+			if (fds[i] < 0) {
+				if (i)
+					real.close(fds[0]);
+				pthread_mutex_unlock(&keep_mu);
+				return false;
+			}
+		}
+		for (i = 0; i < 2; i++) {
+			int want = O_NOATIME | (nb ? O_NONBLOCK : 0) | (i ? O_APPEND : 0);
+
+			real.close(k->fd[i]);
+			if (k->fl[i] != want)
+				real.fcntl(fds[i], F_SETFL, O_RDWR | want);
+		}
+		*mp = k->m;	/* the kept reference goes with it */
+		k->m = NULL;
+		memset(k, 0, sizeof(*k));
+		pthread_mutex_unlock(&keep_mu);
+		return true;
+	}
+	pthread_mutex_unlock(&keep_mu);
+	return false;
+}
+
+/*
+ * Before a child is made that may hold our pairs' ends last: the socket it
+ * hands them back on.  Not sooner: a process that never makes one does not
+ * pay for it.
+ */
+void shim_keep_ready(void)
+{
+	if (!hold_known() || shim_in_vfork_child())
+		return;		/* never made a pair */
+	pthread_mutex_lock(&keep_mu);
+	keep_socket();
+	pthread_mutex_unlock(&keep_mu);
+}
+
+/* After fork: the child shares the connections, and what it takes it
+ * counts for itself. */
+void shim_pairs_after_fork(void)
+{
+	unsigned k;
+
+	supply_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+	for (k = 0; k < KINDS; k++)
+		supply[k].expect = 0;
+	/* What the parent keeps is the parent's: close our copies (not the
+	 * last ones, so nothing reaches the daemon), and its keep socket. */
+	keep_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+	shim_keep_flush();
+	if (keep_sock >= 0)
+		real.close(keep_sock);
+	keep_sock = -1;
+}
+
+/*
+ * The program closes fds first..last, or puts another file on them: what of
+ * ours was there (all at SHIM_OWN_FDS and up) is forgotten, not closed by us,
+ * and made again when needed.  Programs that close every descriptor they
+ * did not open themselves do that.
+ */
+void shim_own_fds_gone(unsigned first, unsigned last)
+{
+	unsigned k;
+	int i, e;
+
+	if (last < SHIM_OWN_FDS || shim_in_vfork_child())
+		return;
+#define GONE(fd) ((fd) >= 0 && (unsigned)(fd) >= first && (unsigned)(fd) <= last)
+	pthread_mutex_lock(&supply_mu);
+	for (k = 0; k < KINDS; k++)
+		if (GONE(supply[k].fd))
+			supply[k].fd = -1;
+	pthread_mutex_unlock(&supply_mu);
+	pthread_mutex_lock(&keep_mu);
+	if (GONE(keep_sock))
+		keep_sock = -1;
+	if (GONE(give_sock))
+		give_sock = -1;
+	for (i = 0; i < KEEP_MAX; i++) {
+		bool lost = false;
+
+		for (e = 0; e < 2 && kept[i].ino; e++)
+			if (GONE(kept[i].fd[e])) {
+				kept[i].fd[e] = -1;
+				lost = true;
+			}
+		if (lost)
+			kept_drop(&kept[i]);	/* half a pair serves no pipe */
+	}
+	pthread_mutex_unlock(&keep_mu);
+#undef GONE
+}
+
+/* ---- ends ------------------------------------------------------------------------ */
+
+/* Map the rings open as fd (len: from the daemon, or 0 to learn it). */
+static struct smap *smap_new(int fd, size_t len)
+{
+	struct smap *m = calloc(1, sizeof(*m));
+	int r;
+
+	if (!m)
+		return NULL;
+	r = ipcd_ring_map(fd, len, &m->map, &m->len);
+	if (r) {
+		free(m);
+		errno = -r;
+		return NULL;
+	}
+	m->r0 = m->map;
+	atomic_store(&m->refs, 0);
+	return m;
+}
+
+/* Give s the rings of m as its end; 0 or -errno. */
+static int sfd_bind(struct sfd *s, int fd, struct smap *m)
+{
+	struct ipcd_chan *c;
+	int r;
+
+	r = ipcd_chan_wrap(fd, m->map, m->len, s->roles,
+			   s->kind == SK_PIPE ? 0 : (unsigned)(s->end > 0), &c);
+	if (r)
+		return r;
+	ipcd_set_nonblock(c, atomic_load(&s->nonblock));
+	atomic_fetch_add(&m->refs, 1);
+	s->m = m;
+	atomic_store(&s->c, c);
+	return 0;
+}
+
+int shim_make_pair(int fds[2], enum skind kind, int flags)
+{
+	bool cloexec = flags & O_CLOEXEC, nb = flags & O_NONBLOCK;
+	uint32_t anon = anon_of(kind, flags);
+	struct sfd *s[2] = { NULL, NULL };
+	struct smap *m;
+	uint64_t len = 0;
+	int e, i;
+
+	if (!shim_mount_ready()) {
+		errno = ENOTCONN;
+		return -1;
+	}
+	shim_first_end();
+	m = NULL;
+	if (!keep_take(anon, cloexec, nb, fds, &m)) {
+		if (supply_take(anon, cloexec, fds, &len) < 0) {
+			if (errno == EMFILE) {
+				shim_keep_flush();	/* make room, then let the kernel say */
+				return -1;
+			}
+			if (make_here(anon, cloexec, fds) < 0) {
+				shim_log("cannot make a %s channel (%s): kernel object instead",
+					 labels[kind], strerror(errno));
+				return -1;
+			}
+			len = shim_map_len(fds[0]);
+		}
+		for (i = 0; i < 2 && nb; i++)
+			real.fcntl(fds[i], F_SETFL,
+				   O_RDWR | O_NOATIME | O_NONBLOCK | (i ? O_APPEND : 0));
+		m = smap_new(fds[0], (size_t)len);
+		if (!m)
+			goto fail;
+		/* Ours to keep for another pipe (ring.h, "Keeping"). */
+		if (shim_patched)
+			atomic_store(&m->r0->creator, hold_me());
+	} else {
+		atomic_fetch_sub(&m->refs, 1);	/* the ends take it below */
+	}
+	for (i = 0; i < 2; i++) {
+		s[i] = sfd_new(kind, end_roles(kind, i), i);
+		if (!s[i])
+			goto fail;
+		atomic_store(&s[i]->nonblock, nb);
+		s[i]->made_here = true;
+		if (kind != SK_PIPE) {	/* SO_PEERCRED: who made the pair */
+			s[i]->cred_pid = shim_pid;
+			s[i]->cred_uid = getuid();
+			s[i]->cred_gid = getgid();
+		}
+		if (sfd_bind(s[i], fds[i], m) < 0)
+			goto fail;
+	}
+	if (fdtab_set(fds[0], s[0], cloexec) < 0 || fdtab_set(fds[1], s[1], cloexec) < 0)
+		goto fail;
+	for (i = 0; i < 2; i++) {
+		hold_mine(s[i]);
+		sfd_put(s[i]);	/* the table holds them now */
+	}
+	if (!shim_patched)
+		hold_untracked(m->r0);
+	shim_log("%s channel: fds %d and %d", labels[kind], fds[0], fds[1]);
+	return 0;
+fail:
+	e = errno;
+	for (i = 0; i < 2; i++) {
+		struct sfd *old = fdtab_clear(fds[i]);
+
+		if (old)
+			sfd_put(old);
+		if (s[i])
+			sfd_put(s[i]);
+		real.close(fds[i]);
+	}
+	if (m && atomic_load(&m->refs) == 0) {
+		munmap(m->map, m->len);
+		free(m);
+	}
+	shim_log("cannot map a %s channel (%s): kernel object instead",
+		 labels[kind], strerror(e));
+	errno = e;
+	return -1;
+}
+
+/* ---- ends that came from elsewhere ------------------------------------------------ */
+
+/*
+ * Map the rings of s, an end noted on arrival, at its first use.  Its kind
+ * comes from the ring; a pair's end has its roles by kind, a reopened one
+ * by its access mode.  False if it is not one of ours after all.
+ */
+bool sfd_attach(struct sfd *s, int fd)
+{
+	struct smap *m;
+	int fl;
+
+	if (atomic_load(&s->c))
+		return true;
+	m = smap_new(fd, shim_map_len(fd));
+	if (!m)
+		return false;
+	if (m->r0->anon == IPCD_ANON_NONE || m->r0->anon > IPCD_ANON_MAX) {
+		munmap(m->map, m->len);
+		free(m);
+		return false;
+	}
+	s->kind = kind_of(m->r0->anon);
+	if (s->end >= 0) {
+		s->roles = end_roles(s->kind, s->end);
+	} else {
+		fl = real.fcntl(fd, F_GETFL);
+		s->roles = (fl & O_ACCMODE) == O_RDONLY ? IPCD_ROLE_READ :
+			   (fl & O_ACCMODE) == O_WRONLY ? IPCD_ROLE_WRITE :
+			   IPCD_ROLE_READ | IPCD_ROLE_WRITE;
+	}
+	if (sfd_bind(s, fd, m) < 0) {
+		munmap(m->map, m->len);
+		free(m);
+		return false;
+	}
+	s->pending = false;
+	if (s->end >= 0 && s->inherited)
+		hold_claim(s, fd);
+	return true;
+}
+
+/* Take fd into the table if it is an end on our mount: inherited across
+ * exec, received over a socket, or reopened (through /proc).  Nothing is
+ * asked of the daemon: the rings are mapped at first use. */
+void shim_adopt_fd(int fd, const char *how, int cloexec)
+{
+	struct statx stx;
+	struct sfd *s;
+	int fl;
+
+	/* FUSE mounts are on anonymous devices (major 0): only those are
+	 * worth finding the mount for. */
+	if (!shim_on ||
+	    statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &stx) < 0 ||
+	    stx.stx_dev_major != 0 || !S_ISREG(stx.stx_mode) || !shim_mount_ready() ||
+	    makedev(stx.stx_dev_major, stx.stx_dev_minor) != shim_mount_dev())
+		return;
+	fl = real.fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return;
+	shim_first_end();
+	if (cloexec < 0) {
+		int fdfl = real.fcntl(fd, F_GETFD);
+
+		cloexec = fdfl >= 0 && (fdfl & FD_CLOEXEC);
+	}
+	/* A pair's end says which it is (ring.h); any other open is a reopen,
+	 * which only an anonymous channel's ring lets us take (at attach). */
+	s = sfd_new(SK_PIPE, 0, (fl & O_NOATIME) && (fl & O_ACCMODE) == O_RDWR ?
+			       !!(fl & O_APPEND) : -1);
+	if (!s)
+		return;
+	s->pending = true;
+	s->inherited = !strcmp(how, "inherited");
+	atomic_store(&s->nonblock, !!(fl & O_NONBLOCK));
+	if (fdtab_set(fd, s, cloexec > 0) == 0)
+		shim_log("noted %s channel fd %d (end %d)", how, fd, s->end);
+	sfd_put(s);
+}
+
+/*
+ * The kernel tells the daemon of a file's last close with a release request
+ * that it queues when close() runs but does not wait for.  The daemon reads
+ * its requests in order, one at a time, so any request this thread makes
+ * afterwards is answered only once that release was handled: the peer's
+ * counts in the ring are then up to date, as a kernel pipe's are when
+ * close() returns.
+ */
+void shim_sync(int fd)
+{
+	int e = errno;
+
+	if (real.ioctl(fd, IPCD_IOC_SYNC) < 0)
+		shim_log("cannot reach the daemon to catch up: %s", strerror(errno));
+	errno = e;
+}
