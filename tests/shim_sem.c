@@ -1478,33 +1478,6 @@ static void check_fionread(void)
 	close2(p);
 }
 
-static void check_pipe_size(void)
-{
-	int p[2], sv[2], sz, r;
-	size_t total;
-
-	xpipe(p);
-	sz = (int)SYS(fcntl(p[0], F_GETPIPE_SZ));
-	EXPECT(sz > 0, "F_GETPIPE_SZ gave %d", sz);
-	EXPECT_EQ(fcntl(p[1], F_GETPIPE_SZ), sz);
-	/* An empty pipe takes exactly its size without blocking. */
-	set_nonblock(p[1], true);
-	set_nonblock(p[0], true);
-	total = fill_nonblock(p[1], 0, 4096);
-	EXPECT(total == (size_t)sz, "an empty pipe of F_GETPIPE_SZ %d took %zu bytes", sz, total);
-	read_pattern(p[0], 0, total);
-	expect_eagain(p[0]);
-	/* A size it can have: the new size is at least that, and sticks. */
-	r = (int)SYS(fcntl(p[1], F_SETPIPE_SZ, 65536));
-	EXPECT(r >= 65536, "F_SETPIPE_SZ 65536 returned %d", r);
-	EXPECT_EQ(fcntl(p[0], F_GETPIPE_SZ), r);
-	close2(p);
-
-	xsocketpair(SOCK_STREAM, sv);
-	EXPECT_ERR(fcntl(sv[0], F_GETPIPE_SZ), EBADF);
-	close2(sv);
-}
-
 static void check_lseek(void)
 {
 	int p[2], sv[2];
@@ -4083,6 +4056,117 @@ static void check_inval(void)
 }
 
 /* ======================================================================
+ * Pipe sizes: F_GETPIPE_SZ and F_SETPIPE_SZ as the kernel rounds them.
+ * ====================================================================== */
+
+/* A nonblocking pipe's writer fills exactly `size` bytes, then EAGAIN;
+ * they all come back.  False (after reporting) if not. */
+static bool fills_exactly(int p[2], int size, const char *when)
+{
+	char c;
+
+	size_t total, chunks;
+
+	set_nonblock(p[0], true);
+	set_nonblock(p[1], true);
+	chunks = fill_nonblock(p[1], 0, 4096);
+	total = chunks;
+	while (write(p[1], "z", 1) == 1)
+		total++;
+	read_pattern(p[0], 0, chunks);
+	while (read(p[0], &c, 1) == 1)
+		;
+	expect_eagain(p[0]);
+	set_nonblock(p[0], false);
+	set_nonblock(p[1], false);
+	if (total != (size_t)size) {
+		SOFT("%s: an empty pipe of F_GETPIPE_SZ %d took %zu bytes before EAGAIN "
+		     "(the kernel: exactly its size)", when, size, total);
+		return false;
+	}
+	return true;
+}
+
+static void check_pipe_size(void)
+{
+	long page = sysconf(_SC_PAGESIZE), maxsz = 1 << 20;
+	struct {
+		long ask, pages;	/* the size asked for, what it gives in pages */
+	} sizes[] = {
+		{ 0, 1 }, { 1, 1 }, { 4096, 1 }, { 4097, 2 }, { 5000, 2 }, { 12288, 4 },
+		{ 65536, 16 }, { 65537, 32 }, { 200000, 64 }, { 8192, 2 }, { 1 << 20, 256 },
+		{ 65536, 16 },
+	};
+	FILE *f = fopen("/proc/sys/fs/pipe-max-size", "r");
+	int p[2], sv[2], sz;
+	char b[64];
+
+	if (f) {
+		if (fscanf(f, "%ld", &maxsz) != 1)
+			maxsz = 1 << 20;
+		fclose(f);
+	}
+	EXPECT(page == 4096, "this check assumes 4 KiB pages, not %ld", page);
+	xpipe(p);
+	sz = fcntl(p[0], F_GETPIPE_SZ);
+	if (sz != 16 * page)
+		SOFT("F_GETPIPE_SZ of a new pipe is %d, the kernel's is %ld", sz, 16 * page);
+	EXPECT_EQ(fcntl(p[1], F_GETPIPE_SZ), sz);
+	fills_exactly(p, sz, "a new pipe");
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		long want = sizes[i].pages * page;
+		int r;
+
+		if (want > maxsz)
+			continue;
+		snprintf(b, sizeof(b), "after F_SETPIPE_SZ %ld", sizes[i].ask);
+		r = fcntl(p[i & 1], F_SETPIPE_SZ, (int)sizes[i].ask);
+		if (r != want) {
+			SOFT("F_SETPIPE_SZ %ld returned %d%s%s, the kernel gives %ld", sizes[i].ask,
+			     r, r < 0 ? " with " : "", r < 0 ? errname(errno) : "", want);
+			continue;
+		}
+		if (fcntl(p[0], F_GETPIPE_SZ) != want || fcntl(p[1], F_GETPIPE_SZ) != want) {
+			SOFT("%s: F_GETPIPE_SZ gives %d and %d, not %ld", b,
+			     fcntl(p[0], F_GETPIPE_SZ), fcntl(p[1], F_GETPIPE_SZ), want);
+			continue;
+		}
+		fills_exactly(p, (int)want, b);
+	}
+
+	/* Shrinking below what is queued: EBUSY, the data untouched; growing
+	 * or shrinking to what still holds it works. */
+	errno = 0;
+	sz = fcntl(p[0], F_SETPIPE_SZ, 65536);
+	if (sz == 65536) {
+		write_all(p[1], pat_at(0, 3 * 4096), 3 * 4096);
+		errno = 0;
+		sz = fcntl(p[1], F_SETPIPE_SZ, 8192);
+		if (sz != -1 || errno != EBUSY)
+			SOFT("F_SETPIPE_SZ 8192 with 12288 bytes queued gave %s, the kernel -1 "
+			     "with EBUSY", rw_str(sz, errno, b, sizeof(b)));
+		sz = fcntl(p[1], F_SETPIPE_SZ, 16384);
+		if (sz != 16384)
+			SOFT("F_SETPIPE_SZ 16384 with 12288 bytes queued gave %s, the kernel 16384",
+			     rw_str(sz, errno, b, sizeof(b)));
+		read_pattern(p[0], 0, 3 * 4096);
+		set_nonblock(p[0], true);
+		expect_eagain(p[0]);
+		set_nonblock(p[0], false);
+	} else {
+		SOFT("F_SETPIPE_SZ 65536 gave %s, the kernel 65536; the EBUSY case is left out",
+		     rw_str(sz, errno, b, sizeof(b)));
+	}
+	close2(p);
+
+	xsocketpair(SOCK_STREAM, sv);
+	EXPECT_ERR(fcntl(sv[0], F_GETPIPE_SZ), EBADF);
+	EXPECT_ERR(fcntl(sv[0], F_SETPIPE_SZ, 65536), EBADF);
+	close2(sv);
+}
+
+/* ======================================================================
  * The table, and main.
  * ====================================================================== */
 
@@ -4116,7 +4200,8 @@ static const struct check checks[] = {
 	{ "fionread", check_fionread,
 	  "FIONREAD on pipes, stream, datagram and seqpacket sockets" },
 	{ "pipe-size", check_pipe_size,
-	  "F_GETPIPE_SZ and F_SETPIPE_SZ" },
+	  "F_GETPIPE_SZ 65536; F_SETPIPE_SZ rounds as the kernel, EBUSY below what is queued; "
+	  "a nonblocking writer fills exactly the size" },
 	{ "lseek", check_lseek,
 	  "lseek gives ESPIPE" },
 	{ "fstat", check_fstat,
