@@ -4167,6 +4167,341 @@ static void check_pipe_size(void)
 }
 
 /* ======================================================================
+ * Socket options: credentials, timeouts, the rest compared with a kernel
+ * socket pair.
+ * ====================================================================== */
+
+struct sockval {
+	long r;
+	int err;
+	socklen_t len;
+	unsigned char v[32];
+};
+
+static struct sockval gso(int fd, int level, int opt)
+{
+	struct sockval s;
+
+	memset(&s, 0, sizeof(s));
+	s.len = sizeof(s.v);
+	errno = 0;
+	s.r = getsockopt(fd, level, opt, s.v, &s.len);
+	s.err = errno;
+	if (s.r < 0)
+		s.len = 0;
+	return s;
+}
+
+static const char *sockval_str(const struct sockval *s, char *buf, size_t len)
+{
+	size_t at;
+
+	if (s->r < 0)
+		return rw_str(s->r, s->err, buf, len);
+	at = (size_t)snprintf(buf, len, "length %u:", (unsigned)s->len);
+	for (socklen_t i = 0; i < s->len && i < sizeof(s->v) && at < len - 4; i++)
+		at += (size_t)snprintf(buf + at, len - at, " %02x", s->v[i]);
+	return buf;
+}
+
+static void check_sockopt_cred(void)
+{
+	static const struct { int opt; const char *name; } opts[] = {
+		{ SO_TYPE, "SO_TYPE" }, { SO_DOMAIN, "SO_DOMAIN" },
+		{ SO_PROTOCOL, "SO_PROTOCOL" }, { SO_ACCEPTCONN, "SO_ACCEPTCONN" },
+		{ SO_ERROR, "SO_ERROR" }, { SO_KEEPALIVE, "SO_KEEPALIVE" },
+		{ SO_LINGER, "SO_LINGER" }, { SO_RCVLOWAT, "SO_RCVLOWAT" },
+		{ SO_SNDLOWAT, "SO_SNDLOWAT" }, { SO_RCVTIMEO, "SO_RCVTIMEO" },
+		{ SO_SNDTIMEO, "SO_SNDTIMEO" }, { SO_PEEK_OFF, "SO_PEEK_OFF" },
+		{ SO_OOBINLINE, "SO_OOBINLINE" }, { SO_PRIORITY, "SO_PRIORITY" },
+		{ SO_BROADCAST, "SO_BROADCAST" }, { SO_REUSEADDR, "SO_REUSEADDR" },
+		{ SO_TIMESTAMP, "SO_TIMESTAMP" }, { SO_PASSSEC, "SO_PASSSEC" },
+	};
+	static const int types[] = { SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET };
+	static const char *const tnames[] = { "stream", "dgram", "seqpacket" };
+	struct ucred cred;
+	socklen_t len;
+	int sv[2], kv[2], v;
+	pid_t pid;
+	char a[160], b[160];
+
+	/* SO_PEERCRED: who called socketpair, seen from both ends, also
+	 * after a fork in the child; SO_PASSCRED off, set, on. */
+	for (int k = 0; k < 3; k++) {
+		xsocketpair(types[k], sv);
+		for (int i = 0; i < 2; i++) {
+			memset(&cred, 0, sizeof(cred));
+			len = sizeof(cred);
+			if (getsockopt(sv[i], SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+				SOFT("%s end %d: getsockopt SO_PEERCRED failed with %s; the kernel "
+				     "gives pid %d uid %d gid %d", tnames[k], i, errname(errno),
+				     (int)getpid(), (int)geteuid(), (int)getegid());
+				continue;
+			}
+			if (len != sizeof(cred) || cred.pid != getpid() || cred.uid != geteuid() ||
+			    cred.gid != getegid())
+				SOFT("%s end %d: SO_PEERCRED says pid %d uid %d gid %d (length %u); "
+				     "the kernel: pid %d uid %d gid %d (length %zu)", tnames[k], i,
+				     (int)cred.pid, (int)cred.uid, (int)cred.gid, (unsigned)len,
+				     (int)getpid(), (int)geteuid(), (int)getegid(), sizeof(cred));
+		}
+		if (k == 0) {
+			pid_t me = getpid();
+
+			pid = kid_fork();
+			if (!pid) {
+				memset(&cred, 0, sizeof(cred));
+				len = sizeof(cred);
+				if (getsockopt(sv[1], SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+					_exit(2);
+				_exit(cred.pid == me ? 0 : 3);
+			}
+			v = kid_wait(pid);
+			if (!WIFEXITED(v) || WEXITSTATUS(v))
+				SOFT("stream: in a forked child, SO_PEERCRED %s; the kernel gives the "
+				     "pid of the process that called socketpair (%d)",
+				     WIFEXITED(v) && WEXITSTATUS(v) == 2 ? "fails" : "gives another pid",
+				     (int)me);
+		}
+		len = sizeof(v);
+		v = -1;
+		if (getsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &v, &len) < 0 || v != 0) {
+			SOFT("%s: SO_PASSCRED of a new socket gives %s, the kernel 0", tnames[k],
+			     v == -1 ? errname(errno) : "not 0");
+		} else {
+			v = 1;
+			if (setsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &v, sizeof(v)) < 0)
+				SOFT("%s: setsockopt SO_PASSCRED 1 failed with %s", tnames[k],
+				     errname(errno));
+			v = -1;
+			len = sizeof(v);
+			if (getsockopt(sv[0], SOL_SOCKET, SO_PASSCRED, &v, &len) < 0 || v != 1)
+				SOFT("%s: SO_PASSCRED after setting it to 1 gives %d, the kernel 1",
+				     tnames[k], v);
+			v = -1;
+			len = sizeof(v);
+			if (getsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &v, &len) < 0 || v != 0)
+				SOFT("%s: SO_PASSCRED of the other end gives %d after setting this "
+				     "one, the kernel 0", tnames[k], v);
+		}
+		close2(sv);
+	}
+
+	/* The same options on a kernel pair and on ours: the same answers.
+	 * One line per option that differs, naming the socket types. */
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		char where[64] = "", first[160] = "", kern[160] = "";
+
+		for (int k = 0; k < 3; k++) {
+			struct sockval ks, ss;
+
+			xsocketpair(types[k], sv);
+			SYS(syscall(SYS_socketpair, AF_UNIX, types[k], 0, kv));
+			ks = gso(kv[0], SOL_SOCKET, opts[i].opt);
+			ss = gso(sv[0], SOL_SOCKET, opts[i].opt);
+			close2(sv);
+			close2(kv);
+			if (ks.r == ss.r && ks.err == ss.err && ks.len == ss.len &&
+			    !memcmp(ks.v, ss.v, ks.len))
+				continue;
+			sockval_str(&ss, a, sizeof(a));
+			sockval_str(&ks, b, sizeof(b));
+			if (*first && (strcmp(first, a) || strcmp(kern, b))) {
+				SOFT("getsockopt %s gives %s on %s; the kernel gives %s", opts[i].name,
+				     first, where, kern);
+				*where = 0;
+			}
+			snprintf(first, sizeof(first), "%s", a);
+			snprintf(kern, sizeof(kern), "%s", b);
+			snprintf(where + strlen(where), sizeof(where) - strlen(where), "%s%s",
+				 *where ? ", " : "", tnames[k]);
+		}
+		if (*where)
+			SOFT("getsockopt %s gives %s on %s; the kernel gives %s", opts[i].name,
+			     first, where, kern);
+	}
+}
+
+/* A thread that, unless told first, writes a byte or drains a fd after ms
+ * milliseconds: the end of a wait that should have ended otherwise. */
+struct backstop {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool done, acted;
+	int fd, ms;
+	size_t drain;		/* 0: write one byte */
+	pthread_t t;
+};
+
+static void *backstop_fn(void *arg)
+{
+	struct backstop *b = arg;
+	struct timespec until;
+	int64_t ns;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	ns = until.tv_nsec + (int64_t)b->ms * 1000000;
+	until.tv_sec += ns / 1000000000;
+	until.tv_nsec = ns % 1000000000;
+	pthread_mutex_lock(&b->mu);
+	while (!b->done)
+		if (pthread_cond_timedwait(&b->cv, &b->mu, &until) == ETIMEDOUT)
+			break;
+	b->acted = !b->done;
+	pthread_mutex_unlock(&b->mu);
+	if (b->acted) {
+		if (b->drain) {
+			/* At most that much, and only what is there: never wait. */
+			static char sink[1 << 16];
+			struct pollfd pf = { b->fd, POLLIN, 0 };
+			size_t got = 0;
+
+			while (got < b->drain && poll(&pf, 1, 0) == 1 && (pf.revents & POLLIN)) {
+				ssize_t n = read(b->fd, sink, b->drain - got < sizeof(sink) ?
+						 b->drain - got : sizeof(sink));
+
+				if (n <= 0)
+					break;
+				got += (size_t)n;
+			}
+		} else {
+			(void)!write(b->fd, "b", 1);
+		}
+	}
+	return NULL;
+}
+
+/* Start it with every signal blocked: signals are for the thread under test. */
+static void backstop_start(struct backstop *b, int fd, int ms, size_t drain)
+{
+	sigset_t all, old;
+
+	pthread_mutex_init(&b->mu, NULL);
+	pthread_cond_init(&b->cv, NULL);
+	b->done = b->acted = false;
+	b->fd = fd;
+	b->ms = ms;
+	b->drain = drain;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	b->t = xthread(backstop_fn, b);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* Stop it; true if it acted. */
+static bool backstop_end(struct backstop *b)
+{
+	pthread_mutex_lock(&b->mu);
+	b->done = true;
+	pthread_cond_signal(&b->cv);
+	pthread_mutex_unlock(&b->mu);
+	xjoin(b->t);
+	pthread_mutex_destroy(&b->mu);
+	pthread_cond_destroy(&b->cv);
+	return b->acted;
+}
+
+/* Fill a stream socket end until a 1-byte send would block. */
+static size_t fill_stream(int fd)
+{
+	size_t total = 0;
+	ssize_t n;
+
+	while ((n = send(fd, pat_at(total, 4096), 4096, MSG_DONTWAIT)) > 0)
+		total += (size_t)n;
+	while ((n = send(fd, "z", 1, MSG_DONTWAIT)) > 0)
+		total += (size_t)n;
+	EXPECT(errno == EAGAIN, "filling a stream socket: %s", errname(errno));
+	return total;
+}
+
+static void check_sock_timeo(void)
+{
+	struct timeval tv = { 0, 200000 }, got;
+	struct backstop bs;
+	socklen_t len;
+	int64_t t0, ms;
+	size_t full;
+	char c, b[64];
+	int sv[2], p[2];
+	ssize_t n;
+	bool acted;
+
+	/* Set and read back. */
+	xsocketpair(SOCK_STREAM, sv);
+	for (int k = 0; k < 2; k++) {
+		int opt = k ? SO_SNDTIMEO : SO_RCVTIMEO;
+		const char *name = k ? "SO_SNDTIMEO" : "SO_RCVTIMEO";
+
+		if (setsockopt(sv[0], SOL_SOCKET, opt, &tv, sizeof(tv)) < 0) {
+			SOFT("setsockopt %s 200 ms failed: %s", name, errname(errno));
+			continue;
+		}
+		memset(&got, 0, sizeof(got));
+		len = sizeof(got);
+		if (getsockopt(sv[0], SOL_SOCKET, opt, &got, &len) < 0)
+			SOFT("getsockopt %s after setting 200 ms: %s; the kernel gives it back",
+			     name, errname(errno));
+		else if (len != sizeof(got) || got.tv_sec != 0 || got.tv_usec != 200000)
+			SOFT("getsockopt %s after setting 200 ms gives %ld s %ld us (length %u), "
+			     "the kernel 0 s 200000 us", name, (long)got.tv_sec,
+			     (long)got.tv_usec, (unsigned)len);
+	}
+
+	/* A blocking recv, and a read, time out with EAGAIN; a byte comes
+	 * 2 s later if they do not. */
+	for (int k = 0; k < 2; k++) {
+		backstop_start(&bs, sv[1], 2000, 0);
+		step(k ? "read with SO_RCVTIMEO 200 ms" : "recv with SO_RCVTIMEO 200 ms");
+		t0 = now_ns();
+		n = k ? read(sv[0], &c, 1) : recv(sv[0], &c, 1, 0);
+		int e = errno;
+
+		ms = ms_since(t0);
+		step("");
+		acted = backstop_end(&bs);
+		if (n != -1 || e != EAGAIN)
+			SOFT("a blocking %s with SO_RCVTIMEO 200 ms returned %s after %lld ms%s; "
+			     "the kernel gives -1 with EAGAIN after 200 ms", k ? "read" : "recv",
+			     rw_str(n, e, b, sizeof(b)), (long long)ms,
+			     acted ? " (the byte written at 2 s)" : "");
+		else
+			printf("# %s with SO_RCVTIMEO 200 ms: EAGAIN after %lld ms\n",
+			       k ? "read" : "recv", (long long)ms);
+		if (acted)
+			(void)recv(sv[0], b, sizeof(b), MSG_DONTWAIT);
+	}
+
+	/* A blocking send into a full socket times out the same way; the
+	 * other end drains it 2 s later if it does not. */
+	full = fill_stream(sv[0]);
+	backstop_start(&bs, sv[1], 2000, full);
+	step("send into a full socket with SO_SNDTIMEO 200 ms");
+	t0 = now_ns();
+	n = send(sv[0], "y", 1, 0);
+	{
+		int e = errno;
+
+		ms = ms_since(t0);
+		step("");
+		acted = backstop_end(&bs);
+		if (n != -1 || e != EAGAIN)
+			SOFT("a blocking send into a full socket with SO_SNDTIMEO 200 ms returned "
+			     "%s after %lld ms%s; the kernel gives -1 with EAGAIN after 200 ms",
+			     rw_str(n, e, b, sizeof(b)), (long long)ms,
+			     acted ? " (when the peer drained it at 2 s)" : "");
+		else
+			printf("# send with SO_SNDTIMEO 200 ms: EAGAIN after %lld ms\n", (long long)ms);
+	}
+	close2(sv);
+
+	/* A pipe has no socket options. */
+	xpipe(p);
+	EXPECT_ERR(setsockopt(p[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), ENOTSOCK);
+	close2(p);
+}
+
+/* ======================================================================
  * The table, and main.
  * ====================================================================== */
 
@@ -4246,7 +4581,11 @@ static const struct check checks[] = {
 	  "exact F_GETFL; pread/pwrite ESPIPE; unnamed peers; datagrams: no EOF, ECONNREFUSED" },
 	{ "inval", check_inval,
 	  "invalid arguments (NULL and read-only buffers, flags, iovcnt, fds, options) fail "
-	  "as on the kernel, crash nothing, leave nothing behind" },};
+	  "as on the kernel, crash nothing, leave nothing behind" },
+	{ "sockopt-cred", check_sockopt_cred,
+	  "SO_PEERCRED (also after fork), SO_PASSCRED, and 18 more options as a kernel pair says" },
+	{ "sock-timeo", check_sock_timeo,
+	  "SO_RCVTIMEO/SO_SNDTIMEO: set, read back, recv/read/send time out with EAGAIN" },};
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
 /* Checks that may take longer than CHECK_SECS under a slow shim: each case
