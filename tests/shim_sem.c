@@ -4502,6 +4502,304 @@ static void check_sock_timeo(void)
 }
 
 /* ======================================================================
+ * Cases in child processes.
+ * ====================================================================== */
+
+static void subcase_alarm(int sig)
+{
+	char msg[512];
+	const char *s = atomic_load(&cur_step);
+
+	(void)sig;
+	snprintf(msg, sizeof(msg), "FAIL: %s: hung: no end within its time limit%s%s\n",
+		 atomic_load(&check_name), *s ? " -- stuck in: " : "", s);
+	say(msg);
+	kill_kids();
+	_exit(1);
+}
+
+/*
+ * Run fn(arg) as one case of a check, in a child process limited to secs
+ * seconds: a crash or a hang there fails that case alone, and the check goes
+ * on.  A failing case prints its own FAIL line; true if it passed.
+ */
+static bool subcase(const char *what, void (*fn)(void *), void *arg, int secs)
+{
+	char b[160];
+	pid_t pid;
+	int st;
+
+	pid = kid_fork();
+	if (!pid) {
+		static char name[256];
+
+		snprintf(name, sizeof(name), "%s: %s", atomic_load(&check_name), what);
+		atomic_store(&check_name, name);
+		runner_pid = getpid();
+		soft_fails = 0;
+		install(SIGALRM, subcase_alarm, 0);
+		alarm((unsigned)secs);
+		fn(arg);
+		_exit(soft_fails ? 1 : 0);
+	}
+	st = kid_wait(pid);
+	step("");
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return true;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 1)
+		soft_fails++;	/* its FAIL line says why */
+	else
+		SOFT("%s: the case's process %s", what, status_str(st, b, sizeof(b)));
+	return false;
+}
+
+/* ======================================================================
+ * splice, tee and vmsplice on pipe ends.
+ * ====================================================================== */
+
+static int tmpfile_with(size_t len)
+{
+	char tmpl[] = "/tmp/shim_sem.XXXXXX";
+	int fd = (int)SYS(mkstemp(tmpl));
+
+	SYS(unlink(tmpl));
+	if (len)
+		write_all(fd, pat_at(0, len), len);
+	return fd;
+}
+
+/* The next bytes of fd are exactly pattern [from, from + len), then EAGAIN
+ * (fd nonblocking); otherwise a case failure naming `what`. */
+static void expect_only_pattern(int fd, size_t from, size_t len, const char *what)
+{
+	unsigned char *b = malloc(len + 1);
+	size_t got = 0;
+	ssize_t n;
+
+	EXPECT(b, "out of memory");
+	set_nonblock(fd, true);
+	while (got < len + 1 && (n = read(fd, b + got, len + 1 - got)) > 0)
+		got += (size_t)n;
+	set_nonblock(fd, false);
+	if (got != len)
+		SOFT("%s: the pipe then held %zu bytes, not %zu", what, got, len);
+	else if (memcmp(b, pat_at(from, len), len))
+		SOFT("%s: the pipe then held other bytes than those spliced", what);
+	free(b);
+}
+
+static void splice_file_to_pipe(void *arg)
+{
+	int f = tmpfile_with(20000), p[2];
+	loff_t off = 1000;
+	ssize_t n;
+	char b[64];
+
+	(void)arg;
+	xpipe(p);
+	n = splice(f, &off, p[1], NULL, 5000, 0);
+	if (n != 5000)
+		SOFT("splice(file, pipe, 5000) returned %s, the kernel 5000",
+		     rw_str(n, errno, b, sizeof(b)));
+	else {
+		expect_only_pattern(p[0], 1000, 5000, "file to pipe");
+		EXPECT_EQ(off, 6000);
+	}
+	close2(p);
+	xclose(f);
+}
+
+static void splice_pipe_to_file(void *arg)
+{
+	int f = tmpfile_with(0), p[2];
+	unsigned char buf[6000];
+	loff_t off = 0;
+	ssize_t n;
+	char b[64];
+
+	(void)arg;
+	xpipe(p);
+	write_all(p[1], pat_at(3, 6000), 6000);
+	n = splice(p[0], NULL, f, &off, 6000, 0);
+	if (n != 6000) {
+		SOFT("splice(pipe, file, 6000) with 6000 bytes queued returned %s, the kernel "
+		     "6000", rw_str(n, errno, b, sizeof(b)));
+	} else {
+		EXPECT_EQ(pread(f, buf, sizeof(buf), 0), 6000);
+		if (memcmp(buf, pat_at(3, 6000), 6000))
+			SOFT("pipe to file: the file holds other bytes than the pipe had");
+		set_nonblock(p[0], true);
+		n = read(p[0], buf, 1);
+		if (n != -1 || errno != EAGAIN)
+			SOFT("pipe to file: the pipe still gives %s after the splice took it all",
+			     rw_str(n, errno, b, sizeof(b)));
+	}
+	close2(p);
+	xclose(f);
+}
+
+static void splice_pipe_to_pipe(void *arg)
+{
+	bool kernel_dst = arg != NULL;
+	int p[2], q[2];
+	ssize_t n;
+	char b[64];
+
+	xpipe(p);
+	if (kernel_dst)
+		kernel_pipe(q);
+	else
+		xpipe(q);
+	write_all(p[1], pat_at(5, 7000), 7000);
+	n = splice(p[0], NULL, q[1], NULL, 7000, 0);
+	if (n != 7000)
+		SOFT("splice(pipe, %spipe, 7000) returned %s, the kernel 7000",
+		     kernel_dst ? "kernel " : "", rw_str(n, errno, b, sizeof(b)));
+	else {
+		expect_only_pattern(q[0], 5, 7000, "pipe to pipe: the destination");
+		expect_only_pattern(p[0], 0, 0, "pipe to pipe: the source");
+	}
+	/* Nothing queued, nonblocking: EAGAIN; writer gone: 0. */
+	n = splice(p[0], NULL, q[1], NULL, 100, SPLICE_F_NONBLOCK);
+	if (n != -1 || errno != EAGAIN)
+		SOFT("splice(empty pipe, pipe, SPLICE_F_NONBLOCK) returned %s, the kernel -1 "
+		     "with EAGAIN", rw_str(n, errno, b, sizeof(b)));
+	xclose(p[1]);
+	n = splice(p[0], NULL, q[1], NULL, 100, 0);
+	if (n != 0)
+		SOFT("splice from a pipe whose writer closed returned %s, the kernel 0",
+		     rw_str(n, errno, b, sizeof(b)));
+	xclose(p[0]);
+	close2(q);
+}
+
+static void splice_kernel_to_pipe(void *arg)
+{
+	int k[2], p[2];
+	ssize_t n;
+	char b[64];
+
+	(void)arg;
+	kernel_pipe(k);
+	xpipe(p);
+	write_all(k[1], pat_at(9, 3000), 3000);
+	n = splice(k[0], NULL, p[1], NULL, 3000, 0);
+	if (n != 3000)
+		SOFT("splice(kernel pipe, pipe, 3000) returned %s, the kernel 3000",
+		     rw_str(n, errno, b, sizeof(b)));
+	else
+		expect_only_pattern(p[0], 9, 3000, "kernel pipe to pipe");
+	close2(k);
+	close2(p);
+}
+
+static void splice_tee(void *arg)
+{
+	int p[2], q[2];
+	ssize_t n;
+	char b[64];
+
+	(void)arg;
+	xpipe(p);
+	xpipe(q);
+	write_all(p[1], pat_at(11, 3000), 3000);
+	n = tee(p[0], q[1], 3000, 0);
+	if (n != 3000)
+		SOFT("tee(pipe, pipe, 3000) returned %s, the kernel 3000",
+		     rw_str(n, errno, b, sizeof(b)));
+	else {
+		expect_only_pattern(q[0], 11, 3000, "tee: the destination");
+		expect_only_pattern(p[0], 11, 3000, "tee: the source (tee leaves it)");
+	}
+	n = tee(p[0], q[1], 100, SPLICE_F_NONBLOCK);
+	if (n != -1 || errno != EAGAIN)
+		SOFT("tee from an empty pipe with SPLICE_F_NONBLOCK returned %s, the kernel -1 "
+		     "with EAGAIN", rw_str(n, errno, b, sizeof(b)));
+	close2(p);
+	close2(q);
+}
+
+static void splice_vmsplice(void *arg)
+{
+	unsigned char out[4000];
+	struct iovec iv;
+	int p[2];
+	ssize_t n;
+	char b[64];
+
+	(void)arg;
+	xpipe(p);
+	iv = (struct iovec){ (void *)pat_at(13, 4000), 4000 };
+	n = vmsplice(p[1], &iv, 1, 0);
+	if (n != 4000)
+		SOFT("vmsplice into a pipe returned %s, the kernel 4000",
+		     rw_str(n, errno, b, sizeof(b)));
+	else
+		expect_only_pattern(p[0], 13, 4000, "vmsplice into a pipe");
+	write_all(p[1], pat_at(17, 4000), 4000);
+	iv = (struct iovec){ out, sizeof(out) };
+	n = vmsplice(p[0], &iv, 1, 0);
+	if (n != 4000)
+		SOFT("vmsplice out of a pipe with 4000 bytes queued returned %s, the kernel 4000",
+		     rw_str(n, errno, b, sizeof(b)));
+	else if (memcmp(out, pat_at(17, 4000), 4000))
+		SOFT("vmsplice out of a pipe gave other bytes than written");
+	close2(p);
+}
+
+static void splice_socket(void *arg)
+{
+	int p[2], sv[2];
+	ssize_t n;
+	char b[64];
+	unsigned char buf[5000];
+
+	(void)arg;
+	xpipe(p);
+	xsocketpair(SOCK_STREAM, sv);
+	/* socket to pipe */
+	write_all(sv[1], pat_at(21, 2500), 2500);
+	n = splice(sv[0], NULL, p[1], NULL, 2500, 0);
+	if (n != 2500)
+		SOFT("splice(stream socket, pipe, 2500) returned %s, the kernel 2500",
+		     rw_str(n, errno, b, sizeof(b)));
+	else
+		expect_only_pattern(p[0], 21, 2500, "socket to pipe");
+	/* pipe to socket */
+	write_all(p[1], pat_at(23, 2500), 2500);
+	n = splice(p[0], NULL, sv[0], NULL, 2500, 0);
+	if (n != 2500) {
+		SOFT("splice(pipe, stream socket, 2500) returned %s, the kernel 2500",
+		     rw_str(n, errno, b, sizeof(b)));
+	} else {
+		set_nonblock(sv[1], true);
+		n = read(sv[1], buf, sizeof(buf));
+		if (n != 2500 || memcmp(buf, pat_at(23, 2500), 2500))
+			SOFT("pipe to socket: the peer read %zd bytes, not the 2500 spliced", n);
+	}
+	close2(p);
+	close2(sv);
+}
+
+static void check_splice(void)
+{
+	static int one = 1;
+
+	/* What splice moves between a channel and a file or a kernel pipe may
+	 * go through the daemon. */
+	atomic_fetch_add(slow_allowed, 2 * (5000 + 6000 + 2 * 7000 + 3000 + 2 * 3000 +
+					    2 * 4000 + 2 * 2500));
+	subcase("file to pipe", splice_file_to_pipe, NULL, 5);
+	subcase("pipe to file", splice_pipe_to_file, NULL, 5);
+	subcase("pipe to pipe", splice_pipe_to_pipe, NULL, 5);
+	subcase("pipe to kernel pipe", splice_pipe_to_pipe, &one, 5);
+	subcase("kernel pipe to pipe", splice_kernel_to_pipe, NULL, 5);
+	subcase("tee", splice_tee, NULL, 5);
+	subcase("vmsplice", splice_vmsplice, NULL, 5);
+	subcase("socket pair", splice_socket, NULL, 5);
+}
+
+/* ======================================================================
  * The table, and main.
  * ====================================================================== */
 
@@ -4585,7 +4883,9 @@ static const struct check checks[] = {
 	{ "sockopt-cred", check_sockopt_cred,
 	  "SO_PEERCRED (also after fork), SO_PASSCRED, and 18 more options as a kernel pair says" },
 	{ "sock-timeo", check_sock_timeo,
-	  "SO_RCVTIMEO/SO_SNDTIMEO: set, read back, recv/read/send time out with EAGAIN" },};
+	  "SO_RCVTIMEO/SO_SNDTIMEO: set, read back, recv/read/send time out with EAGAIN" },
+	{ "splice", check_splice,
+	  "splice, tee, vmsplice: file/pipe/socket to and from pipe ends" },};
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
 /* Checks that may take longer than CHECK_SECS under a slow shim: each case
@@ -4594,7 +4894,7 @@ static const struct {
 	const char *name;
 	int secs;
 } limits[] = {
-	{ "inval", 60 },
+	{ "inval", 60 }, { "splice", 60 },
 };
 
 static int limit_of(const struct check *c)
