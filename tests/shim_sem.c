@@ -4800,6 +4800,364 @@ static void check_splice(void)
 }
 
 /* ======================================================================
+ * Signals during a wait: the wait ends with EINTR (or goes on with
+ * SA_RESTART for read and write), also for a signal in its first
+ * microseconds.
+ * ====================================================================== */
+
+enum wcall { W_READ, W_WRITE, W_RECV, W_SEND, W_POLL, W_SELECT, W_EPOLL, W_PPOLL, W_NCALLS };
+static const char *const wnames[W_NCALLS] = {
+	"read (empty pipe)", "write (full pipe)", "recv (empty stream socket)",
+	"send (full stream socket)", "poll (empty pipe)", "select (empty pipe)",
+	"epoll_wait (empty pipe)", "ppoll (empty stream socket)",
+};
+#define WAIT_MS		300	/* the timeout of poll and friends, the backstop of the rest */
+
+static atomic_int sig_in_call, sig_fired, sig_early;
+
+static void mark_sig(int sig)
+{
+	(void)sig;
+	if (!atomic_load(&sig_in_call))
+		atomic_store(&sig_early, 1);
+	atomic_fetch_add(&sig_fired, 1);
+}
+
+/* The objects the calls wait on: an empty pipe q, a full pipe p, a socket
+ * pair whose direction sv[0] -> sv[1] is empty and sv[1] -> sv[0] full. */
+struct wobj {
+	int p[2], q[2], sv[2], ep;
+	size_t pfull, sfull;
+};
+
+static void refill(struct wobj *o)
+{
+	set_nonblock(o->p[1], true);
+	while (write(o->p[1], pat_at(0, 4096), 4096) > 0)
+		;
+	while (write(o->p[1], "z", 1) == 1)
+		;
+	set_nonblock(o->p[1], false);
+	(void)fill_stream(o->sv[1]);
+}
+
+static void wobj_open(struct wobj *o)
+{
+	struct epoll_event ev = { EPOLLIN, { 0 } };
+	int n;
+
+	xpipe(o->p);
+	xpipe(o->q);
+	xsocketpair(SOCK_STREAM, o->sv);
+	refill(o);
+	SYS(ioctl(o->p[0], FIONREAD, &n));
+	o->pfull = (size_t)n;
+	SYS(ioctl(o->sv[0], FIONREAD, &n));
+	o->sfull = (size_t)n;
+	o->ep = (int)SYS(epoll_create1(EPOLL_CLOEXEC));
+	SYS(epoll_ctl(o->ep, EPOLL_CTL_ADD, o->q[0], &ev));
+}
+
+static void wobj_close(struct wobj *o)
+{
+	close2(o->p);
+	close2(o->q);
+	close2(o->sv);
+	xclose(o->ep);
+}
+
+/* Back to the state before the round, whatever the backstop did. */
+static void wobj_reset(struct wobj *o)
+{
+	char b[64];
+
+	set_nonblock(o->q[0], true);
+	while (read(o->q[0], b, sizeof(b)) > 0)
+		;
+	set_nonblock(o->q[0], false);
+	while (recv(o->sv[1], b, sizeof(b), MSG_DONTWAIT) > 0)
+		;
+	refill(o);
+}
+
+static long wait_call(enum wcall w, struct wobj *o, int *err)
+{
+	struct pollfd pf = { w == W_PPOLL ? o->sv[1] : o->q[0], POLLIN, 0 };
+	struct timeval tv = { 0, WAIT_MS * 1000 };
+	struct timespec ts = { 0, WAIT_MS * 1000000L };
+	struct epoll_event ev;
+	fd_set rs;
+	char c = 'w';
+	long r = -2;
+
+	FD_ZERO(&rs);
+	FD_SET(o->q[0], &rs);
+	atomic_store(&sig_in_call, 1);
+	switch (w) {
+	case W_READ: r = read(o->q[0], &c, 1); break;
+	case W_WRITE: r = write(o->p[1], &c, 1); break;
+	case W_RECV: r = recv(o->sv[1], &c, 1, 0); break;
+	case W_SEND: r = send(o->sv[1], &c, 1, 0); break;
+	case W_POLL: r = poll(&pf, 1, WAIT_MS); break;
+	case W_SELECT: r = select(o->q[0] + 1, &rs, NULL, NULL, &tv); break;
+	case W_EPOLL: r = epoll_wait(o->ep, &ev, 1, WAIT_MS); break;
+	case W_PPOLL: r = ppoll(&pf, 1, &ts, NULL); break;
+	case W_NCALLS: break;
+	}
+	*err = errno;
+	atomic_store(&sig_in_call, 0);
+	return r;
+}
+
+/* The backstop's action for a call: a byte for the readers, draining for
+ * the writers. */
+static void wait_backstop(struct backstop *b, enum wcall w, struct wobj *o, int ms)
+{
+	switch (w) {
+	case W_READ: backstop_start(b, o->q[1], ms, 0); break;
+	case W_WRITE: backstop_start(b, o->p[0], ms, o->pfull); break;
+	case W_SEND: backstop_start(b, o->sv[0], ms, o->sfull); break;
+	default: backstop_start(b, o->sv[0], ms, 0); break;
+	}
+}
+
+static bool is_restartable(enum wcall w)
+{
+	return w == W_READ || w == W_WRITE || w == W_RECV || w == W_SEND;
+}
+
+/* How a signal is sent: a timer of this thread, or another process. */
+struct sigsrc {
+	timer_t timer;
+	long delay_ns;
+	pid_t helper;		/* a process that sends it on request */
+	int go;			/* a kernel pipe to the helper */
+};
+
+static void sigsrc_arm(struct sigsrc *s, unsigned round)
+{
+	if (s->helper) {
+		unsigned char d = (unsigned char)(round * 7 % 21);	/* x 100 us */
+
+		if (write(s->go, &d, 1) != 1)
+			FAIL("the signal helper is gone");
+	} else {
+		struct itimerspec it = { .it_value = { 0, s->delay_ns } };
+
+		SYS(timer_settime(s->timer, 0, &it, NULL));
+	}
+}
+
+static void sigsrc_disarm(struct sigsrc *s)
+{
+	if (!s->helper) {
+		struct itimerspec it;
+
+		memset(&it, 0, sizeof(it));
+		SYS(timer_settime(s->timer, 0, &it, NULL));
+	} else {
+		/* The helper's signal may still be on its way: wait for it. */
+		for (int i = 0; i < 2000 && !atomic_load(&sig_fired); i++)
+			usleep(100);
+	}
+}
+
+/*
+ * Rounds of one call with one signal source.  Without SA_RESTART every
+ * call must end with EINTR; with it, read/write/recv/send go on until the
+ * backstop lets them finish, while poll and friends still end with EINTR.
+ * A round whose signal came before the call began does not count.  The
+ * kernel may miss a signal that lands between the flag and the system call
+ * itself (a few instructions), so one miss in the rounds is tolerated.
+ */
+static void signal_rounds(enum wcall w, struct sigsrc *src, bool restart, const char *when)
+{
+	enum { ROUNDS = 8, TRIES = 40 };
+	bool cont = restart && is_restartable(w);
+	int ok = 0, missed = 0, early = 0, nosig = 0, tries = 0, e;
+	char first[160] = "", b[64];
+	struct backstop bs;
+	struct wobj o;
+	long r;
+
+	wobj_open(&o);
+	install(SIGUSR1, mark_sig, restart ? SA_RESTART : 0);
+	while (ok + missed < ROUNDS && tries++ < TRIES && missed < 2) {
+		bool acted, was_early;
+		int fired;
+
+		atomic_store(&sig_fired, 0);
+		atomic_store(&sig_early, 0);
+		if (is_restartable(w))
+			wait_backstop(&bs, w, &o, cont ? 30 : WAIT_MS);
+		step(wnames[w]);
+		sigsrc_arm(src, (unsigned)tries);
+		r = wait_call(w, &o, &e);
+		fired = atomic_load(&sig_fired);
+		was_early = atomic_load(&sig_early);
+		sigsrc_disarm(src);
+		step("");
+		acted = is_restartable(w) ? backstop_end(&bs) : false;
+		if (was_early) {
+			early++;
+		} else if (!fired) {
+			nosig++;
+			if (!*first)
+				snprintf(first, sizeof(first), "returned %s before any signal",
+					 rw_str(r, e, b, sizeof(b)));
+		} else if (cont ? r == 1 : (r == -1 && e == EINTR)) {
+			ok++;
+		} else {
+			missed++;
+			if (!*first)
+				snprintf(first, sizeof(first), "returned %s%s", rw_str(r, e, b, sizeof(b)),
+					 acted ? (cont ? "" : " when the backstop ended the wait") :
+					 (r == 0 ? " (its timeout)" : ""));
+		}
+		wobj_reset(&o);
+	}
+	signal(SIGUSR1, SIG_IGN);
+	wobj_close(&o);
+	if (missed > 1 || nosig)
+		SOFT("%s, %s%s: %d of %d rounds did not %s: first %s", wnames[w], when,
+		     restart ? ", SA_RESTART" : "", missed + nosig, ok + missed + nosig,
+		     cont ? "go on to return the byte that came 30 ms later" :
+		     "end with EINTR (the kernel's answer)", first);
+	else if (ok < ROUNDS / 2)
+		printf("# %s, %s: only %d rounds counted (%d with the signal before the call)\n",
+		       wnames[w], when, ok, early);
+}
+
+static void make_timer(struct sigsrc *s, long delay_ns)
+{
+	struct sigevent ev;
+
+	memset(&ev, 0, sizeof(ev));
+	memset(s, 0, sizeof(*s));
+	ev.sigev_notify = SIGEV_THREAD_ID;
+	ev.sigev_signo = SIGUSR1;
+	ev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
+	SYS(timer_create(CLOCK_MONOTONIC, &ev, &s->timer));
+	s->delay_ns = delay_ns;
+}
+
+static void check_sig_timer(void)
+{
+	static const long delays[] = { 20000, 1000000 };
+	static const char *const dn[] = { "signal 20 us after the call", "signal 1 ms after the call" };
+	struct sigsrc s;
+
+	for (int d = 0; d < 2; d++) {
+		make_timer(&s, delays[d]);
+		for (int w = 0; w < W_NCALLS; w++)
+			signal_rounds((enum wcall)w, &s, false, dn[d]);
+		SYS(timer_delete(s.timer));
+	}
+}
+
+static void check_sig_restart(void)
+{
+	static const long delays[] = { 20000, 1000000 };
+	static const char *const dn[] = { "signal 20 us after the call", "signal 1 ms after the call" };
+	struct sigsrc s;
+
+	for (int d = 0; d < 2; d++) {
+		make_timer(&s, delays[d]);
+		for (int w = 0; w < W_NCALLS; w++)
+			signal_rounds((enum wcall)w, &s, true, dn[d]);
+		SYS(timer_delete(s.timer));
+	}
+}
+
+/* The helper process: on each byte, wait that many 100 us, then kill. */
+static _Noreturn void kill_helper(int go, pid_t target)
+{
+	unsigned char d;
+
+	while (read(go, &d, 1) == 1) {
+		if (d)
+			usleep(100u * d);
+		kill(target, SIGUSR1);
+	}
+	_exit(0);
+}
+
+static void usr2_note(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&sig_count, 1);
+}
+
+/* rsync's shape: a parent waits in poll (or select) on a socket pair end;
+ * a child sends it SIGUSR2, whose handler has no SA_RESTART. */
+static void rsync_shape(bool use_select)
+{
+	struct pollfd pf;
+	fd_set rs;
+	int sv[2], e;
+	long r;
+	pid_t pid, me = getpid();
+	char b[64];
+
+	xsocketpair(SOCK_STREAM, sv);
+	install(SIGUSR2, usr2_note, 0);
+	atomic_store(&sig_count, 0);
+	pid = kid_fork();
+	if (!pid) {
+		xclose(sv[0]);
+		msleep(100);
+		kill(me, SIGUSR2);
+		msleep(500);
+		write_all(sv[1], "x", 1);	/* the backstop */
+		_exit(0);
+	}
+	xclose(sv[1]);
+	step(use_select ? "select until the child's SIGUSR2" : "poll until the child's SIGUSR2");
+	if (use_select) {
+		FD_ZERO(&rs);
+		FD_SET(sv[0], &rs);
+		r = select(sv[0] + 1, &rs, NULL, NULL, NULL);
+	} else {
+		pf = (struct pollfd){ sv[0], POLLIN, 0 };
+		r = poll(&pf, 1, -1);
+	}
+	e = errno;
+	step("");
+	if (r != -1 || e != EINTR)
+		SOFT("%s blocked on a socket pair end: the child's SIGUSR2 at 100 ms did not end "
+		     "it with EINTR; it returned %s%s", use_select ? "select" : "poll",
+		     rw_str(r, e, b, sizeof(b)),
+		     atomic_load(&sig_count) ? " when the child's byte came at 0.6 s" :
+		     " (and the handler never ran)");
+	kid_ok(pid, "the child sending SIGUSR2");
+	xclose(sv[0]);
+	signal(SIGUSR2, SIG_DFL);
+}
+
+static void check_sig_kill(void)
+{
+	struct sigsrc s;
+	int go[2];
+
+	memset(&s, 0, sizeof(s));
+	kernel_pipe(go);
+	/* The helper must not take the signal from the parent's handler set. */
+	s.helper = kid_fork();
+	if (!s.helper) {
+		xclose(go[1]);
+		kill_helper(go[0], getppid());
+	}
+	xclose(go[0]);
+	s.go = go[1];
+	for (int w = 0; w < W_NCALLS; w++)
+		signal_rounds((enum wcall)w, &s, false, "kill() from another process 0-2 ms later");
+	xclose(go[1]);
+	kid_ok(s.helper, "the process sending signals");
+	rsync_shape(false);
+	rsync_shape(true);
+}
+
+/* ======================================================================
  * The table, and main.
  * ====================================================================== */
 
@@ -4885,7 +5243,15 @@ static const struct check checks[] = {
 	{ "sock-timeo", check_sock_timeo,
 	  "SO_RCVTIMEO/SO_SNDTIMEO: set, read back, recv/read/send time out with EAGAIN" },
 	{ "splice", check_splice,
-	  "splice, tee, vmsplice: file/pipe/socket to and from pipe ends" },};
+	  "splice, tee, vmsplice: file/pipe/socket to and from pipe ends" },
+	{ "sig-timer", check_sig_timer,
+	  "a timer signal 20 us or 1 ms into read/write/recv/send/poll/select/epoll_wait/ppoll "
+	  "ends it with EINTR" },
+	{ "sig-restart", check_sig_restart,
+	  "with SA_RESTART, read/write/recv/send go on after an early signal; poll and "
+	  "friends still give EINTR" },
+	{ "sig-kill", check_sig_kill,
+	  "kill() from another process ends waits with EINTR; rsync's poll/select and SIGUSR2" },};
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
 /* Checks that may take longer than CHECK_SECS under a slow shim: each case
@@ -4894,7 +5260,8 @@ static const struct {
 	const char *name;
 	int secs;
 } limits[] = {
-	{ "inval", 60 }, { "splice", 60 },
+	{ "inval", 60 }, { "splice", 60 }, { "sig-timer", 60 }, { "sig-restart", 60 },
+	{ "sig-kill", 60 },
 };
 
 static int limit_of(const struct check *c)
