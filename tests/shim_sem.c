@@ -2191,19 +2191,33 @@ static void check_fork(void)
 
 extern char **environ;
 
+/*
+ * Exec this program as an exec child with args.  Without keep_preload the
+ * child runs without LD_PRELOAD; its value travels in SHIM_SEM_PRELOAD so
+ * that the child can give it back to a descendant it execs with keep_preload.
+ */
 static _Noreturn void exec_self(const char *const *args, bool keep_preload)
 {
-	char *argv[16], *envp[512];
+	static char saved[8192];
+	char *argv[64], *envp[512];
+	const char *pre = getenv("LD_PRELOAD");
 	int n = 0, e = 0;
 
 	argv[n++] = (char *)"shim_sem";
 	argv[n++] = (char *)"--exec-child";
-	while (*args && n < 15)
+	while (*args && n < 63)
 		argv[n++] = (char *)*args++;
 	argv[n] = NULL;
-	for (char **v = environ; *v && e < 511; v++)
-		if (keep_preload || strncmp(*v, "LD_PRELOAD=", 11))
+	if (!pre)
+		pre = getenv("SHIM_SEM_PRELOAD");
+	for (char **v = environ; *v && e < 510; v++)
+		if (strncmp(*v, "SHIM_SEM_PRELOAD=", 17) && strncmp(*v, "LD_PRELOAD=", 11))
 			envp[e++] = *v;
+	if (pre && *pre) {
+		snprintf(saved, sizeof(saved), "%s=%s",
+			 keep_preload ? "LD_PRELOAD" : "SHIM_SEM_PRELOAD", pre);
+		envp[e++] = saved;
+	}
 	envp[e] = NULL;
 	execve("/proc/self/exe", argv, envp);
 	FAIL("execve /proc/self/exe: %s", strerror(errno));
@@ -2294,6 +2308,8 @@ static void single_thread_child(void)
 	step("");
 }
 
+static int exec_child_more(const char *mode, int argc, char **argv);
+
 /* The exec'd side of the exec checks. */
 static int exec_child(int argc, char **argv)
 {
@@ -2355,7 +2371,7 @@ static int exec_child(int argc, char **argv)
 		expect_eof(go);
 		return 0;
 	}
-	FAIL("bad arguments");
+	return exec_child_more(mode, argc, argv);
 }
 
 static void exec_pipe_echo(bool keep)
@@ -5158,6 +5174,276 @@ static void check_sig_kill(void)
 }
 
 /* ======================================================================
+ * Closing is immediate, also when the other process exits or is killed:
+ * right after waitpid() the survivor sees EPIPE or EOF.
+ * ====================================================================== */
+
+enum cekind {
+	CE_READER_EXITS, CE_READER_KILLED, CE_WRITER_EXITS, CE_WRITER_KILLED,
+	CE_PEER_EXITS, CE_PEER_KILLED, CE_READER_EXECS, CE_NKINDS
+};
+static const char *const cenames[CE_NKINDS] = {
+	"the only reader (a child) exited", "the only reader (a child) was killed by SIGKILL",
+	"the only writer (a child) exited", "the only writer (a child) was killed by SIGKILL",
+	"the socket peer (a child) exited", "the socket peer (a child) was killed by SIGKILL",
+	"the only reader (a child) exec'd /bin/true without the shim and exited",
+};
+
+/* One round; NULL if the survivor saw what the kernel shows, else what. */
+static const char *close_exit_round(enum cekind k, char *buf, size_t len)
+{
+	bool sock = k == CE_PEER_EXITS || k == CE_PEER_KILLED;
+	bool killed = k == CE_READER_KILLED || k == CE_WRITER_KILLED || k == CE_PEER_KILLED;
+	bool writer_left = k == CE_WRITER_EXITS || k == CE_WRITER_KILLED;
+	int f[2], keep, give, st;
+	ssize_t n;
+	char c, b[64];
+	pid_t pid;
+
+	if (sock)
+		xsocketpair(SOCK_STREAM | SOCK_NONBLOCK, f);
+	else
+		SYS(pipe2(f, O_NONBLOCK));
+	keep = writer_left || sock ? 0 : 1;	/* the survivor's end */
+	give = !keep;
+	fflush(stdout);
+	pid = fork();
+	EXPECT(pid >= 0, "fork: %s", strerror(errno));
+	if (!pid) {
+		if (k == CE_READER_EXECS) {
+			char *argv[] = { (char *)"true", NULL }, *envp[] = { NULL };
+
+			execve("/bin/true", argv, envp);
+			_exit(127);
+		}
+		if (killed)
+			for (;;)
+				pause();
+		_exit(0);
+	}
+	xclose(f[give]);
+	if (killed)
+		kill(pid, SIGKILL);
+	while (waitpid(pid, &st, 0) < 0)
+		EXPECT(errno == EINTR, "waitpid: %s", strerror(errno));
+	if (sock) {
+		n = recv(f[keep], &c, 1, MSG_DONTWAIT);
+		if (n != 0)
+			snprintf(buf, len, "recv gave %s, not 0 (EOF)", rw_str(n, errno, b, sizeof(b)));
+		else if ((n = send(f[keep], "x", 1, MSG_NOSIGNAL)) != -1 || errno != EPIPE)
+			snprintf(buf, len, "send gave %s, not -1 with EPIPE",
+				 rw_str(n, errno, b, sizeof(b)));
+		else
+			buf = NULL;
+	} else if (writer_left) {
+		n = read(f[keep], &c, 1);
+		if (n != 0)
+			snprintf(buf, len, "a nonblocking read gave %s, not 0 (EOF)",
+				 rw_str(n, errno, b, sizeof(b)));
+		else
+			buf = NULL;
+	} else {
+		n = write(f[keep], "x", 1);
+		if (n != -1 || errno != EPIPE)
+			snprintf(buf, len, "a write gave %s, not -1 with EPIPE",
+				 rw_str(n, errno, b, sizeof(b)));
+		else
+			buf = NULL;
+	}
+	xclose(f[keep]);
+	return buf;
+}
+
+static void check_close_exit(void)
+{
+	for (int k = 0; k < CE_NKINDS; k++) {
+		int rounds = k == CE_READER_EXECS ? 50 : 200, bad = 0, first = -1;
+		char what[160], first_what[160] = "";
+
+		step(cenames[k]);
+		for (int i = 0; i < rounds; i++) {
+			const char *w = close_exit_round((enum cekind)k, what, sizeof(what));
+
+			if (w && bad++ == 0) {
+				first = i;
+				snprintf(first_what, sizeof(first_what), "%s", w);
+			}
+		}
+		step("");
+		if (bad)
+			SOFT("%s, right after waitpid(): %d of %d rounds wrong, the first (round %d): %s",
+			     cenames[k], bad, rounds, first, first_what);
+	}
+}
+
+/* ======================================================================
+ * A close learnt through another channel: a closes end X, then writes
+ * "done" on Y; b reads "done", then looks at X without waiting.
+ * ====================================================================== */
+
+/* What b sees of X: "EOF" / "EPIPE" as the kernel, or something else. */
+static const char *look_at_x(int x, bool x_was_writer, char *buf, size_t len)
+{
+	struct pollfd pf = { x, x_was_writer ? POLLIN : POLLOUT, 0 };
+	char b[64], ev[64], c;
+	int n;
+	ssize_t r;
+
+	n = poll(&pf, 1, 0);
+	if (x_was_writer) {
+		r = read(x, &c, 1);
+		if (r == 0 && n == 1 && pf.revents == POLLHUP)
+			return NULL;
+		snprintf(buf, len, "poll gave %s and a nonblocking read %s; the kernel: POLLHUP "
+			 "and 0 (EOF)", evname((unsigned)pf.revents, ev, sizeof(ev)),
+			 rw_str(r, errno, b, sizeof(b)));
+	} else {
+		r = write(x, "x", 1);
+		if (r == -1 && errno == EPIPE && n == 1 && pf.revents == (POLLOUT | POLLERR))
+			return NULL;
+		snprintf(buf, len, "poll gave %s and a write %s; the kernel: OUT|ERR and -1 "
+			 "with EPIPE", evname((unsigned)pf.revents, ev, sizeof(ev)),
+			 rw_str(r, errno, b, sizeof(b)));
+	}
+	return buf;
+}
+
+static void notify_rounds_fork(bool x_is_write_end)
+{
+	enum { ROUNDS = 100 };
+	int bad = 0, first = -1;
+	char what[256], first_what[256] = "";
+
+	for (int i = 0; i < ROUNDS; i++) {
+		int x[2], y[2], theirs = x_is_write_end ? 1 : 0;
+		pid_t pid;
+		const char *w;
+
+		SYS(pipe2(x, O_NONBLOCK));
+		xpipe(y);
+		pid = kid_fork();
+		if (!pid) {
+			xclose(x[!theirs]);
+			xclose(y[0]);
+			xclose(x[theirs]);
+			write_all(y[1], "done", 4);
+			_exit(0);
+		}
+		xclose(x[theirs]);
+		xclose(y[1]);
+		expect_read(y[0], "done");
+		w = look_at_x(x[!theirs], x_is_write_end, what, sizeof(what));
+		if (w && bad++ == 0) {
+			first = i;
+			snprintf(first_what, sizeof(first_what), "%s", w);
+		}
+		kid_ok(pid, "the child closing X");
+		xclose(x[!theirs]);
+		xclose(y[0]);
+	}
+	if (bad)
+		SOFT("a child closed the %s end of X, then wrote \"done\" on Y; after reading "
+		     "\"done\": %d of %d rounds wrong, the first (round %d): %s",
+		     x_is_write_end ? "write" : "read", bad, ROUNDS, first, first_what);
+}
+
+#define NOTIFY_EXEC_ROUNDS 16
+
+/* The exec'd side: close X_i, say so on Y, wait for the go on G. */
+static void notify_child(int argc, char **argv)
+{
+	int y = atoi(argv[1]), g = atoi(argv[2]);
+	char c;
+
+	for (int i = 3; i < argc; i++) {
+		xclose(atoi(argv[i]));
+		write_all(y, "d", 1);
+		EXPECT_EQ(read(g, &c, 1), 1);
+	}
+}
+
+static void notify_rounds_exec(bool keep)
+{
+	int x[NOTIFY_EXEC_ROUNDS][2], y[2], g[2], bad = 0, first = -1;
+	char nb[NOTIFY_EXEC_ROUNDS + 3][16], what[256], first_what[256] = "";
+	const char *args[NOTIFY_EXEC_ROUNDS + 4];
+	pid_t pid;
+
+	xpipe(y);
+	xpipe(g);
+	for (int i = 0; i < NOTIFY_EXEC_ROUNDS; i++)
+		SYS(pipe2(x[i], O_NONBLOCK));
+	pid = kid_fork();
+	if (!pid) {
+		args[0] = "notify";
+		args[1] = num(nb[0], y[1]);
+		args[2] = num(nb[1], g[0]);
+		for (int i = 0; i < NOTIFY_EXEC_ROUNDS; i++) {
+			int theirs = i % 2 ? 0 : 1;	/* even: the write end */
+
+			xclose(x[i][!theirs]);
+			args[3 + i] = num(nb[2 + i], x[i][theirs]);
+		}
+		args[3 + NOTIFY_EXEC_ROUNDS] = NULL;
+		xclose(y[0]);
+		xclose(g[1]);
+		exec_self(args, keep);
+	}
+	xclose(y[1]);
+	xclose(g[0]);
+	for (int i = 0; i < NOTIFY_EXEC_ROUNDS; i++)
+		xclose(x[i][i % 2 ? 0 : 1]);
+	for (int i = 0; i < NOTIFY_EXEC_ROUNDS; i++) {
+		int theirs = i % 2 ? 0 : 1;
+		const char *w;
+
+		step("waiting for the exec'd child's word");
+		expect_read(y[0], "d");
+		step("");
+		w = look_at_x(x[i][!theirs], theirs == 1, what, sizeof(what));
+		if (w && bad++ == 0) {
+			first = i;
+			snprintf(first_what, sizeof(first_what), "X's %s end: %s",
+				 theirs ? "write" : "read", w);
+		}
+		write_all(g[1], "g", 1);
+		xclose(x[i][!theirs]);
+	}
+	expect_eof(y[0]);
+	xclose(y[0]);
+	xclose(g[1]);
+	kid_ok(pid, "the exec'd child closing X");
+	if (!keep)
+		atomic_fetch_add(slow_expected, 2 * NOTIFY_EXEC_ROUNDS);
+	if (bad)
+		SOFT("an exec'd child %s closed one end of X, then wrote on Y; after reading it: "
+		     "%d of %d rounds wrong, the first (round %d): %s",
+		     keep ? "with the shim" : "without the shim", bad, NOTIFY_EXEC_ROUNDS, first,
+		     first_what);
+}
+
+static void check_close_notify(void)
+{
+	notify_rounds_fork(true);
+	notify_rounds_fork(false);
+	notify_rounds_exec(true);
+	notify_rounds_exec(false);
+}
+
+/* ======================================================================
+ * The exec'd sides of the checks above.
+ * ====================================================================== */
+
+static int exec_child_more(const char *mode, int argc, char **argv)
+{
+	if (!strcmp(mode, "notify") && argc >= 3) {
+		notify_child(argc, argv);
+		return 0;
+	}
+	FAIL("bad arguments");
+}
+
+/* ======================================================================
  * The table, and main.
  * ====================================================================== */
 
@@ -5251,7 +5537,13 @@ static const struct check checks[] = {
 	  "with SA_RESTART, read/write/recv/send go on after an early signal; poll and "
 	  "friends still give EINTR" },
 	{ "sig-kill", check_sig_kill,
-	  "kill() from another process ends waits with EINTR; rsync's poll/select and SIGUSR2" },};
+	  "kill() from another process ends waits with EINTR; rsync's poll/select and SIGUSR2" },
+	{ "close-exit", check_close_exit,
+	  "a child holding the only other end exits, is killed or execs: EPIPE or EOF right "
+	  "after waitpid(), every time" },
+	{ "close-notify", check_close_notify,
+	  "a close learnt by a message on another channel is already visible (fork, exec "
+	  "with and without the shim)" },};
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
 /* Checks that may take longer than CHECK_SECS under a slow shim: each case
@@ -5261,7 +5553,7 @@ static const struct {
 	int secs;
 } limits[] = {
 	{ "inval", 60 }, { "splice", 60 }, { "sig-timer", 60 }, { "sig-restart", 60 },
-	{ "sig-kill", 60 },
+	{ "sig-kill", 60 }, { "close-exit", 90 }, { "close-notify", 40 },
 };
 
 static int limit_of(const struct check *c)
