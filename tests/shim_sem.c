@@ -5431,6 +5431,364 @@ static void check_close_notify(void)
 }
 
 /* ======================================================================
+ * Readiness: poll, select and epoll say of a channel end what they say of
+ * a kernel pipe or socket end in the same state, for every mask.
+ * ====================================================================== */
+
+/* Everything poll, select and epoll report for fd, as one string; without
+ * the *NORM and *BAND bits when `coarse`. */
+static void readiness_of(int fd, char *buf, size_t len, bool coarse)
+{
+	const unsigned fine = POLLRDNORM | POLLWRNORM | POLLRDBAND | POLLWRBAND;
+	static const short masks[] = {
+		0, POLLIN, POLLOUT, POLLIN | POLLOUT,
+		POLLIN | POLLPRI | POLLOUT | POLLRDNORM | POLLRDBAND | POLLWRNORM |
+			POLLWRBAND | POLLRDHUP,
+	};
+	static const char *const mn[] = { "0", "IN", "OUT", "IN|OUT", "all" };
+	struct epoll_event ev = {
+		EPOLLIN | EPOLLOUT | EPOLLPRI | EPOLLRDHUP | EPOLLRDNORM | EPOLLWRNORM, { 0 }
+	}, out;
+	struct timeval tv = { 0, 0 };
+	fd_set r, w, x;
+	size_t at = 0;
+	char e[96];
+	int ep, n;
+
+	for (size_t i = 0; i < sizeof(masks) / sizeof(masks[0]); i++) {
+		struct pollfd pf = { fd, masks[i], 0 };
+
+		n = poll(&pf, 1, 0);
+		at += (size_t)snprintf(buf + at, len - at, "poll(%s)=%s%s ", mn[i],
+				       evname((unsigned)pf.revents & ~(coarse ? fine : 0), e,
+					      sizeof(e)),
+				       n == (pf.revents != 0) ? "" : "(count wrong)");
+	}
+	FD_ZERO(&r);
+	FD_ZERO(&w);
+	FD_ZERO(&x);
+	FD_SET(fd, &r);
+	FD_SET(fd, &w);
+	FD_SET(fd, &x);
+	n = select(fd + 1, &r, &w, &x, &tv);
+	at += (size_t)snprintf(buf + at, len - at, "select=%s%s%s%s ", FD_ISSET(fd, &r) ? "r" : "",
+			       FD_ISSET(fd, &w) ? "w" : "", FD_ISSET(fd, &x) ? "x" : "",
+			       n < 0 ? "(failed)" : "");
+	ep = (int)SYS(epoll_create1(EPOLL_CLOEXEC));
+	SYS(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev));
+	out.events = 0;
+	n = epoll_wait(ep, &out, 1, 0);
+	snprintf(buf + at, len - at, "epoll=%s",
+		 n == 1 ? evname(out.events & ~(coarse ? fine : 0), e, sizeof(e)) : "0");
+	xclose(ep);
+}
+
+/* The parts of two readiness strings that differ, in da and db. */
+static void readiness_diff(char *a, char *b, char *da, char *db, size_t len)
+{
+	char *sa, *sb, *pa, *pb;
+
+	*da = *db = 0;
+	for (pa = strtok_r(a, " ", &sa), pb = strtok_r(b, " ", &sb); pa && pb;
+	     pa = strtok_r(NULL, " ", &sa), pb = strtok_r(NULL, " ", &sb))
+		if (strcmp(pa, pb)) {
+			snprintf(da + strlen(da), len - strlen(da), " %s", pa);
+			snprintf(db + strlen(db), len - strlen(db), " %s", pb);
+		}
+}
+
+/* States where only the RDNORM/WRNORM/RDBAND/WRBAND bits differ: counted,
+ * and reported once at the end of the check. */
+static int norm_only;
+static char norm_first[1200];
+
+/* Compare one end of ours with the kernel's. */
+static void same_readiness(int ours, int kern, const char *state, const char *end)
+{
+	char a[512], b[512], da[512], db[512];
+
+	readiness_of(ours, a, sizeof(a), true);
+	readiness_of(kern, b, sizeof(b), true);
+	if (strcmp(a, b)) {
+		readiness_diff(a, b, da, db, sizeof(da));
+		SOFT("%s, %s:%s; the kernel:%s", state, end, da, db);
+		return;
+	}
+	readiness_of(ours, a, sizeof(a), false);
+	readiness_of(kern, b, sizeof(b), false);
+	if (strcmp(a, b)) {
+		readiness_diff(a, b, da, db, sizeof(da));
+		if (!norm_only++)
+			snprintf(norm_first, sizeof(norm_first), "%s, %s:%s; the kernel:%s", state,
+				 end, da, db);
+	}
+}
+
+/* A pair of ours and the kernel's, put through the same steps. */
+struct twin {
+	int o[2], k[2];
+	bool open[2];
+};
+
+static void twin_check(struct twin *t, const char *state, const char *e0, const char *e1)
+{
+	if (t->open[0])
+		same_readiness(t->o[0], t->k[0], state, e0);
+	if (t->open[1])
+		same_readiness(t->o[1], t->k[1], state, e1);
+}
+
+static void twin_close(struct twin *t, int i)
+{
+	xclose(t->o[i]);
+	xclose(t->k[i]);
+	t->open[i] = false;
+}
+
+static void twin_end(struct twin *t)
+{
+	for (int i = 0; i < 2; i++)
+		if (t->open[i])
+			twin_close(t, i);
+}
+
+static void twin_write(struct twin *t, int i, size_t n)
+{
+	write_all(t->o[i], pat_at(0, n), n);
+	write_all(t->k[i], pat_at(0, n), n);
+}
+
+static void twin_read(struct twin *t, int i, size_t n)
+{
+	read_pattern(t->o[i], 0, n);
+	read_pattern(t->k[i], 0, n);
+}
+
+static void drain_nb(int fd)
+{
+	char b[65536];
+
+	set_nonblock(fd, true);
+	while (read(fd, b, sizeof(b)) > 0)
+		;
+	set_nonblock(fd, false);
+}
+
+static void fill_nb(int fd)
+{
+	set_nonblock(fd, true);
+	(void)fill_nonblock(fd, 0, 4096);
+	while (write(fd, "z", 1) == 1)
+		;
+	set_nonblock(fd, false);
+}
+
+static void twin_pipe(struct twin *t)
+{
+	xpipe(t->o);
+	kernel_pipe(t->k);
+	t->open[0] = t->open[1] = true;
+}
+
+static void check_readiness(void)
+{
+	static const int types[] = { SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM };
+	static const char *const tn[] = { "stream", "seqpacket", "dgram" };
+	struct twin t;
+	char st[160];
+	int d[2];
+
+	norm_only = 0;
+	/* Pipes: data, full, partly drained, drained, hung up. */
+	twin_pipe(&t);
+	twin_check(&t, "pipe: new", "read end", "write end");
+	twin_write(&t, 1, 1);
+	twin_check(&t, "pipe: 1 byte written", "read end", "write end");
+	twin_read(&t, 0, 1);
+	twin_check(&t, "pipe: the byte read", "read end", "write end");
+	fill_nb(t.o[1]);
+	fill_nb(t.k[1]);
+	twin_check(&t, "pipe: filled until a write would block", "read end", "write end");
+	{
+		char b[4096];
+
+		EXPECT_EQ(read(t.o[0], b, 1), 1);
+		EXPECT_EQ(read(t.k[0], b, 1), 1);
+		twin_check(&t, "pipe: full, then 1 byte read", "read end", "write end");
+		EXPECT_EQ(read(t.o[0], b, 4095), 4095);
+		EXPECT_EQ(read(t.k[0], b, 4095), 4095);
+		twin_check(&t, "pipe: full, then 4096 bytes read", "read end", "write end");
+	}
+	drain_nb(t.o[0]);
+	drain_nb(t.k[0]);
+	twin_check(&t, "pipe: drained", "read end", "write end");
+	d[0] = (int)SYS(dup(t.o[1]));
+	d[1] = (int)SYS(dup(t.k[1]));
+	twin_write(&t, 1, 3);
+	twin_close(&t, 1);
+	twin_check(&t, "pipe: 3 bytes written, one of two write ends closed", "read end", "");
+	xclose(d[0]);
+	xclose(d[1]);
+	twin_check(&t, "pipe: 3 bytes written, every write end closed", "read end", "");
+	twin_read(&t, 0, 3);
+	twin_check(&t, "pipe: hung up, the 3 bytes read", "read end", "");
+	twin_end(&t);
+
+	twin_pipe(&t);
+	twin_close(&t, 0);
+	twin_check(&t, "pipe: the read end closed", "", "write end");
+	twin_end(&t);
+	twin_pipe(&t);
+	fill_nb(t.o[1]);
+	fill_nb(t.k[1]);
+	twin_close(&t, 0);
+	twin_check(&t, "pipe: full, then the read end closed", "", "write end");
+	twin_end(&t);
+
+	/* Socket pairs: data, a full direction, shutdowns, the peer gone. */
+	for (int k = 0; k < 3; k++) {
+		int ty = types[k];
+
+#define SOCKS() do { xsocketpair(ty, t.o); \
+		SYS(syscall(SYS_socketpair, AF_UNIX, ty, 0, t.k)); \
+		t.open[0] = t.open[1] = true; } while (0)
+#define STATE(s) (snprintf(st, sizeof(st), "%s: %s", tn[k], s), st)
+		SOCKS();
+		twin_check(&t, STATE("new"), "end 0", "end 1");
+		twin_write(&t, 1, 3);
+		twin_check(&t, STATE("end 1 sent 3 bytes"), "end 0", "end 1");
+		twin_read(&t, 0, 3);
+		twin_check(&t, STATE("end 0 read them"), "end 0", "end 1");
+		if (ty != SOCK_DGRAM) {
+			fill_nb(t.o[1]);
+			fill_nb(t.k[1]);
+			twin_check(&t, STATE("end 1 sent until a send would block"), "end 0", "end 1");
+			drain_nb(t.o[0]);
+			drain_nb(t.k[0]);
+			twin_check(&t, STATE("end 0 drained it"), "end 0", "end 1");
+		}
+		SYS(shutdown(t.o[1], SHUT_WR));
+		SYS(shutdown(t.k[1], SHUT_WR));
+		twin_check(&t, STATE("end 1 shut down writing"), "end 0", "end 1");
+		SYS(shutdown(t.o[0], SHUT_RD));
+		SYS(shutdown(t.k[0], SHUT_RD));
+		twin_check(&t, STATE("then end 0 shut down reading"), "end 0", "end 1");
+		twin_end(&t);
+
+		SOCKS();
+		twin_write(&t, 1, 3);
+		twin_close(&t, 1);
+		twin_check(&t, STATE("end 1 sent 3 bytes and closed"), "end 0", "");
+		twin_read(&t, 0, 3);
+		twin_check(&t, STATE("end 1 closed, its bytes read"), "end 0", "");
+		twin_end(&t);
+
+		SOCKS();
+		SYS(shutdown(t.o[0], SHUT_RDWR));
+		SYS(shutdown(t.k[0], SHUT_RDWR));
+		twin_check(&t, STATE("end 0 shut down both ways"), "end 0", "end 1");
+		twin_end(&t);
+#undef SOCKS
+#undef STATE
+	}
+	if (norm_only)
+		SOFT("in %d more states only the RDNORM/WRNORM/RDBAND/WRBAND bits differ, the "
+		     "first: %s", norm_only, norm_first);
+}
+
+/*
+ * The order of events across processes: a child writes a byte and exits.
+ * A parent blocked in poll or epoll_wait must see the byte (POLLIN) no
+ * later than the hang-up, read it, and after waitpid() see POLLHUP alone.
+ */
+static const char *order_round(int mode, bool plain, char *buf, size_t len)
+{
+	struct epoll_event ev = { EPOLLIN, { 0 } }, out;
+	struct pollfd pf;
+	char c, b[64], e[64];
+	unsigned first;
+	int p[2], ep = -1, n;
+	ssize_t r;
+	pid_t pid;
+
+	xpipe(p);
+	pid = kid_fork();
+	if (!pid) {
+		char a[16];
+		const char *args[] = { "write-exit", num(a, p[1]), NULL };
+
+		xclose(p[0]);
+		if (plain)
+			exec_self(args, false);
+		msleep(mode == 2 ? 5 : 0);
+		write_all(p[1], "x", 1);
+		_exit(0);
+	}
+	xclose(p[1]);
+	if (mode == 1) {
+		ep = (int)SYS(epoll_create1(EPOLL_CLOEXEC));
+		SYS(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
+	}
+	step("waiting for the child's byte");
+	if (mode == 1) {
+		out.events = 0;
+		n = epoll_wait(ep, &out, 1, 5000);
+		first = n == 1 ? out.events : 0;
+		xclose(ep);
+	} else {
+		pf = (struct pollfd){ p[0], POLLIN, 0 };
+		n = poll(&pf, 1, 5000);
+		first = n == 1 ? (unsigned)pf.revents : 0;
+	}
+	step("");
+	buf[0] = 0;
+	if (!(first & POLLIN))
+		snprintf(buf, len, "the first wake-up said %s, without POLLIN while a byte was "
+			 "unread", evname(first, e, sizeof(e)));
+	r = read(p[0], &c, 1);
+	if (!*buf && (r != 1 || c != 'x'))
+		snprintf(buf, len, "after %s the read gave %s, not the byte",
+			 evname(first, e, sizeof(e)), rw_str(r, errno, b, sizeof(b)));
+	kid_ok(pid, "the child writing and exiting");
+	pf = (struct pollfd){ p[0], POLLIN, 0 };
+	n = poll(&pf, 1, 0);
+	if (!*buf && (n != 1 || pf.revents != POLLHUP))
+		snprintf(buf, len, "after waitpid() poll said %s, not HUP",
+			 evname((unsigned)pf.revents, e, sizeof(e)));
+	xclose(p[0]);
+	return *buf ? buf : NULL;
+}
+
+static void check_readiness_order(void)
+{
+	static const char *const modes[] = {
+		"poll", "epoll_wait", "poll, the child writing 5 ms later"
+	};
+
+	for (int plain = 0; plain < 2; plain++)
+		for (int m = 0; m < 3; m++) {
+			int rounds = plain ? 16 : 100, bad = 0, first = -1;
+			char what[256], fw[256] = "";
+
+			for (int i = 0; i < rounds; i++) {
+				const char *w = order_round(m, plain, what, sizeof(what));
+
+				if (w && bad++ == 0) {
+					first = i;
+					snprintf(fw, sizeof(fw), "%s", w);
+				}
+			}
+			if (plain)
+				atomic_fetch_add(slow_expected, (unsigned long)rounds);
+			if (bad)
+				SOFT("%s; a child %s writes a byte and exits: %d of %d rounds wrong, "
+				     "the first (round %d): %s", modes[m],
+				     plain ? "exec'd without the shim" : "(forked)", bad, rounds,
+				     first, fw);
+		}
+}
+
+/* ======================================================================
  * The exec'd sides of the checks above.
  * ====================================================================== */
 
@@ -5438,6 +5796,10 @@ static int exec_child_more(const char *mode, int argc, char **argv)
 {
 	if (!strcmp(mode, "notify") && argc >= 3) {
 		notify_child(argc, argv);
+		return 0;
+	}
+	if (!strcmp(mode, "write-exit") && argc == 2) {
+		write_all(atoi(argv[1]), "x", 1);
 		return 0;
 	}
 	FAIL("bad arguments");
@@ -5543,7 +5905,13 @@ static const struct check checks[] = {
 	  "after waitpid(), every time" },
 	{ "close-notify", check_close_notify,
 	  "a close learnt by a message on another channel is already visible (fork, exec "
-	  "with and without the shim)" },};
+	  "with and without the shim)" },
+	{ "readiness", check_readiness,
+	  "poll (every mask), select and epoll say of channel ends what they say of kernel "
+	  "pipes and sockets in the same state" },
+	{ "readiness-order", check_readiness_order,
+	  "a child writes and exits: the parent's poll/epoll sees POLLIN no later than the "
+	  "hang-up, then POLLHUP" },};
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
 /* Checks that may take longer than CHECK_SECS under a slow shim: each case
@@ -5554,6 +5922,7 @@ static const struct {
 } limits[] = {
 	{ "inval", 60 }, { "splice", 60 }, { "sig-timer", 60 }, { "sig-restart", 60 },
 	{ "sig-kill", 60 }, { "close-exit", 90 }, { "close-notify", 40 },
+	{ "readiness-order", 60 },
 };
 
 static int limit_of(const struct check *c)
