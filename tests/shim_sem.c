@@ -42,6 +42,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -5789,6 +5790,176 @@ static void check_readiness_order(void)
 }
 
 /* ======================================================================
+ * Many channels at once, and many made and closed.
+ * ====================================================================== */
+
+/* Open descriptors numbered below lim, the directory's own not counted. */
+static int fds_below(long lim)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	EXPECT(d, "opendir /proc/self/fd: %s", strerror(errno));
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.' && atoi(de->d_name) != dirfd(d) && atol(de->d_name) < lim)
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void many_pipes_body(void *arg)
+{
+	enum { ALIVE = 500 };
+	struct rlimit rl;
+	struct pollfd *pf;
+	int (*f)[2], n = 0, e, open0, want, ready;
+	long lim;
+
+	(void)arg;
+	SYS(getrlimit(RLIMIT_NOFILE, &rl));
+	lim = rl.rlim_max < 1024 ? (long)rl.rlim_max : 1024;
+	rl.rlim_cur = (rlim_t)lim;
+	SYS(setrlimit(RLIMIT_NOFILE, &rl));
+	f = calloc((size_t)lim, sizeof(*f));
+	pf = calloc((size_t)lim, sizeof(*pf));
+	EXPECT(f && pf, "out of memory");
+	open0 = fds_below(lim);
+	want = (int)(lim - open0) / 2;
+	step("pipe() until it fails");
+	while (n < lim && pipe(f[n]) == 0)
+		n++;
+	e = errno;
+	step("");
+	if (e != EMFILE || n != want)
+		SOFT("pipe() until it failed: %d pipes, then %s; with %d of %ld descriptors open "
+		     "the kernel makes exactly %d, then EMFILE", n, errname(e), open0, lim, want);
+	EXPECT(n >= ALIVE, "only %d pipes could be made", n);
+
+	/* 500 of them carry data at once: each its own 8 bytes. */
+	for (int i = 0; i < ALIVE; i++) {
+		uint64_t v = 0x5a5a000000000000ull | (uint64_t)i;
+
+		write_all(f[i][1], &v, sizeof(v));
+		pf[i] = (struct pollfd){ f[i][0], POLLIN, 0 };
+	}
+	ready = poll(pf, ALIVE, 0);
+	if (ready != ALIVE)
+		SOFT("poll of %d read ends, each with 8 bytes queued: %d ready", ALIVE, ready);
+	for (int i = 0; i < ALIVE; i++) {
+		uint64_t v = 0;
+
+		if (read_full(f[i][0], &v, sizeof(v)) != sizeof(v) ||
+		    v != (0x5a5a000000000000ull | (uint64_t)i)) {
+			SOFT("pipe %d of %d gave %#" PRIx64 ", not its own bytes", i, ALIVE, v);
+			break;
+		}
+	}
+	/* Every other one written again: exactly those are ready. */
+	for (int i = 0; i < ALIVE; i += 2)
+		write_all(f[i][1], "e", 1);
+	ready = poll(pf, ALIVE, 0);
+	if (ready != ALIVE / 2)
+		SOFT("poll of %d read ends, every other one with a byte: %d ready, not %d", ALIVE,
+		     ready, ALIVE / 2);
+	for (int i = 0; i < ALIVE; i++)
+		if (pf[i].revents != (i % 2 ? 0 : POLLIN)) {
+			SOFT("poll of %d read ends: pipe %d has revents %#x", ALIVE, i,
+			     (unsigned)pf[i].revents);
+			break;
+		}
+	for (int i = 0; i < n; i++)
+		close2(f[i]);
+	if (fds_below(lim) != open0)
+		SOFT("%d descriptors open after closing them all, %d before", fds_below(lim), open0);
+
+	/* Socket pairs the same way, below a limit of 256. */
+	rl.rlim_cur = 256;
+	SYS(setrlimit(RLIMIT_NOFILE, &rl));
+	open0 = fds_below(256);
+	want = (256 - open0) / 2;
+	n = 0;
+	step("socketpair() until it fails");
+	while (n < 256 && socketpair(AF_UNIX, n % 2 ? SOCK_DGRAM : SOCK_STREAM, 0, f[n]) == 0)
+		n++;
+	e = errno;
+	step("");
+	if (e != EMFILE || n != want)
+		SOFT("socketpair() until it failed: %d pairs, then %s; with %d of 256 descriptors "
+		     "open the kernel makes exactly %d, then EMFILE", n, errname(e), open0, want);
+	for (int i = 0; i < n; i++)
+		close2(f[i]);
+	free(f);
+	free(pf);
+}
+
+static void check_many_pipes(void)
+{
+	subcase("pipes and socket pairs up to the descriptor limit", many_pipes_body, NULL, 50);
+}
+
+/* One field of the mount's user.ipcd.status, or -1. */
+static long mount_status(const char *field)
+{
+	const char *m = shim_mount();
+	char buf[512], key[64];
+	ssize_t n;
+	char *at;
+
+	if (!m)
+		return -1;
+	n = getxattr(m, "user.ipcd.status", buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	snprintf(key, sizeof(key), " %s=", field);
+	at = strstr(buf, key);
+	return at ? strtol(at + strlen(key), NULL, 10) : -1;
+}
+
+/* channels= of the mount back to at most `before` within 5 s; -1 if
+ * there is no mount to ask (a run without the shim). */
+static long channels_back(long before)
+{
+	long now = mount_status("channels");
+
+	for (int i = 0; i < 100 && now > before; i++) {
+		msleep(50);
+		now = mount_status("channels");
+	}
+	return now;
+}
+
+static void check_pipe_loop(void)
+{
+	static const int types[] = { SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET };
+	long ch0 = mount_status("channels"), ch1;
+	int fds0 = count_fds(), p[2];
+
+	step("10000 times pipe() and two close()");
+	for (int i = 0; i < 10000; i++) {
+		xpipe(p);
+		close2(p);
+	}
+	step("1000 times socketpair() and two close()");
+	for (int i = 0; i < 1000; i++) {
+		xsocketpair(types[i % 3], p);
+		close2(p);
+	}
+	step("");
+	EXPECT(count_fds() == fds0, "%d descriptors open after the loop, %d before", count_fds(),
+	       fds0);
+	if (ch0 >= 0) {
+		ch1 = channels_back(ch0);
+		if (ch1 > ch0)
+			SOFT("the mount's channels= is %ld 5 s after 10000 pipe()+close() and 1000 "
+			     "socketpair()+close(); it was %ld before", ch1, ch0);
+		else
+			printf("# channels= %ld before the loop, %ld after\n", ch0, ch1);
+	}
+}
+
+/* ======================================================================
  * The exec'd sides of the checks above.
  * ====================================================================== */
 
@@ -5911,7 +6082,12 @@ static const struct check checks[] = {
 	  "pipes and sockets in the same state" },
 	{ "readiness-order", check_readiness_order,
 	  "a child writes and exits: the parent's poll/epoll sees POLLIN no later than the "
-	  "hang-up, then POLLHUP" },};
+	  "hang-up, then POLLHUP" },
+	{ "many-pipes", check_many_pipes,
+	  "pipe()/socketpair() until EMFILE make exactly the kernel's count; 500 pipes carry "
+	  "data and poll at once" },
+	{ "pipe-loop", check_pipe_loop,
+	  "10000 pipe()+close() and 1000 socketpair()+close() leave no fd and no channel" },};
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
 /* Checks that may take longer than CHECK_SECS under a slow shim: each case
@@ -5922,7 +6098,7 @@ static const struct {
 } limits[] = {
 	{ "inval", 60 }, { "splice", 60 }, { "sig-timer", 60 }, { "sig-restart", 60 },
 	{ "sig-kill", 60 }, { "close-exit", 90 }, { "close-notify", 40 },
-	{ "readiness-order", 60 },
+	{ "readiness-order", 60 }, { "many-pipes", 60 }, { "pipe-loop", 90 },
 };
 
 static int limit_of(const struct check *c)
