@@ -5960,6 +5960,326 @@ static void check_pipe_loop(void)
 }
 
 /* ======================================================================
+ * Reopening an end through /proc/self/fd/N or /dev/fd/N.
+ * ====================================================================== */
+
+static int reopen_as(const char *dir, int fd, int flags)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "%s/%d", dir, fd);
+	return open(path, flags);
+}
+
+static void expect_fifo(int fd, int acc, const char *what)
+{
+	struct stat st;
+	int fl;
+
+	SYS(fstat(fd, &st));
+	if (!S_ISFIFO(st.st_mode))
+		SOFT("%s: fstat says mode %#o, not a FIFO", what, (unsigned)st.st_mode);
+	fl = getfl(fd);
+	if ((fl & O_ACCMODE) != acc)
+		SOFT("%s: F_GETFL access mode %d, not %d", what, fl & O_ACCMODE, acc);
+}
+
+/* The next read of fd gives `want` (nonblocking: at once). */
+static void read_now(int fd, const char *want, const char *what)
+{
+	char b[64];
+	ssize_t n;
+	size_t len = strlen(want);
+
+	set_nonblock(fd, true);
+	n = read(fd, b, sizeof(b));
+	set_nonblock(fd, false);
+	if (len == 0 ? n != 0 : (n != (ssize_t)len || memcmp(b, want, len)))
+		SOFT("%s: a read gave %s%s%.*s%s, the kernel %s%s%s", what,
+		     rw_str(n, errno, b + 32, 32), n > 0 ? " \"" : "", n > 0 ? (int)n : 0, b,
+		     n > 0 ? "\"" : "", len ? "\"" : "0 (EOF)", len ? want : "", len ? "\"" : "");
+}
+
+static void reopen_read_queued(void *arg)
+{
+	const char *dir = arg;
+	int p[2], r;
+
+	xpipe(p);
+	write_all(p[1], "abc", 3);
+	r = reopen_as(dir, p[0], O_RDONLY);
+	EXPECT(r >= 0, "open(%s/N, O_RDONLY) of a read end: %s", dir, errname(errno));
+	expect_fifo(r, O_RDONLY, "the reopened read end");
+	step("reading the reopened read end");
+	read_now(r, "abc", "the reopened read end, 3 bytes queued");
+	write_all(p[1], "d", 1);
+	read_now(p[0], "d", "the original read end after the reopened one read");
+	xclose(r);
+	xclose(p[1]);
+	read_now(p[0], "", "the original read end after the writer's close");
+	xclose(p[0]);
+	atomic_fetch_add(slow_allowed, 3);
+}
+
+static void reopen_write(void *arg)
+{
+	const char *dir = arg;
+	int p[2], w;
+
+	xpipe(p);
+	w = reopen_as(dir, p[1], O_WRONLY);
+	EXPECT(w >= 0, "open(%s/N, O_WRONLY) of a write end: %s", dir, errname(errno));
+	expect_fifo(w, O_WRONLY, "the reopened write end");
+	EXPECT_EQ(write(w, "def", 3), 3);
+	read_now(p[0], "def", "bytes written through the reopened write end");
+	xclose(p[1]);
+	set_nonblock(p[0], true);
+	{
+		char c;
+		ssize_t n = read(p[0], &c, 1);
+
+		if (n != -1 || errno != EAGAIN)
+			SOFT("with the reopened write end still open, a read gave %s, the kernel "
+			     "-1 with EAGAIN", rw_str(n, errno, (char[32]){ 0 }, 32));
+	}
+	set_nonblock(p[0], false);
+	xclose(w);
+	read_now(p[0], "", "after the reopened write end closed too");
+	xclose(p[0]);
+	atomic_fetch_add(slow_allowed, 3);
+}
+
+static void reopen_rdwr(void *arg)
+{
+	int p[2], rw;
+
+	(void)arg;
+	xpipe(p);
+	rw = reopen_as("/proc/self/fd", p[0], O_RDWR);
+	EXPECT(rw >= 0, "open(/proc/self/fd/N, O_RDWR) of a read end: %s", errname(errno));
+	EXPECT_EQ(write(rw, "xy", 2), 2);
+	read_now(p[0], "xy", "bytes written through a read end reopened O_RDWR");
+	xclose(p[1]);
+	{
+		char c;
+		ssize_t n;
+
+		set_nonblock(p[0], true);
+		n = read(p[0], &c, 1);
+		set_nonblock(p[0], false);
+		if (n != -1 || errno != EAGAIN)
+			SOFT("the O_RDWR reopened end still writes, yet a read gave %s, the kernel -1 "
+			     "with EAGAIN", rw_str(n, errno, (char[32]){ 0 }, 32));
+	}
+	xclose(rw);
+	read_now(p[0], "", "after the O_RDWR reopened end closed");
+	xclose(p[0]);
+	atomic_fetch_add(slow_allowed, 2);
+}
+
+static void reopen_after_exit(void *arg)
+{
+	int p[2], r;
+	pid_t pid;
+
+	(void)arg;
+	xpipe(p);
+	pid = kid_fork();
+	if (!pid) {
+		xclose(p[0]);
+		write_all(p[1], "x", 1);
+		_exit(0);
+	}
+	xclose(p[1]);
+	kid_ok(pid, "the writer child");
+	step("open(/proc/self/fd/N) of a read end whose writer exited");
+	r = reopen_as("/proc/self/fd", p[0], O_RDONLY);
+	step("");
+	EXPECT(r >= 0, "open of a read end whose writer exited: %s", errname(errno));
+	step("reading it");
+	read_now(r, "x", "a read end reopened after its writer exited, 1 byte queued");
+	read_now(r, "", "the same, once the byte was read");
+	step("");
+	xclose(r);
+	/* Empty, no writer: EOF at once. */
+	step("open(/proc/self/fd/N) of an empty read end with no writer");
+	r = reopen_as("/proc/self/fd", p[0], O_RDONLY);
+	step("");
+	EXPECT(r >= 0, "open of an empty read end with no writer: %s", errname(errno));
+	read_now(r, "", "an empty read end with no writer, reopened");
+	xclose(r);
+	xclose(p[0]);
+	atomic_fetch_add(slow_allowed, 1);
+}
+
+static void reopen_no_reader(void *arg)
+{
+	int p[2], w;
+	ssize_t n;
+
+	(void)arg;
+	xpipe(p);
+	xclose(p[0]);
+	step("open(/proc/self/fd/N, O_WRONLY) of a write end with no reader");
+	w = reopen_as("/proc/self/fd", p[1], O_WRONLY);
+	step("");
+	if (w < 0) {
+		SOFT("open of a write end with no reader failed with %s; the kernel opens it",
+		     errname(errno));
+	} else {
+		n = write(w, "x", 1);
+		if (n != -1 || errno != EPIPE)
+			SOFT("a write through it gave %s, the kernel -1 with EPIPE",
+			     rw_str(n, errno, (char[32]){ 0 }, 32));
+		xclose(w);
+	}
+	xclose(p[1]);
+}
+
+static void reopen_socket(void *arg)
+{
+	int sv[2], r;
+
+	(void)arg;
+	xsocketpair(SOCK_STREAM, sv);
+	r = reopen_as("/proc/self/fd", sv[0], O_RDWR);
+	if (r >= 0 || errno != ENXIO) {
+		SOFT("open(/proc/self/fd/N) of a socket pair end gave %s, the kernel -1 with ENXIO",
+		     rw_str(r, errno, (char[32]){ 0 }, 32));
+		if (r >= 0)
+			close(r);
+	}
+	close2(sv);
+}
+
+static void reopen_nonblock(void *arg)
+{
+	int p[2], r;
+
+	(void)arg;
+	xpipe(p);
+	r = reopen_as("/dev/fd", p[0], O_RDONLY | O_NONBLOCK);
+	EXPECT(r >= 0, "open(/dev/fd/N, O_RDONLY|O_NONBLOCK): %s", errname(errno));
+	if (!(getfl(r) & O_NONBLOCK))
+		SOFT("a read end reopened with O_NONBLOCK has no O_NONBLOCK in F_GETFL");
+	if (getfl(p[0]) & O_NONBLOCK)
+		SOFT("reopening with O_NONBLOCK made the original end nonblocking");
+	{
+		char c;
+		ssize_t n = read(r, &c, 1);
+
+		if (n != -1 || errno != EAGAIN)
+			SOFT("reopened with O_NONBLOCK, empty, a writer open: a read gave %s, the "
+			     "kernel -1 with EAGAIN", rw_str(n, errno, (char[32]){ 0 }, 32));
+	}
+	xclose(r);
+	close2(p);
+}
+
+static void reopen_dev_stdin(void *arg)
+{
+	enum { LEN = 100000 };
+	int p[2];
+	pid_t pid;
+
+	(void)arg;
+	xpipe(p);
+	pid = kid_fork();
+	if (!pid) {
+		int in;
+
+		xclose(p[1]);
+		SYS(dup2(p[0], 0));
+		xclose(p[0]);
+		in = open("/dev/stdin", O_RDONLY);
+		EXPECT(in >= 0, "open(/dev/stdin) of a pipe: %s", errname(errno));
+		read_pattern(in, 0, LEN);
+		expect_eof(in);
+		_exit(0);
+	}
+	xclose(p[0]);
+	write_all(p[1], pat_at(0, LEN), LEN);
+	xclose(p[1]);
+	kid_ok(pid, "a child reading its stdin pipe through open(\"/dev/stdin\")");
+	atomic_fetch_add(slow_allowed, LEN);
+}
+
+#define REOPEN_LEN	(64u << 10)
+
+/* An exec'd child reads (or writes) an inherited end through /proc. */
+static void reopen_exec(bool keep, bool reading)
+{
+	char a[16], b[16];
+	uint64_t rep[2];
+	int p[2], out[2];
+	pid_t pid;
+
+	xpipe(p);
+	xpipe(out);
+	pid = kid_fork();
+	if (!pid) {
+		const char *args[] = { reading ? "reopen-read" : "reopen-write",
+				       num(a, reading ? p[0] : p[1]), num(b, out[1]), NULL };
+
+		xclose(reading ? p[1] : p[0]);
+		xclose(out[0]);
+		exec_self(args, keep);
+	}
+	xclose(reading ? p[0] : p[1]);
+	xclose(out[1]);
+	if (reading) {
+		step("writing to an exec'd child that reopened its read end");
+		write_all(p[1], pat_at(3, REOPEN_LEN), REOPEN_LEN);
+		xclose(p[1]);
+		step("its report");
+		EXPECT_EQ(read_full(out[0], rep, sizeof(rep)), sizeof(rep));
+		step("");
+		if (rep[0] != REOPEN_LEN || rep[1] != fnv(FNV_INIT, pat_at(3, REOPEN_LEN), REOPEN_LEN))
+			SOFT("an exec'd child %s read %" PRIu64 " bytes%s through its reopened read "
+			     "end, of %u written", keep ? "with the shim" : "without the shim",
+			     rep[0], rep[0] == REOPEN_LEN ? " (other bytes)" : "", REOPEN_LEN);
+	} else {
+		step("reading from an exec'd child that reopened its write end");
+		read_pattern(p[0], 5, REOPEN_LEN);
+		expect_eof(p[0]);
+		step("");
+		xclose(p[0]);
+	}
+	expect_eof(out[0]);
+	xclose(out[0]);
+	kid_ok(pid, "the exec'd child reopening an inherited end");
+	if (keep) {
+		atomic_fetch_add(slow_allowed, REOPEN_LEN);
+	} else {
+		atomic_fetch_add(slow_expected, REOPEN_LEN + (reading ? sizeof(rep) : 0));
+	}
+}
+
+static void reopen_exec_plain_r(void *arg) { (void)arg; reopen_exec(false, true); }
+static void reopen_exec_plain_w(void *arg) { (void)arg; reopen_exec(false, false); }
+static void reopen_exec_shim_r(void *arg) { (void)arg; reopen_exec(true, true); }
+static void reopen_exec_shim_w(void *arg) { (void)arg; reopen_exec(true, false); }
+
+static void check_reopen(void)
+{
+	subcase("/proc/self/fd/N of a read end, data queued", reopen_read_queued,
+		(void *)"/proc/self/fd", 5);
+	subcase("/dev/fd/N of a read end, data queued", reopen_read_queued, (void *)"/dev/fd", 5);
+	subcase("/proc/self/fd/N of a write end", reopen_write, (void *)"/proc/self/fd", 5);
+	subcase("/dev/fd/N of a write end", reopen_write, (void *)"/dev/fd", 5);
+	subcase("a read end reopened O_RDWR", reopen_rdwr, NULL, 5);
+	subcase("a read end reopened after its writer exited", reopen_after_exit, NULL, 5);
+	subcase("a write end reopened with no reader", reopen_no_reader, NULL, 5);
+	subcase("a socket pair end reopened", reopen_socket, NULL, 5);
+	subcase("a read end reopened O_NONBLOCK", reopen_nonblock, NULL, 5);
+	subcase("open(\"/dev/stdin\") on a pipe", reopen_dev_stdin, NULL, 10);
+	subcase("exec'd without the shim, reading a reopened end", reopen_exec_plain_r, NULL, 10);
+	subcase("exec'd without the shim, writing a reopened end", reopen_exec_plain_w, NULL, 10);
+	subcase("exec'd with the shim, reading a reopened end", reopen_exec_shim_r, NULL, 10);
+	subcase("exec'd with the shim, writing a reopened end", reopen_exec_shim_w, NULL, 10);
+}
+
+/* ======================================================================
  * The exec'd sides of the checks above.
  * ====================================================================== */
 
@@ -5971,6 +6291,31 @@ static int exec_child_more(const char *mode, int argc, char **argv)
 	}
 	if (!strcmp(mode, "write-exit") && argc == 2) {
 		write_all(atoi(argv[1]), "x", 1);
+		return 0;
+	}
+	if (!strcmp(mode, "reopen-read") && argc == 3) {
+		static unsigned char buf[65536];
+		uint64_t rep[2] = { 0, FNV_INIT };
+		int fd = reopen_as("/proc/self/fd", atoi(argv[1]), O_RDONLY);
+		ssize_t n;
+
+		EXPECT(fd >= 0, "open(/proc/self/fd/%s): %s", argv[1], strerror(errno));
+		xclose(atoi(argv[1]));
+		while ((n = read(fd, buf, sizeof(buf))) != 0) {
+			EXPECT(n > 0, "read of the reopened end: %s", strerror(errno));
+			rep[0] += (uint64_t)n;
+			rep[1] = fnv(rep[1], buf, (size_t)n);
+		}
+		write_all(atoi(argv[2]), rep, sizeof(rep));
+		return 0;
+	}
+	if (!strcmp(mode, "reopen-write") && argc == 3) {
+		int fd = reopen_as("/dev/fd", atoi(argv[1]), O_WRONLY);
+
+		EXPECT(fd >= 0, "open(/dev/fd/%s, O_WRONLY): %s", argv[1], strerror(errno));
+		xclose(atoi(argv[1]));
+		write_all(fd, pat_at(5, REOPEN_LEN), REOPEN_LEN);
+		xclose(fd);
 		return 0;
 	}
 	FAIL("bad arguments");
@@ -6087,7 +6432,10 @@ static const struct check checks[] = {
 	  "pipe()/socketpair() until EMFILE make exactly the kernel's count; 500 pipes carry "
 	  "data and poll at once" },
 	{ "pipe-loop", check_pipe_loop,
-	  "10000 pipe()+close() and 1000 socketpair()+close() leave no fd and no channel" },};
+	  "10000 pipe()+close() and 1000 socketpair()+close() leave no fd and no channel" },
+	{ "reopen", check_reopen,
+	  "ends reopened through /proc/self/fd and /dev/fd, by processes with and without "
+	  "the shim: same pipe, EOF at once when the writer is gone" },};
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
 /* Checks that may take longer than CHECK_SECS under a slow shim: each case
@@ -6099,6 +6447,7 @@ static const struct {
 	{ "inval", 60 }, { "splice", 60 }, { "sig-timer", 60 }, { "sig-restart", 60 },
 	{ "sig-kill", 60 }, { "close-exit", 90 }, { "close-notify", 40 },
 	{ "readiness-order", 60 }, { "many-pipes", 60 }, { "pipe-loop", 90 },
+	{ "reopen", 120 },
 };
 
 static int limit_of(const struct check *c)
