@@ -33,6 +33,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -6280,6 +6281,292 @@ static void check_reopen(void)
 }
 
 /* ======================================================================
+ * stdio on channel ends: libc writes and closes through its own internal
+ * calls.
+ * ====================================================================== */
+
+#define STDIO_LINES	20000
+#define STDIO_BLOB	(1u << 20)
+
+static void stdio_roundtrip(void *arg)
+{
+	char line[64], want[64];
+	unsigned char *blob;
+	FILE *in;
+	int p[2];
+	pid_t pid;
+
+	(void)arg;
+	xpipe(p);
+	pid = kid_fork();
+	if (!pid) {
+		FILE *out;
+
+		/* printf and puts on stdout, then its fclose; then fdopen.  The
+		 * log comes back to fd 1 for any failure after that. */
+		int log = (int)SYS(dup(STDOUT_FILENO));
+
+		xclose(p[0]);
+		SYS(dup2(p[1], STDOUT_FILENO));
+		for (int i = 0; i < STDIO_LINES; i++)
+			if (printf("line %06d\n", i) != 12)
+				break;
+		puts("the end of the lines");
+		errno = 0;
+		if (fclose(stdout) != 0) {
+			SYS(dup2(log, STDOUT_FILENO));
+			FAIL("printf, puts and fclose(stdout) into a pipe: %s", strerror(errno));
+		}
+		SYS(dup2(log, STDOUT_FILENO));
+		xclose(log);
+		out = fdopen(p[1], "w");
+		EXPECT(out, "fdopen(w): %s", strerror(errno));
+		EXPECT(putc('!', out) == '!', "putc failed");
+		EXPECT(fwrite(pat_at(7, STDIO_BLOB), 1, STDIO_BLOB, out) == STDIO_BLOB,
+		       "fwrite failed: %s", strerror(errno));
+		EXPECT(fclose(out) == 0, "fclose failed: %s", strerror(errno));
+		_exit(0);
+	}
+	xclose(p[1]);
+	in = fdopen(p[0], "r");
+	EXPECT(in, "fdopen(r): %s", strerror(errno));
+	step("fgets of lines a child writes with printf");
+	for (int i = 0; i < STDIO_LINES; i++) {
+		snprintf(want, sizeof(want), "line %06d\n", i);
+		if (!fgets(line, sizeof(line), in) || strcmp(line, want)) {
+			SOFT("stdio: line %d read back as \"%.20s\", not \"line %06d\"", i,
+			     feof(in) ? "(end of file)" : line, i);
+			goto out;
+		}
+	}
+	if (!fgets(line, sizeof(line), in) || strcmp(line, "the end of the lines\n")) {
+		SOFT("stdio: the puts line came back as \"%.30s\"", line);
+		goto out;
+	}
+	if (getc(in) != '!') {
+		SOFT("stdio: putc's byte did not come back");
+		goto out;
+	}
+	blob = malloc(STDIO_BLOB + 1);
+	EXPECT(blob, "out of memory");
+	step("fread of what a child wrote with fwrite");
+	{
+		size_t got = fread(blob, 1, STDIO_BLOB + 1, in);
+
+		if (got != STDIO_BLOB || memcmp(blob, pat_at(7, STDIO_BLOB), STDIO_BLOB))
+			SOFT("stdio: fread gave %zu bytes%s, fwrite wrote %u", got,
+			     got == STDIO_BLOB ? " (other bytes)" : "", STDIO_BLOB);
+		else if (!feof(in))
+			SOFT("stdio: no end of file after the writer's fclose");
+	}
+	free(blob);
+out:
+	step("");
+	fclose(in);
+	kid_ok(pid, "the stdio writer child");
+	atomic_fetch_add(slow_allowed, 2 * (STDIO_LINES * 12 + 22 + STDIO_BLOB));
+}
+
+static void stdio_sigpipe(void *arg)
+{
+	pid_t pid;
+	int st;
+	char b[128];
+
+	(void)arg;
+	/* SIGPIPE's default action: fflush into a pipe with no reader kills. */
+	pid = kid_fork();
+	if (!pid) {
+		int p[2];
+		FILE *out;
+
+		signal(SIGPIPE, SIG_DFL);
+		xpipe(p);
+		xclose(p[0]);
+		out = fdopen(p[1], "w");
+		fputs("x\n", out);
+		fflush(out);
+		_exit(3);
+	}
+	st = kid_wait(pid);
+	if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGPIPE)
+		SOFT("stdio: fflush into a pipe with no reader, SIGPIPE at its default: the child "
+		     "%s; the kernel kills it with SIGPIPE", status_str(st, b, sizeof(b)));
+
+	/* Ignored: fflush fails with EPIPE. */
+	pid = kid_fork();
+	if (!pid) {
+		int p[2], r;
+		FILE *out;
+
+		signal(SIGPIPE, SIG_IGN);
+		xpipe(p);
+		xclose(p[0]);
+		out = fdopen(p[1], "w");
+		fputs("x\n", out);
+		errno = 0;
+		r = fflush(out);
+		_exit(r == EOF && errno == EPIPE && ferror(out) ? 0 : 4);
+	}
+	st = kid_wait(pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		SOFT("stdio: fflush into a pipe with no reader, SIGPIPE ignored: the child %s; "
+		     "the kernel gives EOF with EPIPE", status_str(st, b, sizeof(b)));
+}
+
+/* Make the next pipe's read end the lowest free descriptor. */
+static void lowest_pipe(int p[2])
+{
+	int lo = (int)SYS(open("/dev/null", O_RDONLY));
+
+	xclose(lo);
+	xpipe(p);
+	EXPECT(p[0] == lo, "the pipe's read end is %d, not the lowest free %d", p[0], lo);
+}
+
+static void stdio_fclose_reuse(void *arg)
+{
+	unsigned char b[8];
+	struct stat st;
+	FILE *f;
+	int p[2], fd, old;
+	ssize_t n;
+
+	(void)arg;
+	/* The read end: fdopen, fclose, the number reused for /dev/urandom. */
+	lowest_pipe(p);
+	write_all(p[1], "stale!!!", 8);
+	f = fdopen(p[0], "r");
+	EXPECT(f, "fdopen: %s", strerror(errno));
+	old = p[0];
+	EXPECT(fclose(f) == 0, "fclose: %s", strerror(errno));
+	fd = (int)SYS(open("/dev/urandom", O_RDONLY));
+	EXPECT(fd == old, "open after fclose got %d, not %d", fd, old);
+	SYS(fstat(fd, &st));
+	if (!S_ISCHR(st.st_mode))
+		SOFT("fstat of /dev/urandom, opened on the number an fclose'd read end had, says "
+		     "mode %#o", (unsigned)st.st_mode);
+	step("reading /dev/urandom on the number an fclose'd read end had");
+	n = read(fd, b, sizeof(b));
+	step("");
+	if (n != 8)
+		SOFT("read of 8 bytes from /dev/urandom on the number an fclose'd read end had "
+		     "gave %s", rw_str(n, errno, (char[32]){ 0 }, 32));
+	else if (!memcmp(b, "stale!!!", 8))
+		SOFT("read from /dev/urandom on the number an fclose'd read end had gave the "
+		     "old pipe's bytes \"stale!!!\"");
+	xclose(fd);
+	xclose(p[1]);
+
+	/* The write end: fclose, /dev/null on its number, a write there. */
+	xpipe(p);
+	SYS(fcntl(p[0], F_SETFL, O_NONBLOCK));
+	f = fdopen(p[1], "w");
+	EXPECT(f, "fdopen: %s", strerror(errno));
+	old = p[1];
+	EXPECT(fclose(f) == 0, "fclose: %s", strerror(errno));
+	fd = (int)SYS(open("/dev/null", O_WRONLY));
+	if (fd != old) {
+		xclose(fd);
+		xclose(p[0]);
+		printf("# the number of the fclose'd write end was not reused (%d, %d)\n", fd, old);
+		return;
+	}
+	n = write(fd, "garbage", 7);
+	if (n != 7)
+		SOFT("write to /dev/null on the number an fclose'd write end had gave %s",
+		     rw_str(n, errno, (char[32]){ 0 }, 32));
+	xclose(fd);
+	n = read(p[0], b, sizeof(b));
+	if (n != 0)
+		SOFT("the reader of a pipe whose write end was fclose'd, and whose number now "
+		     "is /dev/null, read %s%s, the kernel 0 (EOF)",
+		     rw_str(n, errno, (char[32]){ 0 }, 32),
+		     n > 0 ? " bytes written to /dev/null" : "");
+	xclose(p[0]);
+}
+
+static void stdio_fclose_eof(void *arg)
+{
+	enum { ROUNDS = 50 };
+	int bad = 0, first = -1;
+	char what[128] = "";
+
+	(void)arg;
+	for (int i = 0; i < ROUNDS; i++) {
+		int p[2];
+		char b[8];
+		ssize_t n;
+		FILE *f;
+
+		SYS(pipe2(p, O_NONBLOCK));
+		f = fdopen(p[1], "w");
+		fputs("abc", f);
+		fclose(f);
+		n = read(p[0], b, sizeof(b));
+		if (n == 3)
+			n = read(p[0], b, sizeof(b));
+		else if (!bad)
+			snprintf(what, sizeof(what), "the first read gave %s, not the 3 bytes",
+				 rw_str(n, errno, (char[32]){ 0 }, 32));
+		if (n != 0 && bad++ == 0) {
+			first = i;
+			if (!*what)
+				snprintf(what, sizeof(what), "a read after the data gave %s, not 0 (EOF)",
+					 rw_str(n, errno, (char[32]){ 0 }, 32));
+		}
+		xclose(p[0]);
+	}
+	if (bad)
+		SOFT("fclose of the only write end, then a nonblocking read: %d of %d rounds "
+		     "wrong, the first (round %d): %s", bad, ROUNDS, first, what);
+	atomic_fetch_add(slow_allowed, 3 * ROUNDS);
+}
+
+static void stdio_posix_spawn(void *arg)
+{
+	enum { LEN = 300000 };
+	posix_spawn_file_actions_t fa;
+	char *argv[] = { (char *)"cat", NULL };
+	int in[2], out[2], e, st;
+	struct later l;
+	pid_t pid;
+
+	(void)arg;
+	xpipe(in);
+	xpipe(out);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+	posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+	posix_spawn_file_actions_addclose(&fa, in[1]);
+	posix_spawn_file_actions_addclose(&fa, out[0]);
+	e = posix_spawn(&pid, "/bin/cat", &fa, NULL, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	EXPECT(e == 0, "posix_spawn: %s", strerror(e));
+	xclose(in[0]);
+	xclose(out[1]);
+	later_start(&l, in[1], 0, pat_at(1, LEN), LEN, true);
+	step("reading what a posix_spawn'd cat echoes");
+	read_pattern(out[0], 1, LEN);
+	expect_eof(out[0]);
+	step("");
+	xjoin(l.t);
+	xclose(out[0]);
+	EXPECT_EQ(waitpid(pid, &st, 0), pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st))
+		SOFT("the posix_spawn'd cat ended with wait status %#x", st);
+}
+
+static void check_stdio(void)
+{
+	subcase("printf/puts/putc/fwrite/fclose, then fgets/getc/fread", stdio_roundtrip, NULL, 15);
+	subcase("SIGPIPE through stdio", stdio_sigpipe, NULL, 5);
+	subcase("fclose, then open() on the same number", stdio_fclose_reuse, NULL, 5);
+	subcase("fclose of the write end is an EOF at once", stdio_fclose_eof, NULL, 10);
+	subcase("posix_spawn with channel ends as stdin and stdout", stdio_posix_spawn, NULL, 10);
+}
+
+/* ======================================================================
  * The exec'd sides of the checks above.
  * ====================================================================== */
 
@@ -6435,7 +6722,10 @@ static const struct check checks[] = {
 	  "10000 pipe()+close() and 1000 socketpair()+close() leave no fd and no channel" },
 	{ "reopen", check_reopen,
 	  "ends reopened through /proc/self/fd and /dev/fd, by processes with and without "
-	  "the shim: same pipe, EOF at once when the writer is gone" },};
+	  "the shim: same pipe, EOF at once when the writer is gone" },
+	{ "stdio", check_stdio,
+	  "stdio on channel ends: exact bytes, SIGPIPE, fclose is a close (EOF, fd reused), "
+	  "posix_spawn" },};
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
 /* Checks that may take longer than CHECK_SECS under a slow shim: each case
@@ -6447,7 +6737,7 @@ static const struct {
 	{ "inval", 60 }, { "splice", 60 }, { "sig-timer", 60 }, { "sig-restart", 60 },
 	{ "sig-kill", 60 }, { "close-exit", 90 }, { "close-notify", 40 },
 	{ "readiness-order", 60 }, { "many-pipes", 60 }, { "pipe-loop", 90 },
-	{ "reopen", 120 },
+	{ "reopen", 120 }, { "stdio", 60 },
 };
 
 static int limit_of(const struct check *c)
