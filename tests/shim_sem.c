@@ -6567,6 +6567,267 @@ static void check_stdio(void)
 }
 
 /* ======================================================================
+ * Processes with and without the shim on one channel.
+ * ====================================================================== */
+
+#define MIX_N		300
+#define MIX_REC		100
+
+/* Lines "A nnnnn" from us and "B nnnnn" from an exec'd child, strictly
+ * alternating, tokens passed on two other pipes. */
+static void mixed_writers(bool keep)
+{
+	char a[3][16], line[16];
+	int d[2], t1[2], t2[2];
+	unsigned char *got;
+	size_t len;
+	pid_t pid;
+
+	xpipe(d);
+	xpipe(t1);
+	xpipe(t2);
+	pid = kid_fork();
+	if (!pid) {
+		const char *args[] = { "mixed-writer", num(a[0], d[1]), num(a[1], t1[0]),
+				       num(a[2], t2[1]), NULL };
+
+		xclose(d[0]);
+		xclose(t1[1]);
+		xclose(t2[0]);
+		exec_self(args, keep);
+	}
+	xclose(t1[0]);
+	xclose(t2[1]);
+	step("alternating lines with an exec'd child");
+	for (int i = 0; i < MIX_N; i++) {
+		char c;
+
+		snprintf(line, sizeof(line), "A %05d\n", i);
+		write_all(d[1], line, 8);
+		write_all(t1[1], "t", 1);
+		EXPECT_EQ(read(t2[0], &c, 1), 1);
+	}
+	xclose(t1[1]);
+	xclose(d[1]);
+	got = malloc(2 * MIX_N * 8 + 1);
+	EXPECT(got, "out of memory");
+	len = read_full(d[0], got, 2 * MIX_N * 8 + 1);
+	step("");
+	kid_ok(pid, "the exec'd writer");
+	for (int i = 0; i < 2 * MIX_N; i++) {
+		snprintf(line, sizeof(line), "%c %05d\n", i % 2 ? 'B' : 'A', i / 2);
+		if ((size_t)(i * 8 + 8) > len || memcmp(got + i * 8, line, 8)) {
+			SOFT("lines alternating between this process and an exec'd child %s: line %d "
+			     "is \"%.7s\", not \"%.7s\" (%zu bytes in all, %d expected)",
+			     keep ? "with the shim" : "without the shim", i,
+			     (size_t)(i * 8 + 8) > len ? "(missing)" : (char *)got + i * 8, line,
+			     len, 2 * MIX_N * 8);
+			break;
+		}
+	}
+	if (len != 2 * MIX_N * 8)
+		SOFT("lines alternating with an exec'd child %s: %zu bytes came, %d were written",
+		     keep ? "with the shim" : "without the shim", len, 2 * MIX_N * 8);
+	free(got);
+	expect_eof(t2[0]);
+	xclose(t2[0]);
+	xclose(d[0]);
+	if (!keep)
+		atomic_fetch_add(slow_expected, MIX_N * 8 + 2 * MIX_N);
+}
+
+/* Records from us, read alternately by us and an exec'd child. */
+static void mixed_readers(bool keep)
+{
+	unsigned char rec[MIX_REC];
+	char a[3][16];
+	int d[2], t1[2], t2[2];
+	pid_t pid;
+
+	xpipe(d);
+	xpipe(t1);
+	xpipe(t2);
+	pid = kid_fork();
+	if (!pid) {
+		const char *args[] = { "mixed-reader", num(a[0], d[0]), num(a[1], t1[0]),
+				       num(a[2], t2[1]), NULL };
+
+		xclose(d[1]);
+		xclose(t1[1]);
+		xclose(t2[0]);
+		exec_self(args, keep);
+	}
+	xclose(t1[0]);
+	xclose(t2[1]);
+	step("writing records for two alternating readers");
+	for (int i = 0; i < 2 * MIX_N; i++)
+		write_all(d[1], pat_at((size_t)i * MIX_REC, MIX_REC), MIX_REC);
+	xclose(d[1]);
+	for (int i = 0; i < MIX_N; i++) {
+		char c;
+		size_t n = read_full(d[0], rec, MIX_REC);
+
+		if (n != MIX_REC || memcmp(rec, pat_at((size_t)(2 * i) * MIX_REC, MIX_REC), MIX_REC)) {
+			SOFT("records read alternately with an exec'd child %s: this process's read "
+			     "%d got %zu bytes%s", keep ? "with the shim" : "without the shim", 2 * i,
+			     n, n == MIX_REC ? " of another record" : "");
+			break;
+		}
+		write_all(t1[1], "t", 1);
+		if (read(t2[0], &c, 1) != 1 || c != 'k') {
+			SOFT("records read alternately with an exec'd child %s: the child's read %d "
+			     "got other bytes", keep ? "with the shim" : "without the shim", 2 * i + 1);
+			break;
+		}
+	}
+	step("");
+	xclose(t1[1]);
+	kid_ok(pid, "the exec'd reader");
+	xclose(t2[0]);
+	xclose(d[0]);
+	if (!keep)
+		atomic_fetch_add(slow_expected, MIX_N * MIX_REC + 2 * MIX_N);
+}
+
+/* PIPE_BUF records from two forked writers (with the shim if it is
+ * preloaded) and two exec'd without it, at once: none torn. */
+static void mixed_atomic(void)
+{
+	enum { PER = 500 };
+	pid_t pid[4];
+	unsigned long slow = 0;
+	int p[2];
+
+	xpipe(p);
+	for (unsigned w = 0; w < 4; w++) {
+		pid[w] = kid_fork();
+		if (!pid[w]) {
+			char a[3][16];
+			const char *args[] = { "rec-writer", num(a[0], p[1]), num(a[1], (int)w),
+					       num(a[2], PER), NULL };
+
+			xclose(p[0]);
+			if (w >= 2)
+				exec_self(args, false);
+			for (unsigned s = 0; s < PER; s++)
+				rec_write(p[1], w, s, false);
+			_exit(0);
+		}
+		if (w >= 2)
+			for (unsigned s = 0; s < PER; s++)
+				slow += rec_len(w, s);
+	}
+	xclose(p[1]);
+	rec_read_all(p[0], 4, PER);
+	xclose(p[0]);
+	for (unsigned w = 0; w < 4; w++)
+		kid_ok(pid[w], "a writer");
+	atomic_fetch_add(slow_expected, slow);
+}
+
+static void check_mixed(void)
+{
+	mixed_writers(false);
+	mixed_writers(true);
+	mixed_readers(false);
+	mixed_readers(true);
+	mixed_atomic();
+}
+
+/* ======================================================================
+ * fork/exec chains: a pipe inherited four levels down, through processes
+ * with and without the shim.
+ * ====================================================================== */
+
+#define CHAIN_LEN	(256u << 10)
+
+/* Level n (2..4) of the chain, exec'd. */
+static void chain_level(int level, int down, int up)
+{
+	char line[96], a[3][16];
+	pid_t pid;
+
+	if (level == 4) {
+		static unsigned char buf[65536];
+		uint64_t h = FNV_INIT, total = 0;
+		ssize_t n;
+
+		while ((n = read(down, buf, sizeof(buf))) != 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			EXPECT(n > 0, "level 4: read: %s", strerror(errno));
+			h = fnv(h, buf, (size_t)n);
+			total += (uint64_t)n;
+		}
+		snprintf(line, sizeof(line), "level 4 %" PRIu64 " %016" PRIx64 "\n", total, h);
+		write_all(up, line, strlen(line));
+		return;
+	}
+	snprintf(line, sizeof(line), "level %d\n", level);
+	write_all(up, line, strlen(line));
+	pid = kid_fork();
+	if (!pid) {
+		const char *args[] = { "chain", num(a[0], level + 1), num(a[1], down),
+				       num(a[2], up), NULL };
+
+		/* Levels 2 and 4 run without the shim, 3 with it. */
+		exec_self(args, level + 1 == 3);
+	}
+	kid_ok(pid, "the next level");
+}
+
+static void check_exec_chain(void)
+{
+	char want[128], *got;
+	int down[2], up[2];
+	size_t len;
+	pid_t pid;
+
+	xpipe(down);
+	xpipe(up);
+	pid = kid_fork();
+	if (!pid) {
+		pid_t l2;
+		char a[3][16];
+
+		xclose(down[1]);
+		xclose(up[0]);
+		write_all(up[1], "level 1\n", 8);
+		l2 = kid_fork();
+		if (!l2) {
+			const char *args[] = { "chain", "2", num(a[1], down[0]), num(a[2], up[1]),
+					       NULL };
+
+			exec_self(args, false);
+		}
+		kid_ok(l2, "level 2");
+		_exit(0);
+	}
+	xclose(down[0]);
+	xclose(up[1]);
+	step("writing to level 4 through the chain");
+	write_all(down[1], pat_at(0, CHAIN_LEN), CHAIN_LEN);
+	xclose(down[1]);
+	got = malloc(4096);
+	EXPECT(got, "out of memory");
+	step("reading the levels' lines");
+	len = read_full(up[0], got, 4095);
+	step("");
+	got[len] = 0;
+	kid_ok(pid, "level 1");
+	xclose(up[0]);
+	snprintf(want, sizeof(want), "level 1\nlevel 2\nlevel 3\nlevel 4 %u %016" PRIx64 "\n",
+		 CHAIN_LEN, fnv(FNV_INIT, pat_at(0, CHAIN_LEN), CHAIN_LEN));
+	if (strcmp(got, want))
+		SOFT("a fork/exec chain four levels deep (2 and 4 without the shim) said \"%s\", "
+		     "not \"%s\"", got, want);
+	/* Level 2 wrote its line, level 4 read everything and wrote its
+	 * line, through the daemon. */
+	atomic_fetch_add(slow_expected, 8 + CHAIN_LEN + (strlen(want) - 24));
+	free(got);
+}
+
+/* ======================================================================
  * The exec'd sides of the checks above.
  * ====================================================================== */
 
@@ -6603,6 +6864,49 @@ static int exec_child_more(const char *mode, int argc, char **argv)
 		xclose(atoi(argv[1]));
 		write_all(fd, pat_at(5, REOPEN_LEN), REOPEN_LEN);
 		xclose(fd);
+		return 0;
+	}
+	if (!strcmp(mode, "mixed-writer") && argc == 4) {
+		int d = atoi(argv[1]), t1 = atoi(argv[2]), t2 = atoi(argv[3]);
+		char line[16], c;
+
+		for (int i = 0; i < MIX_N; i++) {
+			EXPECT_EQ(read(t1, &c, 1), 1);
+			snprintf(line, sizeof(line), "B %05d\n", i);
+			write_all(d, line, 8);
+			write_all(t2, "t", 1);
+		}
+		expect_eof(t1);
+		return 0;
+	}
+	if (!strcmp(mode, "mixed-reader") && argc == 4) {
+		int d = atoi(argv[1]), t1 = atoi(argv[2]), t2 = atoi(argv[3]);
+		unsigned char rec[MIX_REC];
+		char c;
+
+		for (int i = 0; i < MIX_N; i++) {
+			size_t n;
+
+			EXPECT_EQ(read(t1, &c, 1), 1);
+			n = read_full(d, rec, MIX_REC);
+			write_all(t2, n == MIX_REC && !memcmp(rec, pat_at((size_t)(2 * i + 1) *
+								      MIX_REC, MIX_REC),
+							     MIX_REC) ? "k" : "x", 1);
+		}
+		expect_eof(d);
+		expect_eof(t1);
+		return 0;
+	}
+	if (!strcmp(mode, "rec-writer") && argc == 4) {
+		int fd = atoi(argv[1]);
+		unsigned w = (unsigned)atoi(argv[2]), per = (unsigned)atoi(argv[3]);
+
+		for (unsigned s = 0; s < per; s++)
+			rec_write(fd, w, s, false);
+		return 0;
+	}
+	if (!strcmp(mode, "chain") && argc == 4) {
+		chain_level(atoi(argv[1]), atoi(argv[2]), atoi(argv[3]));
 		return 0;
 	}
 	FAIL("bad arguments");
@@ -6725,7 +7029,13 @@ static const struct check checks[] = {
 	  "the shim: same pipe, EOF at once when the writer is gone" },
 	{ "stdio", check_stdio,
 	  "stdio on channel ends: exact bytes, SIGPIPE, fclose is a close (EOF, fd reused), "
-	  "posix_spawn" },};
+	  "posix_spawn" },
+	{ "mixed", check_mixed,
+	  "a process with and one without the shim on one pipe: alternating writers, "
+	  "alternating readers, PIPE_BUF records" },
+	{ "exec-chain", check_exec_chain,
+	  "a pipe inherited four levels down through fork and exec, with and without the shim" },
+};
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
 /* Checks that may take longer than CHECK_SECS under a slow shim: each case
@@ -6737,7 +7047,7 @@ static const struct {
 	{ "inval", 60 }, { "splice", 60 }, { "sig-timer", 60 }, { "sig-restart", 60 },
 	{ "sig-kill", 60 }, { "close-exit", 90 }, { "close-notify", 40 },
 	{ "readiness-order", 60 }, { "many-pipes", 60 }, { "pipe-loop", 90 },
-	{ "reopen", 120 }, { "stdio", 60 },
+	{ "reopen", 120 }, { "stdio", 60 }, { "mixed", 40 },
 };
 
 static int limit_of(const struct check *c)

@@ -14,8 +14,17 @@
 #     (the slow path), CLOEXEC, a process with one thread (whose handlers
 #     close the end a read waits on), EINTR and SA_RESTART, threads, poll, ppoll,
 #     select, pselect and epoll (level, edge, one-shot, mixed with kernel
-#     fds), readv/writev, and invalid arguments (EFAULT, EINVAL, EBADF...
-#     compared with kernel objects, no crash, nothing left behind);
+#     fds), readv/writev; and the cases from the field: invalid arguments
+#     (EFAULT, EINVAL, EBADF... compared with kernel objects, no crash, nothing
+#     left behind), exact pipe sizes, SO_PEERCRED/SO_PASSCRED/SO_RCVTIMEO and
+#     friends, splice/tee/vmsplice, signals 20 us or 1 ms into a wait (timers,
+#     kill from another process, SA_RESTART, rsync's SIGUSR2), closes by
+#     exit/SIGKILL/exec seen right after waitpid(), closes learnt through
+#     another channel, readiness of every state compared with kernel pipes and
+#     sockets, the order of POLLIN and POLLHUP across processes, pipes up to
+#     EMFILE, 10000 pipe()+close(), ends reopened through /proc and /dev/fd,
+#     stdio (fclose, SIGPIPE, fd reuse, posix_spawn), processes with and
+#     without the shim on one pipe, and a four-level fork/exec chain;
 #   - the mount's counters (user.ipcd.status): the reference run made no
 #     channel; the shim run made channels and moved bytes through the rings
 #     with slow_bytes growing by what its exec'd children without the shim
