@@ -849,12 +849,14 @@ rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$DAEMON_PID/status"; }
 channels_back() { [ "$(stat_field channels)" = "$1" ]; }
 
 case_many() {
-	local ch0 mem0 fds0 sfds0 mnt0 rss0 rss1 n mem1 me=$BASHPID
+	local ch0 mem0 fds0 fds1 sfds0 sfds1 me mnt0 rss0 rss1 n mem1
 	wait_for 50 channels_back "$CHANNELS_IDLE" || true
 	ch0=$(stat_field channels)
 	mem0=$(stat_field memory)
+	# The case shell's own pid: $BASHPID inside $(...) would be the
+	# command substitution's, whose fds come and go with its pipeline.
+	me=$BASHPID
 	fds0=$(fd_list $$)
-	# $BASHPID in a command substitution would be that subshell's.
 	sfds0=$(fd_list "$me")
 	mnt0=$(mounts_here)
 	rss0=$(rss_kb)
@@ -870,9 +872,10 @@ case_many() {
 		fail "channels=$(stat_field channels) ten seconds after, $ch0 before"
 	mem1=$(stat_field memory)
 	[ "$mem1" = "$mem0" ] || fail "channel memory $mem1 after, $mem0 before"
-	[ "$(fd_list $$)" = "$fds0" ] || fail "the harness's fds: $(fd_list $$), before: $fds0"
-	[ "$(fd_list "$me")" = "$sfds0" ] ||
-		fail "the case shell's fds: $(fd_list "$me"), before: $sfds0"
+	fds1=$(fd_list $$)
+	[ "$fds1" = "$fds0" ] || fail "the harness's fds: $fds1, before: $fds0"
+	sfds1=$(fd_list "$me")
+	[ "$sfds1" = "$sfds0" ] || fail "the case shell's fds: $sfds1, before: $sfds0"
 	[ -z "$(ours)" ] || fail "processes left: $(ours)"
 	[ "$(mounts_here)" = "$mnt0" ] || fail "mounts at $MNT: $(mounts_here), before: $mnt0"
 	rss1=$(rss_kb)
