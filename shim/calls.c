@@ -80,6 +80,10 @@ static struct sfd *get(int fd, bool *borrowed)
 
 	if (!s || sfd_chan(s, fd))
 		return s;
+	if (s->slow) {
+		sfd_return(s, *borrowed);
+		return NULL;
+	}
 	sfd_return(s, *borrowed);
 	s = fdtab_clear(fd);
 	if (s)
@@ -93,6 +97,10 @@ static struct sfd *get_ref(int fd)
 
 	if (!s || sfd_chan(s, fd))
 		return s;
+	if (s->slow) {
+		sfd_put(s);
+		return NULL;
+	}
 	sfd_put(s);
 	s = fdtab_clear(fd);
 	if (s)
@@ -524,7 +532,7 @@ static struct sfd *going(int fd)
  */
 static void gone(struct sfd *s, bool counted, int r)
 {
-	if (r == 0 && !counted && atomic_load(&s->c)) {
+	if (r == 0 && !counted && (atomic_load(&s->c) || s->slow)) {
 		int e = errno;
 
 		/* Any request will do: the daemon answers in order. */
@@ -620,6 +628,22 @@ SHIM_API int close_range(unsigned first, unsigned last, int flags)
 	for (i = 0; i < rg.n; i++)
 		gone(rg.gone[i], rg.counted[i], r);
 	return r;
+}
+
+/*
+ * fd's close-on-exec flag was set (on) or cleared.  In a vfork child, which
+ * must not change our table, an end made inheritable goes along with the
+ * program it runs: a placeholder for it, and its number in the list for
+ * that program, as for a dup2 there.
+ */
+static void cloexec_set(struct sfd *s, int fd, bool on)
+{
+	if (!shim_in_vfork_child()) {
+		fdtab_set_cloexec(fd, on);
+	} else if (!on && fdtab_cloexec(fd)) {
+		hold_vfork_dup(s, fd);
+		shim_vfork_dup(fd);
+	}
 }
 
 /* dup2/dup3 of old over new, with the real call fn (cloexec: of new). */
@@ -798,8 +822,8 @@ static int shim_fcntl(int (*fn)(int, int, ...), struct sfd *s, int fd, int cmd,
 		break;
 	case F_SETFD:
 		r = fn(fd, cmd, arg);
-		if (r == 0 && !shim_in_vfork_child())
-			fdtab_set_cloexec(fd, arg & FD_CLOEXEC);
+		if (r == 0)
+			cloexec_set(s, fd, arg & FD_CLOEXEC);
 		break;
 	case F_GETPIPE_SZ:
 		if (s->kind != SK_PIPE || !sfd_chan(s, fd)) {
@@ -915,8 +939,8 @@ SHIM_API int ioctl(int fd, unsigned long req, ...)
 		r = real.ioctl(fd, req, arg);
 	} else if (req == FIOCLEX || req == FIONCLEX) {
 		r = real.ioctl(fd, req, arg);
-		if (r == 0 && !shim_in_vfork_child())
-			fdtab_set_cloexec(fd, req == FIOCLEX);
+		if (r == 0)
+			cloexec_set(s, fd, req == FIOCLEX);
 	} else {
 		r = real.ioctl(fd, req, arg);
 	}
@@ -931,7 +955,7 @@ SHIM_API int ioctl(int fd, unsigned long req, ...)
  * program that looks at its standard streams before it reads would
  * otherwise wait for a round trip through the daemon each time.
  */
-static int end_stat(const struct sfd *s, int fd, struct stat *st)
+static int end_stat(enum skind kind, int fd, struct stat *st)
 {
 	struct statx x;
 
@@ -940,7 +964,7 @@ static int end_stat(const struct sfd *s, int fd, struct stat *st)
 	memset(st, 0, sizeof(*st));
 	st->st_dev = makedev(x.stx_dev_major, x.stx_dev_minor);
 	st->st_ino = x.stx_ino;
-	st->st_mode = s->kind == SK_PIPE ? (S_IFIFO | 0600) : (S_IFSOCK | 0777);
+	st->st_mode = kind == SK_PIPE ? (S_IFIFO | 0600) : (S_IFSOCK | 0777);
 	st->st_nlink = 1;
 	st->st_uid = x.stx_uid;
 	st->st_gid = x.stx_gid;
@@ -958,18 +982,22 @@ static int end_stat(const struct sfd *s, int fd, struct stat *st)
  * fd's own stat).  struct stat and struct stat64 are one layout here. */
 #define STAT_BODY(call)							\
 	struct sfd *s = fd >= 0 ? get_ref(fd) : NULL;			\
-	int r;								\
+	int r, kind = s ? (int)s->kind : -1;				\
 	_Static_assert(sizeof(*(st)) == sizeof(struct stat), "stat layout"); \
-	if (!s)								\
-		return (call);						\
-	if (!user_writable((st), sizeof(*(st)))) {			\
+	if (s)								\
 		sfd_put(s);						\
+	else if (fd >= 0 && (r = (call)) == 0 && S_ISREG((st)->st_mode) && \
+		 (st)->st_size == 0)					\
+		kind = shim_end_kind(fd);	/* one served by the daemon */ \
+	else								\
+		return fd >= 0 ? r : (call);				\
+	if (kind < 0)							\
+		return 0;						\
+	if (!user_writable((st), sizeof(*(st)))) {			\
 		errno = EFAULT;						\
 		return -1;						\
 	}								\
-	r = end_stat(s, fd, (struct stat *)(st));			\
-	sfd_put(s);							\
-	return r
+	return end_stat((enum skind)kind, fd, (struct stat *)(st))
 
 SHIM_API int fstat(int fd, struct stat *st)
 {

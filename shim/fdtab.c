@@ -312,6 +312,7 @@ struct sfd *sfd_new(enum skind kind, unsigned roles, int end)
 	s->roles = roles;
 	s->end = end;
 	s->pending = false;
+	s->slow = false;
 	s->inherited = false;
 	s->made_here = false;
 	atomic_store(&s->dirty, false);

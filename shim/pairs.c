@@ -88,13 +88,16 @@ static unsigned end_roles(enum skind kind, int end)
 
 /* ---- the factory's supply ------------------------------------------------------ */
 
-/* Move fd out of the way of the program's own low numbers. */
+/*
+ * Move fd out of the way of the program's own numbers, to SHIM_OWN_FDS or
+ * above; -1 (fd closed) where the descriptor limit leaves no room there:
+ * the shim then does without, rather than take a number the program
+ * counts on.
+ */
 static int move_high(int fd)
 {
 	int hi = real.fcntl(fd, F_DUPFD_CLOEXEC, SHIM_OWN_FDS);
 
-	if (hi < 0)
-		return fd;
 	real.close(fd);
 	return hi;
 }
@@ -140,7 +143,9 @@ static bool supply_open(unsigned k)
 		sp->fd = supply_connect();
 		sp->ask = ASK_FIRST;
 		sp->expect = 0;
-		if (sp->fd < 0) {
+		if (sp->fd < 0 && (errno == EMFILE || errno == EINVAL)) {
+			sp->fd = -1;	/* no room for it now; later perhaps */
+		} else if (sp->fd < 0) {
 			sp->fd = -2;
 			shim_log("no pair factory for %s: making pairs here", shim_mount_dir());
 		} else {
@@ -465,9 +470,7 @@ static void keep_add(int fd, ino_t ino, uint32_t anon, int end, int fl, struct s
 		return;	/* already here */
 	hi = real.fcntl(fd, F_DUPFD_CLOEXEC, KEEP_BASE);
 	if (hi < 0)
-		hi = real.fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (hi < 0)
-		return;
+		return;		/* no room up there: not kept */
 	if (!k->ino) {
 		k->ino = ino;
 		k->anon = anon;
@@ -522,6 +525,8 @@ static bool give_away(int fd, int end, uint64_t creator)
 		if (give_sock < 0)
 			return false;
 		give_sock = move_high(give_sock);
+		if (give_sock < 0)
+			return false;
 	}
 	memset(&u, 0, sizeof(u));
 	mh.msg_name = &sa;
@@ -585,6 +590,8 @@ static int keep_socket(void)
 		return -1;
 	}
 	keep_sock = move_high(fd);
+	if (keep_sock < 0)
+		return -1;
 	/* Our forked children hand ends back through this one. */
 	if (give_sock < 0) {
 		give_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -776,6 +783,34 @@ void shim_pairs_after_fork(void)
 }
 
 /*
+ * The program ran out of descriptors: give back every one the shim holds
+ * (kept pairs, sockets), so that the program gets as many as the kernel
+ * would give it.  They come back when there is room again.
+ */
+void shim_own_fds_release(void)
+{
+	unsigned k;
+
+	if (shim_in_vfork_child())
+		return;
+	shim_keep_flush();
+	pthread_mutex_lock(&keep_mu);
+	if (keep_sock >= 0)
+		real.close(keep_sock);
+	if (give_sock >= 0)
+		real.close(give_sock);
+	keep_sock = give_sock = -1;
+	pthread_mutex_unlock(&keep_mu);
+	pthread_mutex_lock(&supply_mu);
+	for (k = 0; k < KINDS; k++) {
+		if (supply[k].fd >= 0)
+			real.close(supply[k].fd);
+		supply[k].fd = -1;
+	}
+	pthread_mutex_unlock(&supply_mu);
+}
+
+/*
  * The program closes fds first..last, or puts another file on them: what of
  * ours was there (all at SHIM_OWN_FDS and up) is forgotten, not closed by us,
  * and made again when needed.  Programs that close every descriptor they
@@ -870,7 +905,7 @@ int shim_make_pair(int fds[2], enum skind kind, int flags)
 	if (!keep_take(anon, cloexec, nb, fds, &m)) {
 		if (supply_take(anon, cloexec, fds, &len) < 0) {
 			if (errno == EMFILE) {
-				shim_keep_flush();	/* make room, then let the kernel say */
+				shim_own_fds_release();	/* make room, then let the kernel say */
 				return -1;
 			}
 			if (make_here(anon, cloexec, fds) < 0) {
@@ -952,8 +987,19 @@ bool sfd_attach(struct sfd *s, int fd)
 	if (atomic_load(&s->c))
 		return true;
 	m = smap_new(fd, shim_map_len(fd));
-	if (!m)
+	if (!m) {
+		if (s->end < 0) {
+			/* A reopen for reading or writing only: the daemon
+			 * serves it, but its close still needs catching up. */
+			fl = real.fcntl(fd, F_GETFL);
+			s->roles = (fl & O_ACCMODE) == O_RDONLY ? IPCD_ROLE_READ :
+				   (fl & O_ACCMODE) == O_WRONLY ? IPCD_ROLE_WRITE :
+				   IPCD_ROLE_READ | IPCD_ROLE_WRITE;
+			s->pending = false;
+			s->slow = true;
+		}
 		return false;
+	}
 	if (m->r0->anon == IPCD_ANON_NONE || m->r0->anon > IPCD_ANON_MAX) {
 		munmap(m->map, m->len);
 		free(m);
@@ -977,6 +1023,44 @@ bool sfd_attach(struct sfd *s, int fd)
 	if (s->end >= 0 && s->inherited)
 		hold_claim(s, fd);
 	return true;
+}
+
+/*
+ * The kind of anonymous channel fd is open on, for a file on our mount that
+ * cannot be attached (a reopen for reading only cannot map the rings for
+ * writing, and goes through the daemon): read from its first ring header,
+ * mapped for reading.  -1 if it is no anonymous channel's.
+ */
+int shim_end_kind(int fd)
+{
+	struct statx stx;
+	struct ipcd_ring *r;
+	uint32_t anon;
+
+	if (!shim_on ||
+	    statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &stx) < 0 ||
+	    stx.stx_dev_major != 0 || !S_ISREG(stx.stx_mode) || !shim_mount_ready() ||
+	    makedev(stx.stx_dev_major, stx.stx_dev_minor) != shim_mount_dev())
+		return -1;
+	r = mmap(NULL, IPCD_RING_HDR_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+	if (r != MAP_FAILED) {
+		anon = r->magic == IPCD_RING_MAGIC ? r->anon : IPCD_ANON_NONE;
+		munmap(r, IPCD_RING_HDR_SIZE);
+	} else {
+		/* Open for writing only: no mapping at all.  Ask the daemon. */
+		static const char *const names[] = IPCD_ANON_NAMES;
+		char v[16];
+		ssize_t n = fgetxattr(fd, "user.ipcd.anon", v, sizeof(v) - 1);
+
+		anon = IPCD_ANON_NONE;
+		if (n > 0) {
+			v[n] = '\0';
+			for (uint32_t a = 1; a <= IPCD_ANON_MAX; a++)
+				if (!strcmp(v, names[a]))
+					anon = a;
+		}
+	}
+	return anon == IPCD_ANON_NONE || anon > IPCD_ANON_MAX ? -1 : (int)kind_of(anon);
 }
 
 /* Take fd into the table if it is an end on our mount: inherited across

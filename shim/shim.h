@@ -141,6 +141,8 @@ struct sfd {
 	_Atomic bool dirty;		/* shut down, in an epoll set, owned for
 					   SIGIO: never to serve another pipe */
 	bool pending;			/* noted on arrival: attach at first use */
+	bool slow;			/* a reopen that cannot be mapped: the
+					   daemon serves it; kept to see its close */
 	bool inherited;			/* came across exec (may take a placeholder) */
 	_Atomic int nonblock;		/* O_NONBLOCK of the open file */
 	_Atomic int shut_rd;		/* shutdown(SHUT_RD) was called */
@@ -212,8 +214,10 @@ void shim_keep_ready(void);		/* before a fork or spawn: the keep socket */
  * forget them. */
 #define SHIM_OWN_FDS	512
 void shim_own_fds_gone(unsigned first, unsigned last);
+void shim_own_fds_release(void);	/* EMFILE: the shim lets go of its own */
 size_t shim_map_len(int fd);		/* what to map (st_blocks), or 0 */
 bool sfd_attach(struct sfd *s, int fd);	/* map an inherited end's rings */
+int shim_end_kind(int fd);		/* skind of an unattached end, or -1 */
 /* fd a channel end?  Note it, to attach at first use (cloexec < 0: ask). */
 void shim_adopt_fd(int fd, const char *how, int cloexec);
 void shim_sync(int fd);			/* ipcd-ring(7) SYNC on fd */
