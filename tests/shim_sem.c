@@ -422,6 +422,9 @@ static void xjoin(pthread_t t)
  */
 #define SHIM_OWN_FDS	512
 #define SHIM_OWN_MAX	24
+/* Channels the shim may hold for later pipes: kept pairs and pairs asked
+ * for ahead of each kind, per process tree. */
+#define SHIM_RESERVE	40
 
 static int count_fds(void)
 {
@@ -5807,18 +5810,24 @@ static void check_readiness_order(void)
  * ====================================================================== */
 
 /* Open descriptors numbered below lim, the directory's own not counted. */
+/* The program's descriptors below lim (the shim's own, as count_fds
+ * says, are not the program's). */
 static int fds_below(long lim)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *de;
-	int n = 0;
+	int n = 0, own = 0;
 
 	EXPECT(d, "opendir /proc/self/fd: %s", strerror(errno));
 	while ((de = readdir(d)))
-		if (de->d_name[0] != '.' && atoi(de->d_name) != dirfd(d) && atol(de->d_name) < lim)
-			n++;
+		if (de->d_name[0] != '.' && atoi(de->d_name) != dirfd(d) && atol(de->d_name) < lim) {
+			if (atol(de->d_name) >= SHIM_OWN_FDS)
+				own++;
+			else
+				n++;
+		}
 	closedir(d);
-	return n;
+	return own > SHIM_OWN_MAX ? n + own : n;
 }
 
 static void many_pipes_body(void *arg)
@@ -5963,10 +5972,13 @@ static void check_pipe_loop(void)
 	EXPECT(count_fds() == fds0, "%d descriptors open after the loop, %d before", count_fds(),
 	       fds0);
 	if (ch0 >= 0) {
-		ch1 = channels_back(ch0);
-		if (ch1 > ch0)
+		/* The shim keeps a few pairs for the next pipe() and receives a
+		 * few ahead (ipcd-shim(7)): a bounded reserve, not a leak. */
+		ch1 = channels_back(ch0 + SHIM_RESERVE);
+		if (ch1 > ch0 + SHIM_RESERVE)
 			SOFT("the mount's channels= is %ld 5 s after 10000 pipe()+close() and 1000 "
-			     "socketpair()+close(); it was %ld before", ch1, ch0);
+			     "socketpair()+close(); it was %ld before (the shim may keep %d)",
+			     ch1, ch0, SHIM_RESERVE);
 		else
 			printf("# channels= %ld before the loop, %ld after\n", ch0, ch1);
 	}
