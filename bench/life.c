@@ -580,6 +580,13 @@ struct crow {
 static struct crow rows[MAXC];
 static int nrows;
 
+/* A run whose time counts: it ran to the end, whatever its output (a wrong
+ * output is reported apart from the speed). */
+static bool timed(const struct rrun *r)
+{
+	return r->round > 0 && r->v >= 0 && (!strcmp(r->st, "ok") || !strcmp(r->st, "wrong"));
+}
+
 static struct crow *row_find(const char *name, bool make)
 {
 	int i;
@@ -604,7 +611,8 @@ static double median_of(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* A number in at most 7 characters: 3 significant digits, k/M/G above 10^4. */
+/* A number in at most 7 characters: k/M/G above 10^4, 3 significant digits
+ * below 100. */
 static void human(char *buf, size_t len, double v)
 {
 	if (v < 0)
@@ -615,6 +623,8 @@ static void human(char *buf, size_t len, double v)
 		snprintf(buf, len, "%.3gM", v / 1e6);
 	else if (v >= 1e4)
 		snprintf(buf, len, "%.3gk", v / 1e3);
+	else if (v >= 100)
+		snprintf(buf, len, "%.0f", v);
 	else
 		snprintf(buf, len, "%.3g", v);
 }
@@ -713,21 +723,22 @@ static int table(const char *path)
 
 		rw = &rows[i];
 		for (j = 0; j < rw->nk; j++)
-			if (rw->k[j].round > 0 && !strcmp(rw->k[j].st, "ok") && rw->k[j].v >= 0)
+			if (timed(&rw->k[j]))
 				kvals[nkv++] = rw->k[j].v;
 		for (j = 0; j < rw->ns; j++) {
-			if (!strcmp(rw->s[j].st, "ok") && rw->s[j].c[0] >= 0) {
+			if ((!strcmp(rw->s[j].st, "ok") || !strcmp(rw->s[j].st, "wrong")) &&
+			    rw->s[j].c[0] >= 0) {
 				for (k2 = 0; k2 < 3; k2++)
 					cvals[k2][ncv] = rw->s[j].c[k2];
 				ncv++;
 			}
-			if (rw->s[j].round <= 0 || strcmp(rw->s[j].st, "ok") || rw->s[j].v < 0)
+			if (!timed(&rw->s[j]))
 				continue;
 			svals[nsv++] = rw->s[j].v;
 			/* The kernel run of the same round makes a pair. */
 			for (k2 = 0; k2 < rw->nk; k2++)
-				if (rw->k[k2].round == rw->s[j].round &&
-				    !strcmp(rw->k[k2].st, "ok") && rw->k[k2].v > 0) {
+				if (rw->k[k2].round == rw->s[j].round && timed(&rw->k[k2]) &&
+				    rw->k[k2].v > 0) {
 					ratios[nr] = rw->s[j].v / rw->k[k2].v;
 					if (rmin < 0 || ratios[nr] < rmin)
 						rmin = ratios[nr];
@@ -749,7 +760,7 @@ static int table(const char *path)
 		human(by, sizeof(by), ckeep[1]);
 		human(sl, sizeof(sl), ckeep[2]);
 		if (!rw->total)
-			snprintf(runs, sizeof(runs), "none");
+			snprintf(runs, sizeof(runs), "skipped");
 		else if (rw->wrong)
 			snprintf(runs, sizeof(runs), "WRONG %d/%d", rw->wrong, rw->total);
 		else if (rw->timeout)
@@ -764,16 +775,27 @@ static int table(const char *path)
 
 		if (!strcmp(rw->op, "le") || !strcmp(rw->op, "lt")) {
 			bool lt = !strcmp(rw->op, "lt");
-			bool ok = nr && (lt ? ratio < rw->target : ratio <= rw->target);
+			int bad = rw->wrong + rw->failed + rw->timeout + rw->inactive;
+			bool ok = nr && !bad && (lt ? ratio < rw->target : ratio <= rw->target);
 			bool border = nr && rmin <= rw->target && rmax >= rw->target;
 
 			snprintf(tg, sizeof(tg), "%s %.3gx", lt ? "<" : "<=", rw->target);
-			targets++;
+			targets += rw->total > 0;
 			met += ok;
-			if (!nr) {
+			/* Speed does not count where the program did not work. */
+			if (rw->wrong)
+				verdict = "NOT met: WRONG output";
+			else if (rw->timeout)
+				verdict = "NOT met: runs timed out";
+			else if (rw->failed)
+				verdict = "NOT met: runs failed";
+			else if (rw->inactive)
+				verdict = "NOT met: runs inactive";
+			else if (!rw->total)
+				verdict = "skipped";
+			else if (!nr)
 				verdict = "no data";
-				nodata++;
-			} else if (ok)
+			else if (ok)
 				verdict = border ? "met (spread crosses)" : "met";
 			else
 				verdict = border ? "NOT met (spread crosses)" : "NOT met";
@@ -784,20 +806,28 @@ static int table(const char *path)
 		printf("%-14s %-4s %9s %9s %8s %8s-%-8s %5d %7s %7s %7s  %-16s %-7s %s\n",
 		       rw->name, rw->unit, kv, sv, rv, lo, hi, nr, cr, by, sl, runs, tg, verdict);
 	}
+	for (i = 0; i < nrows; i++)
+		nodata += rows[i].total == 0;
 	printf("\ntargets met: %d of %d", met, targets);
 	if (nodata)
-		printf("; %d without data", nodata);
-	if (wrong_rows)
-		printf("; WRONG OUTPUT under the shim in %d case%s", wrong_rows,
-		       wrong_rows > 1 ? "s" : "");
+		printf(" (%d case%s skipped)", nodata, nodata > 1 ? "s" : "");
+	if (wrong_rows) {
+		printf("\nWRONG OUTPUT in %d case%s:", wrong_rows, wrong_rows > 1 ? "s" : "");
+		for (i = 0; i < nrows; i++)
+			if (rows[i].wrong)
+				printf(" %s", rows[i].name);
+	}
 	printf("\n");
-	printf("kernel, shim: median of the runs' values (micro cases: the median time of one"
-	       " iteration,\n  or of one pipe for `many`; real programs: wall time of one run)."
-	       "  ratio: median of\n  shim/kernel over pairs run back to back (below 1: the"
-	       " shim is faster); spread:\n  smallest and largest pair ratio.  created, bytes,"
-	       " slow: growth of the mount's\n  counters in a shim run, per iteration (micro)"
-	       " or per run (real): bytes that took\n  the fast path grow bytes only; slow counts"
-	       " payload the daemon moved itself.\n");
+	fputs("kernel, shim: median of the runs' values (micro cases: the median time of one\n"
+	      "  iteration, or of one pipe for `many`; real programs: the wall time of a run).\n"
+	      "ratio: median of shim/kernel over the pairs run back to back (below 1: the shim\n"
+	      "  is faster); spread: the smallest and the largest pair ratio.  Runs that failed\n"
+	      "  or timed out are left out; runs with a wrong output are timed but fail their\n"
+	      "  target.  runs: how many runs (warm-ups included) were checked, and any problem.\n"
+	      "created, bytes, slow: the growth of the mount's counters in a shim run, per\n"
+	      "  iteration (micro cases) or per run (real programs): bytes through the rings grow\n"
+	      "  bytes only; slow is the payload the daemon moved itself (the slow path).\n",
+	      stdout);
 	for (i = 0; i < nrows; i++)
 		if (rows[i].desc[0])
 			printf("  %-14s %s\n", rows[i].name, rows[i].desc);

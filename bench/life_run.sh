@@ -13,7 +13,7 @@
 #
 # Run from the build directory (make does).  Environment:
 #   QUICK=1        2 rounds of short runs, for development
-#   LIFE_ROUNDS    rounds (default 6; QUICK 2)
+#   LIFE_ROUNDS    rounds (default 10; QUICK 2)
 #   LIFE_CASES     cases to run, blank-separated (default all; see life -L)
 #   LIFE_ARGS      extra options for every life run, e.g. "-b 0.3"
 #   LIFE_LIMIT     seconds a life process may take (default 60)
@@ -22,8 +22,9 @@
 #                  ./bench/life); IPCD_CPUS pins the daemon (taskset list)
 set -u
 
-me=bench-life
+me="bench-life"
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/mount.sh
 . "$here/mount.sh"
 
 LIFE=${LIFE:-./bench/life}
@@ -32,7 +33,7 @@ if [ "$QUICK" = 1 ]; then
 	LIFE_ROUNDS=${LIFE_ROUNDS:-2}
 	quick_args="-b 0.15"
 else
-	LIFE_ROUNDS=${LIFE_ROUNDS:-6}
+	LIFE_ROUNDS=${LIFE_ROUNDS:-10}
 	quick_args=
 fi
 LIFE_CASES=${LIFE_CASES:-}
@@ -91,8 +92,10 @@ one() {
 		fi
 		echo "run $o_c $o_mode $o_r -1 -1 -1 0 -1 -1 -1 $st" >>"$res"
 		echo "note $o_c $o_mode $o_r $why" >>"$res"
-		echo "$me: $o_c $o_mode round $o_r: $why" >&2
 	fi
+	# Not ok: say so on the progress line; the reasons come before the table.
+	o_st=$(tail -n 2 "$res" | awk '$1 == "run" { st = $NF } END { print st }')
+	[ "$o_st" = ok ] || printf '(%s %s)' "$o_mode" "$o_st"
 }
 
 # Is the shim really there?  One short run must get channels.
@@ -127,5 +130,5 @@ if grep -q '^note ' "$res"; then
 		sort | uniq -c | sort -rn | head -40
 	echo
 fi
-echo "shim/kernel, $LIFE_ROUNDS rounds, kernel and shim runs alternating"
+echo "shim/kernel; rounds: $LIFE_ROUNDS, a kernel and a shim run in each, their order alternating"
 "$LIFE" -R "$res"
