@@ -7,6 +7,8 @@
 # IPCD_CPUS; it runs its measured programs in the background with their pid
 # in `bench`, so that the trap can stop them first.  Everything under $tmp
 # is removed at the end.
+# shellcheck shell=sh
+# shellcheck disable=SC2154  # me: set by the caller
 
 IPCD=${IPCD:-./ipcd}
 SHIM=${SHIM:-./.libs/libipcd-shim.so}
