@@ -1,0 +1,143 @@
+# mount.sh - sourced by bench/life_run.sh and bench/real_run.sh (POSIX sh):
+# a fresh ipcd on a temporary directory that an EXIT trap always unmounts
+# (also on Ctrl-C, a failure or a hang stopped by timeout), the environment
+# printed at the top of a run, and the mount's counters.
+#
+# The caller sets `me` (its name for messages) and may set IPCD, SHIM and
+# IPCD_CPUS; it runs its measured programs in the background with their pid
+# in `bench`, so that the trap can stop them first.  Everything under $tmp
+# is removed at the end.
+# shellcheck shell=sh
+# shellcheck disable=SC2154  # me: set by the caller
+
+IPCD=${IPCD:-./ipcd}
+SHIM=${SHIM:-./.libs/libipcd-shim.so}
+IPCD_CPUS=${IPCD_CPUS:-}
+tmp=
+mnt=
+log=
+daemon=
+bench=
+
+die() {
+	echo "$me: $*" >&2
+	exit 1
+}
+
+mounted() {
+	# Field 2 of /proc/mounts is the mount point; our path has no spaces.
+	[ -n "$mnt" ] || return 1
+	awk -v m="$mnt" '$2 == m && $3 ~ /^fuse/ { found = 1 } END { exit !found }' \
+		/proc/mounts
+}
+
+# shellcheck disable=SC2317  # reached through the trap
+cleanup() {
+	status=$?
+	trap - EXIT INT TERM HUP
+	if [ -n "$bench" ] && kill -0 "$bench" 2>/dev/null; then
+		# Interrupted: stop the measured program first (timeout passes the
+		# signal on to its process group), so nothing holds the mount.
+		kill "$bench" 2>/dev/null
+		wait "$bench" 2>/dev/null
+	fi
+	if mounted; then
+		fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null
+	fi
+	if [ -n "$daemon" ]; then
+		i=0
+		while kill -0 "$daemon" 2>/dev/null && [ "$i" -lt 50 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		if kill -0 "$daemon" 2>/dev/null; then
+			kill "$daemon" 2>/dev/null
+			sleep 0.5
+			kill -9 "$daemon" 2>/dev/null
+		fi
+		wait "$daemon" 2>/dev/null
+	fi
+	if mounted; then
+		echo "$me: $mnt is still mounted" >&2
+		status=1
+	elif [ -n "$tmp" ] && [ -d "$tmp" ]; then
+		if [ -s "$log" ]; then
+			echo "--- daemon log ---" >&2
+			cat "$log" >&2
+		fi
+		rm -rf --one-file-system "$tmp"
+	fi
+	exit "$status"
+}
+
+# mount_fresh PREFIX: mount a new daemon on $tmp/mnt, tmp made with PREFIX.
+mount_fresh() {
+	[ -x "$IPCD" ] || die "no daemon at $IPCD (run from the build directory, or set IPCD)"
+	[ -r "$SHIM" ] || die "no shim at $SHIM (make libipcd-shim.la, or set SHIM)"
+	command -v fusermount3 >/dev/null 2>&1 || die "fusermount3 not found (install fuse3)"
+	command -v timeout >/dev/null 2>&1 || die "timeout not found (install coreutils)"
+	[ "$(id -u)" = 0 ] ||
+		echo "$me: not root: the daemon will run without the fast path" >&2
+	# LD_PRELOAD wants an absolute path once programs change directory.
+	case $SHIM in /*) ;; *) SHIM=$(pwd)/$SHIM ;; esac
+	case $IPCD in /*) ;; *) IPCD=$(pwd)/$IPCD ;; esac
+
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || die "mktemp failed"
+	mnt=$tmp/mnt
+	log=$tmp/ipcd.log
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	trap 'exit 129' HUP
+	mkdir "$mnt" || die "cannot make $mnt"
+	if [ -n "$IPCD_CPUS" ]; then
+		taskset -c "$IPCD_CPUS" "$IPCD" -f "$mnt" >"$log" 2>&1 &
+	else
+		"$IPCD" -f "$mnt" >"$log" 2>&1 &
+	fi
+	daemon=$!
+	i=0
+	until mounted; do
+		kill -0 "$daemon" 2>/dev/null || die "the daemon exited before mounting"
+		[ $i -lt 100 ] || die "no mount on $mnt after 10 s"
+		sleep 0.1
+		i=$((i + 1))
+	done
+}
+
+# The mount's status line.
+status_line() {
+	getfattr --absolute-names --only-values -n user.ipcd.status "$mnt" 2>/dev/null ||
+		echo "status unknown"
+}
+
+# counters: "CREATED BYTES SLOW_BYTES" from the status line, -1 if unknown.
+counters() {
+	status_line | awk '{
+		c = b = s = -1
+		for (i = 1; i <= NF; i++) {
+			split($i, kv, "=")
+			if (kv[1] == "created") c = kv[2]
+			else if (kv[1] == "bytes") b = kv[2]
+			else if (kv[1] == "slow_bytes") s = kv[2]
+		}
+		print c, b, s
+	}'
+}
+
+# print_env SRCDIR: what this run measures, on what.
+print_env() {
+	echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo "nproc: $(nproc)   uname -r: $(uname -r)   load: $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+	echo "source: $(git -C "$1" describe --always --dirty 2>/dev/null || echo unknown)" \
+		"(the daemon and shim as built in $(pwd))"
+	if [ -n "${IPCD_SPIN_NS:-}" ]; then
+		echo "spin: IPCD_SPIN_NS=$IPCD_SPIN_NS ns"
+	else
+		echo "spin: IPCD_SPIN_NS unset (the shim's default)"
+	fi
+	echo "mount: $mnt ($(status_line))"
+	echo "daemon: pid $daemon${IPCD_CPUS:+, pinned to cpus $IPCD_CPUS}"
+	echo "shim: $SHIM"
+}
