@@ -24,7 +24,6 @@ set -u
 
 me="bench-life"
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=bench/mount.sh
 . "$here/mount.sh"
 
 LIFE=${LIFE:-./bench/life}
@@ -67,12 +66,10 @@ one() {
 	o_c=$1 o_mode=$2 o_r=$3
 	before=$(wc -l <"$res")
 	if [ "$o_mode" = shim ] && [ "$o_c" != fork1_aa ]; then
-		# shellcheck disable=SC2086
 		timeout -k 5 "$LIFE_LIMIT" env LD_PRELOAD="$SHIM" IPCD_MOUNT="$mnt" \
 			"$LIFE" -c "$o_c" -m "$mnt" -e ipcd -l shim -r "$o_r" -o "$res" \
 			$quick_args $LIFE_ARGS >"$tmp/one.out" 2>&1 </dev/null &
 	else
-		# shellcheck disable=SC2086
 		timeout -k 5 "$LIFE_LIMIT" env -u LD_PRELOAD IPCD_SHIM=off \
 			"$LIFE" -c "$o_c" -m "$mnt" -e kernel -l "$o_mode" -r "$o_r" -o "$res" \
 			$quick_args $LIFE_ARGS >"$tmp/one.out" 2>&1 </dev/null &

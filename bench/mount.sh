@@ -7,8 +7,6 @@
 # IPCD_CPUS; it runs its measured programs in the background with their pid
 # in `bench`, so that the trap can stop them first.  Everything under $tmp
 # is removed at the end.
-# shellcheck shell=sh
-# shellcheck disable=SC2154  # me: set by the caller
 
 IPCD=${IPCD:-./ipcd}
 SHIM=${SHIM:-./.libs/libipcd-shim.so}
@@ -31,7 +29,6 @@ mounted() {
 		/proc/mounts
 }
 
-# shellcheck disable=SC2317  # reached through the trap
 cleanup() {
 	status=$?
 	trap - EXIT INT TERM HUP

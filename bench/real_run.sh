@@ -30,12 +30,10 @@
 # missing is skipped with the reason.
 #
 # The cases' commands are single-quoted on purpose: bash -c expands them.
-# shellcheck disable=SC2016
 set -u
 
 me="bench-real"
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=bench/mount.sh
 . "$here/mount.sh"
 
 LIFE=${LIFE:-./bench/life}

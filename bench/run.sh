@@ -39,7 +39,6 @@ mounted() {
 		/proc/mounts
 }
 
-# shellcheck disable=SC2317  # reached through the trap
 cleanup() {
 	status=$?
 	trap - EXIT INT TERM HUP
@@ -108,7 +107,6 @@ echo "cpu: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 # timeout bounds the run even if a case hangs past the benchmark's own
 # watchdog; 6 cases of at most 8 s each fit well inside it.  It runs in the
 # background so that a signal reaches the traps at once.
-# shellcheck disable=SC2086
 timeout -k 5 120 "$PINGPONG" -d "$mnt" -p "$daemon" $PINGPONG_ARGS &
 bench=$!
 wait "$bench"

@@ -51,7 +51,6 @@ mounted() {
 		/proc/mounts
 }
 
-# shellcheck disable=SC2317  # reached through the trap
 cleanup() {
 	status=$?
 	trap - EXIT INT TERM HUP
@@ -131,7 +130,6 @@ run() {
 	shift
 	echo
 	echo "=== $label run ==="
-	# shellcheck disable=SC2086
 	timeout -k 5 "$RUN_LIMIT" env "$@" "$SHIM_BENCH" -l "$label" -p "$daemon" \
 		-o "$tmp/$label.res" $SHIM_BENCH_ARGS &
 	bench=$!
