@@ -126,8 +126,9 @@
  * Holders.  The daemon learns that an open file is gone only after the
  * last close(2) of it has returned, and an exiting process does not wait
  * for that.  So the processes that hold an end of an anonymous channel say
- * so in ring 0: holders[e] lists them, one slot each, by the inode number
- * of the process's pidfd on pidfs, a number never reused.  A process that
+ * so in ring 0: holders[e] lists them, one slot each, by a number each
+ * process draws at random (62 bits, never 0) and passes on to the programs
+ * it runs in its own place.  A process that
  * drops its last descriptor of end e clears its slot; when none is left
  * while the daemon still shows end e open (ends_open), end e is as good as
  * closed: its readers count one writer less, its writers one reader less,
