@@ -59,12 +59,15 @@ static uint64_t held_as SHIM_FORKED;
 static uint64_t new_id(void)
 {
 	static _Atomic uint64_t seq;
-	const uint64_t *rnd = (const uint64_t *)getauxval(AT_RANDOM);
+	const void *at = (const void *)getauxval(AT_RANDOM);
+	uint64_t rnd[2] = { 0, 0 };
 	struct timespec ts;
 	uint64_t x;
 
+	if (at)
+		memcpy(rnd, at, sizeof(rnd));	/* 16 bytes, not aligned */
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	x = (rnd ? rnd[0] ^ (rnd[1] << 1) : 0) ^ ((uint64_t)shim_pid << 32) ^
+	x = rnd[0] ^ (rnd[1] << 1) ^ ((uint64_t)shim_pid << 32) ^
 	    (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
 	    atomic_fetch_add(&seq, 0x9e3779b97f4a7c15ull);
 	/* splitmix64's finaliser: every input bit reaches every output bit */

@@ -37,14 +37,27 @@
 
 /* ---- in the program that starts ---------------------------------------------- */
 
+/* A number in base 10 or 16 (lower case) at *p, moved past it; by hand, as
+ * this runs in the shim's start, before other libraries may be ready. */
 static bool parse_u64(const char **p, int base, uint64_t *v)
 {
-	char *end;
+	const char *c = *p;
+	uint64_t x = 0;
+	int dig;
 
-	if (!((**p >= '0' && **p <= '9') || (base == 16 && **p >= 'a' && **p <= 'f')))
+	for (;; c++) {
+		if (*c >= '0' && *c <= '9')
+			dig = *c - '0';
+		else if (base == 16 && *c >= 'a' && *c <= 'f')
+			dig = *c - 'a' + 10;
+		else
+			break;
+		x = x * (uint64_t)base + (uint64_t)dig;
+	}
+	if (c == *p)
 		return false;
-	*v = strtoull(*p, &end, base);
-	*p = end;
+	*v = x;
+	*p = c;
 	return true;
 }
 
@@ -109,11 +122,11 @@ static void scan_proc(void)
 
 		while (off < n) {
 			struct dirent64 *de = (struct dirent64 *)(buf + off);
-			char *end;
-			long fd = strtol(de->d_name, &end, 10);
+			const char *p = de->d_name;
+			uint64_t fd;
 
 			off += de->d_reclen;
-			if (de->d_name[0] >= '0' && de->d_name[0] <= '9' && !*end && fd != d)
+			if (parse_u64(&p, 10, &fd) && !*p && fd <= INT32_MAX && (int)fd != d)
 				shim_adopt_fd((int)fd, "inherited", -1);
 		}
 	}

@@ -5,6 +5,7 @@
  * spin must not hide), and the raw syscall(2) forms of all that.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -435,9 +436,12 @@ static void handler_seen(sighandler_t h)
 		atomic_store_explicit(&shim_handlers, true, memory_order_relaxed);
 }
 
+/* These two may be called from another library's start (a sanitizer's,
+ * installing its handlers) before ours: find the real one, nothing more. */
 SHIM_API int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
-	READY(sigaction);
+	if (__builtin_expect(!real.sigaction, 0))
+		real.sigaction = dlsym(RTLD_NEXT, "sigaction");
 	if (act)
 		handler_seen(act->sa_handler);
 	return real.sigaction(sig, act, old);
@@ -445,7 +449,8 @@ SHIM_API int sigaction(int sig, const struct sigaction *act, struct sigaction *o
 
 SHIM_API sighandler_t signal(int sig, sighandler_t h)
 {
-	READY(signal);
+	if (__builtin_expect(!real.signal, 0))
+		real.signal = dlsym(RTLD_NEXT, "signal");
 	handler_seen(h);
 	return real.signal(sig, h);
 }
