@@ -7,9 +7,15 @@
  * fall back to the real call, where the daemon's poll support and the
  * coordination core give the same answers, just later.  epoll goes to the
  * kernel as it is: the channel files support it through the daemon.
+ *
+ * The answer for an end is the one the kernel gives for the object it stands
+ * in for, bit for bit (shim_revents): a pipe's rules for pipes, an AF_UNIX
+ * socket's for socket pairs, whose shutdowns the daemon does not know apart
+ * from closes.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sched.h>
@@ -28,34 +34,71 @@ static inline void cpu_relax(void)
 #endif
 }
 
+/*
+ * What poll(2) says of end s for events, from its rings.  A pipe end: data
+ * in (IN), every writer gone (HUP); room for PIPE_BUF bytes (OUT), no
+ * reader (ERR, full or not).  A socket pair end goes by its shutdown state:
+ * reading is shut down (IN and RDHUP) by its own shutdown(SHUT_RD) or, on a
+ * stream or seqpacket pair, by the peer's SHUT_WR or close; writing likewise
+ * by its own SHUT_WR or the peer's SHUT_RD or close; both shut down make
+ * HUP.  A datagram end never learns its peer's shutdown or close.  A socket
+ * stays writable after a shutdown as long as its bytes in flight leave room
+ * (and with no reader left, whose queue the kernel would have freed).
+ */
 short shim_revents(struct sfd *s, int fd, short events)
 {
 	struct ipcd_chan *c = sfd_chan(s, fd);
-	short rev;
+	struct ipcd_view *in, *out;
+	unsigned rev = 0;
+	ssize_t room;
+	bool hup, data, no_reader;
 
 	if (!c)
 		return POLLNVAL;
-	rev = (short)ipcd_wait(c, events, 0);
-
-	if (rev < 0)
+	in = ipcd_in(c);
+	out = ipcd_out(c);
+	room = ipcd_ring_space(out);
+	if (room < 0 || ((atomic_load(&in->r->state) | atomic_load(&out->r->state)) &
+			 IPCD_RING_S_BROKEN))
 		return POLLERR;
-	if (!(s->roles & IPCD_ROLE_WRITE))
-		rev &= ~(POLLOUT | POLLWRNORM);
-	if (s->kind != SK_PIPE) {
-		/* A socket: the peer's shutdown(SHUT_WR) makes it readable (a
-		 * read gives 0); hang-up only once the peer is gone both ways;
-		 * no error for a peer that stopped reading. */
-		bool no_writer = rev & POLLHUP, no_reader = rev & POLLERR;
+	/* The hang-up first: bytes written before the last writer left are
+	 * then seen (its acquire pairs with the release that publishes the
+	 * writer gone, after its bytes). */
+	hup = ipcd_ring_hup(in);
+	data = atomic_load(&in->r->tail) != atomic_load(&in->r->head);
+	no_reader = ipcd_ring_readers(out) == 0;
+	if (s->kind == SK_PIPE) {
+		if (s->roles & IPCD_ROLE_READ) {
+			if (data)
+				rev |= POLLIN | POLLRDNORM;
+			if (hup)
+				rev |= POLLHUP;
+		}
+		if (s->roles & IPCD_ROLE_WRITE) {
+			if (room >= PIPE_BUF)
+				rev |= POLLOUT | POLLWRNORM;
+			if (no_reader)
+				rev |= POLLERR;
+		}
+	} else {
+		/* shutdown(2) took the role away (here, or before an exec). */
+		bool rcv = atomic_load(&s->shut_rd) || !(s->roles & IPCD_ROLE_READ);
+		bool snd = !(s->roles & IPCD_ROLE_WRITE);
 
-		rev &= ~(POLLHUP | POLLERR);
-		if (no_writer)
-			rev |= (POLLIN | POLLRDHUP) & events;
-		if (no_writer && (no_reader || !(s->roles & IPCD_ROLE_WRITE)))
+		if (s->kind != SK_DGRAM) {
+			rcv = rcv || hup;
+			snd = snd || no_reader;
+		}
+		if (data || rcv)
+			rev |= POLLIN | POLLRDNORM;
+		if (rcv)
+			rev |= POLLRDHUP;
+		if (rcv && snd)
 			rev |= POLLHUP;
+		if (room >= PIPE_BUF || no_reader)
+			rev |= POLLOUT | POLLWRNORM | POLLWRBAND;
 	}
-	if (atomic_load(&s->shut_rd) && (events & POLLIN))
-		rev |= POLLIN;	/* reads give 0 at once */
-	return rev;
+	return (short)(rev & ((unsigned short)events | POLLERR | POLLHUP));
 }
 
 static uint64_t now_ns(void)
@@ -79,8 +122,10 @@ static int scan(struct pollfd *fds, nfds_t n, bool *others)
 
 	*others = false;
 	for (i = 0; i < n; i++) {
-		if (fds[i].fd < 0)
+		if (fds[i].fd < 0) {
+			fds[i].revents = 0;	/* as poll(2) leaves it */
 			continue;
+		}
 		s = fdtab_get(fds[i].fd);
 		if (!s) {
 			*others = true;
