@@ -62,6 +62,9 @@ short shim_revents(struct sfd *s, int fd, short events)
 
 	if (!c)
 		return POLLNVAL;
+	/* A reaped child may have held the peer end without a word: what the
+	 * daemon learns of its close must be in the rings first. */
+	hold_catch_up(s, fd);
 	in = ipcd_in(c);
 	out = ipcd_out(c);
 	room = ipcd_ring_space(out);
