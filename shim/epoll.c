@@ -104,6 +104,8 @@ SHIM_API int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 
 	if (__builtin_expect(!real.epoll_ctl, 0))
 		shim_init();
+	if ((op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && !ev)
+		return real.epoll_ctl(epfd, op, fd, ev);	/* EFAULT, before all else */
 	s = fdtab_get(fd);
 	if (!s)
 		return real.epoll_ctl(epfd, op, fd, ev);
@@ -247,7 +249,8 @@ static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
 	bool has_chan;
 	int n, kn, wait_ms, e;
 
-	if (!fdtab_any() || max <= 0 || !__atomic_load_n(&regs, __ATOMIC_RELAXED))
+	/* No room for events (NULL) is the kernel's to refuse. */
+	if (!fdtab_any() || max <= 0 || !out || !__atomic_load_n(&regs, __ATOMIC_RELAXED))
 		goto plain;
 	pthread_mutex_lock(&mu);
 	n = scan(epfd, out, max, &has_chan);

@@ -21,6 +21,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +29,11 @@
 
 #define SPIN_NS	50000	/* as the ring's own waits */
 #define SLICE_NS	10000000	/* a wait without an epoll set of ours */
+
+/* poll with more fds than this looks up RLIMIT_NOFILE first, as the kernel
+ * refuses more fds than that limit (EINVAL); fewer pass unchecked, which is
+ * wrong only under a limit lowered below it. */
+#define POLL_NFDS_CHECKED	16
 
 /* The events that make select's sets ready, as the kernel counts them. */
 #define SEL_IN	(POLLIN | POLLRDNORM | POLLRDBAND | POLLHUP | POLLERR)
@@ -423,8 +429,16 @@ static int poll_common(struct pollfd *fds, nfds_t n, int64_t timeout_ns,
 	uint64_t deadline;
 	int r = -1, e;
 
-	if (!fdtab_any())
+	/* The kernel answers what it refuses: more fds than allowed
+	 * (EINVAL), an array that is not there (EFAULT). */
+	if (!fdtab_any() || (n && !fds))
 		goto plain;
+	if (n > POLL_NFDS_CHECKED) {
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && n > rl.rlim_cur)
+			goto plain;
+	}
 	r = scan(fds, n, &others);
 	if (r < 0)
 		goto plain;
