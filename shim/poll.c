@@ -228,6 +228,20 @@ int shim_spin(uint64_t ns, bool (*ready)(void *), void *arg)
 	return r;
 }
 
+/* fd's end with a reference, if its rings can be looked at; else NULL, and
+ * the kernel answers for fd (through the daemon, if it is a channel end
+ * the shim cannot map). */
+static struct sfd *chan_get(int fd)
+{
+	struct sfd *s = fdtab_get(fd);
+
+	if (s && !sfd_chan(s, fd)) {
+		sfd_put(s);
+		s = NULL;
+	}
+	return s;
+}
+
 /*
  * Look at the rings.  Returns -1 if no fd is a channel end (use the real
  * call), else the number of fds with events, having filled revents of the
@@ -245,7 +259,7 @@ static int scan(struct pollfd *fds, nfds_t n, bool *others)
 			fds[i].revents = 0;	/* as poll(2) leaves it */
 			continue;
 		}
-		s = fdtab_get(fds[i].fd);
+		s = chan_get(fds[i].fd);
 		if (!s) {
 			*others = true;
 			continue;
@@ -270,7 +284,7 @@ static int merge_others(struct pollfd *fds, nfds_t n, int ready)
 	if (!o)
 		return ready;
 	for (i = 0; i < n; i++) {
-		s = fds[i].fd >= 0 ? fdtab_get(fds[i].fd) : NULL;
+		s = fds[i].fd >= 0 ? chan_get(fds[i].fd) : NULL;
 		if (s) {
 			sfd_put(s);
 			o[i].fd = -1;
@@ -304,7 +318,7 @@ static int rescan(struct pollfd *fds, nfds_t n)
 			fds[i].revents = 0;
 			continue;
 		}
-		s = fdtab_get(fds[i].fd);
+		s = chan_get(fds[i].fd);
 		if (s) {
 			fds[i].revents = shim_revents(s, fds[i].fd, fds[i].events);
 			sfd_put(s);
@@ -335,7 +349,7 @@ static int edge_set(struct pollfd *fds, nfds_t n, struct pollfd *k)
 	for (i = 0; i < n; i++) {
 		k[i] = fds[i];
 		k[i].revents = 0;
-		if (fds[i].fd < 0 || !(s = fdtab_get(fds[i].fd)))
+		if (fds[i].fd < 0 || !(s = chan_get(fds[i].fd)))
 			continue;
 		sfd_put(s);
 		k[i].fd = -1;
@@ -555,7 +569,7 @@ static int fast_select(int nfds, fd_set *r, fd_set *w, fd_set *e, int64_t timeou
 			ev |= POLLPRI;
 		if (!ev)
 			continue;
-		if ((s = fdtab_get(fd))) {
+		if ((s = chan_get(fd))) {
 			chan = true;
 			sfd_put(s);
 		}
