@@ -104,6 +104,8 @@ SHIM_API int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 
 	if (__builtin_expect(!real.epoll_ctl, 0))
 		shim_init();
+	if ((op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && !ev)
+		return real.epoll_ctl(epfd, op, fd, ev);	/* EFAULT, before all else */
 	s = fdtab_get(fd);
 	if (!s)
 		return real.epoll_ctl(epfd, op, fd, ev);
@@ -237,48 +239,40 @@ static int merge_kernel(struct epoll_event *out, int n, int max,
 	return n;
 }
 
-/* Whether a signal not blocked by old is pending (held off by a spin). */
-static bool signal_came(const sigset_t *old)
-{
-	sigset_t pend;
-	int i;
-
-	if (sigpending(&pend) < 0)
-		return false;
-	for (i = 1; i < NSIG; i++)
-		if (sigismember(&pend, i) && !sigismember(old, i))
-			return true;
-	return false;
-}
-
 static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
 		       const sigset_t *mask, bool pwait)
 {
 	struct epoll_event *k;
+	struct shim_sighold h = { .on = false };
+	const sigset_t *wmask;
 	uint64_t start, deadline, t;
-	sigset_t all, old;
-	bool has_chan, sig;
-	int n, kn, wait_ms;
+	bool has_chan;
+	int n, kn, wait_ms, e;
 
-	if (!fdtab_any() || max <= 0 || !__atomic_load_n(&regs, __ATOMIC_RELAXED))
+	/* No room for events (NULL) is the kernel's to refuse. */
+	if (!fdtab_any() || max <= 0 || !out || !__atomic_load_n(&regs, __ATOMIC_RELAXED))
 		goto plain;
 	pthread_mutex_lock(&mu);
 	n = scan(epfd, out, max, &has_chan);
 	pthread_mutex_unlock(&mu);
 	if (!has_chan)
 		goto plain;
+	/* Nothing ready: from now on signal handlers wait (a spin, or a look
+	 * at the rings between two kernel waits, must not hide one), and the
+	 * kernel waits run with the caller's mask: a signal that came
+	 * meanwhile ends them at once with EINTR, as epoll_wait ends whatever
+	 * the handler's SA_RESTART.  First thing, before the clock is read:
+	 * a signal that comes during the call should find it held. */
+	if (!n && timeout != 0)
+		shim_signals_hold(&h);
+	wmask = shim_signals_wait_mask(&h, pwait ? mask : NULL);
 	k = malloc((size_t)max * sizeof(*k));
-	if (!k)
+	if (!k) {
+		shim_signals_release(&h);
 		goto plain;
+	}
 	start = now_ns();
 	deadline = timeout < 0 ? UINT64_MAX : start + (uint64_t)timeout * 1000000u;
-	/* While it spins, signal handlers wait (a spin must not hide one; an
-	 * epoll_wait that a handler interrupts fails with EINTR). */
-	sig = atomic_load_explicit(&shim_handlers, memory_order_relaxed) && timeout != 0;
-	if (sig) {
-		sigfillset(&all);
-		pthread_sigmask(SIG_BLOCK, &all, &old);
-	}
 	for (;;) {
 		/* Ring events in hand, or still spinning: just look at the
 		 * kernel's other fds.  Else block there until something moves
@@ -290,34 +284,17 @@ static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
 			wait_ms = -1;
 		else
 			wait_ms = t >= deadline ? 0 : (int)((deadline - t + 999999) / 1000000);
-		if (sig && (wait_ms != 0 || n)) {
-			/* The spin is over: what came meanwhile ends the call. */
-			sig = false;
-			if (signal_came(&old)) {
-				pthread_sigmask(SIG_SETMASK, &old, NULL);
-				free(k);
-				if (n)
-					return n;
-				errno = EINTR;
-				return -1;
-			}
-			pthread_sigmask(SIG_SETMASK, &old, NULL);
-		}
-		if (wait_ms == 0 && !n)
-			kn = real.epoll_wait(epfd, k, max, 0);
-		else if (wait_ms == 0)
-			kn = real.epoll_wait(epfd, k, max - n, 0);
+		if (wait_ms == 0)
+			kn = real.epoll_wait(epfd, k, n ? max - n : max, 0);
+		else if (wmask)
+			kn = real.epoll_pwait(epfd, k, max, wait_ms, wmask);
 		else
-			kn = pwait ? real.epoll_pwait(epfd, k, max, wait_ms, mask)
-				   : real.epoll_wait(epfd, k, max, wait_ms);
+			kn = real.epoll_wait(epfd, k, max, wait_ms);
 		if (kn < 0 && !n) {
-			if (sig) {
-				int e = errno;
-
-				pthread_sigmask(SIG_SETMASK, &old, NULL);
-				errno = e;
-			}
+			e = errno;
+			shim_signals_release(&h);
 			free(k);
+			errno = e;
 			return -1;
 		}
 		n = merge_kernel(out, n, max, k, kn > 0 ? kn : 0);
@@ -329,9 +306,14 @@ static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
 		if (n)
 			continue;	/* add the kernel's ready fds, then return */
 	}
-	if (sig)
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	free(k);
+	if (!n && shim_signals_came(&h, wmask)) {
+		/* One came while the call looked and before it timed out. */
+		shim_signals_release(&h);
+		errno = EINTR;
+		return -1;
+	}
+	shim_signals_release(&h);
 	return n;
 plain:
 	return pwait ? real.epoll_pwait(epfd, out, max, timeout, mask)

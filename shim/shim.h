@@ -309,6 +309,20 @@ void shim_epoll_forget(int fd);
 /* Spin for at most ns over ready(arg) with signals held: 1 ready, 0 not,
  * -1 a signal came (its handler has run). */
 int shim_spin(uint64_t ns, bool (*ready)(void *), void *arg);
+/* Signal handlers held off while a call looks at rings between kernel
+ * waits (when the program has any): the kernel waits run with the mask
+ * shim_signals_wait_mask gives (the caller's own, or mask: ppoll's,
+ * epoll_pwait's), so that a signal that came meanwhile ends them at once,
+ * and shim_signals_came says whether one came that such a wait would have
+ * taken.  Release lets the handlers run; it keeps errno. */
+struct shim_sighold {
+	bool on;
+	sigset_t old;
+};
+void shim_signals_hold(struct shim_sighold *h);
+void shim_signals_release(struct shim_sighold *h);
+const sigset_t *shim_signals_wait_mask(const struct shim_sighold *h, const sigset_t *mask);
+bool shim_signals_came(const struct shim_sighold *h, const sigset_t *mask);
 
 /* inherit.c: the ends a program starts with (IPCD_SHIM_FDS) */
 void shim_adopt_inherited(void);
