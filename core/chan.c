@@ -42,7 +42,7 @@ static const struct timespec patrol = { 1, 0 };
 
 /* Sleep in direction dir; -ECONNABORTED once the daemon is gone. */
 static int chan_sleep(struct ipcd_chan *c, unsigned dirs, size_t need,
-		      const struct timespec *timeout, uint64_t spin);
+		      const struct timespec *timeout, uint64_t spin, uint32_t sigmark);
 
 /*
  * How long a waiting end spins before it sleeps.  Spinning pays when the
@@ -99,7 +99,7 @@ static uint64_t mono_ns(void)
 }
 
 static int chan_sleep(struct ipcd_chan *c, unsigned dirs, size_t need,
-		      const struct timespec *timeout, uint64_t spin)
+		      const struct timespec *timeout, uint64_t spin, uint32_t sigmark)
 {
 	const struct timespec *t = timeout;
 	uint64_t t0 = spin ? mono_ns() : 0;
@@ -107,7 +107,7 @@ static int chan_sleep(struct ipcd_chan *c, unsigned dirs, size_t need,
 
 	if (!t || t->tv_sec >= patrol.tv_sec)
 		t = &patrol;
-	r = ipcd_ring_wait_pair(&c->in, &c->out, dirs, need, t, spin);
+	r = ipcd_ring_wait_pair(&c->in, &c->out, dirs, need, t, spin, sigmark);
 	if (spin && (r == 0 || r == -ETIMEDOUT))
 		spin_learn(spin, mono_ns() - t0);
 	if (r == -ETIMEDOUT && !ipcd_ring_daemon_alive(&c->in))
@@ -398,7 +398,7 @@ ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flag
 			if (!r)
 				r = chan_sleep(c, IPCD_WAIT_SPACE | wflags,
 					       ipcd_ring_need(&c->out, len - done), tp,
-					       spin_ns());
+					       spin_ns(), w ? w->sigmark : 0);
 			if (r == -ETIMEDOUT)
 				r = -EAGAIN;
 		} else {
@@ -440,7 +440,8 @@ ssize_t ipcd_recv_anc(struct ipcd_chan *c, void *buf, size_t len, int flags,
 		} else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK)) {
 			r = wait_left(w, &t0, &left, &tp);
 			if (!r)
-				r = chan_sleep(c, IPCD_WAIT_DATA | wflags, 0, tp, spin_ns());
+				r = chan_sleep(c, IPCD_WAIT_DATA | wflags, 0, tp, spin_ns(),
+					       w ? w->sigmark : 0);
 			if (r == -ETIMEDOUT)
 				r = -EAGAIN;
 		} else {
@@ -523,7 +524,7 @@ int ipcd_wait(struct ipcd_chan *c, short events, int timeout_ms)
 				return 0;
 		}
 		r = chan_sleep(c, dirs, PIPE_BUF, timeout_ms > 0 ? &left : NULL,
-			       spin_ns());
+			       spin_ns(), 0);
 		if (r < 0 && r != -ETIMEDOUT)
 			return r;
 	}

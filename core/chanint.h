@@ -23,10 +23,12 @@ uint32_t ipcd_daemon_pid(const struct ipcd_chan *c);
 
 /* How ipcd_send_anc and ipcd_recv_anc wait: at most timeout_ns (0: no
  * limit; then -EAGAIN, as a socket's SO_RCVTIMEO/SO_SNDTIMEO), with
- * IPCD_WAIT_SIGSAFE or not in wflags. */
+ * IPCD_WAIT_SIGSAFE or not in wflags, and then sigmark the count of
+ * ipcd_sigwatch when the call began (ringops.h). */
 struct ipcd_wopt {
 	uint64_t timeout_ns;
 	unsigned wflags;
+	uint32_t sigmark;
 };
 
 /* ipcd_send and ipcd_recv honouring attachments (ringops.h): a send binds

@@ -924,37 +924,35 @@ static long futex_waitv2(_Atomic uint32_t *a, uint32_t va, _Atomic uint32_t *b,
 		       CLOCK_MONOTONIC);
 }
 
-/*
- * After a spin with every signal blocked (old: the mask before): let the
- * signals that came meanwhile be handled, and say whether one of them
- * would have ended a blocked read(2) or write(2): a handler installed
- * without SA_RESTART.  Returns 1 if so, 0 if not, and -1 if none came.
- */
-static int spin_signals(const sigset_t *old)
-{
-	struct sigaction sa;
-	sigset_t pend;
-	int sig, interrupt = -1;
+_Thread_local struct ipcd_sigwatch ipcd_sigwatch;
 
-	if (sigpending(&pend) == 0)
-		for (sig = 1; sig < NSIG; sig++) {
-			if (!sigismember(&pend, sig) || sigismember(old, sig))
-				continue;
-			if (interrupt < 0)
-				interrupt = 0;
-			if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler != SIG_DFL &&
-			    sa.sa_handler != SIG_IGN && !(sa.sa_flags & SA_RESTART))
-				interrupt = 1;
+void ipcd_sigwatch_interrupt(void)
+{
+	int i;
+
+	atomic_fetch_add_explicit(&ipcd_sigwatch.interrupting, 1, RELAXED);
+	for (i = 0; i < 2; i++) {
+		_Atomic uint32_t *w = atomic_load_explicit(&ipcd_sigwatch.sleeping[i], RELAXED);
+
+		if (w) {
+			atomic_fetch_add_explicit(w, 1, SEQCST);
+			futex(w, FUTEX_WAKE, INT_MAX, NULL);
 		}
-	pthread_sigmask(SIG_SETMASK, old, NULL);	/* the handlers run here */
-	return interrupt;
+	}
+}
+
+/* Whether a handler that ends a blocked call ran since the call began. */
+static bool interrupted(bool sigsafe, uint32_t sigmark)
+{
+	return sigsafe &&
+	       atomic_load_explicit(&ipcd_sigwatch.interrupting, RELAXED) != sigmark;
 }
 
 int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 			unsigned dirs, size_t need,
-			const struct timespec *timeout, uint64_t spin_ns)
+			const struct timespec *timeout, uint64_t spin_ns,
+			uint32_t sigmark)
 {
-	sigset_t all, old;
 	uint32_t ds = 0, ss = 0;
 	uint64_t start;
 	long rc = 0;
@@ -962,17 +960,13 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 	bool sigsafe = dirs & IPCD_WAIT_SIGSAFE;
 
 	dirs &= IPCD_WAIT_DATA | IPCD_WAIT_SPACE;
+	if (interrupted(sigsafe, sigmark))
+		return -EINTR;
 	if (spin_ns) {
-		/* A signal handler that ran in the middle of a spin would go
-		 * unseen, where a blocked call would have ended: block them,
-		 * and see afterwards what came. */
-		if (sigsafe) {
-			sigfillset(&all);
-			pthread_sigmask(SIG_BLOCK, &all, &old);
-		}
 		/* Look 1, 2, 4 ... 64 times between yields: a peer that shares
 		 * our CPU gets it almost at once, one on another CPU is caught
-		 * by the polls. */
+		 * by the polls.  A handler that runs meanwhile counts in
+		 * ipcd_sigwatch: the next look sees it. */
 		start = now_ns();
 		for (burst = 1; !got; burst = burst < 64 ? burst * 2 : 64) {
 			for (i = 0; i < burst; i++) {
@@ -984,10 +978,10 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 			}
 			if (got || now_ns() - start >= spin_ns)
 				break;
+			if (interrupted(sigsafe, sigmark))
+				return -EINTR;
 			sched_yield();
 		}
-		if (sigsafe && spin_signals(&old) > 0)
-			return -EINTR;
 		if (got)
 			return 0;
 	}
@@ -1001,9 +995,19 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 		atomic_fetch_add_explicit(&out->r->wr_sleepers, 1, SEQCST);
 		ss = atomic_load_explicit(&out->r->space_seq, ACQUIRE);
 	}
+	/* A handler that comes from here on bumps the words we sleep on, so
+	 * the futex wait does not start or ends at once. */
+	if (sigsafe) {
+		atomic_store_explicit(&ipcd_sigwatch.sleeping[0],
+				      (dirs & IPCD_WAIT_DATA) ? &in->r->data_seq : NULL, RELAXED);
+		atomic_store_explicit(&ipcd_sigwatch.sleeping[1],
+				      (dirs & IPCD_WAIT_SPACE) ? &out->r->space_seq : NULL,
+				      RELAXED);
+		atomic_signal_fence(SEQCST);
+	}
 	/* futex_waitv with an absolute deadline: a handler installed with
 	 * SA_RESTART lets the wait go on, as a pipe's read would. */
-	if (!ready(in, out, dirs, need)) {
+	if (!ready(in, out, dirs, need) && !interrupted(sigsafe, sigmark)) {
 		if (dirs == IPCD_WAIT_DATA)
 			rc = futex_waitv2(&in->r->data_seq, ds, NULL, 0, timeout);
 		else if (dirs == IPCD_WAIT_SPACE)
@@ -1012,11 +1016,16 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 			rc = futex_waitv2(&in->r->data_seq, ds, &out->r->space_seq,
 					  ss, timeout);
 	}
+	if (sigsafe) {
+		atomic_store_explicit(&ipcd_sigwatch.sleeping[0], NULL, RELAXED);
+		atomic_store_explicit(&ipcd_sigwatch.sleeping[1], NULL, RELAXED);
+		atomic_signal_fence(SEQCST);
+	}
 	if (dirs & IPCD_WAIT_DATA)
 		atomic_fetch_sub_explicit(&in->r->rd_sleepers, 1, RELAXED);
 	if (dirs & IPCD_WAIT_SPACE)
 		atomic_fetch_sub_explicit(&out->r->wr_sleepers, 1, RELAXED);
-	if (rc < 0 && errno == EINTR)
+	if ((rc < 0 && errno == EINTR) || interrupted(sigsafe, sigmark))
 		return -EINTR;
 	if (rc < 0 && errno == ETIMEDOUT)
 		return -ETIMEDOUT;
@@ -1026,5 +1035,5 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 int ipcd_ring_wait(struct ipcd_view *v, unsigned dirs, size_t need,
 		   const struct timespec *timeout, uint64_t spin_ns)
 {
-	return ipcd_ring_wait_pair(v, v, dirs, need, timeout, spin_ns);
+	return ipcd_ring_wait_pair(v, v, dirs, need, timeout, spin_ns, 0);
 }

@@ -51,10 +51,29 @@ struct ipcd_view {
 /* Directions for waiting; ipcd_ring_wait takes a mask of them. */
 enum ipcd_dir { IPCD_WAIT_DATA = 1, IPCD_WAIT_SPACE = 2 };
 
-/* Also in the mask: spin with signals blocked, and end the wait with
- * -EINTR if one came whose handler lacks SA_RESTART, as a blocked read(2)
- * or write(2) would end; other handlers just run. */
+/* Also in the mask: end the wait with -EINTR once a signal handler that
+ * lacks SA_RESTART has run on this thread since the call began (sigmark,
+ * below), as a blocked read(2) or write(2) would end; other handlers just
+ * run.  For a library that wraps the program's handlers so that they count
+ * in ipcd_sigwatch. */
 #define IPCD_WAIT_SIGSAFE	0x100u
+
+/*
+ * Signal handlers as a thread sees them.  A wrapper around the program's
+ * handlers (the shim's) adds 1 to `interrupting` on the thread a handler
+ * without SA_RESTART runs on, and bumps and wakes the futex words in
+ * `sleeping` if the thread is about to sleep on them: a wait that noted the
+ * count when its call began (its sigmark) sees the change at its next look,
+ * with no signal mask to change on the way.
+ */
+struct ipcd_sigwatch {
+	_Atomic uint32_t interrupting;
+	_Atomic(_Atomic uint32_t *) sleeping[2];
+};
+extern _Thread_local struct ipcd_sigwatch ipcd_sigwatch;
+
+/* In a signal handler: the count goes up and the sleeping thread wakes. */
+void ipcd_sigwatch_interrupt(void);
 
 /* Lay out a fresh ring in `map` (map_len bytes, zeroed by the caller). */
 int ipcd_ring_format(void *map, size_t map_len, uint64_t capacity,
@@ -157,10 +176,12 @@ int ipcd_ring_wait(struct ipcd_view *v, unsigned dirs, size_t need,
 		   const struct timespec *timeout, uint64_t spin_ns);
 
 /* The same for a pair of rings: data is awaited on `in`, space on `out`
- * (the two directions of a duplex channel). */
+ * (the two directions of a duplex channel); with IPCD_WAIT_SIGSAFE, sigmark
+ * is ipcd_sigwatch.interrupting as it was when the call began. */
 int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 			unsigned dirs, size_t need,
-			const struct timespec *timeout, uint64_t spin_ns);
+			const struct timespec *timeout, uint64_t spin_ns,
+			uint32_t sigmark);
 
 /* Wait for a busy lock of direction dir (DATA: rlock, SPACE: wlock) to be
  * released, taking it over from a dead holder.  Returns 0 or -EINTR/-EIO. */

@@ -37,6 +37,8 @@ static struct ipcd_wopt wopt(struct sfd *s, bool rd)
 						   memory_order_relaxed),
 		.wflags = atomic_load_explicit(&shim_handlers, memory_order_relaxed) ?
 			  IPCD_WAIT_SIGSAFE : 0,
+		.sigmark = atomic_load_explicit(&ipcd_sigwatch.interrupting,
+						memory_order_relaxed),
 	};
 
 	return w;

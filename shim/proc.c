@@ -429,30 +429,94 @@ SHIM_API int openat64(int dirfd, const char *path, int flags, ...)
 
 /* ---- signal handlers ---------------------------------------------------------- */
 
-/* A handler installed: from now on a spin must not hide a signal (io.c). */
-static void handler_seen(sighandler_t h)
+/*
+ * The program's signal handlers run through a wrapper of the shim's, which
+ * counts on the thread a handler without SA_RESTART runs on, and wakes the
+ * ring word the thread sleeps on (ringops.h, ipcd_sigwatch): a blocked read
+ * or write on a channel end then ends with EINTR as the kernel's would,
+ * however early in the call the signal came, without a signal mask to
+ * change on each wait.  sigaction() shows the program its own handlers.
+ */
+static struct sigaction prog_act[NSIG];	/* the program's, where wrapped */
+static _Atomic bool wrapped[NSIG];
+
+static void wrapper(int sig, siginfo_t *info, void *ctx)
 {
-	if (h != SIG_DFL && h != SIG_IGN)
-		atomic_store_explicit(&shim_handlers, true, memory_order_relaxed);
+	struct sigaction h = prog_act[sig];
+	int e = errno;
+
+	if (h.sa_flags & SA_RESETHAND)
+		atomic_store_explicit(&wrapped[sig], false, memory_order_relaxed);
+	if (!(h.sa_flags & SA_RESTART))
+		ipcd_sigwatch_interrupt();
+	errno = e;
+	if (h.sa_flags & SA_SIGINFO)
+		h.sa_sigaction(sig, info, ctx);
+	else if (h.sa_handler != SIG_DFL && h.sa_handler != SIG_IGN)
+		h.sa_handler(sig);
 }
 
-/* These two may be called from another library's start (a sanitizer's,
- * installing its handlers) before ours: find the real one, nothing more. */
+static bool is_handler(const struct sigaction *act)
+{
+	return (act->sa_flags & SA_SIGINFO) ||
+	       (act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN);
+}
+
+/* These may be called from another library's start (a sanitizer's,
+ * installing its handlers) before ours: they find the real one, nothing
+ * more. */
 SHIM_API int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
+	struct sigaction k, prev;
+	bool was;
+	int r;
+
 	if (__builtin_expect(!real.sigaction, 0))
 		real.sigaction = dlsym(RTLD_NEXT, "sigaction");
-	if (act)
-		handler_seen(act->sa_handler);
-	return real.sigaction(sig, act, old);
+	if (sig <= 0 || sig >= NSIG || sig == SIGKILL || sig == SIGSTOP)
+		return real.sigaction(sig, act, old);
+	was = atomic_load(&wrapped[sig]);
+	if (act && is_handler(act)) {
+		/* The program's handler, mask and flags; ours in front. */
+		k = *act;
+		k.sa_flags |= SA_SIGINFO;
+		k.sa_sigaction = wrapper;
+		atomic_store_explicit(&shim_handlers, true, memory_order_relaxed);
+		r = real.sigaction(sig, &k, &prev);
+		if (r == 0) {
+			if (was && prev.sa_sigaction == wrapper)
+				prev = prog_act[sig];
+			prog_act[sig] = *act;
+			atomic_store(&wrapped[sig], true);
+		}
+	} else {
+		r = real.sigaction(sig, act, &prev);
+		if (r == 0) {
+			if (was && prev.sa_sigaction == wrapper && (prev.sa_flags & SA_SIGINFO))
+				prev = prog_act[sig];
+			if (act)
+				atomic_store(&wrapped[sig], false);
+		}
+	}
+	if (r == 0 && old)
+		*old = prev;
+	return r;
 }
 
+/* signal(): the BSD semantics of glibc's, through sigaction. */
 SHIM_API sighandler_t signal(int sig, sighandler_t h)
 {
-	if (__builtin_expect(!real.signal, 0))
-		real.signal = dlsym(RTLD_NEXT, "signal");
-	handler_seen(h);
-	return real.signal(sig, h);
+	struct sigaction act, old;
+
+	memset(&act, 0, sizeof(act));
+	act.sa_handler = h;
+	act.sa_flags = SA_RESTART;
+	sigemptyset(&act.sa_mask);
+	if (sig > 0 && sig < NSIG)
+		sigaddset(&act.sa_mask, sig);
+	if (sigaction(sig, &act, &old) < 0)
+		return SIG_ERR;
+	return old.sa_handler;
 }
 
 /* ---- raw system calls ---------------------------------------------------------- */
@@ -493,8 +557,8 @@ SHIM_API long syscall(long nr, ...)
 		return execveat((int)a[0], (const char *)a[1], (char *const *)a[2],
 				(char *const *)a[3], (int)a[4]);
 	case SYS_rt_sigaction:
-		if (a[1])
-			handler_seen(((const struct sigaction *)a[1])->sa_handler);
+		/* The kernel's struct differs from libc's: not wrapped; waits
+		 * on channel ends then may miss such a handler's EINTR. */
 		break;
 	case SYS_clone:
 	case SYS_clone3:

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/time.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -2291,7 +2292,7 @@ static void *pair_sleeper_main(void *arg)
 	struct pair_sleeper *s = arg;
 
 	s->rc = ipcd_ring_wait_pair(&s->in, &s->out, IPCD_WAIT_DATA | IPCD_WAIT_SPACE,
-				    100, NULL, 0);
+				    100, NULL, 0, 0);
 	return NULL;
 }
 
@@ -2309,17 +2310,17 @@ START_TEST(test_wait_pair)
 	ring_open(&out, 4096, 0, 0);
 	ck_assert_int_eq(ipcd_ring_write(&out.v, buf, 4096, ipcd_tid()), 4096);
 	/* Data sits in `out` and room in `in`: neither counts. */
-	ck_assert_int_eq(ipcd_ring_wait_pair(&in.v, &out.v, IPCD_WAIT_DATA, 0, &ts, 0),
+	ck_assert_int_eq(ipcd_ring_wait_pair(&in.v, &out.v, IPCD_WAIT_DATA, 0, &ts, 0, 0),
 			 -ETIMEDOUT);
-	ck_assert_int_eq(ipcd_ring_wait_pair(&in.v, &out.v, IPCD_WAIT_SPACE, 1, &ts, 0),
+	ck_assert_int_eq(ipcd_ring_wait_pair(&in.v, &out.v, IPCD_WAIT_SPACE, 1, &ts, 0, 0),
 			 -ETIMEDOUT);
 	ck_assert_int_eq(ipcd_ring_wait_pair(&in.v, &out.v, IPCD_WAIT_DATA | IPCD_WAIT_SPACE,
-					     1, &ts, 0), -ETIMEDOUT);
+					     1, &ts, 0, 0), -ETIMEDOUT);
 	ck_assert_uint_eq(atomic_load(&in.r->rd_sleepers), 0);
 	ck_assert_uint_eq(atomic_load(&out.r->wr_sleepers), 0);
 	/* The other way round, both are ready. */
-	ck_assert_int_eq(ipcd_ring_wait_pair(&out.v, &in.v, IPCD_WAIT_DATA, 0, &ten, 0), 0);
-	ck_assert_int_eq(ipcd_ring_wait_pair(&out.v, &in.v, IPCD_WAIT_SPACE, 1, &ten, 0), 0);
+	ck_assert_int_eq(ipcd_ring_wait_pair(&out.v, &in.v, IPCD_WAIT_DATA, 0, &ten, 0, 0), 0);
+	ck_assert_int_eq(ipcd_ring_wait_pair(&out.v, &in.v, IPCD_WAIT_SPACE, 1, &ten, 0, 0), 0);
 
 	/* A sleeper on both is woken by room made in `out`... */
 	ck_assert_int_eq(ipcd_view_attach(&s->in, in.map, in.len), 0);
@@ -2341,6 +2342,58 @@ START_TEST(test_wait_pair)
 	free(s);
 	ring_close(&in);
 	ring_close(&out);
+}
+END_TEST
+
+/* A handler that ends a blocked call (as one without SA_RESTART would). */
+static void sigwatch_handler(int sig)
+{
+	(void)sig;
+	ipcd_sigwatch_interrupt();
+}
+
+/* IPCD_WAIT_SIGSAFE: a wait ends with -EINTR once a handler counted in
+ * ipcd_sigwatch since its mark, be it before the wait, during the spin or
+ * in the sleep (the handler bumps the word slept on); other waits go on. */
+START_TEST(test_wait_sigwatch)
+{
+	struct sigaction sa = { 0 }, old;
+	struct itimerval it = { { 0, 0 }, { 0, 30 * 1000 } };
+	struct timespec ts = { 0, 20 * 1000 * 1000 }, five = { 5, 0 }, t0, t1;
+	struct tring t;
+	uint32_t mark;
+
+	ring_open(&t, 4096, 0, 0);
+	/* Counted before the wait: it ends at once, spin or no spin. */
+	mark = atomic_load(&ipcd_sigwatch.interrupting);
+	ipcd_sigwatch_interrupt();
+	ck_assert_int_eq(ipcd_ring_wait_pair(&t.v, &t.v, IPCD_WAIT_DATA | IPCD_WAIT_SIGSAFE, 0,
+					     &ts, 0, mark), -EINTR);
+	ck_assert_int_eq(ipcd_ring_wait_pair(&t.v, &t.v, IPCD_WAIT_DATA | IPCD_WAIT_SIGSAFE, 0,
+					     &ts, 1000, mark), -EINTR);
+	/* Without the flag, or with the mark up to date: a plain timeout. */
+	ck_assert_int_eq(ipcd_ring_wait_pair(&t.v, &t.v, IPCD_WAIT_DATA, 0, &ts, 0, mark),
+			 -ETIMEDOUT);
+	mark = atomic_load(&ipcd_sigwatch.interrupting);
+	ck_assert_int_eq(ipcd_ring_wait_pair(&t.v, &t.v, IPCD_WAIT_DATA | IPCD_WAIT_SIGSAFE, 0,
+					     &ts, 0, mark), -ETIMEDOUT);
+	/* A handler installed with SA_RESTART (the futex wait would go on)
+	 * that counts in the middle of the sleep wakes it. */
+	sa.sa_handler = sigwatch_handler;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	ck_assert_int_eq(sigaction(SIGALRM, &sa, &old), 0);
+	mark = atomic_load(&ipcd_sigwatch.interrupting);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(setitimer(ITIMER_REAL, &it, NULL), 0);
+	ck_assert_int_eq(ipcd_ring_wait_pair(&t.v, &t.v, IPCD_WAIT_DATA | IPCD_WAIT_SIGSAFE, 0,
+					     &five, 0, mark), -EINTR);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ck_assert_int_lt(t1.tv_sec - t0.tv_sec, 5);
+	ck_assert_ptr_null(atomic_load(&ipcd_sigwatch.sleeping[0]));
+	ck_assert_uint_eq(atomic_load(&t.r->rd_sleepers), 0);
+	ck_assert_int_eq(sigaction(SIGALRM, &old, NULL), 0);
+	ring_close(&t);
 }
 END_TEST
 
@@ -3144,6 +3197,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_wait_wakes_reader);
 	tcase_add_test(tc, test_wait_wakes_writer);
 	tcase_add_test(tc, test_wait_pair);
+	tcase_add_test(tc, test_wait_sigwatch);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("interleavings");
