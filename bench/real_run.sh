@@ -306,7 +306,7 @@ run_one() {
 	if [ "$c0" != -1 ] && [ "$c1" != -1 ]; then
 		if [ "$mode" = kernel ] && [ "$c1" -gt "$c0" ]; then
 			run_st=inactive
-			note "$name kernel round $round: the created counter grew without the shim"
+			note "$name kernel round $round: the created or reused counter grew without the shim"
 		fi
 		if [ "$mode" = shim ] && [ "$c1" -eq "$c0" ] && [ "$round" = 0 ] &&
 			[ "$name" != startup ]; then

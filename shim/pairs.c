@@ -36,10 +36,11 @@
 #include "shim.h"
 
 #define KINDS		(IPCD_ANON_MAX + 1)
-#define ASK_FIRST	2	/* pairs a new connection asks for */
-#define ASK_MAX		8	/* pairs kept coming, at most */
+#define ASK_FIRST	4	/* pairs a new connection asks for */
+#define ASK_MAX		16	/* pairs kept coming, at most */
 #define WAIT_MS		2000	/* longest wait for the factory */
 #define WAIT_TRIES	20	/* and how many looks in that time */
+#define WAIT_PAIRS	16	/* pairs a process may wait for, the first ones */
 
 static const char *const labels[] = {
 	[SK_PIPE] = "pipe", [SK_STREAM] = "stream",
@@ -51,10 +52,13 @@ struct supply {
 	int fd;			/* -1: none yet; -2: the factory is out of reach */
 	unsigned expect;	/* pairs asked for and not received */
 	unsigned ask;		/* how many to keep coming */
+	unsigned taken;		/* pairs this process took from it */
 };
 static struct supply supply[KINDS] SHIM_FORKED = {
-	{ -1, 0, 0 }, { -1, 0, 0 }, { -1, 0, 0 }, { -1, 0, 0 }, { -1, 0, 0 }, { -1, 0, 0 }
+	{ -1, 0, 0, 0 }, { -1, 0, 0, 0 }, { -1, 0, 0, 0 },
+	{ -1, 0, 0, 0 }, { -1, 0, 0, 0 }, { -1, 0, 0, 0 }
 };
+
 static pthread_mutex_t supply_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic unsigned long counter;
 
@@ -235,6 +239,11 @@ static void supply_ask(struct supply *sp, unsigned k, unsigned count)
 static int supply_take(unsigned k, bool cloexec, int fds[2], uint64_t *map_len)
 {
 	struct supply *sp = &supply[k];
+	/* A process waits for the factory for its first few pairs only (a
+	 * pipeline should move its bytes through the rings); past those, no
+	 * pair at hand means a kernel pipe at once, so that a burst of pipes
+	 * costs what the kernel's cost. */
+	bool may_wait = sp->taken < WAIT_PAIRS;
 	struct ipcd_pairs_msg m;
 	union {
 		char buf[CMSG_SPACE(2 * sizeof(int))];
@@ -253,7 +262,7 @@ static int supply_take(unsigned k, bool cloexec, int fds[2], uint64_t *map_len)
 		errno = ENOTCONN;
 		return -1;
 	}
-	for (tries = 0; tries < WAIT_TRIES; tries++) {
+	for (tries = 0; tries < (may_wait ? WAIT_TRIES : 1); tries++) {
 		memset(&mh, 0, sizeof(mh));
 		mh.msg_iov = &iov;
 		mh.msg_iovlen = 1;
@@ -265,13 +274,19 @@ static int supply_take(unsigned k, bool cloexec, int fds[2], uint64_t *map_len)
 		e = errno;
 		if (e != EAGAIN)
 			break;
-		/* Nothing waits: unless asked already, ask (a shared supply may
-		 * have been drained by a sibling); keep more coming from now on.
-		 * A pair that arrives may go to a sibling first: wait again. */
-		if (!sp->expect || tries)
-			supply_ask(sp, k, 1);
+		/* Nothing waits: this process needs more than it keeps coming
+		 * (or a sibling sharing the connection drained it).  Keep twice
+		 * as many coming from now on, and ask for them all at once, so
+		 * the factory makes them side by side.  A pair that arrives may
+		 * go to a sibling first: wait again. */
 		if (sp->ask < ASK_MAX)
-			supply_ask(sp, k, 1), sp->ask++;
+			sp->ask = sp->ask * 2 > ASK_MAX ? ASK_MAX : sp->ask * 2;
+		if (sp->expect < sp->ask)
+			supply_ask(sp, k, sp->ask - sp->expect);
+		else if (tries)
+			supply_ask(sp, k, 1);
+		if (!may_wait)
+			break;
 		pf.fd = sp->fd;
 		pf.events = POLLIN;
 		if (real.poll(&pf, 1, WAIT_MS / WAIT_TRIES) < 0 && errno != EINTR)
@@ -283,9 +298,10 @@ static int supply_take(unsigned k, bool cloexec, int fds[2], uint64_t *map_len)
 			sp->fd = -2;	/* the daemon went away: make our own */
 		}
 		pthread_mutex_unlock(&supply_mu);
-		errno = n < 0 && e == EMFILE ? EMFILE : ENOTCONN;
+		errno = n < 0 && e == EMFILE ? EMFILE : n < 0 && e == EAGAIN ? EAGAIN : ENOTCONN;
 		return -1;
 	}
+	sp->taken++;
 	if (sp->expect)
 		sp->expect--;
 	supply_ask(sp, k, 1);	/* one taken, one more */
@@ -907,6 +923,10 @@ int shim_make_pair(int fds[2], enum skind kind, int flags)
 			if (errno == EMFILE) {
 				shim_own_fds_release();	/* make room, then let the kernel say */
 				return -1;
+			}
+			if (errno == EAGAIN) {
+				shim_log("no %s pair at hand: a kernel one", labels[kind]);
+				return -1;	/* more are coming; the kernel's now */
 			}
 			if (make_here(anon, cloexec, fds) < 0) {
 				shim_log("cannot make a %s channel (%s): kernel object instead",
