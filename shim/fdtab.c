@@ -42,8 +42,12 @@ struct chunk {
 	slot_t slot[CHUNK];
 };
 
-static _Atomic(struct chunk *) *top;	/* TOP chunk pointers */
-static _Atomic unsigned top_used;	/* 1 + the highest chunk made */
+/* The first chunk (fds below CHUNK, nearly all) lies in the library's own
+ * zero pages: no allocation, and only the pages its fds use are touched.
+ * The others hang off a top-level table made when first needed. */
+static struct chunk first;
+static _Atomic(struct chunk *) *top;	/* TOP chunk pointers; top[0] unused */
+static _Atomic unsigned top_used = 1;	/* 1 + the highest chunk made */
 static atomic_bool any;			/* set once a channel fd was made */
 static pthread_mutex_t free_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
 static struct sfd *free_list;		/* under free_mu */
@@ -71,9 +75,14 @@ bool fdtab_any(void)
 /* The chunk of fd if it exists: the lookup of every call, inlined. */
 static inline struct chunk *chunk_find(int fd)
 {
-	_Atomic(struct chunk *) *t = atomic_load_explicit(&top, memory_order_acquire);
+	_Atomic(struct chunk *) *t;
 
-	if (fd < 0 || !t)
+	if (fd < 0)
+		return NULL;
+	if (fd < (int)CHUNK)
+		return &first;
+	t = atomic_load_explicit(&top, memory_order_acquire);
+	if (!t)
 		return NULL;
 	/* Acquire: pairs with the release of the chunk in chunk_make(). */
 	return atomic_load_explicit(&t[fd >> CHUNK_BITS], memory_order_acquire);
@@ -93,6 +102,8 @@ static struct chunk *chunk_make(int fd)
 
 	if (fd < 0)
 		return NULL;
+	if (fd < (int)CHUNK)
+		return &first;
 	if (!t) {
 		t = mmap(NULL, TOP * sizeof(*t), PROT_READ | PROT_WRITE,
 			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -163,10 +174,10 @@ void fdtab_each(void (*fn)(int fd, struct sfd *s, void *arg), void *arg)
 	struct sfd *s;
 	unsigned i, j, w;
 
-	if (!t || !fdtab_any())
+	if (!fdtab_any())
 		return;
 	for (i = 0; i < atomic_load(&top_used) && i < TOP; i++) {
-		c = atomic_load_explicit(&t[i], memory_order_acquire);
+		c = i ? (t ? atomic_load_explicit(&t[i], memory_order_acquire) : NULL) : &first;
 		if (!c)
 			continue;
 		for (w = 0; w < CHUNK / 64; w++) {
