@@ -60,14 +60,16 @@ enum ipcd_dir { IPCD_WAIT_DATA = 1, IPCD_WAIT_SPACE = 2 };
 
 /*
  * Signal handlers as a thread sees them.  A wrapper around the program's
- * handlers (the shim's) adds 1 to `interrupting` on the thread a handler
- * without SA_RESTART runs on, and bumps and wakes the futex words in
+ * handlers (the shim's) adds 1 to `ran` on the thread a handler runs on,
+ * and to `interrupting` too for one without SA_RESTART; for those it also
+ * bumps and wakes the futex words in
  * `sleeping` if the thread is about to sleep on them: a wait that noted the
  * count when its call began (its sigmark) sees the change at its next look,
  * with no signal mask to change on the way.
  */
 struct ipcd_sigwatch {
 	_Atomic uint32_t interrupting;
+	_Atomic uint32_t ran;		/* every handler run here */
 	_Atomic(_Atomic uint32_t *) sleeping[2];
 };
 extern _Thread_local struct ipcd_sigwatch ipcd_sigwatch;

@@ -246,6 +246,7 @@ static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
 	struct shim_sighold h = { .on = false };
 	const sigset_t *wmask;
 	uint64_t start, deadline, t;
+	uint32_t ran = atomic_load_explicit(&ipcd_sigwatch.ran, memory_order_relaxed);
 	bool has_chan;
 	int n, kn, wait_ms, e;
 
@@ -263,8 +264,16 @@ static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
 	 * meanwhile ends them at once with EINTR, as epoll_wait ends whatever
 	 * the handler's SA_RESTART.  First thing, before the clock is read:
 	 * a signal that comes during the call should find it held. */
-	if (!n && timeout != 0)
+	if (!n && timeout != 0) {
 		shim_signals_hold(&h);
+		/* One that ran since the call began, before the hold, ends it. */
+		if (h.on && atomic_load_explicit(&ipcd_sigwatch.ran,
+						 memory_order_relaxed) != ran) {
+			shim_signals_release(&h);
+			errno = EINTR;
+			return -1;
+		}
+	}
 	wmask = shim_signals_wait_mask(&h, pwait ? mask : NULL);
 	k = malloc((size_t)max * sizeof(*k));
 	if (!k) {

@@ -441,6 +441,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int64_t timeout_ns,
 	struct shim_sighold h;
 	bool others;
 	uint64_t deadline;
+	uint32_t ran = atomic_load_explicit(&ipcd_sigwatch.ran, memory_order_relaxed);
 	int r = -1, e;
 
 	/* The kernel answers what it refuses: more fds than allowed
@@ -469,6 +470,13 @@ static int poll_common(struct pollfd *fds, nfds_t n, int64_t timeout_ns,
 		if (r > 0 || timeout_ns == 0)
 			return r;
 		shim_signals_hold(&h);
+	}
+	/* A handler that ran since the call began (before signals were held)
+	 * ends it, as one that comes during a kernel poll does. */
+	if (h.on && atomic_load_explicit(&ipcd_sigwatch.ran, memory_order_relaxed) != ran) {
+		shim_signals_release(&h);
+		errno = EINTR;
+		return -1;
 	}
 	deadline = deadline_of(timeout_ns);
 	if (!others) {

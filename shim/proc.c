@@ -447,6 +447,7 @@ static void wrapper(int sig, siginfo_t *info, void *ctx)
 
 	if (h.sa_flags & SA_RESETHAND)
 		atomic_store_explicit(&wrapped[sig], false, memory_order_relaxed);
+	atomic_fetch_add_explicit(&ipcd_sigwatch.ran, 1, memory_order_relaxed);
 	if (!(h.sa_flags & SA_RESTART))
 		ipcd_sigwatch_interrupt();
 	errno = e;
