@@ -42,7 +42,7 @@ static long futex(_Atomic uint32_t *w, int op, uint32_t val,
 /* ---- thread id ---------------------------------------------------------- */
 
 static _Thread_local uint32_t tid_cache;
-static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
+static atomic_bool tid_registered;
 
 void ipcd_tid_forget(void)
 {
@@ -57,7 +57,10 @@ static void tid_setup(void)
 uint32_t ipcd_tid(void)
 {
 	if (tid_cache == 0) {
-		pthread_once(&tid_once, tid_setup);
+		/* Once per process: pthread_once would make a system call
+		 * every time it runs for the first time. */
+		if (!atomic_exchange(&tid_registered, true))
+			tid_setup();
 		tid_cache = (uint32_t)syscall(SYS_gettid);
 	}
 	return tid_cache;

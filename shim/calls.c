@@ -656,7 +656,7 @@ static int dup_over(int old, int new, int flags, bool cloexec,
 
 	if (new >= SHIM_OWN_FDS && old != new && real.fcntl(old, F_GETFD) >= 0)
 		shim_own_fds_gone((unsigned)new, (unsigned)new);
-	if (!fdtab_any() || old == new || real.fcntl(old, F_GETFD) < 0)
+	if (!fdtab_any() || old == new)
 		return fn(old, new, flags);
 	if (shim_in_vfork_child()) {
 		/* A vfork child setting up what the program it runs keeps. */
@@ -673,6 +673,9 @@ static int dup_over(int old, int new, int flags, bool cloexec,
 	if (s) {
 		counted = atomic_load(&s->counted);
 		sfd_put(s);
+		/* With a bad old, the call fails and new stays as it was. */
+		if (real.fcntl(old, F_GETFD) < 0)
+			return fn(old, new, flags);
 		was = going(new);	/* dup2 closes what new was */
 	}
 	r = fn(old, new, flags);

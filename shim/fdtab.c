@@ -323,6 +323,7 @@ struct sfd *sfd_new(enum skind kind, unsigned roles, int end)
 	s->roles = roles;
 	s->end = end;
 	s->pending = false;
+	s->map_len = 0;
 	s->slow = false;
 	s->inherited = false;
 	s->made_here = false;

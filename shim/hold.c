@@ -200,10 +200,13 @@ static bool only_us(struct ipcd_ring *r0, int end)
 	return mine == 1;
 }
 
-static void wake_word(_Atomic uint32_t *seq)
+/* Bump seq, and wake its sleepers if it has any (sequentially consistent
+ * both, against a sleeper that counts itself and then looks again). */
+static void wake_word(_Atomic uint32_t *seq, _Atomic uint32_t *sleepers)
 {
 	atomic_fetch_add(seq, 1);
-	syscall(SYS_futex, seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+	if (atomic_load(sleepers))
+		syscall(SYS_futex, seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 /*
@@ -219,11 +222,18 @@ static void wake_ends(void *map, size_t len, int end)
 	    r0->map_size <= len / 2) {
 		r1 = (struct ipcd_ring *)((char *)map + r0->map_size);
 		/* Side e writes ring e and reads the other. */
-		wake_word(end ? &r1->data_seq : &r0->data_seq);
-		wake_word(end ? &r0->space_seq : &r1->space_seq);
-	} else {
+		if (end) {
+			wake_word(&r1->data_seq, &r1->rd_sleepers);
+			wake_word(&r0->space_seq, &r0->wr_sleepers);
+		} else {
+			wake_word(&r0->data_seq, &r0->rd_sleepers);
+			wake_word(&r1->space_seq, &r1->wr_sleepers);
+		}
+	} else if (end) {
 		/* A pipe: end 1 writes, end 0 reads its one ring. */
-		wake_word(end ? &r0->data_seq : &r0->space_seq);
+		wake_word(&r0->data_seq, &r0->rd_sleepers);
+	} else {
+		wake_word(&r0->space_seq, &r0->wr_sleepers);
 	}
 }
 

@@ -68,7 +68,7 @@ static void adopt_list(const char *p)
 
 	while (parse_u64(&p, 10, &fd)) {
 		if (fd <= INT32_MAX)
-			shim_adopt_fd((int)fd, "inherited", -1);
+			shim_adopt_fd((int)fd, "inherited", 0);	/* past exec: not cloexec */
 		if (*p == ',')
 			p++;
 	}
@@ -127,7 +127,7 @@ static void scan_proc(void)
 
 			off += de->d_reclen;
 			if (parse_u64(&p, 10, &fd) && !*p && fd <= INT32_MAX && (int)fd != d)
-				shim_adopt_fd((int)fd, "inherited", -1);
+				shim_adopt_fd((int)fd, "inherited", 0);
 		}
 	}
 	real.close(d);

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <gnu/libc-version.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,11 +28,30 @@ _Atomic bool shim_handlers;
 _Atomic uint64_t shim_reaps;
 pid_t shim_pid SHIM_FORKED;
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static pthread_once_t mount_once = PTHREAD_ONCE_INIT;
+static struct shim_once init_once = SHIM_ONCE_INIT;
+static struct shim_once mount_once = SHIM_ONCE_INIT;
 static char mount_dir[4096];
 static dev_t mount_dev;
 static bool mount_ok;
+
+void shim_once(struct shim_once *o, void (*fn)(void))
+{
+	int v = atomic_load_explicit(&o->state, memory_order_acquire);
+
+	if (v == 2)
+		return;
+	v = 0;
+	if (atomic_compare_exchange_strong(&o->state, &v, 1)) {
+		atomic_store(&o->runner, pthread_self());
+		fn();
+		atomic_store_explicit(&o->state, 2, memory_order_release);
+		return;
+	}
+	if (pthread_equal(atomic_load(&o->runner), pthread_self()))
+		return;		/* from within fn itself */
+	while (atomic_load_explicit(&o->state, memory_order_acquire) != 2)
+		sched_yield();
+}
 
 void shim_log(const char *fmt, ...)
 {
@@ -181,7 +201,7 @@ bool shim_mount_ready(void)
 {
 	if (!shim_on)
 		return false;
-	pthread_once(&mount_once, find_mount);
+	shim_once(&mount_once, find_mount);
 	return mount_ok;
 }
 
@@ -303,7 +323,7 @@ static void init(void)
 
 void shim_init(void)
 {
-	pthread_once(&init_once, init);
+	shim_once(&init_once, init);
 }
 
 __attribute__((constructor)) static void shim_ctor(void)

@@ -95,7 +95,7 @@ static void patch_libc(void)
 	shim_log("libc's own I/O reaches the shim");
 }
 
-static pthread_once_t first_once = PTHREAD_ONCE_INIT;
+static struct shim_once first_once = SHIM_ONCE_INIT;
 
 static void first_end(void)
 {
@@ -109,5 +109,5 @@ static void first_end(void)
 void shim_first_end(void)
 {
 	if (!shim_in_vfork_child())
-		pthread_once(&first_once, first_end);
+		shim_once(&first_once, first_end);
 }

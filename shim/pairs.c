@@ -1006,7 +1006,7 @@ bool sfd_attach(struct sfd *s, int fd)
 
 	if (atomic_load(&s->c))
 		return true;
-	m = smap_new(fd, shim_map_len(fd));
+	m = smap_new(fd, s->map_len ? s->map_len : shim_map_len(fd));
 	if (!m) {
 		if (s->end < 0) {
 			/* A reopen for reading or writing only: the daemon
@@ -1095,7 +1095,8 @@ void shim_adopt_fd(int fd, const char *how, int cloexec)
 	/* FUSE mounts are on anonymous devices (major 0): only those are
 	 * worth finding the mount for. */
 	if (!shim_on ||
-	    statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE, &stx) < 0 ||
+	    statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_BLOCKS,
+		  &stx) < 0 ||
 	    stx.stx_dev_major != 0 || !S_ISREG(stx.stx_mode) || !shim_mount_ready() ||
 	    makedev(stx.stx_dev_major, stx.stx_dev_minor) != shim_mount_dev())
 		return;
@@ -1115,6 +1116,7 @@ void shim_adopt_fd(int fd, const char *how, int cloexec)
 	if (!s)
 		return;
 	s->pending = true;
+	s->map_len = (size_t)stx.stx_blocks * 512;
 	s->inherited = !strcmp(how, "inherited");
 	atomic_store(&s->nonblock, !!(fl & O_NONBLOCK));
 	if (fdtab_set(fd, s, cloexec > 0) == 0)

@@ -10,6 +10,7 @@
 #define IPCD_SHIM_H
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -141,6 +142,7 @@ struct sfd {
 	_Atomic bool dirty;		/* shut down, in an epoll set, owned for
 					   SIGIO: never to serve another pipe */
 	bool pending;			/* noted on arrival: attach at first use */
+	size_t map_len;			/* noted on arrival: what to map (0: ask) */
 	bool slow;			/* a reopen that cannot be mapped: the
 					   daemon serves it; kept to see its close */
 	bool inherited;			/* came across exec (may take a placeholder) */
@@ -168,6 +170,16 @@ extern bool shim_patch_wanted;		/* IPCD_SHIM_PATCH != off */
 extern _Atomic bool shim_handlers;	/* some signal handler was installed */
 extern _Atomic uint64_t shim_reaps;	/* children reaped so far */
 extern pid_t shim_pid;			/* getpid() as of the last fork */
+
+/* Something to do once in a process, as pthread_once, but with no system
+ * call on the way (glibc's wakes its waiters after every first run).  A
+ * call from the thread running it, while it runs, returns at once. */
+struct shim_once {
+	_Atomic int state;		/* 0: not yet, 1: running, 2: done */
+	_Atomic(pthread_t) runner;
+};
+#define SHIM_ONCE_INIT	{ 0, 0 }
+void shim_once(struct shim_once *o, void (*fn)(void));
 
 void shim_init(void);
 void shim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
