@@ -34,29 +34,11 @@ static ssize_t ret(ssize_t n)
 	return n;
 }
 
-/* The top of the main thread's stack, as the loader found it. */
-extern void *__libc_stack_end;
-
-/*
- * Whether the caller's n bytes at p can be written (n >= sizeof(int)),
- * before anything is done: a call the kernel served would fail with EFAULT
- * otherwise.  Memory on the main thread's stack, above this frame, can: the
- * stack is mapped from here up.  Elsewhere the kernel is asked to write its
- * first and last int (the whole lies on at most two pages for the sizes
- * asked here).
- */
+/* Whether the caller's n bytes at p can be written: a call the kernel
+ * served would fail with EFAULT otherwise. */
 static bool user_writable(void *p, size_t n)
 {
-	const uintptr_t reach = (uintptr_t)64 << 20;
-	uintptr_t here = (uintptr_t)__builtin_frame_address(0), a = (uintptr_t)p;
-	uintptr_t top = (uintptr_t)__libc_stack_end;
-
-	__asm__("" : "+r"(a));		/* declared nonnull or not: really look */
-	if (!a)
-		return false;
-	if (top > here && top - here < reach && a > here && a + n <= top)
-		return true;
-	return real.syscall(SYS_getresuid, (int *)a, (int *)(a + n) - 1, (int *)a) == 0;
+	return shim_user_ok(p, n, true);
 }
 
 /* A path argument that can be looked at: not NULL (the call itself then
@@ -198,13 +180,19 @@ SHIM_API ssize_t write(int fd, const void *buf, size_t len)
 	return ret(n);
 }
 
-/* An iovec array the kernel would take: count and addresses. */
-static ssize_t iov_check(const struct iovec *iov, int cnt)
+/* An iovec array of cnt pieces the kernel would take: its count (more
+ * than IOV_MAX: toomany), memory and lengths. */
+static ssize_t iov_check(const struct iovec *iov, size_t cnt, ssize_t toomany)
 {
-	if (cnt < 0 || cnt > IOV_MAX)
-		return -EINVAL;
-	if (cnt && !iov)
+	size_t i;
+
+	if (cnt > IOV_MAX)
+		return toomany;
+	if (!shim_user_ok(iov, cnt * sizeof(*iov), false))
 		return -EFAULT;
+	for (i = 0; i < cnt; i++)
+		if ((ssize_t)iov[i].iov_len < 0)
+			return -EINVAL;
 	return 0;
 }
 
@@ -217,7 +205,7 @@ SHIM_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
 	s = get_ref(fd);
 	if (!s)
 		return real.readv(fd, iov, cnt);
-	n = iov_check(iov, cnt);
+	n = iov_check(iov, (size_t)cnt, -EINVAL);
 	if (!n)
 		n = shim_readv(s, fd, iov, cnt, 0, NULL, NULL);
 	sfd_put(s);
@@ -233,7 +221,7 @@ SHIM_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
 	s = get_ref(fd);
 	if (!s)
 		return real.writev(fd, iov, cnt);
-	n = iov_check(iov, cnt);
+	n = iov_check(iov, (size_t)cnt, -EINVAL);
 	if (!n)
 		n = shim_writev(s, fd, iov, cnt, 0, NULL);
 	sfd_put(s);
@@ -293,39 +281,50 @@ SHIM_API ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int fl
 	return recv(fd, buf, len, flags);
 }
 
-/* getsockname/getpeername of a socket pair end: AF_UNIX, no path. */
-static void family_only(struct sockaddr *addr, socklen_t *alen)
+/* getsockname/getpeername of a socket pair end: AF_UNIX, no path; as the
+ * kernel, as much of it as *alen asks for, and its whole length in *alen. */
+static ssize_t family_only(struct sockaddr *addr, socklen_t *alen)
 {
 	sa_family_t fam = AF_UNIX;
+	size_t k;
 
-	if (!addr || !alen)
-		return;
-	if (*alen >= sizeof(fam))
-		memcpy(addr, &fam, sizeof(fam));
+	if (!shim_user_ok(alen, sizeof(*alen), true))
+		return -EFAULT;
+	if ((int)*alen < 0)
+		return -EINVAL;
+	k = *alen < sizeof(fam) ? *alen : sizeof(fam);
+	if (!shim_user_ok(addr, k, true))
+		return -EFAULT;
+	memcpy(addr, &fam, k);
 	*alen = sizeof(fam);
+	return 0;
 }
 
-/* The peer of a socket pair has no address: length 0, as the kernel says. */
-static void unnamed(struct sockaddr *addr, socklen_t *alen)
+/* The sender on a socket pair has no address: the kernel gives length 0,
+ * once the bytes are taken (so a bad length loses them). */
+static ssize_t unnamed(socklen_t *alen)
 {
-	(void)addr;
-	if (alen)
-		*alen = 0;
+	if (!shim_user_ok(alen, sizeof(*alen), true))
+		return -EFAULT;
+	if ((int)*alen < 0)
+		return -EINVAL;
+	*alen = 0;
+	return 0;
 }
 
 SHIM_API ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
 			  struct sockaddr *addr, socklen_t *alen)
 {
 	struct sfd *s;
-	ssize_t n;
+	ssize_t n, e;
 
 	READY(recvfrom);
 	s = sock_get(fd, &n);
 	if (!s)
 		return n ? ret(n) : real.recvfrom(fd, buf, len, flags, addr, alen);
 	n = do_recv(s, fd, buf, len, flags);
-	if (n >= 0)
-		unnamed(addr, alen);
+	if (n >= 0 && addr && (e = unnamed(alen)) < 0)
+		n = e;
 	sfd_put(s);
 	return ret(n);
 }
@@ -339,12 +338,25 @@ SHIM_API ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
 	return recvfrom(fd, buf, len, flags, addr, alen);
 }
 
+/* A msghdr the kernel would take, as far as it looks before the socket's
+ * own code does: its memory (written back after a receive), its name
+ * length, its pieces. */
+static ssize_t msg_check(const struct msghdr *msg, bool recv)
+{
+	if (!shim_user_ok(msg, sizeof(*msg), recv))
+		return -EFAULT;
+	if (msg->msg_name && (int)msg->msg_namelen < 0)
+		return -EINVAL;
+	return iov_check(msg->msg_iov, msg->msg_iovlen, -EMSGSIZE);
+}
+
 SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	struct shim_rx rx;
 	struct sfd *s;
 	size_t full = 0, len;
 	ssize_t n;
+	bool ctl;
 	int i;
 
 	READY(recvmsg);
@@ -357,12 +369,17 @@ SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 			shim_adopt_rights(msg, flags);	/* channel ends passed to us */
 		return n;
 	}
-	if (flags & ~recv_known) {
+	n = msg_check(msg, true);
+	if (!n && (flags & ~recv_known))
 		n = -EOPNOTSUPP;
-	} else {
+	if (!n) {
+		/* Descriptors that cannot be put in the control buffer are
+		 * closed, as the kernel closes them. */
+		ctl = msg->msg_control &&
+		      shim_user_ok(msg->msg_control, msg->msg_controllen, true);
 		rx.fd = fd;
 		rx.c = atomic_load(&s->c);
-		rx.want = msg->msg_control && msg->msg_controllen >= CMSG_LEN(sizeof(int));
+		rx.want = ctl && msg->msg_controllen >= CMSG_LEN(sizeof(int));
 		rx.cloexec = !!(flags & MSG_CMSG_CLOEXEC);
 		rx.taken = rx.lost = false;
 		rx.nfds = 0;
@@ -376,8 +393,11 @@ SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 				if (flags & MSG_TRUNC)
 					n = (ssize_t)full;
 			}
+			if (!ctl)
+				msg->msg_controllen = 0;
 			shim_put_rights(msg, &rx);
-			unnamed(msg->msg_name, &msg->msg_namelen);
+			if (msg->msg_name)
+				msg->msg_namelen = 0;	/* the sender has no address */
 		}
 	}
 	sfd_put(s);
@@ -431,13 +451,14 @@ SHIM_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 		shim_msg_leaving(msg);
 		return real.sendmsg(fd, msg, flags);
 	}
-	if (msg->msg_name && msg->msg_namelen)
+	n = msg_check(msg, false);
+	if (!n && msg->msg_name && msg->msg_namelen)
 		n = -EISCONN;
-	else if (flags & ~send_known)
+	else if (!n && (flags & ~send_known))
 		n = -EOPNOTSUPP;
-	else if (msg->msg_controllen)
+	else if (!n && msg->msg_controllen)
 		n = shim_sendmsg_anc(s, fd, msg, flags);
-	else
+	else if (!n)
 		n = shim_writev(s, fd, msg->msg_iov, (int)msg->msg_iovlen, flags, NULL);
 	sfd_put(s);
 	return ret(n);
@@ -1240,9 +1261,9 @@ static int sock_name(int (*fn)(int, struct sockaddr *, socklen_t *), int fd,
 	s = sock_get(fd, &e);
 	if (!s)
 		return e ? (int)ret(e) : fn(fd, addr, alen);
-	family_only(addr, alen);
+	e = family_only(addr, alen);
 	sfd_put(s);
-	return 0;
+	return (int)ret(e);
 }
 
 SHIM_API int getsockname(int fd, struct sockaddr *addr, socklen_t *alen)

@@ -215,7 +215,7 @@ SHIM_API ssize_t vmsplice(int fd, const struct iovec *iov, size_t nr, unsigned f
 		return real.vmsplice(fd, iov, nr, flags);
 	if (nr > IOV_MAX)
 		n = -EINVAL;
-	else if (nr && !iov)
+	else if (!shim_user_ok(iov, nr * sizeof(*iov), false))
 		n = -EFAULT;
 	else if (s->roles & IPCD_ROLE_WRITE)	/* user memory into the pipe */
 		n = shim_writev(s, fd, iov, (int)nr, f, NULL);
