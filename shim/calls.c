@@ -242,16 +242,13 @@ static struct sfd *sock_get(int fd, ssize_t *err)
 	return s;
 }
 
-static const int recv_known = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC |
-			      MSG_CMSG_CLOEXEC | MSG_NOSIGNAL;
-
 static ssize_t do_recv(struct sfd *s, int fd, void *buf, size_t len, int flags)
 {
 	size_t full = 0;
 	ssize_t n;
 
-	if (flags & ~recv_known)
-		return -EOPNOTSUPP;
+	/* Flags a socket pair does not use are ignored, as the kernel does;
+	 * MSG_OOB is refused by shim_read. */
 	n = shim_read(s, fd, buf, len, flags, &full, NULL);
 	/* MSG_TRUNC: a datagram socket returns the real length. */
 	if (n >= 0 && (flags & MSG_TRUNC) && s->kind != SK_STREAM)
@@ -370,8 +367,6 @@ SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 		return n;
 	}
 	n = msg_check(msg, true);
-	if (!n && (flags & ~recv_known))
-		n = -EOPNOTSUPP;
 	if (!n) {
 		/* Descriptors that cannot be put in the control buffer are
 		 * closed, as the kernel closes them. */
@@ -404,8 +399,6 @@ SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	return ret(n);
 }
 
-static const int send_known = MSG_DONTWAIT | MSG_NOSIGNAL | MSG_EOR | MSG_MORE;
-
 SHIM_API ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
 	struct sfd *s;
@@ -415,7 +408,8 @@ SHIM_API ssize_t send(int fd, const void *buf, size_t len, int flags)
 	s = sock_get(fd, &n);
 	if (!s)
 		return n ? ret(n) : real.send(fd, buf, len, flags);
-	n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, fd, buf, len, flags, NULL);
+	/* Flags a socket pair does not use are ignored, as the kernel does. */
+	n = shim_write(s, fd, buf, len, flags, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -433,7 +427,7 @@ SHIM_API ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 	if (addr && alen)
 		n = -EISCONN;	/* a socket pair is connected */
 	else
-		n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, fd, buf, len, flags, NULL);
+		n = shim_write(s, fd, buf, len, flags, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -454,8 +448,6 @@ SHIM_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	n = msg_check(msg, false);
 	if (!n && msg->msg_name && msg->msg_namelen)
 		n = -EISCONN;
-	else if (!n && (flags & ~send_known))
-		n = -EOPNOTSUPP;
 	else if (!n && msg->msg_controllen)
 		n = shim_sendmsg_anc(s, fd, msg, flags);
 	else if (!n)

@@ -299,12 +299,16 @@ static size_t fault_unit(const struct sfd *s)
 
 /* What a read checks before it looks at its buffer: 1 to go on (*cp the
  * rings), else what the read gives. */
-static ssize_t read_start(struct sfd *s, int fd, size_t len, struct ipcd_chan **cp)
+static ssize_t read_start(struct sfd *s, int fd, size_t len, int flags, struct ipcd_chan **cp)
 {
 	struct ipcd_chan *c = sfd_chan(s, fd);
 
 	if (!c)
 		return -EIO;
+	/* No out-of-band byte is ever kept (shim_write): a stream has none
+	 * to give; the other kinds have no such thing. */
+	if (flags & MSG_OOB)
+		return s->kind == SK_STREAM ? -EINVAL : -EOPNOTSUPP;
 	if (!(s->roles & IPCD_ROLE_READ))
 		return -EBADF;
 	if (atomic_load(&s->shut_rd))
@@ -485,7 +489,7 @@ ssize_t shim_read(struct sfd *s, int fd, void *buf, size_t len, int flags,
 	struct ipcd_wopt w = wopt(s, true);
 	struct ipcd_chan *c;
 	struct iovec one;
-	ssize_t n = read_start(s, fd, len, &c);
+	ssize_t n = read_start(s, fd, len, flags, &c);
 
 	if (n <= 0)
 		return n;
@@ -518,7 +522,7 @@ ssize_t shim_readv(struct sfd *s, int fd, const struct iovec *iov, int cnt,
 	if (cnt == 1)
 		return shim_read(s, fd, iov[0].iov_base, iov[0].iov_len, flags, full, rx);
 	w = wopt(s, true);
-	n = read_start(s, fd, len, &c);
+	n = read_start(s, fd, len, flags, &c);
 	if (n <= 0)
 		return n;
 	if (iov_known(iov, cnt, true))
@@ -589,11 +593,33 @@ static ssize_t write_fault(struct sfd *s, int fd, struct ipcd_chan *c, const voi
 	return write_out(s, fd, c, buf, good, flags, tx, w);
 }
 
-/* len bytes at buf, of which the first good can be read. */
+/*
+ * len bytes at buf, of which the first good can be read.  MSG_OOB on a
+ * stream makes the last byte out-of-band data, which the kernel keeps
+ * apart from the stream for recv(MSG_OOB): the shim has nowhere to keep it
+ * (ipcd-shim(7)), so the stream gets the bytes before it, and the byte is
+ * checked as the kernel would and then dropped.
+ */
 static ssize_t write_some(struct sfd *s, int fd, struct ipcd_chan *c, const void *buf,
 			  size_t len, size_t good, int flags, struct shim_tx *tx,
 			  const struct ipcd_wopt *w)
 {
+	ssize_t n;
+
+	if (flags & MSG_OOB) {
+		if (s->kind != SK_STREAM || !len)
+			return -EOPNOTSUPP;
+		n = len > 1 ? write_some(s, fd, c, buf, len - 1, good < len - 1 ? good : len - 1,
+					 flags & ~MSG_OOB, tx, w) : 0;
+		if (n < 0 || (size_t)n < len - 1)
+			return n;
+		if (good < len)
+			return n ? n : -EFAULT;
+		hold_catch_up(s, fd);
+		if (!ipcd_ring_readers(ipcd_out(c)))
+			return n ? n : write_failed(s, -EPIPE, flags);
+		return n + 1;
+	}
 	if (good < len)
 		return write_fault(s, fd, c, buf, good, flags, tx, w);
 	return write_out(s, fd, c, buf, len, flags, tx, w);
