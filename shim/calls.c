@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/xattr.h>
 #include <sys/socket.h>
@@ -1115,132 +1116,298 @@ static void peer_cred(struct sfd *s, int fd, struct ucred *uc)
 	uc->gid = s->cred_gid;
 }
 
-static int put_opt(void *val, socklen_t *len, const void *v, socklen_t n)
+/*
+ * The SOL_SOCKET options of a socket pair end, as a kernel socket pair
+ * answers them: credentials, time-outs and SO_PASSCRED as set; the buffer
+ * sizes, the ring's; the rest as they are on a new pair (setsockopt keeps
+ * none of them).  The answer is cut to *len, as the kernel cuts it.
+ */
+static ssize_t end_getsockopt(struct sfd *s, int fd, int opt, void *val, socklen_t *len)
 {
-	if (*len < n && n != sizeof(int))
-		n = *len;	/* the kernel cuts struct answers short */
-	memcpy(val, v, n < *len ? n : *len);
-	*len = n < *len ? n : *len;
+	union {
+		int i;
+		unsigned long ul;
+		struct ucred uc;
+		struct timeval tv;
+		struct { int64_t sec, usec; } tv64;	/* __kernel_sock_timeval */
+		sa_family_t fam;
+	} u;
+	size_t n = sizeof(int);
+	uint64_t ns;
+
+	if (!shim_user_ok(len, sizeof(*len), true))
+		return -EFAULT;
+	if ((int)*len < 0)
+		return -EINVAL;
+	memset(&u, 0, sizeof(u));
+	switch (opt) {
+	case SO_PEERCRED:
+		peer_cred(s, fd, &u.uc);
+		n = sizeof(u.uc);
+		break;
+	case SO_RCVTIMEO_OLD:
+	case SO_SNDTIMEO_OLD:
+	case SO_RCVTIMEO_NEW:
+	case SO_SNDTIMEO_NEW:
+		ns = atomic_load(opt == SO_RCVTIMEO_OLD || opt == SO_RCVTIMEO_NEW ?
+				 &s->rcvtimeo : &s->sndtimeo);
+		if (opt == SO_RCVTIMEO_OLD || opt == SO_SNDTIMEO_OLD) {
+			u.tv.tv_sec = (time_t)(ns / 1000000000u);
+			u.tv.tv_usec = (suseconds_t)(ns % 1000000000u / 1000);
+			n = sizeof(u.tv);
+		} else {
+			u.tv64.sec = (int64_t)(ns / 1000000000u);
+			u.tv64.usec = (int64_t)(ns % 1000000000u / 1000);
+			n = sizeof(u.tv64);
+		}
+		break;
+	case SO_TYPE:
+		u.i = s->kind == SK_STREAM ? SOCK_STREAM :
+		      s->kind == SK_DGRAM ? SOCK_DGRAM : SOCK_SEQPACKET;
+		break;
+	case SO_DOMAIN:
+		u.i = AF_UNIX;
+		break;
+	case SO_PASSCRED:
+		u.i = atomic_load(&s->passcred);
+		break;
+	case SO_SNDBUF:
+	case SO_RCVBUF:
+		u.i = (int)ipcd_capacity(atomic_load(&s->c));
+		break;
+	case SO_RCVLOWAT:
+	case SO_SNDLOWAT:
+		u.i = 1;
+		break;
+	case SO_PEEK_OFF:		/* off */
+	case SO_INCOMING_CPU:		/* none */
+		u.i = -1;
+		break;
+	case SO_LINGER:			/* struct linger, off */
+	case SO_TIMESTAMPING_OLD:	/* struct so_timestamping, off */
+	case SO_TIMESTAMPING_NEW:
+	case SO_TXTIME:			/* struct sock_txtime, none */
+		n = 8;
+		break;
+	case SO_MAX_PACING_RATE:	/* none: all ones, as long as len lets it */
+		if (*len >= sizeof(u.ul))
+			n = sizeof(u.ul);
+		u.ul = ~0UL;
+		if (n == sizeof(int))
+			u.i = -1;
+		break;
+	case SO_PEERNAME:
+		/* The peer's address, its family only: the kernel wants no
+		 * more room than it has to give. */
+		u.fam = AF_UNIX;
+		if (*len > sizeof(u.fam))
+			return -EINVAL;
+		n = sizeof(u.fam);
+		break;
+	case SO_BINDTODEVICE:		/* bound to no device */
+	case SO_GET_FILTER:		/* no filter */
+		n = 0;			/* an empty answer */
+		break;
+	case SO_TXREHASH:		/* for TCP only */
+		return -EOPNOTSUPP;
+	case SO_DEBUG:
+	case SO_REUSEADDR:
+	case SO_ERROR:
+	case SO_DONTROUTE:
+	case SO_BROADCAST:
+	case SO_KEEPALIVE:
+	case SO_OOBINLINE:
+	case SO_NO_CHECK:
+	case SO_PRIORITY:
+	case SO_BSDCOMPAT:
+	case SO_REUSEPORT:
+	case SO_TIMESTAMP_OLD:
+	case SO_ACCEPTCONN:
+	case SO_PASSSEC:
+	case SO_TIMESTAMPNS_OLD:
+	case SO_MARK:
+	case SO_PROTOCOL:
+	case SO_RXQ_OVFL:
+	case SO_WIFI_STATUS:
+	case SO_NOFCS:
+	case SO_LOCK_FILTER:
+	case SO_SELECT_ERR_QUEUE:
+	case SO_BUSY_POLL:
+	case SO_INCOMING_NAPI_ID:
+	case SO_ZEROCOPY:
+	case SO_BINDTOIFINDEX:
+	case SO_TIMESTAMP_NEW:
+	case SO_TIMESTAMPNS_NEW:
+	case SO_PREFER_BUSY_POLL:
+	case SO_BUF_LOCK:
+	case SO_RESERVE_MEM:
+	case SO_RCVMARK:
+		break;
+	default:
+		return -ENOPROTOOPT;
+	}
+	if (n > *len)
+		n = *len;
+	if (!shim_user_ok(val, n, true))
+		return -EFAULT;
+	memcpy(val, &u, n);
+	*len = (socklen_t)n;
 	return 0;
 }
 
 SHIM_API int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
-	struct ucred uc;
-	struct timeval tv;
 	struct sfd *s;
-	uint64_t ns;
 	ssize_t e;
-	int v, r = 0;
 
 	READY(getsockopt);
 	s = sock_get(fd, &e);
 	if (!s)
 		return e ? (int)ret(e) : real.getsockopt(fd, level, opt, val, len);
-	if (level != SOL_SOCKET) {
-		errno = EOPNOTSUPP;
-		r = -1;
-	} else if (!len || !val) {
-		errno = EFAULT;
-		r = -1;
-	} else if ((int)*len < 0) {
-		errno = EINVAL;
-		r = -1;
-	} else {
-		switch (opt) {
-		case SO_PEERCRED:
-			peer_cred(s, fd, &uc);
-			r = put_opt(val, len, &uc, sizeof(uc));
-			goto out;
-		case SO_RCVTIMEO:
-		case SO_SNDTIMEO:
-			ns = atomic_load(opt == SO_RCVTIMEO ? &s->rcvtimeo : &s->sndtimeo);
-			tv.tv_sec = (time_t)(ns / 1000000000u);
-			tv.tv_usec = (suseconds_t)(ns % 1000000000u / 1000);
-			r = put_opt(val, len, &tv, sizeof(tv));
-			goto out;
-		case SO_TYPE:
-			v = s->kind == SK_STREAM ? SOCK_STREAM :
-			    s->kind == SK_DGRAM ? SOCK_DGRAM : SOCK_SEQPACKET;
-			break;
-		case SO_DOMAIN: v = AF_UNIX; break;
-		case SO_PASSCRED: v = atomic_load(&s->passcred); break;
-		case SO_SNDBUF:
-		case SO_RCVBUF: v = (int)ipcd_capacity(atomic_load(&s->c)); break;
-		case SO_RCVLOWAT:
-		case SO_SNDLOWAT: v = 1; break;
-		case SO_PROTOCOL:
-		case SO_ERROR:
-		case SO_ACCEPTCONN:
-		case SO_KEEPALIVE:
-		case SO_REUSEADDR:
-		case SO_BROADCAST:
-		case SO_OOBINLINE:
-		case SO_DONTROUTE:
-		case SO_PRIORITY:
-		case SO_PASSSEC:
-			v = 0;
-			break;
-		default:
-			errno = ENOPROTOOPT;
-			r = -1;
-			goto out;
-		}
-		if (*len < sizeof(int)) {
-			errno = EINVAL;
-			r = -1;
-		} else {
-			memcpy(val, &v, sizeof(v));
-			*len = sizeof(v);
-		}
-	}
-out:
+	e = level == SOL_SOCKET ? end_getsockopt(s, fd, opt, val, len) : -EOPNOTSUPP;
 	sfd_put(s);
-	return r;
+	return (int)ret(e);
+}
+
+/* SO_RCVTIMEO or SO_SNDTIMEO (old: as struct timeval, else as the
+ * kernel's 64-bit one) into *to, in ns. */
+static ssize_t set_timeout(_Atomic uint64_t *to, const void *val, socklen_t len, bool old)
+{
+	struct timeval tv;
+	struct { int64_t sec, usec; } tv64;
+	int64_t sec, usec;
+
+	if (len < (old ? sizeof(tv) : sizeof(tv64)))
+		return -EINVAL;
+	if (!shim_user_ok(val, old ? sizeof(tv) : sizeof(tv64), false))
+		return -EFAULT;
+	if (old) {
+		memcpy(&tv, val, sizeof(tv));
+		sec = tv.tv_sec;
+		usec = tv.tv_usec;
+	} else {
+		memcpy(&tv64, val, sizeof(tv64));
+		sec = tv64.sec;
+		usec = tv64.usec;
+	}
+	if (usec < 0 || usec >= 1000000)
+		return -EDOM;
+	/* Negative: no time-out, as the kernel takes it. */
+	atomic_store(to, sec < 0 ? 0 : (uint64_t)sec * 1000000000u + (uint64_t)usec * 1000u);
+	return 0;
+}
+
+/*
+ * setsockopt at SOL_SOCKET on a socket pair end: checked as the kernel
+ * checks it; SO_RCVTIMEO, SO_SNDTIMEO and SO_PASSCRED are kept, the other
+ * options a kernel socket pair takes change nothing, and those it refuses
+ * are refused.  SO_PEEK_OFF is refused too: peeking does not honour it.
+ */
+static ssize_t end_setsockopt(struct sfd *s, int opt, const void *val, socklen_t len)
+{
+	char name[IFNAMSIZ] = "";
+	size_t k;
+	int v;
+
+	if ((int)len < 0)
+		return -EINVAL;
+	if (opt == SO_BINDTODEVICE) {
+		/* A name, or none; changes nothing when the device exists. */
+		k = len < sizeof(name) - 1 ? len : sizeof(name) - 1;
+		if (!shim_user_ok(val, k, false))
+			return -EFAULT;
+		memcpy(name, val, k);
+		return !name[0] || if_nametoindex(name) ? 0 : -ENODEV;
+	}
+	if (len < sizeof(int))
+		return -EINVAL;
+	if (!shim_user_ok(val, sizeof(int), false))
+		return -EFAULT;
+	memcpy(&v, val, sizeof(v));
+	switch (opt) {
+	case SO_RCVTIMEO_OLD:
+	case SO_RCVTIMEO_NEW:
+		return set_timeout(&s->rcvtimeo, val, len, opt == SO_RCVTIMEO_OLD);
+	case SO_SNDTIMEO_OLD:
+	case SO_SNDTIMEO_NEW:
+		return set_timeout(&s->sndtimeo, val, len, opt == SO_SNDTIMEO_OLD);
+	case SO_PASSCRED:
+		atomic_store(&s->passcred, !!v);
+		return 0;
+	case SO_LINGER:
+		if (len < sizeof(struct linger))
+			return -EINVAL;
+		return shim_user_ok(val, sizeof(struct linger), false) ? 0 : -EFAULT;
+	case SO_REUSEPORT:		/* for internet sockets only */
+		return v ? -EOPNOTSUPP : 0;
+	case SO_PEEK_OFF:
+	case SO_ZEROCOPY:
+	case SO_RESERVE_MEM:
+	case SO_TXREHASH:
+		return -EOPNOTSUPP;
+	case SO_ATTACH_FILTER:		/* an int is no filter or program */
+	case SO_ATTACH_BPF:
+	case SO_ATTACH_REUSEPORT_CBPF:
+	case SO_ATTACH_REUSEPORT_EBPF:
+	case SO_DETACH_REUSEPORT_BPF:
+	case SO_TXTIME:
+		return -EINVAL;
+	case SO_DETACH_FILTER:
+		return -ENOENT;		/* none attached */
+	case SO_DEBUG:
+	case SO_REUSEADDR:
+	case SO_DONTROUTE:
+	case SO_BROADCAST:
+	case SO_SNDBUF:
+	case SO_RCVBUF:
+	case SO_SNDBUFFORCE:
+	case SO_RCVBUFFORCE:
+	case SO_KEEPALIVE:
+	case SO_OOBINLINE:
+	case SO_NO_CHECK:
+	case SO_PRIORITY:
+	case SO_BSDCOMPAT:
+	case SO_RCVLOWAT:
+	case SO_TIMESTAMP_OLD:
+	case SO_TIMESTAMPNS_OLD:
+	case SO_TIMESTAMPING_OLD:
+	case SO_PASSSEC:
+	case SO_MARK:
+	case SO_RXQ_OVFL:
+	case SO_WIFI_STATUS:
+	case SO_NOFCS:
+	case SO_LOCK_FILTER:
+	case SO_SELECT_ERR_QUEUE:
+	case SO_BUSY_POLL:
+	case SO_MAX_PACING_RATE:
+	case SO_INCOMING_CPU:
+	case SO_CNX_ADVICE:
+	case SO_BINDTOIFINDEX:
+	case SO_TIMESTAMP_NEW:
+	case SO_TIMESTAMPNS_NEW:
+	case SO_TIMESTAMPING_NEW:
+	case SO_PREFER_BUSY_POLL:
+	case SO_BUSY_POLL_BUDGET:
+	case SO_BUF_LOCK:
+	case SO_RCVMARK:
+		return 0;
+	default:
+		return -ENOPROTOOPT;
+	}
 }
 
 SHIM_API int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
-	struct timeval tv;
 	struct sfd *s;
 	ssize_t e;
-	int v, r = 0;
 
 	READY(setsockopt);
 	s = sock_get(fd, &e);
 	if (!s)
 		return e ? (int)ret(e) : real.setsockopt(fd, level, opt, val, len);
-	if (level != SOL_SOCKET) {
-		errno = EOPNOTSUPP;
-		r = -1;
-	} else if (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO) {
-		if (len < sizeof(tv) || !val) {
-			errno = !val ? EFAULT : EINVAL;
-			r = -1;
-		} else {
-			memcpy(&tv, val, sizeof(tv));
-			if (tv.tv_usec < 0 || tv.tv_usec >= 1000000) {
-				errno = EDOM;
-				r = -1;
-			} else {
-				/* Negative: no time-out, as the kernel takes it. */
-				atomic_store(opt == SO_RCVTIMEO ? &s->rcvtimeo : &s->sndtimeo,
-					     tv.tv_sec < 0 ? 0 :
-					     (uint64_t)tv.tv_sec * 1000000000u +
-					     (uint64_t)tv.tv_usec * 1000u);
-			}
-		}
-	} else if (len < sizeof(int) || !val) {
-		/* The rest take an int; buffer sizes and the like are the
-		 * ring's and stay as they are. */
-		errno = !val ? EFAULT : EINVAL;
-		r = -1;
-	} else if (opt == SO_PASSCRED) {
-		memcpy(&v, val, sizeof(v));
-		atomic_store(&s->passcred, !!v);
-	}
+	e = level == SOL_SOCKET ? end_setsockopt(s, opt, val, len) : -EOPNOTSUPP;
 	sfd_put(s);
-	return r;
+	return (int)ret(e);
 }
 
 /* getsockname and getpeername: a socket pair end has no address. */
