@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/sockios.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,10 @@
 #include <unistd.h>
 
 #include "shim.h"
+
+#ifndef FIGETBSZ
+#define FIGETBSZ	_IO(0x00, 2)	/* <linux/fs.h>, which clashes with libc's */
+#endif
 
 #define READY(fn) do { if (__builtin_expect(!real.fn, 0)) shim_init(); } while (0)
 
@@ -919,12 +924,109 @@ FCNTL_ENTRY(fcntl64)
 	return shim_fcntl(fn, s, fd, cmd, arg);
 }
 
+/* The result of a call passed on: as it is, or -errno. */
+static int passed(int r)
+{
+	return r < 0 ? -errno : r;
+}
+
+/* An int argument of an ioctl, read as the kernel reads it. */
+static int arg_in(const void *arg, int *v)
+{
+	if (!shim_user_ok(arg, sizeof(int), false))
+		return -EFAULT;
+	memcpy(v, arg, sizeof(int));
+	return 0;
+}
+
+/* An int result of an ioctl, written as the kernel writes it. */
+static int arg_out(void *arg, int v)
+{
+	if (!shim_user_ok(arg, sizeof(int), true))
+		return -EFAULT;
+	memcpy(arg, &v, sizeof(int));
+	return 0;
+}
+
+/*
+ * ioctl on a channel end s, as on a kernel pipe or socket pair: the few
+ * requests they take, answered from the rings or passed to the open file
+ * where the kernel does the same for any file; the network device
+ * requests any socket takes, asked of a socket of our own; ENOTTY for the
+ * rest, which the channel file must not see (its own requests excepted).
+ * The result, or -errno.
+ */
+static int end_ioctl(struct sfd *s, int fd, unsigned long req, void *arg)
+{
+	bool sock = s->kind != SK_PIPE;
+	ssize_t n;
+	int v, r, k;
+
+	switch (req) {
+	case FIONREAD:
+		/* A datagram socket says its next message, the others all. */
+		n = s->kind == SK_DGRAM ? ipcd_readable(atomic_load(&s->c))
+					: ipcd_queued(atomic_load(&s->c));
+		return n < 0 ? -EIO : arg_out(arg, (int)n);
+	case FIONBIO:
+		if ((r = arg_in(arg, &v)))
+			return r;
+		if ((r = passed(real.ioctl(fd, req, &v))))
+			return r;
+		atomic_store(&s->nonblock, !!v);
+		ipcd_set_nonblock(atomic_load(&s->c), !!v);
+		return 0;
+	case FIOASYNC:
+		if ((r = arg_in(arg, &v)))
+			return r;
+		atomic_store(&s->dirty, true);
+		return passed(real.ioctl(fd, req, &v));
+	case FIOCLEX:
+	case FIONCLEX:
+		if ((r = passed(real.ioctl(fd, req, arg))))
+			return r;
+		cloexec_set(s, fd, req == FIOCLEX);
+		return 0;
+	case FIGETBSZ:
+		return passed(real.ioctl(fd, req, arg));
+	}
+	if (_IOC_TYPE(req) == _IOC_TYPE(IPCD_IOC_SYNC))
+		return passed(real.ioctl(fd, req, arg));	/* the channel file's own */
+	if (!sock)
+		return -ENOTTY;
+	switch (req) {
+	case FIOSETOWN:
+	case SIOCSPGRP:
+		/* The socket's owner is its open file's (F_SETOWN). */
+		if ((r = arg_in(arg, &v)))
+			return r;
+		atomic_store(&s->dirty, true);
+		return passed(real.fcntl(fd, F_SETOWN, v));
+	case FIOGETOWN:
+	case SIOCGPGRP:
+		return arg_out(arg, real.fcntl(fd, F_GETOWN));
+	case SIOCATMARK:
+		return arg_out(arg, 0);	/* no out-of-band byte is kept */
+	case SIOCOUTQ:
+		/* What the peer has not read yet. */
+		n = ipcd_ring_queued(ipcd_out(atomic_load(&s->c)));
+		return n < 0 ? -EIO : arg_out(arg, (int)n);
+	}
+	if (_IOC_TYPE(req) != SOCK_IOC_TYPE)
+		return -ENOTTY;
+	k = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (k < 0)
+		return -errno;
+	r = passed(real.ioctl(k, req, arg));
+	real.close(k);
+	return r;
+}
+
 SHIM_API int ioctl(int fd, unsigned long req, ...)
 {
 	struct sfd *s;
 	va_list ap;
 	void *arg;
-	ssize_t n;
 	int r;
 
 	va_start(ap, req);
@@ -934,32 +1036,9 @@ SHIM_API int ioctl(int fd, unsigned long req, ...)
 	s = get_ref(fd);
 	if (!s)
 		return real.ioctl(fd, req, arg);
-	if (req == FIONREAD) {
-		/* A datagram socket says its next message, the others all. */
-		n = s->kind == SK_DGRAM ? ipcd_readable(atomic_load(&s->c))
-					: ipcd_queued(atomic_load(&s->c));
-		if (!arg)
-			r = (errno = EFAULT, -1);
-		else
-			r = n < 0 ? (errno = EIO, -1) : (*(int *)arg = (int)n, 0);
-	} else if (req == FIONBIO) {
-		r = real.ioctl(fd, req, arg);
-		if (r == 0) {
-			atomic_store(&s->nonblock, !!*(int *)arg);
-			ipcd_set_nonblock(atomic_load(&s->c), !!*(int *)arg);
-		}
-	} else if (req == FIOASYNC || req == FIOSETOWN || req == SIOCSPGRP) {
-		atomic_store(&s->dirty, true);
-		r = real.ioctl(fd, req, arg);
-	} else if (req == FIOCLEX || req == FIONCLEX) {
-		r = real.ioctl(fd, req, arg);
-		if (r == 0)
-			cloexec_set(s, fd, req == FIOCLEX);
-	} else {
-		r = real.ioctl(fd, req, arg);
-	}
+	r = end_ioctl(s, fd, req, arg);
 	sfd_put(s);
-	return r;
+	return (int)ret(r);
 }
 
 /*
