@@ -774,7 +774,10 @@ static int set_pipe_size(struct sfd *s, int fd, unsigned long arg)
 
 	if (!c)
 		return -EIO;
-	if (arg > INT_MAX)
+	/* The kernel takes the argument as an unsigned int, whatever the
+	 * register held above it. */
+	arg = (unsigned int)arg;
+	if (arg > 1UL << 31)
 		return -EINVAL;
 	while (size < arg)
 		size <<= 1;
