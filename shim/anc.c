@@ -151,8 +151,12 @@ ssize_t shim_sendmsg_anc(struct sfd *s, int fd, const struct msghdr *msg, int fl
 
 	tx.fd = fd;
 	tx.nfds = 0;
-	if (msg->msg_controllen < sizeof(struct cmsghdr) || !msg->msg_control)
-		return -EINVAL;
+	/* As the kernel, which copies the whole control buffer first; one
+	 * too short for a header holds nothing. */
+	if (msg->msg_controllen > INT_MAX)
+		return -ENOBUFS;
+	if (!shim_user_ok(msg->msg_control, msg->msg_controllen, false))
+		return -EFAULT;
 	for (cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm;
 	     cm = CMSG_NXTHDR((struct msghdr *)msg, cm)) {
 		if (cm->cmsg_len < sizeof(*cm) ||
@@ -213,9 +217,10 @@ void shim_msg_leaving(const struct msghdr *msg)
 {
 	struct cmsghdr *cm;
 
-	if (!fdtab_any() || !msg || !msg->msg_control ||
-	    msg->msg_controllen < sizeof(struct cmsghdr))
-		return;
+	if (!fdtab_any() || !shim_user_ok(msg, sizeof(*msg), false) || !msg->msg_control ||
+	    msg->msg_controllen < sizeof(struct cmsghdr) ||
+	    !shim_user_ok(msg->msg_control, msg->msg_controllen, false))
+		return;	/* (the call itself fails with EFAULT) */
 	for (cm = CMSG_FIRSTHDR((struct msghdr *)msg); cm;
 	     cm = CMSG_NXTHDR((struct msghdr *)msg, cm))
 		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
@@ -254,6 +259,21 @@ void shim_put_rights(struct msghdr *msg, struct shim_rx *rx)
 	}
 	if (fit < rx->nfds || rx->lost)
 		msg->msg_flags |= MSG_CTRUNC;
+}
+
+/* Close the descriptors a receive took, which its caller will not get. */
+void shim_drop_rights(struct shim_rx *rx)
+{
+	int i;
+
+	for (i = 0; i < rx->nfds; i++) {
+		struct sfd *old = fdtab_clear(rx->fds[i]);
+
+		real.close(rx->fds[i]);
+		if (old)
+			sfd_put(old);	/* noted, never used: nothing to let go */
+	}
+	rx->nfds = 0;
 }
 
 /* After a recvmsg on a kernel socket: adopt the channel ends it passed. */

@@ -10,9 +10,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/sockios.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 #include <sys/xattr.h>
 #include <sys/socket.h>
@@ -22,6 +24,10 @@
 #include <unistd.h>
 
 #include "shim.h"
+
+#ifndef FIGETBSZ
+#define FIGETBSZ	_IO(0x00, 2)	/* <linux/fs.h>, which clashes with libc's */
+#endif
 
 #define READY(fn) do { if (__builtin_expect(!real.fn, 0)) shim_init(); } while (0)
 
@@ -34,29 +40,11 @@ static ssize_t ret(ssize_t n)
 	return n;
 }
 
-/* The top of the main thread's stack, as the loader found it. */
-extern void *__libc_stack_end;
-
-/*
- * Whether the caller's n bytes at p can be written (n >= sizeof(int)),
- * before anything is done: a call the kernel served would fail with EFAULT
- * otherwise.  Memory on the main thread's stack, above this frame, can: the
- * stack is mapped from here up.  Elsewhere the kernel is asked to write its
- * first and last int (the whole lies on at most two pages for the sizes
- * asked here).
- */
+/* Whether the caller's n bytes at p can be written: a call the kernel
+ * served would fail with EFAULT otherwise. */
 static bool user_writable(void *p, size_t n)
 {
-	const uintptr_t reach = (uintptr_t)64 << 20;
-	uintptr_t here = (uintptr_t)__builtin_frame_address(0), a = (uintptr_t)p;
-	uintptr_t top = (uintptr_t)__libc_stack_end;
-
-	__asm__("" : "+r"(a));		/* declared nonnull or not: really look */
-	if (!a)
-		return false;
-	if (top > here && top - here < reach && a > here && a + n <= top)
-		return true;
-	return real.syscall(SYS_getresuid, (int *)a, (int *)(a + n) - 1, (int *)a) == 0;
+	return shim_user_ok(p, n, true);
 }
 
 /* A path argument that can be looked at: not NULL (the call itself then
@@ -198,13 +186,19 @@ SHIM_API ssize_t write(int fd, const void *buf, size_t len)
 	return ret(n);
 }
 
-/* An iovec array the kernel would take: count and addresses. */
-static ssize_t iov_check(const struct iovec *iov, int cnt)
+/* An iovec array of cnt pieces the kernel would take: its count (more
+ * than IOV_MAX: toomany), memory and lengths. */
+static ssize_t iov_check(const struct iovec *iov, size_t cnt, ssize_t toomany)
 {
-	if (cnt < 0 || cnt > IOV_MAX)
-		return -EINVAL;
-	if (cnt && !iov)
+	size_t i;
+
+	if (cnt > IOV_MAX)
+		return toomany;
+	if (!shim_user_ok(iov, cnt * sizeof(*iov), false))
 		return -EFAULT;
+	for (i = 0; i < cnt; i++)
+		if ((ssize_t)iov[i].iov_len < 0)
+			return -EINVAL;
 	return 0;
 }
 
@@ -217,7 +211,7 @@ SHIM_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
 	s = get_ref(fd);
 	if (!s)
 		return real.readv(fd, iov, cnt);
-	n = iov_check(iov, cnt);
+	n = iov_check(iov, (size_t)cnt, -EINVAL);
 	if (!n)
 		n = shim_readv(s, fd, iov, cnt, 0, NULL, NULL);
 	sfd_put(s);
@@ -233,7 +227,7 @@ SHIM_API ssize_t writev(int fd, const struct iovec *iov, int cnt)
 	s = get_ref(fd);
 	if (!s)
 		return real.writev(fd, iov, cnt);
-	n = iov_check(iov, cnt);
+	n = iov_check(iov, (size_t)cnt, -EINVAL);
 	if (!n)
 		n = shim_writev(s, fd, iov, cnt, 0, NULL);
 	sfd_put(s);
@@ -254,16 +248,13 @@ static struct sfd *sock_get(int fd, ssize_t *err)
 	return s;
 }
 
-static const int recv_known = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC |
-			      MSG_CMSG_CLOEXEC | MSG_NOSIGNAL;
-
 static ssize_t do_recv(struct sfd *s, int fd, void *buf, size_t len, int flags)
 {
 	size_t full = 0;
 	ssize_t n;
 
-	if (flags & ~recv_known)
-		return -EOPNOTSUPP;
+	/* Flags a socket pair does not use are ignored, as the kernel does;
+	 * MSG_OOB is refused by shim_read. */
 	n = shim_read(s, fd, buf, len, flags, &full, NULL);
 	/* MSG_TRUNC: a datagram socket returns the real length. */
 	if (n >= 0 && (flags & MSG_TRUNC) && s->kind != SK_STREAM)
@@ -293,39 +284,50 @@ SHIM_API ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int fl
 	return recv(fd, buf, len, flags);
 }
 
-/* getsockname/getpeername of a socket pair end: AF_UNIX, no path. */
-static void family_only(struct sockaddr *addr, socklen_t *alen)
+/* getsockname/getpeername of a socket pair end: AF_UNIX, no path; as the
+ * kernel, as much of it as *alen asks for, and its whole length in *alen. */
+static ssize_t family_only(struct sockaddr *addr, socklen_t *alen)
 {
 	sa_family_t fam = AF_UNIX;
+	size_t k;
 
-	if (!addr || !alen)
-		return;
-	if (*alen >= sizeof(fam))
-		memcpy(addr, &fam, sizeof(fam));
+	if (!shim_user_ok(alen, sizeof(*alen), true))
+		return -EFAULT;
+	if ((int)*alen < 0)
+		return -EINVAL;
+	k = *alen < sizeof(fam) ? *alen : sizeof(fam);
+	if (!shim_user_ok(addr, k, true))
+		return -EFAULT;
+	memcpy(addr, &fam, k);
 	*alen = sizeof(fam);
+	return 0;
 }
 
-/* The peer of a socket pair has no address: length 0, as the kernel says. */
-static void unnamed(struct sockaddr *addr, socklen_t *alen)
+/* The sender on a socket pair has no address: the kernel gives length 0,
+ * once the bytes are taken (so a bad length loses them). */
+static ssize_t unnamed(socklen_t *alen)
 {
-	(void)addr;
-	if (alen)
-		*alen = 0;
+	if (!shim_user_ok(alen, sizeof(*alen), true))
+		return -EFAULT;
+	if ((int)*alen < 0)
+		return -EINVAL;
+	*alen = 0;
+	return 0;
 }
 
 SHIM_API ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
 			  struct sockaddr *addr, socklen_t *alen)
 {
 	struct sfd *s;
-	ssize_t n;
+	ssize_t n, e;
 
 	READY(recvfrom);
 	s = sock_get(fd, &n);
 	if (!s)
 		return n ? ret(n) : real.recvfrom(fd, buf, len, flags, addr, alen);
 	n = do_recv(s, fd, buf, len, flags);
-	if (n >= 0)
-		unnamed(addr, alen);
+	if (n >= 0 && addr && (e = unnamed(alen)) < 0)
+		n = e;
 	sfd_put(s);
 	return ret(n);
 }
@@ -339,12 +341,25 @@ SHIM_API ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
 	return recvfrom(fd, buf, len, flags, addr, alen);
 }
 
+/* A msghdr the kernel would take, as far as it looks before the socket's
+ * own code does: its memory (written back after a receive), its name
+ * length, its pieces. */
+static ssize_t msg_check(const struct msghdr *msg, bool recv)
+{
+	if (!shim_user_ok(msg, sizeof(*msg), recv))
+		return -EFAULT;
+	if (msg->msg_name && (int)msg->msg_namelen < 0)
+		return -EINVAL;
+	return iov_check(msg->msg_iov, msg->msg_iovlen, -EMSGSIZE);
+}
+
 SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	struct shim_rx rx;
 	struct sfd *s;
 	size_t full = 0, len;
 	ssize_t n;
+	bool ctl;
 	int i;
 
 	READY(recvmsg);
@@ -357,12 +372,15 @@ SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 			shim_adopt_rights(msg, flags);	/* channel ends passed to us */
 		return n;
 	}
-	if (flags & ~recv_known) {
-		n = -EOPNOTSUPP;
-	} else {
+	n = msg_check(msg, true);
+	if (!n) {
+		/* Descriptors that cannot be put in the control buffer are
+		 * closed, as the kernel closes them. */
+		ctl = msg->msg_control &&
+		      shim_user_ok(msg->msg_control, msg->msg_controllen, true);
 		rx.fd = fd;
 		rx.c = atomic_load(&s->c);
-		rx.want = msg->msg_control && msg->msg_controllen >= CMSG_LEN(sizeof(int));
+		rx.want = ctl && msg->msg_controllen >= CMSG_LEN(sizeof(int));
 		rx.cloexec = !!(flags & MSG_CMSG_CLOEXEC);
 		rx.taken = rx.lost = false;
 		rx.nfds = 0;
@@ -376,15 +394,16 @@ SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 				if (flags & MSG_TRUNC)
 					n = (ssize_t)full;
 			}
+			if (!ctl)
+				msg->msg_controllen = 0;
 			shim_put_rights(msg, &rx);
-			unnamed(msg->msg_name, &msg->msg_namelen);
+			if (msg->msg_name)
+				msg->msg_namelen = 0;	/* the sender has no address */
 		}
 	}
 	sfd_put(s);
 	return ret(n);
 }
-
-static const int send_known = MSG_DONTWAIT | MSG_NOSIGNAL | MSG_EOR | MSG_MORE;
 
 SHIM_API ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
@@ -395,7 +414,8 @@ SHIM_API ssize_t send(int fd, const void *buf, size_t len, int flags)
 	s = sock_get(fd, &n);
 	if (!s)
 		return n ? ret(n) : real.send(fd, buf, len, flags);
-	n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, fd, buf, len, flags, NULL);
+	/* Flags a socket pair does not use are ignored, as the kernel does. */
+	n = shim_write(s, fd, buf, len, flags, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -413,7 +433,7 @@ SHIM_API ssize_t sendto(int fd, const void *buf, size_t len, int flags,
 	if (addr && alen)
 		n = -EISCONN;	/* a socket pair is connected */
 	else
-		n = (flags & ~send_known) ? -EOPNOTSUPP : shim_write(s, fd, buf, len, flags, NULL);
+		n = shim_write(s, fd, buf, len, flags, NULL);
 	sfd_put(s);
 	return ret(n);
 }
@@ -431,13 +451,12 @@ SHIM_API ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 		shim_msg_leaving(msg);
 		return real.sendmsg(fd, msg, flags);
 	}
-	if (msg->msg_name && msg->msg_namelen)
+	n = msg_check(msg, false);
+	if (!n && msg->msg_name && msg->msg_namelen)
 		n = -EISCONN;
-	else if (flags & ~send_known)
-		n = -EOPNOTSUPP;
-	else if (msg->msg_controllen)
+	else if (!n && msg->msg_controllen)
 		n = shim_sendmsg_anc(s, fd, msg, flags);
-	else
+	else if (!n)
 		n = shim_writev(s, fd, msg->msg_iov, (int)msg->msg_iovlen, flags, NULL);
 	sfd_put(s);
 	return ret(n);
@@ -758,7 +777,10 @@ static int set_pipe_size(struct sfd *s, int fd, unsigned long arg)
 
 	if (!c)
 		return -EIO;
-	if (arg > INT_MAX)
+	/* The kernel takes the argument as an unsigned int, whatever the
+	 * register held above it. */
+	arg = (unsigned int)arg;
+	if (arg > 1UL << 31)
 		return -EINVAL;
 	while (size < arg)
 		size <<= 1;
@@ -908,12 +930,109 @@ FCNTL_ENTRY(fcntl64)
 	return shim_fcntl(fn, s, fd, cmd, arg);
 }
 
+/* The result of a call passed on: as it is, or -errno. */
+static int passed(int r)
+{
+	return r < 0 ? -errno : r;
+}
+
+/* An int argument of an ioctl, read as the kernel reads it. */
+static int arg_in(const void *arg, int *v)
+{
+	if (!shim_user_ok(arg, sizeof(int), false))
+		return -EFAULT;
+	memcpy(v, arg, sizeof(int));
+	return 0;
+}
+
+/* An int result of an ioctl, written as the kernel writes it. */
+static int arg_out(void *arg, int v)
+{
+	if (!shim_user_ok(arg, sizeof(int), true))
+		return -EFAULT;
+	memcpy(arg, &v, sizeof(int));
+	return 0;
+}
+
+/*
+ * ioctl on a channel end s, as on a kernel pipe or socket pair: the few
+ * requests they take, answered from the rings or passed to the open file
+ * where the kernel does the same for any file; the network device
+ * requests any socket takes, asked of a socket of our own; ENOTTY for the
+ * rest, which the channel file must not see (its own requests excepted).
+ * The result, or -errno.
+ */
+static int end_ioctl(struct sfd *s, int fd, unsigned long req, void *arg)
+{
+	bool sock = s->kind != SK_PIPE;
+	ssize_t n;
+	int v, r, k;
+
+	switch (req) {
+	case FIONREAD:
+		/* A datagram socket says its next message, the others all. */
+		n = s->kind == SK_DGRAM ? ipcd_readable(atomic_load(&s->c))
+					: ipcd_queued(atomic_load(&s->c));
+		return n < 0 ? -EIO : arg_out(arg, (int)n);
+	case FIONBIO:
+		if ((r = arg_in(arg, &v)))
+			return r;
+		if ((r = passed(real.ioctl(fd, req, &v))))
+			return r;
+		atomic_store(&s->nonblock, !!v);
+		ipcd_set_nonblock(atomic_load(&s->c), !!v);
+		return 0;
+	case FIOASYNC:
+		if ((r = arg_in(arg, &v)))
+			return r;
+		atomic_store(&s->dirty, true);
+		return passed(real.ioctl(fd, req, &v));
+	case FIOCLEX:
+	case FIONCLEX:
+		if ((r = passed(real.ioctl(fd, req, arg))))
+			return r;
+		cloexec_set(s, fd, req == FIOCLEX);
+		return 0;
+	case FIGETBSZ:
+		return passed(real.ioctl(fd, req, arg));
+	}
+	if (_IOC_TYPE(req) == _IOC_TYPE(IPCD_IOC_SYNC))
+		return passed(real.ioctl(fd, req, arg));	/* the channel file's own */
+	if (!sock)
+		return -ENOTTY;
+	switch (req) {
+	case FIOSETOWN:
+	case SIOCSPGRP:
+		/* The socket's owner is its open file's (F_SETOWN). */
+		if ((r = arg_in(arg, &v)))
+			return r;
+		atomic_store(&s->dirty, true);
+		return passed(real.fcntl(fd, F_SETOWN, v));
+	case FIOGETOWN:
+	case SIOCGPGRP:
+		return arg_out(arg, real.fcntl(fd, F_GETOWN));
+	case SIOCATMARK:
+		return arg_out(arg, 0);	/* no out-of-band byte is kept */
+	case SIOCOUTQ:
+		/* What the peer has not read yet. */
+		n = ipcd_ring_queued(ipcd_out(atomic_load(&s->c)));
+		return n < 0 ? -EIO : arg_out(arg, (int)n);
+	}
+	if (_IOC_TYPE(req) != SOCK_IOC_TYPE)
+		return -ENOTTY;
+	k = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (k < 0)
+		return -errno;
+	r = passed(real.ioctl(k, req, arg));
+	real.close(k);
+	return r;
+}
+
 SHIM_API int ioctl(int fd, unsigned long req, ...)
 {
 	struct sfd *s;
 	va_list ap;
 	void *arg;
-	ssize_t n;
 	int r;
 
 	va_start(ap, req);
@@ -923,32 +1042,9 @@ SHIM_API int ioctl(int fd, unsigned long req, ...)
 	s = get_ref(fd);
 	if (!s)
 		return real.ioctl(fd, req, arg);
-	if (req == FIONREAD) {
-		/* A datagram socket says its next message, the others all. */
-		n = s->kind == SK_DGRAM ? ipcd_readable(atomic_load(&s->c))
-					: ipcd_queued(atomic_load(&s->c));
-		if (!arg)
-			r = (errno = EFAULT, -1);
-		else
-			r = n < 0 ? (errno = EIO, -1) : (*(int *)arg = (int)n, 0);
-	} else if (req == FIONBIO) {
-		r = real.ioctl(fd, req, arg);
-		if (r == 0) {
-			atomic_store(&s->nonblock, !!*(int *)arg);
-			ipcd_set_nonblock(atomic_load(&s->c), !!*(int *)arg);
-		}
-	} else if (req == FIOASYNC || req == FIOSETOWN || req == SIOCSPGRP) {
-		atomic_store(&s->dirty, true);
-		r = real.ioctl(fd, req, arg);
-	} else if (req == FIOCLEX || req == FIONCLEX) {
-		r = real.ioctl(fd, req, arg);
-		if (r == 0)
-			cloexec_set(s, fd, req == FIOCLEX);
-	} else {
-		r = real.ioctl(fd, req, arg);
-	}
+	r = end_ioctl(s, fd, req, arg);
 	sfd_put(s);
-	return r;
+	return (int)ret(r);
 }
 
 /*
@@ -1105,132 +1201,298 @@ static void peer_cred(struct sfd *s, int fd, struct ucred *uc)
 	uc->gid = s->cred_gid;
 }
 
-static int put_opt(void *val, socklen_t *len, const void *v, socklen_t n)
+/*
+ * The SOL_SOCKET options of a socket pair end, as a kernel socket pair
+ * answers them: credentials, time-outs and SO_PASSCRED as set; the buffer
+ * sizes, the ring's; the rest as they are on a new pair (setsockopt keeps
+ * none of them).  The answer is cut to *len, as the kernel cuts it.
+ */
+static ssize_t end_getsockopt(struct sfd *s, int fd, int opt, void *val, socklen_t *len)
 {
-	if (*len < n && n != sizeof(int))
-		n = *len;	/* the kernel cuts struct answers short */
-	memcpy(val, v, n < *len ? n : *len);
-	*len = n < *len ? n : *len;
+	union {
+		int i;
+		unsigned long ul;
+		struct ucred uc;
+		struct timeval tv;
+		struct { int64_t sec, usec; } tv64;	/* __kernel_sock_timeval */
+		sa_family_t fam;
+	} u;
+	size_t n = sizeof(int);
+	uint64_t ns;
+
+	if (!shim_user_ok(len, sizeof(*len), true))
+		return -EFAULT;
+	if ((int)*len < 0)
+		return -EINVAL;
+	memset(&u, 0, sizeof(u));
+	switch (opt) {
+	case SO_PEERCRED:
+		peer_cred(s, fd, &u.uc);
+		n = sizeof(u.uc);
+		break;
+	case SO_RCVTIMEO_OLD:
+	case SO_SNDTIMEO_OLD:
+	case SO_RCVTIMEO_NEW:
+	case SO_SNDTIMEO_NEW:
+		ns = atomic_load(opt == SO_RCVTIMEO_OLD || opt == SO_RCVTIMEO_NEW ?
+				 &s->rcvtimeo : &s->sndtimeo);
+		if (opt == SO_RCVTIMEO_OLD || opt == SO_SNDTIMEO_OLD) {
+			u.tv.tv_sec = (time_t)(ns / 1000000000u);
+			u.tv.tv_usec = (suseconds_t)(ns % 1000000000u / 1000);
+			n = sizeof(u.tv);
+		} else {
+			u.tv64.sec = (int64_t)(ns / 1000000000u);
+			u.tv64.usec = (int64_t)(ns % 1000000000u / 1000);
+			n = sizeof(u.tv64);
+		}
+		break;
+	case SO_TYPE:
+		u.i = s->kind == SK_STREAM ? SOCK_STREAM :
+		      s->kind == SK_DGRAM ? SOCK_DGRAM : SOCK_SEQPACKET;
+		break;
+	case SO_DOMAIN:
+		u.i = AF_UNIX;
+		break;
+	case SO_PASSCRED:
+		u.i = atomic_load(&s->passcred);
+		break;
+	case SO_SNDBUF:
+	case SO_RCVBUF:
+		u.i = (int)ipcd_capacity(atomic_load(&s->c));
+		break;
+	case SO_RCVLOWAT:
+	case SO_SNDLOWAT:
+		u.i = 1;
+		break;
+	case SO_PEEK_OFF:		/* off */
+	case SO_INCOMING_CPU:		/* none */
+		u.i = -1;
+		break;
+	case SO_LINGER:			/* struct linger, off */
+	case SO_TIMESTAMPING_OLD:	/* struct so_timestamping, off */
+	case SO_TIMESTAMPING_NEW:
+	case SO_TXTIME:			/* struct sock_txtime, none */
+		n = 8;
+		break;
+	case SO_MAX_PACING_RATE:	/* none: all ones, as long as len lets it */
+		if (*len >= sizeof(u.ul))
+			n = sizeof(u.ul);
+		u.ul = ~0UL;
+		if (n == sizeof(int))
+			u.i = -1;
+		break;
+	case SO_PEERNAME:
+		/* The peer's address, its family only: the kernel wants no
+		 * more room than it has to give. */
+		u.fam = AF_UNIX;
+		if (*len > sizeof(u.fam))
+			return -EINVAL;
+		n = sizeof(u.fam);
+		break;
+	case SO_BINDTODEVICE:		/* bound to no device */
+	case SO_GET_FILTER:		/* no filter */
+		n = 0;			/* an empty answer */
+		break;
+	case SO_TXREHASH:		/* for TCP only */
+		return -EOPNOTSUPP;
+	case SO_DEBUG:
+	case SO_REUSEADDR:
+	case SO_ERROR:
+	case SO_DONTROUTE:
+	case SO_BROADCAST:
+	case SO_KEEPALIVE:
+	case SO_OOBINLINE:
+	case SO_NO_CHECK:
+	case SO_PRIORITY:
+	case SO_BSDCOMPAT:
+	case SO_REUSEPORT:
+	case SO_TIMESTAMP_OLD:
+	case SO_ACCEPTCONN:
+	case SO_PASSSEC:
+	case SO_TIMESTAMPNS_OLD:
+	case SO_MARK:
+	case SO_PROTOCOL:
+	case SO_RXQ_OVFL:
+	case SO_WIFI_STATUS:
+	case SO_NOFCS:
+	case SO_LOCK_FILTER:
+	case SO_SELECT_ERR_QUEUE:
+	case SO_BUSY_POLL:
+	case SO_INCOMING_NAPI_ID:
+	case SO_ZEROCOPY:
+	case SO_BINDTOIFINDEX:
+	case SO_TIMESTAMP_NEW:
+	case SO_TIMESTAMPNS_NEW:
+	case SO_PREFER_BUSY_POLL:
+	case SO_BUF_LOCK:
+	case SO_RESERVE_MEM:
+	case SO_RCVMARK:
+		break;
+	default:
+		return -ENOPROTOOPT;
+	}
+	if (n > *len)
+		n = *len;
+	if (!shim_user_ok(val, n, true))
+		return -EFAULT;
+	memcpy(val, &u, n);
+	*len = (socklen_t)n;
 	return 0;
 }
 
 SHIM_API int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
-	struct ucred uc;
-	struct timeval tv;
 	struct sfd *s;
-	uint64_t ns;
 	ssize_t e;
-	int v, r = 0;
 
 	READY(getsockopt);
 	s = sock_get(fd, &e);
 	if (!s)
 		return e ? (int)ret(e) : real.getsockopt(fd, level, opt, val, len);
-	if (level != SOL_SOCKET) {
-		errno = EOPNOTSUPP;
-		r = -1;
-	} else if (!len || !val) {
-		errno = EFAULT;
-		r = -1;
-	} else if ((int)*len < 0) {
-		errno = EINVAL;
-		r = -1;
-	} else {
-		switch (opt) {
-		case SO_PEERCRED:
-			peer_cred(s, fd, &uc);
-			r = put_opt(val, len, &uc, sizeof(uc));
-			goto out;
-		case SO_RCVTIMEO:
-		case SO_SNDTIMEO:
-			ns = atomic_load(opt == SO_RCVTIMEO ? &s->rcvtimeo : &s->sndtimeo);
-			tv.tv_sec = (time_t)(ns / 1000000000u);
-			tv.tv_usec = (suseconds_t)(ns % 1000000000u / 1000);
-			r = put_opt(val, len, &tv, sizeof(tv));
-			goto out;
-		case SO_TYPE:
-			v = s->kind == SK_STREAM ? SOCK_STREAM :
-			    s->kind == SK_DGRAM ? SOCK_DGRAM : SOCK_SEQPACKET;
-			break;
-		case SO_DOMAIN: v = AF_UNIX; break;
-		case SO_PASSCRED: v = atomic_load(&s->passcred); break;
-		case SO_SNDBUF:
-		case SO_RCVBUF: v = (int)ipcd_capacity(atomic_load(&s->c)); break;
-		case SO_RCVLOWAT:
-		case SO_SNDLOWAT: v = 1; break;
-		case SO_PROTOCOL:
-		case SO_ERROR:
-		case SO_ACCEPTCONN:
-		case SO_KEEPALIVE:
-		case SO_REUSEADDR:
-		case SO_BROADCAST:
-		case SO_OOBINLINE:
-		case SO_DONTROUTE:
-		case SO_PRIORITY:
-		case SO_PASSSEC:
-			v = 0;
-			break;
-		default:
-			errno = ENOPROTOOPT;
-			r = -1;
-			goto out;
-		}
-		if (*len < sizeof(int)) {
-			errno = EINVAL;
-			r = -1;
-		} else {
-			memcpy(val, &v, sizeof(v));
-			*len = sizeof(v);
-		}
-	}
-out:
+	e = level == SOL_SOCKET ? end_getsockopt(s, fd, opt, val, len) : -EOPNOTSUPP;
 	sfd_put(s);
-	return r;
+	return (int)ret(e);
+}
+
+/* SO_RCVTIMEO or SO_SNDTIMEO (old: as struct timeval, else as the
+ * kernel's 64-bit one) into *to, in ns. */
+static ssize_t set_timeout(_Atomic uint64_t *to, const void *val, socklen_t len, bool old)
+{
+	struct timeval tv;
+	struct { int64_t sec, usec; } tv64;
+	int64_t sec, usec;
+
+	if (len < (old ? sizeof(tv) : sizeof(tv64)))
+		return -EINVAL;
+	if (!shim_user_ok(val, old ? sizeof(tv) : sizeof(tv64), false))
+		return -EFAULT;
+	if (old) {
+		memcpy(&tv, val, sizeof(tv));
+		sec = tv.tv_sec;
+		usec = tv.tv_usec;
+	} else {
+		memcpy(&tv64, val, sizeof(tv64));
+		sec = tv64.sec;
+		usec = tv64.usec;
+	}
+	if (usec < 0 || usec >= 1000000)
+		return -EDOM;
+	/* Negative: no time-out, as the kernel takes it. */
+	atomic_store(to, sec < 0 ? 0 : (uint64_t)sec * 1000000000u + (uint64_t)usec * 1000u);
+	return 0;
+}
+
+/*
+ * setsockopt at SOL_SOCKET on a socket pair end: checked as the kernel
+ * checks it; SO_RCVTIMEO, SO_SNDTIMEO and SO_PASSCRED are kept, the other
+ * options a kernel socket pair takes change nothing, and those it refuses
+ * are refused.  SO_PEEK_OFF is refused too: peeking does not honour it.
+ */
+static ssize_t end_setsockopt(struct sfd *s, int opt, const void *val, socklen_t len)
+{
+	char name[IFNAMSIZ] = "";
+	size_t k;
+	int v;
+
+	if ((int)len < 0)
+		return -EINVAL;
+	if (opt == SO_BINDTODEVICE) {
+		/* A name, or none; changes nothing when the device exists. */
+		k = len < sizeof(name) - 1 ? len : sizeof(name) - 1;
+		if (!shim_user_ok(val, k, false))
+			return -EFAULT;
+		memcpy(name, val, k);
+		return !name[0] || if_nametoindex(name) ? 0 : -ENODEV;
+	}
+	if (len < sizeof(int))
+		return -EINVAL;
+	if (!shim_user_ok(val, sizeof(int), false))
+		return -EFAULT;
+	memcpy(&v, val, sizeof(v));
+	switch (opt) {
+	case SO_RCVTIMEO_OLD:
+	case SO_RCVTIMEO_NEW:
+		return set_timeout(&s->rcvtimeo, val, len, opt == SO_RCVTIMEO_OLD);
+	case SO_SNDTIMEO_OLD:
+	case SO_SNDTIMEO_NEW:
+		return set_timeout(&s->sndtimeo, val, len, opt == SO_SNDTIMEO_OLD);
+	case SO_PASSCRED:
+		atomic_store(&s->passcred, !!v);
+		return 0;
+	case SO_LINGER:
+		if (len < sizeof(struct linger))
+			return -EINVAL;
+		return shim_user_ok(val, sizeof(struct linger), false) ? 0 : -EFAULT;
+	case SO_REUSEPORT:		/* for internet sockets only */
+		return v ? -EOPNOTSUPP : 0;
+	case SO_PEEK_OFF:
+	case SO_ZEROCOPY:
+	case SO_RESERVE_MEM:
+	case SO_TXREHASH:
+		return -EOPNOTSUPP;
+	case SO_ATTACH_FILTER:		/* an int is no filter or program */
+	case SO_ATTACH_BPF:
+	case SO_ATTACH_REUSEPORT_CBPF:
+	case SO_ATTACH_REUSEPORT_EBPF:
+	case SO_DETACH_REUSEPORT_BPF:
+	case SO_TXTIME:
+		return -EINVAL;
+	case SO_DETACH_FILTER:
+		return -ENOENT;		/* none attached */
+	case SO_DEBUG:
+	case SO_REUSEADDR:
+	case SO_DONTROUTE:
+	case SO_BROADCAST:
+	case SO_SNDBUF:
+	case SO_RCVBUF:
+	case SO_SNDBUFFORCE:
+	case SO_RCVBUFFORCE:
+	case SO_KEEPALIVE:
+	case SO_OOBINLINE:
+	case SO_NO_CHECK:
+	case SO_PRIORITY:
+	case SO_BSDCOMPAT:
+	case SO_RCVLOWAT:
+	case SO_TIMESTAMP_OLD:
+	case SO_TIMESTAMPNS_OLD:
+	case SO_TIMESTAMPING_OLD:
+	case SO_PASSSEC:
+	case SO_MARK:
+	case SO_RXQ_OVFL:
+	case SO_WIFI_STATUS:
+	case SO_NOFCS:
+	case SO_LOCK_FILTER:
+	case SO_SELECT_ERR_QUEUE:
+	case SO_BUSY_POLL:
+	case SO_MAX_PACING_RATE:
+	case SO_INCOMING_CPU:
+	case SO_CNX_ADVICE:
+	case SO_BINDTOIFINDEX:
+	case SO_TIMESTAMP_NEW:
+	case SO_TIMESTAMPNS_NEW:
+	case SO_TIMESTAMPING_NEW:
+	case SO_PREFER_BUSY_POLL:
+	case SO_BUSY_POLL_BUDGET:
+	case SO_BUF_LOCK:
+	case SO_RCVMARK:
+		return 0;
+	default:
+		return -ENOPROTOOPT;
+	}
 }
 
 SHIM_API int setsockopt(int fd, int level, int opt, const void *val, socklen_t len)
 {
-	struct timeval tv;
 	struct sfd *s;
 	ssize_t e;
-	int v, r = 0;
 
 	READY(setsockopt);
 	s = sock_get(fd, &e);
 	if (!s)
 		return e ? (int)ret(e) : real.setsockopt(fd, level, opt, val, len);
-	if (level != SOL_SOCKET) {
-		errno = EOPNOTSUPP;
-		r = -1;
-	} else if (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO) {
-		if (len < sizeof(tv) || !val) {
-			errno = !val ? EFAULT : EINVAL;
-			r = -1;
-		} else {
-			memcpy(&tv, val, sizeof(tv));
-			if (tv.tv_usec < 0 || tv.tv_usec >= 1000000) {
-				errno = EDOM;
-				r = -1;
-			} else {
-				/* Negative: no time-out, as the kernel takes it. */
-				atomic_store(opt == SO_RCVTIMEO ? &s->rcvtimeo : &s->sndtimeo,
-					     tv.tv_sec < 0 ? 0 :
-					     (uint64_t)tv.tv_sec * 1000000000u +
-					     (uint64_t)tv.tv_usec * 1000u);
-			}
-		}
-	} else if (len < sizeof(int) || !val) {
-		/* The rest take an int; buffer sizes and the like are the
-		 * ring's and stay as they are. */
-		errno = !val ? EFAULT : EINVAL;
-		r = -1;
-	} else if (opt == SO_PASSCRED) {
-		memcpy(&v, val, sizeof(v));
-		atomic_store(&s->passcred, !!v);
-	}
+	e = level == SOL_SOCKET ? end_setsockopt(s, opt, val, len) : -EOPNOTSUPP;
 	sfd_put(s);
-	return r;
+	return (int)ret(e);
 }
 
 /* getsockname and getpeername: a socket pair end has no address. */
@@ -1243,9 +1505,9 @@ static int sock_name(int (*fn)(int, struct sockaddr *, socklen_t *), int fd,
 	s = sock_get(fd, &e);
 	if (!s)
 		return e ? (int)ret(e) : fn(fd, addr, alen);
-	family_only(addr, alen);
+	e = family_only(addr, alen);
 	sfd_put(s);
-	return 0;
+	return (int)ret(e);
 }
 
 SHIM_API int getsockname(int fd, struct sockaddr *addr, socklen_t *alen)

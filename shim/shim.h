@@ -379,4 +379,12 @@ int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t len);
 int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 		const sigset_t *mask, size_t len);
 
+/* io.c: user memory a call is given.  How many of the n bytes at p, from
+ * the first, the kernel could read (or write, when write) before a page
+ * that faults; and whether all of them. */
+size_t shim_user_span(const void *p, size_t n, bool write);
+bool shim_user_ok(const void *p, size_t n, bool write);
+/* anc.c: close the descriptors rx took, which its caller will not get. */
+void shim_drop_rights(struct shim_rx *rx);
+
 #endif /* IPCD_SHIM_H */

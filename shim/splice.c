@@ -4,7 +4,7 @@
  * end moves bytes through its ring, so these calls copy through a buffer,
  * with the results the kernel gives: bytes moved, 0 at the end of the
  * input pipe, EAGAIN under SPLICE_F_NONBLOCK, ESPIPE for an offset on a
- * pipe, EINVAL where neither side is a pipe.
+ * pipe, EINVAL where neither side is a pipe or both are one.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -48,6 +48,24 @@ static bool kernel_pipe(int fd)
 	return real.fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
 }
 
+/* Are the ends in and out of one pipe channel?  Both ends of a pair are
+ * one file of the mount; its cached attributes say which. */
+static bool same_pipe(int in, int out)
+{
+	struct statx a, b;
+	const int at = AT_EMPTY_PATH | AT_STATX_DONT_SYNC;
+
+	return statx(in, "", at, STATX_INO, &a) == 0 && statx(out, "", at, STATX_INO, &b) == 0 &&
+	       a.stx_ino == b.stx_ino && a.stx_dev_major == b.stx_dev_major &&
+	       a.stx_dev_minor == b.stx_dev_minor;
+}
+
+/* An offset pointer the kernel reads and writes back. */
+static bool offset_ok(loff_t *off)
+{
+	return !off || shim_user_ok(off, sizeof(*off), true);
+}
+
 /* Write all of buf to fd (at *off if off), as a splice puts its pages:
  * a short count only on an error after some bytes. */
 static ssize_t put_all(int fd, loff_t *off, const char *buf, size_t n, bool nonblock)
@@ -86,12 +104,22 @@ SHIM_API ssize_t splice(int in, loff_t *off_in, int out, loff_t *off_out, size_t
 	so = pipe_end(out);
 	if (!si && !so)
 		return real.splice(in, off_in, out, off_out, len, flags);
-	if ((si && off_in) || (so && off_out)) {
+	if (!len) {
+		n = 0;
+		goto out;
+	}
+	/* The kernel's order: offsets on pipes, a pipe into itself, then
+	 * offsets it cannot read. */
+	if ((off_in && (si || kernel_pipe(in))) || (off_out && (so || kernel_pipe(out)))) {
 		n = -ESPIPE;
 		goto out;
 	}
-	if (!len) {
-		n = 0;
+	if (si && so && same_pipe(in, out)) {
+		n = -EINVAL;
+		goto out;
+	}
+	if (!offset_ok(off_in) || !offset_ok(off_out)) {
+		n = -EFAULT;
 		goto out;
 	}
 	want = len < CHUNK ? len : CHUNK;
@@ -156,12 +184,13 @@ SHIM_API ssize_t tee(int in, int out, size_t len, unsigned flags)
 	so = pipe_end(out);
 	if (!si && !so)
 		return real.tee(in, out, len, flags);
-	if ((!si && !kernel_pipe(in)) || (!so && !kernel_pipe(out))) {
-		n = -EINVAL;	/* both must be pipes */
-		goto out;
-	}
 	if (!len) {
 		n = 0;
+		goto out;
+	}
+	if ((!si && !kernel_pipe(in)) || (!so && !kernel_pipe(out)) ||
+	    (si && so && same_pipe(in, out))) {
+		n = -EINVAL;	/* two pipes, not one */
 		goto out;
 	}
 	if (len > CHUNK)
@@ -215,7 +244,7 @@ SHIM_API ssize_t vmsplice(int fd, const struct iovec *iov, size_t nr, unsigned f
 		return real.vmsplice(fd, iov, nr, flags);
 	if (nr > IOV_MAX)
 		n = -EINVAL;
-	else if (nr && !iov)
+	else if (!shim_user_ok(iov, nr * sizeof(*iov), false))
 		n = -EFAULT;
 	else if (s->roles & IPCD_ROLE_WRITE)	/* user memory into the pipe */
 		n = shim_writev(s, fd, iov, (int)nr, f, NULL);
