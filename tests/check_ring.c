@@ -2378,7 +2378,19 @@ START_TEST(test_wait_sigwatch)
 	ck_assert_int_eq(ipcd_ring_wait_pair(&t.v, &t.v, IPCD_WAIT_DATA | IPCD_WAIT_SIGSAFE, 0,
 					     &ts, 0, mark), -ETIMEDOUT);
 	/* A handler installed with SA_RESTART (the futex wait would go on)
-	 * that counts in the middle of the sleep wakes it. */
+	 * that counts in the middle of the sleep wakes it.  ThreadSanitizer
+	 * holds signals back until its own interceptors run, which a raw
+	 * futex wait never reaches: there the handler comes only after. */
+#if defined(__SANITIZE_THREAD__)
+	(void)sa;
+	(void)old;
+	(void)it;
+	(void)five;
+	(void)t0;
+	(void)t1;
+	ring_close(&t);
+	return;
+#endif
 	sa.sa_handler = sigwatch_handler;
 	sa.sa_flags = SA_RESTART;
 	sigemptyset(&sa.sa_mask);
