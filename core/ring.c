@@ -927,7 +927,7 @@ static long futex_waitv2(_Atomic uint32_t *a, uint32_t va, _Atomic uint32_t *b,
 		       CLOCK_MONOTONIC);
 }
 
-_Thread_local struct ipcd_sigwatch ipcd_sigwatch;
+_Thread_local struct ipcd_sigwatch ipcd_sigwatch __attribute__((tls_model("initial-exec")));
 
 void ipcd_sigwatch_interrupt(void)
 {

@@ -72,7 +72,11 @@ struct ipcd_sigwatch {
 	_Atomic uint32_t ran;		/* every handler run here */
 	_Atomic(_Atomic uint32_t *) sleeping[2];
 };
-extern _Thread_local struct ipcd_sigwatch ipcd_sigwatch;
+/* Initial-exec: one load from the thread pointer, no call, so that a call
+ * can note the count in its first instructions (24 bytes of static TLS,
+ * which glibc keeps room for even in a library loaded late). */
+extern _Thread_local struct ipcd_sigwatch ipcd_sigwatch
+	__attribute__((tls_model("initial-exec")));
 
 /* In a signal handler: the count goes up and the sleeping thread wakes. */
 void ipcd_sigwatch_interrupt(void);

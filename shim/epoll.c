@@ -240,13 +240,12 @@ static int merge_kernel(struct epoll_event *out, int n, int max,
 }
 
 static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
-		       const sigset_t *mask, bool pwait)
+		       const sigset_t *mask, bool pwait, uint32_t ran)
 {
 	struct epoll_event *k;
 	struct shim_sighold h = { .on = false };
 	const sigset_t *wmask;
 	uint64_t start, deadline, t;
-	uint32_t ran = atomic_load_explicit(&ipcd_sigwatch.ran, memory_order_relaxed);
 	bool has_chan;
 	int n, kn, wait_ms, e;
 
@@ -267,8 +266,7 @@ static int wait_common(int epfd, struct epoll_event *out, int max, int timeout,
 	if (!n && timeout != 0) {
 		shim_signals_hold(&h);
 		/* One that ran since the call began, before the hold, ends it. */
-		if (h.on && atomic_load_explicit(&ipcd_sigwatch.ran,
-						 memory_order_relaxed) != ran) {
+		if (h.on && shim_handlers_ran() != ran) {
 			shim_signals_release(&h);
 			errno = EINTR;
 			return -1;
@@ -329,17 +327,31 @@ plain:
 		     : real.epoll_wait(epfd, out, max, timeout);
 }
 
-SHIM_API int epoll_wait(int epfd, struct epoll_event *out, int max, int timeout)
+/* Handlers counted first thing, as in poll (poll.c, poll_from). */
+static __attribute__((noinline)) int epoll_wait_from(int epfd, struct epoll_event *out, int max,
+						      int timeout, uint32_t ran)
 {
 	if (__builtin_expect(!real.epoll_wait, 0))
 		shim_init();
-	return wait_common(epfd, out, max, timeout, NULL, false);
+	return wait_common(epfd, out, max, timeout, NULL, false, ran);
+}
+
+SHIM_API int epoll_wait(int epfd, struct epoll_event *out, int max, int timeout)
+{
+	return epoll_wait_from(epfd, out, max, timeout, shim_handlers_ran());
+}
+
+static __attribute__((noinline)) int epoll_pwait_from(int epfd, struct epoll_event *out, int max,
+						       int timeout, const sigset_t *mask,
+						       uint32_t ran)
+{
+	if (__builtin_expect(!real.epoll_pwait, 0))
+		shim_init();
+	return wait_common(epfd, out, max, timeout, mask, true, ran);
 }
 
 SHIM_API int epoll_pwait(int epfd, struct epoll_event *out, int max, int timeout,
 			 const sigset_t *mask)
 {
-	if (__builtin_expect(!real.epoll_pwait, 0))
-		shim_init();
-	return wait_common(epfd, out, max, timeout, mask, true);
+	return epoll_pwait_from(epfd, out, max, timeout, mask, shim_handlers_ran());
 }

@@ -436,12 +436,11 @@ static int wait_kernel(struct pollfd *fds, nfds_t n, uint64_t deadline,
 
 /* poll(2) and ppoll(2): timeout_ns < 0 waits forever; mask is ppoll's. */
 static int poll_common(struct pollfd *fds, nfds_t n, int64_t timeout_ns,
-		       const struct timespec *ts, const sigset_t *mask, bool pp)
+		       const struct timespec *ts, const sigset_t *mask, bool pp, uint32_t ran)
 {
 	struct shim_sighold h;
 	bool others;
 	uint64_t deadline;
-	uint32_t ran = atomic_load_explicit(&ipcd_sigwatch.ran, memory_order_relaxed);
 	int r = -1, e;
 
 	/* The kernel answers what it refuses: more fds than allowed
@@ -473,7 +472,7 @@ static int poll_common(struct pollfd *fds, nfds_t n, int64_t timeout_ns,
 	}
 	/* A handler that ran since the call began (before signals were held)
 	 * ends it, as one that comes during a kernel poll does. */
-	if (h.on && atomic_load_explicit(&ipcd_sigwatch.ran, memory_order_relaxed) != ran) {
+	if (h.on && shim_handlers_ran() != ran) {
 		shim_signals_release(&h);
 		errno = EINTR;
 		return -1;
@@ -505,12 +504,20 @@ plain:
 		    real.poll(fds, n, timeout_ns < 0 ? -1 : (int)(timeout_ns / 1000000));
 }
 
-SHIM_API int poll(struct pollfd *fds, nfds_t n, int timeout)
+/* The count of handlers noted in the call's first instructions: one that
+ * runs any later ends the call (shim_handlers_ran). */
+static __attribute__((noinline)) int poll_from(struct pollfd *fds, nfds_t n, int timeout,
+						uint32_t ran)
 {
 	if (__builtin_expect(!real.poll, 0))
 		shim_init();
 	return poll_common(fds, n, timeout < 0 ? -1 : (int64_t)timeout * 1000000, NULL, NULL,
-			   false);
+			   false, ran);
+}
+
+SHIM_API int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	return poll_from(fds, n, timeout, shim_handlers_ran());
 }
 
 SHIM_API int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t len)
@@ -522,8 +529,9 @@ SHIM_API int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t len)
 	return poll(fds, n, timeout);
 }
 
-SHIM_API int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
-		   const sigset_t *mask)
+static __attribute__((noinline)) int ppoll_from(struct pollfd *fds, nfds_t n,
+						 const struct timespec *ts,
+						 const sigset_t *mask, uint32_t ran)
 {
 	int64_t t = -1;
 
@@ -535,7 +543,13 @@ SHIM_API int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 			return real.ppoll(fds, n, ts, mask);
 		t = ns_of(ts->tv_sec, ts->tv_nsec);
 	}
-	return poll_common(fds, n, t, ts, mask, true);
+	return poll_common(fds, n, t, ts, mask, true, ran);
+}
+
+SHIM_API int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+		   const sigset_t *mask)
+{
+	return ppoll_from(fds, n, ts, mask, shim_handlers_ran());
 }
 
 SHIM_API int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
@@ -554,7 +568,7 @@ SHIM_API int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts
  * not NULL, gets the time left, as Linux's select(2) leaves it.
  */
 static int fast_select(int nfds, fd_set *r, fd_set *w, fd_set *e, int64_t timeout_ns,
-		       const sigset_t *mask, struct timeval *tv)
+		       const sigset_t *mask, struct timeval *tv, uint32_t ran)
 {
 	struct pollfd pf[FD_SETSIZE];
 	struct timespec ts, *tp;
@@ -591,7 +605,7 @@ static int fast_select(int nfds, fd_set *r, fd_set *w, fd_set *e, int64_t timeou
 	tp = timeout_ns < 0 ? NULL : &ts;
 	ts.tv_sec = (time_t)(timeout_ns / 1000000000);
 	ts.tv_nsec = (long)(timeout_ns % 1000000000);
-	ready = poll_common(pf, n, timeout_ns, tp, mask, true);
+	ready = poll_common(pf, n, timeout_ns, tp, mask, true, ran);
 	if (ready < 0)
 		return -1;
 	for (i = 0; i < n; i++)
@@ -631,8 +645,10 @@ static int fast_select(int nfds, fd_set *r, fd_set *w, fd_set *e, int64_t timeou
 	return ready;
 }
 
-/* fast_select changes the sets only when it answers. */
-SHIM_API int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+/* fast_select changes the sets only when it answers.  The entry points of
+ * the poll family note the count of handlers first (poll_from). */
+static __attribute__((noinline)) int select_from(int nfds, fd_set *r, fd_set *w, fd_set *e,
+						  struct timeval *tv, uint32_t ran)
 {
 	int n;
 
@@ -641,12 +657,18 @@ SHIM_API int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *t
 	if (tv && (tv->tv_sec < 0 || tv->tv_usec < 0 || tv->tv_usec >= 1000000))
 		return real.select(nfds, r, w, e, tv);	/* EINVAL */
 	n = fast_select(nfds, r, w, e, tv ? ns_of(tv->tv_sec, tv->tv_usec * 1000) : -1, NULL,
-			tv);
+			tv, ran);
 	return n != -2 ? n : real.select(nfds, r, w, e, tv);
 }
 
-SHIM_API int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
-		     const struct timespec *ts, const sigset_t *mask)
+SHIM_API int select(int nfds, fd_set *r, fd_set *w, fd_set *e, struct timeval *tv)
+{
+	return select_from(nfds, r, w, e, tv, shim_handlers_ran());
+}
+
+static __attribute__((noinline)) int pselect_from(int nfds, fd_set *r, fd_set *w, fd_set *e,
+						   const struct timespec *ts, const sigset_t *mask,
+						   uint32_t ran)
 {
 	int n;
 
@@ -654,6 +676,13 @@ SHIM_API int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
 		shim_init();
 	if (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L))
 		return real.pselect(nfds, r, w, e, ts, mask);	/* EINVAL */
-	n = fast_select(nfds, r, w, e, ts ? ns_of(ts->tv_sec, ts->tv_nsec) : -1, mask, NULL);
+	n = fast_select(nfds, r, w, e, ts ? ns_of(ts->tv_sec, ts->tv_nsec) : -1, mask, NULL,
+			ran);
 	return n != -2 ? n : real.pselect(nfds, r, w, e, ts, mask);
+}
+
+SHIM_API int pselect(int nfds, fd_set *r, fd_set *w, fd_set *e,
+		     const struct timespec *ts, const sigset_t *mask)
+{
+	return pselect_from(nfds, r, w, e, ts, mask, shim_handlers_ran());
 }

@@ -332,6 +332,13 @@ struct shim_sighold {
 	sigset_t old;
 };
 void shim_signals_hold(struct shim_sighold *h);
+/* How many of the program's handlers have run on this thread: read first
+ * thing in a call of the poll family, a change later means one ran during
+ * the call, which ends it with EINTR as the kernel's would. */
+static inline uint32_t shim_handlers_ran(void)
+{
+	return atomic_load_explicit(&ipcd_sigwatch.ran, memory_order_relaxed);
+}
 void shim_signals_release(struct shim_sighold *h);
 const sigset_t *shim_signals_wait_mask(const struct shim_sighold *h, const sigset_t *mask);
 bool shim_signals_came(const struct shim_sighold *h, const sigset_t *mask);
