@@ -34,6 +34,45 @@ struct ipcd_chan {
 };
 
 /*
+ * A few detached channels' memory, for the next attach: a process that
+ * makes and closes pipes across forks then writes no page of the
+ * allocator's after a fork (each such page is copied).  A slot is taken
+ * and given back with one exchange, so threads need no lock.
+ */
+#define SPARES	4
+static _Atomic(struct ipcd_chan *) spare[SPARES] IPCD_FORKED;
+
+static struct ipcd_chan *chan_alloc(void)
+{
+	struct ipcd_chan *c;
+
+	for (int i = 0; i < SPARES; i++) {
+		if (!atomic_load_explicit(&spare[i], memory_order_relaxed))
+			continue;
+		c = atomic_exchange_explicit(&spare[i], NULL, memory_order_acquire);
+		if (c) {
+			memset(c, 0, sizeof(*c));
+			return c;
+		}
+	}
+	return calloc(1, sizeof(struct ipcd_chan));
+}
+
+static void chan_free(struct ipcd_chan *c)
+{
+	for (int i = 0; i < SPARES; i++) {
+		struct ipcd_chan *none = NULL;
+
+		if (!atomic_load_explicit(&spare[i], memory_order_relaxed) &&
+		    atomic_compare_exchange_strong_explicit(&spare[i], &none, c,
+							    memory_order_release,
+							    memory_order_relaxed))
+			return;
+	}
+	free(c);
+}
+
+/*
  * One sleep lasts at most this long; then the waiter checks that the daemon
  * still runs (nobody else could tell it the other end has gone) and sleeps
  * again.  It also bounds the harm of a peer that zeroed the sleeper counts.
@@ -52,7 +91,7 @@ static int chan_sleep(struct ipcd_chan *c, unsigned dirs, size_t need,
  * most, IPCD_SPIN_NS (default 50 us; 0 turns spinning off).
  */
 #define SPIN_MIN	2000u
-static _Atomic uint64_t spin_now;
+static _Atomic uint64_t spin_now IPCD_FORKED;
 
 static uint64_t spin_max(void)
 {
@@ -87,7 +126,8 @@ static void spin_learn(uint64_t spin, uint64_t took)
 		v = spin / 2 < SPIN_MIN ? SPIN_MIN : spin / 2;
 	if (v > max)
 		v = max;
-	atomic_store_explicit(&spin_now, v, memory_order_relaxed);
+	if (v != atomic_load_explicit(&spin_now, memory_order_relaxed))
+		atomic_store_explicit(&spin_now, v, memory_order_relaxed);
 }
 
 static uint64_t mono_ns(void)
@@ -205,7 +245,7 @@ int ipcd_chan_wrap(int fd, void *map, size_t len, unsigned roles, unsigned side,
 		if (second.features != first.features || second.cap != first.cap)
 			return -EIO;
 	}
-	c = calloc(1, sizeof(*c));
+	c = chan_alloc();
 	if (!c)
 		return -ENOMEM;
 	if (first.r->anon) {
@@ -253,12 +293,12 @@ int ipcd_attach(int fd, int flags, struct ipcd_chan **out)
 		return -EBADF;	/* the open file lacks a role asked for */
 	if (roles != (got & 3) && ioctl(fd, IPCD_IOC_SETROLE, &roles) < 0)
 		return -errno;
-	c = calloc(1, sizeof(*c));
+	c = chan_alloc();
 	if (!c)
 		return -ENOMEM;
 	r = chan_map(c, fd, (size_t)fi.map_pages * 4096, fi.side);
 	if (r) {
-		free(c);
+		chan_free(c);
 		return r;
 	}
 	/* The end-of-file rule belongs to the open file, which may be older
@@ -296,7 +336,7 @@ void ipcd_detach(struct ipcd_chan *c)
 		return;
 	if (c->owns_map)
 		munmap(c->map, c->map_len);
-	free(c);
+	chan_free(c);
 }
 
 void ipcd_close(struct ipcd_chan *c)

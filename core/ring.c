@@ -41,8 +41,8 @@ static long futex(_Atomic uint32_t *w, int op, uint32_t val,
 
 /* ---- thread id ---------------------------------------------------------- */
 
-static _Thread_local uint32_t tid_cache;
-static atomic_bool tid_registered;
+static _Thread_local uint32_t tid_cache __attribute__((tls_model("initial-exec")));
+static atomic_bool tid_registered IPCD_FORKED;
 
 void ipcd_tid_forget(void)
 {
@@ -59,7 +59,8 @@ uint32_t ipcd_tid(void)
 	if (tid_cache == 0) {
 		/* Once per process: pthread_once would make a system call
 		 * every time it runs for the first time. */
-		if (!atomic_exchange(&tid_registered, true))
+		if (!atomic_load_explicit(&tid_registered, RELAXED) &&
+		    !atomic_exchange(&tid_registered, true))
 			tid_setup();
 		tid_cache = (uint32_t)syscall(SYS_gettid);
 	}

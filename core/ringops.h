@@ -78,6 +78,10 @@ struct ipcd_sigwatch {
 extern _Thread_local struct ipcd_sigwatch ipcd_sigwatch
 	__attribute__((tls_model("initial-exec")));
 
+/* State written after every fork, by the parent or the child: kept on as
+ * few pages as possible, as each page written after a fork is copied. */
+#define IPCD_FORKED __attribute__((section(".data.ipcd_forked")))
+
 /* In a signal handler: the count goes up and the sleeping thread wakes. */
 void ipcd_sigwatch_interrupt(void);
 

@@ -157,8 +157,8 @@ void shim_adopt_inherited(void)
  * thread, as a vfork child runs on its parent's thread), for its list.
  */
 #define VFORK_DUPS	16
-static __thread int vfork_dups[VFORK_DUPS];
-static __thread int vfork_ndups;	/* > VFORK_DUPS: too many to list */
+static __thread int vfork_dups[VFORK_DUPS] __attribute__((tls_model("initial-exec")));
+static __thread int vfork_ndups __attribute__((tls_model("initial-exec")));	/* > VFORK_DUPS: too many to list */
 
 void shim_vfork_reset(void)
 {
@@ -174,22 +174,45 @@ void shim_vfork_dup(int newfd)
 	vfork_dups[vfork_ndups++] = newfd;
 }
 
+/*
+ * The list is written by hand rather than with snprintf: a child between
+ * fork and exec runs it, and each page of libc's formatting code it would
+ * touch costs that child a page fault, for a string of a few numbers.
+ */
 struct hint {
-	char *p, *end;
+	char *p, *end;		/* the next byte; the end of the buffer */
 	bool full;
 };
 
-static void hint_add(struct hint *h, int fd)
+static void hint_char(struct hint *h, char c)
 {
-	int n;
-
+	if (h->p + 1 >= h->end)	/* room for the terminating NUL */
+		h->full = true;
 	if (h->full)
 		return;
-	n = snprintf(h->p, (size_t)(h->end - h->p), "%s%d", h->p[-1] == ';' ? "" : ",", fd);
-	if (n < 0 || n >= h->end - h->p)
-		h->full = true;
-	else
-		h->p += n;
+	*h->p++ = c;
+	*h->p = '\0';
+}
+
+/* v in base 10 or 16 (lower case), no leading zeros. */
+static void hint_num(struct hint *h, uint64_t v, unsigned base)
+{
+	char d[20];
+	int n = 0;
+
+	do {
+		d[n++] = "0123456789abcdef"[v % base];
+		v /= base;
+	} while (v);
+	while (n)
+		hint_char(h, d[--n]);
+}
+
+static void hint_add(struct hint *h, int fd)
+{
+	if (h->p[-1] != ';')
+		hint_char(h, ',');
+	hint_num(h, (uint64_t)fd, 10);
 }
 
 static void hint_each(int fd, struct sfd *s, void *arg)
@@ -266,7 +289,7 @@ static bool preloads_us(const char *e)
 	const char *self = shim_self_name(), *p;
 	size_t n = strlen(self);
 
-	if (strncmp(e, "LD_PRELOAD=", 11) || !n)
+	if (!has_prefix(e, "LD_PRELOAD=") || !n)
 		return false;
 	for (p = e + 11; (p = strstr(p, self)); p += n)
 		if ((p[n] == '\0' || p[n] == ' ' || p[n] == ':') &&
@@ -299,7 +322,7 @@ char *const *shim_exec_env(char *const envp[], char **slots, char *buf, size_t s
 	if (!shim_on || !envp)
 		return envp;
 	for (i = 0; envp[i]; i++) {
-		if (!strncmp(envp[i], HINT_VAR "=", HINT_LEN + 1))
+		if (has_prefix(envp[i], HINT_VAR "="))
 			continue;	/* an old one, never passed on */
 		ours = ours || preloads_us(envp[i]);
 		slots[n++] = envp[i];
@@ -307,26 +330,32 @@ char *const *shim_exec_env(char *const envp[], char **slots, char *buf, size_t s
 	if (!ours)
 		return envp;
 	hold_ids(spawn, &me, &par);
-	k = snprintf(buf, size, HINT_VAR "=%c%ld;%" PRIx64 ";%" PRIx64 ";", spawn ? 's' : 'e',
-		     (long)syscall(SYS_getpid), me, par);
-	if (k < 0 || (size_t)k >= size)
-		return envp;
-	h.p = buf + k;
+	h.p = buf;
 	h.end = buf + size;
-	h.full = false;
+	h.full = size == 0;
+	for (k = 0; HINT_VAR[k]; k++)
+		hint_char(&h, HINT_VAR[k]);
+	hint_char(&h, '=');
+	hint_char(&h, spawn ? 's' : 'e');
+	hint_num(&h, (uint64_t)shim_getpid(), 10);
+	hint_char(&h, ';');
+	hint_num(&h, me, 16);
+	hint_char(&h, ';');
+	hint_num(&h, par, 16);
+	hint_char(&h, ';');
+	if (h.full)
+		return envp;
 	ns = shim_supply_list(kinds, sfds, inos, SUPPLIES);
-	for (i = 0; i < (size_t)ns && !h.full; i++) {
-		k = snprintf(h.p, (size_t)(h.end - h.p), "%s%u/%d/%" PRIu64, i ? "," : "",
-			     kinds[i], sfds[i], inos[i]);
-		if (k < 0 || k >= h.end - h.p)
-			h.full = true;
-		else
-			h.p += k;
+	for (i = 0; i < (size_t)ns; i++) {
+		if (i)
+			hint_char(&h, ',');
+		hint_num(&h, kinds[i], 10);
+		hint_char(&h, '/');
+		hint_num(&h, (uint64_t)sfds[i], 10);
+		hint_char(&h, '/');
+		hint_num(&h, inos[i], 10);
 	}
-	if (h.p + 1 < h.end)
-		*h.p++ = ';';
-	else
-		h.full = true;
+	hint_char(&h, ';');
 	fdtab_each(hint_each, &h);
 	if (fa && !shim_fa_each(fa, hint_action, &h))
 		h.full = true;

@@ -25,7 +25,7 @@
 struct real real;
 bool shim_on, shim_debug, shim_sockets = true, shim_patched, shim_patch_wanted;
 _Atomic bool shim_handlers;
-_Atomic uint64_t shim_reaps;
+_Atomic uint64_t shim_reaps SHIM_FORKED;
 pid_t shim_pid SHIM_FORKED;
 
 static struct shim_once init_once = SHIM_ONCE_INIT;
@@ -222,7 +222,7 @@ dev_t shim_mount_dev(void)
  * system call is needed to tell.
  */
 static _Atomic int vfork_window;
-static __thread bool vfork_pending;
+static __thread bool vfork_pending __attribute__((tls_model("initial-exec")));
 
 void shim_spawn_begin(bool vfork)
 {
@@ -244,7 +244,7 @@ bool shim_in_vfork_child(void)
 		return false;
 	/* A child made with vfork() or posix_spawn() runs in our memory until
 	 * it executes another program; its pid is not ours. */
-	if ((pid_t)syscall(SYS_getpid) != shim_pid)
+	if (shim_getpid() != shim_pid)
 		return true;
 	/* The thread that made a vfork child runs again only once that child
 	 * has executed another program or ended: its window closes. */
@@ -279,7 +279,7 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
-	shim_pid = (pid_t)syscall(SYS_getpid);
+	shim_pid = shim_getpid();
 	ipcd_tid_forget();
 	fdtab_after_fork();
 	shim_epoll_after_fork();

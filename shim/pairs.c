@@ -399,8 +399,8 @@ struct kept {
 	struct smap *m;		/* its mapping, if we still have it */
 	uint64_t order;		/* the oldest goes first when full */
 };
-static struct kept kept[KEEP_MAX];
-static uint64_t keep_clock;
+static struct kept kept[KEEP_MAX] SHIM_FORKED;
+static uint64_t keep_clock SHIM_FORKED;
 static int keep_sock SHIM_FORKED = -1;		/* bound to our keep name, or -1 */
 static int give_sock SHIM_FORKED = -1;		/* for handing ends over */
 static pthread_mutex_t keep_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;

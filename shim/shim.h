@@ -20,9 +20,11 @@
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "chanint.h"
 #include "ipcd.h"
@@ -372,9 +374,37 @@ int shim_close_fd(int fd, int (*fn)(int));
 
 #define SHIM_API __attribute__((visibility("default")))
 
-/* State a forked child writes at once: kept on as few pages as possible,
- * as each page written after a fork is copied. */
-#define SHIM_FORKED __attribute__((section(".data.ipcd_forked")))
+/* getpid(2) made right here: a child between fork and exec that calls it
+ * touches no page of libc's code, each of which would cost it a fault. */
+static inline pid_t shim_getpid(void)
+{
+#if defined(__x86_64__)
+	long r;
+
+	__asm__ volatile("syscall" : "=a"(r) : "0"((long)SYS_getpid) : "rcx", "r11", "memory");
+	return (pid_t)r;
+#elif defined(__aarch64__)
+	register long x8 __asm__("x8") = SYS_getpid;
+	register long x0 __asm__("x0");
+
+	__asm__ volatile("svc 0" : "=r"(x0) : "r"(x8) : "memory");
+	return (pid_t)x0;
+#else
+	return (pid_t)syscall(SYS_getpid);
+#endif
+}
+
+/* Whether s begins with prefix (no library call, as above). */
+static inline bool has_prefix(const char *s, const char *prefix)
+{
+	while (*prefix)
+		if (*s++ != *prefix++)
+			return false;
+	return true;
+}
+
+/* State a forked child or its parent writes at once (ringops.h). */
+#define SHIM_FORKED IPCD_FORKED
 
 /* The fortified entry points libc has but declares only in its internals. */
 ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen);
