@@ -384,16 +384,26 @@ static uint8_t *patch_near(uintptr_t lo, uintptr_t hi, size_t size)
 	const uintptr_t step = 64 << 10, reach = (uintptr_t)1 << 30;
 	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
 	uintptr_t d;
+	void *p;
 
 	lo &= ~(pg - 1);
 	hi = (hi + pg - 1) & ~(pg - 1);
+	/* First where the kernel puts a new mapping: next to the libraries,
+	 * as a rule, which is near enough.  One request, where a search from
+	 * libc outwards first meets libc's own other segments. */
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p != MAP_FAILED) {
+		uintptr_t a = (uintptr_t)p;
+
+		if ((a >= hi && a + size - lo < reach) || (a < lo && hi - a < reach))
+			return p;
+		munmap(p, size);
+	}
 	for (d = 0; d + size < reach; d += step) {
 		uintptr_t at[2] = { hi + d, lo - size - d };
 		int i;
 
 		for (i = 0; i < 2; i++) {
-			void *p;
-
 			if ((i == 0 && at[0] < hi) || (i == 1 && lo < size + d))
 				continue;	/* wrapped around */
 			p = mmap((void *)at[i], size, PROT_READ | PROT_WRITE,
