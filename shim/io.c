@@ -206,20 +206,29 @@ static size_t span_probe(uintptr_t a, size_t n, bool write)
 }
 
 /*
- * After a read into memory that was not known in full, as the bytes took
- * only its start: learn the rest of each piece, so that the next read
+ * After a second read into memory that was not known in full, as the bytes
+ * took only its start: learn the rest of each piece, so that the next read
  * into it (which usually brings as little) takes the fast path.  Without
  * faulting in every page of a large buffer: its last page is looked at as
  * above, and the pages between must be mapped (mincore), as they are in
  * one mapping; a piece that spans mappings of differing rights is rare
  * enough not to be looked for.
  */
+static __thread uintptr_t dest_seen __attribute__((tls_model("initial-exec")));
+
 static void learn_dest(const struct iovec *iov, int cnt)
 {
 	uintptr_t pg = (uintptr_t)getpagesize(), a, lo, last, p, k;
 	unsigned char vec[256];
 	int i, e = errno;
 
+	/* Only a buffer read into a second time is worth it: a program that
+	 * reads once (a line, then the end) would pay these requests and
+	 * the fault of a last page it never uses. */
+	if (cnt > 0 && dest_seen != (uintptr_t)iov[0].iov_base) {
+		dest_seen = (uintptr_t)iov[0].iov_base;
+		return;
+	}
 	for (i = 0; i < cnt; i++) {
 		a = (uintptr_t)iov[i].iov_base;
 		if (!iov[i].iov_len || iov[i].iov_len > UINTPTR_MAX - a ||
