@@ -36,7 +36,7 @@ static inline void cpu_relax(void)
 static long futex(_Atomic uint32_t *w, int op, uint32_t val,
 		  const struct timespec *ts)
 {
-	return syscall(SYS_futex, (uint32_t *)w, op, val, ts, NULL, 0);
+	return ipcd_syscall(SYS_futex, (long)w, op, val, (long)ts, 0, 0);
 }
 
 /* ---- thread id ---------------------------------------------------------- */
@@ -62,7 +62,7 @@ uint32_t ipcd_tid(void)
 		if (!atomic_load_explicit(&tid_registered, RELAXED) &&
 		    !atomic_exchange(&tid_registered, true))
 			tid_setup();
-		tid_cache = (uint32_t)syscall(SYS_gettid);
+		tid_cache = (uint32_t)ipcd_syscall(SYS_gettid, 0, 0, 0, 0, 0, 0);
 	}
 	return tid_cache;
 }
@@ -924,8 +924,8 @@ static long futex_waitv2(_Atomic uint32_t *a, uint32_t va, _Atomic uint32_t *b,
 			abs.tv_nsec -= 1000000000L;
 		}
 	}
-	return syscall(SYS_futex_waitv, w, b ? 2 : 1, 0, rel ? &abs : NULL,
-		       CLOCK_MONOTONIC);
+	return ipcd_syscall(SYS_futex_waitv, (long)w, b ? 2 : 1, 0, rel ? (long)&abs : 0,
+			    CLOCK_MONOTONIC, 0);
 }
 
 _Thread_local struct ipcd_sigwatch ipcd_sigwatch __attribute__((tls_model("initial-exec")));

@@ -8,12 +8,56 @@
 #ifndef IPCD_RINGOPS_H
 #define IPCD_RINGOPS_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ipcd/ring.h"
+
+/*
+ * syscall(2), made right here on x86-64 and AArch64: -1 and errno, or the
+ * result.  A forked child waking a sleeper or asking its thread id then
+ * touches no page of libc's code (nor of a library that wraps syscall),
+ * each of which would cost it a page fault.
+ */
+static inline long ipcd_syscall(long n, long a, long b, long c, long d, long e, long f)
+{
+	long r;
+#if defined(__x86_64__)
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+
+	__asm__ volatile("syscall"
+			 : "=a"(r)
+			 : "0"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+#elif defined(__aarch64__)
+	register long x8 __asm__("x8") = n;
+	register long x0 __asm__("x0") = a;
+	register long x1 __asm__("x1") = b;
+	register long x2 __asm__("x2") = c;
+	register long x3 __asm__("x3") = d;
+	register long x4 __asm__("x4") = e;
+	register long x5 __asm__("x5") = f;
+
+	__asm__ volatile("svc 0"
+			 : "+r"(x0)
+			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+			 : "memory");
+	r = x0;
+#else
+	return syscall(n, a, b, c, d, e, f);
+#endif
+	if (r < 0 && r > -4096) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
 
 /* A process's view of one ring: the mapping plus copies it trusts. */
 struct ipcd_view {

@@ -206,7 +206,7 @@ static void wake_word(_Atomic uint32_t *seq, _Atomic uint32_t *sleepers)
 {
 	atomic_fetch_add(seq, 1);
 	if (atomic_load(sleepers))
-		syscall(SYS_futex, seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+		ipcd_syscall(SYS_futex, (long)seq, FUTEX_WAKE, INT_MAX, 0, 0, 0);
 }
 
 /*

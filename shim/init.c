@@ -304,7 +304,7 @@ static void init(void)
 
 	find_real();
 	shim_debug = dbg && *dbg && strcmp(dbg, "0");
-	shim_pid = (pid_t)syscall(SYS_getpid);
+	shim_pid = shim_getpid();
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	if (!real.read || !real.write || !real.close || !real.fcntl ||
 	    !real.pipe2 || !real.fstatat) {
