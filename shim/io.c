@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <limits.h>
+#include <link.h>
 #include <linux/futex.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -167,6 +168,56 @@ static bool page_ok(uintptr_t a, bool write)
 	return r >= 0 || errno != EFAULT;
 }
 
+/*
+ * The readable segments of the program and the libraries loaded with it,
+ * looked up once, when the first end comes (so that forked children find
+ * them already): a write of a string constant or of a static buffer needs
+ * no request.  (A library unloaded later stays listed, as above.)
+ */
+#define OBJ_SPANS	32
+static struct span obj_spans[OBJ_SPANS];
+static int n_obj_spans;
+static struct shim_once obj_once = SHIM_ONCE_INIT;
+
+static int obj_note(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	uintptr_t pg = (uintptr_t)getpagesize();
+
+	(void)size;
+	(void)arg;
+	for (int i = 0; i < info->dlpi_phnum && n_obj_spans < OBJ_SPANS; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+
+		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_R) || !ph->p_memsz)
+			continue;
+		/* The whole pages the segment is mapped on: all readable. */
+		obj_spans[n_obj_spans].lo = lo & ~(pg - 1);
+		obj_spans[n_obj_spans].hi = (lo + ph->p_memsz + pg - 1) & ~(pg - 1);
+		n_obj_spans++;
+	}
+	return 0;
+}
+
+static void obj_spans_find(void)
+{
+	dl_iterate_phdr(obj_note, NULL);
+}
+
+void shim_user_objects(void)
+{
+	shim_once(&obj_once, obj_spans_find);
+}
+
+static bool in_objects(uintptr_t a, uintptr_t end)
+{
+	shim_user_objects();
+	for (int i = 0; i < n_obj_spans; i++)
+		if (a >= obj_spans[i].lo && end <= obj_spans[i].hi)
+			return true;
+	return false;
+}
+
 /* shim_user_span for memory not known to be good: one request over all
  * its pages, then, if one would fault, page by page to find it. */
 static size_t span_probe(uintptr_t a, size_t n, bool write)
@@ -179,6 +230,8 @@ static size_t span_probe(uintptr_t a, size_t n, bool write)
 		n = UINTPTR_MAX - a;	/* the rest lies in the kernel's half */
 	if (!n)
 		return 0;
+	if (!write && in_objects(a, a + n))
+		return n;
 	last = (a + n - 1) & ~(pg - 1);
 	if (last > lo && last + pg > last &&
 	    madvise((void *)lo, last + pg - lo,

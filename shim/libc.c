@@ -104,6 +104,7 @@ static void first_end(void)
 	/* The rings' lock owner, asked now: a forked child then only asks
 	 * the kernel again, and registers nothing. */
 	(void)ipcd_tid();
+	shim_user_objects();
 }
 
 void shim_first_end(void)

@@ -317,6 +317,9 @@ ssize_t shim_readv(struct sfd *s, int fd, const struct iovec *iov, int cnt,
 ssize_t shim_writev(struct sfd *s, int fd, const struct iovec *iov, int cnt, int flags,
 		    struct shim_tx *tx);
 
+/* io.c: the memory of the program and its libraries, as good to read */
+void shim_user_objects(void);
+
 /* poll.c, epoll.c */
 short shim_revents(struct sfd *s, int fd, short events);
 void shim_epoll_forget(int fd);
