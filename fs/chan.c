@@ -268,6 +268,65 @@ uint64_t chan_reused(const struct chan *ch)
 	return ch->anon && ch->map ? atomic_load(&ch->rs[0].v.r->reuse) : 0;
 }
 
+/*
+ * A pair handed back to the factory (ring.h, "Pairs made ahead of time"):
+ * may channel ino serve user uid:gid as a new pair?  Only if the factory's
+ * two open files are all that is open on it, one per end, with no poll
+ * pending; if its rings are idle (no lock, no attachment, no parked
+ * request, no shutdown) and nobody is counted as holding an end.  Then it
+ * becomes one: its rings emptied and their limits set back, no creator,
+ * ring 0's reuse bumped, as the creator does for a pair it keeps (so that
+ * what a reader kept to seek back over is forgotten).  Its kind and size
+ * in *anon and *map_len; 0, or -EBUSY to refuse it.  Under ipcd->mu.
+ */
+int chan_recycle(fuse_ino_t ino, uid_t uid, gid_t gid, uint32_t *anon, uint64_t *map_len)
+{
+	struct inode *in = ns_inode(ino);
+	struct chan *ch = in ? in->chan : NULL;
+	struct ipcd_ring *r0;
+	struct handle *h;
+	unsigned ends = 0, i, e;
+
+	if (!ch || !ch->anon || !ch->map || ch->broken || in->uid != uid || in->gid != gid ||
+	    ch->opens != 2)
+		return -EBUSY;
+	cds_list_for_each_entry(h, &ch->handles, link) {
+		if (h->end < 0 || h->end > 1 || h->ph)
+			return -EBUSY;
+		ends |= 1u << h->end;
+	}
+	if (ends != 3)
+		return -EBUSY;
+	for (i = 0; i < ch->nrings; i++) {
+		struct rstate *rs = &ch->rs[i];
+		struct ipcd_ring *r = rs->v.r;
+
+		if (rs->readers != 1 || rs->writers != 1 || rs->nanc ||
+		    !cds_list_empty(&rs->parked_rd) || !cds_list_empty(&rs->parked_wr) ||
+		    atomic_load(&r->anc_at) || atomic_load(&r->state) ||
+		    atomic_load(&r->wlock) || atomic_load(&r->rlock))
+			return -EBUSY;
+	}
+	r0 = ch->rs[0].v.r;
+	for (e = 0; e < 2; e++)
+		for (i = 0; i < IPCD_HOLDERS; i++)
+			if (atomic_load(&r0->holders[e][i]))
+				return -EBUSY;
+	for (i = 0; i < ch->nrings; i++) {
+		struct ipcd_ring *r = ch->rs[i].v.r;
+
+		atomic_store(&r->head, atomic_load(&r->tail));
+		atomic_store(&r->limit, (ch->anon == IPCD_ANON_PIPE ||
+					 ch->anon == IPCD_ANON_PACKET) &&
+						ch->cap > IPCD_PIPE_SIZE ? IPCD_PIPE_SIZE : 0);
+	}
+	atomic_store(&r0->creator, 0);
+	atomic_fetch_add(&r0->reuse, 1);
+	*anon = ch->anon;
+	*map_len = ch->map_len;
+	return 0;
+}
+
 const char *chan_kind(const struct chan *ch)
 {
 	return kind_name(ch->features);

@@ -28,9 +28,11 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fs.h"
@@ -39,6 +41,8 @@
 #define CONN_MAX	4096	/* connections served at once */
 #define MAKERS		4	/* threads making pairs at once */
 #define INVAL_BATCH	64	/* names the kernel is told to forget at once */
+#define SPARE_MAX	32	/* pairs handed back, waiting to serve again */
+#define SPARE_TTL_MS	1000	/* a spare nobody asked for by then is closed */
 
 /* A process connected to ask for pairs. */
 struct conn {
@@ -52,6 +56,16 @@ struct conn {
 	unsigned making[KINDS];		/* of those, being made now */
 	bool blocked;			/* its socket is full: wait for EPOLLOUT */
 	struct conn *next;		/* in fac.conns */
+};
+
+/* A pair handed back (ring.h), made new again, for the next who asks. */
+struct spare {
+	uint32_t anon;
+	uid_t uid;
+	gid_t gid;
+	int fd[2];
+	uint64_t map_len;
+	uint64_t since;		/* when it came back (ms, monotonic) */
 };
 
 /* A pair to make, or made. */
@@ -74,6 +88,8 @@ static struct {
 	unsigned nconns;
 	uint64_t next_id;
 	unsigned fails;			/* pairs in a row that could not be made */
+	struct spare spares[SPARE_MAX];
+	unsigned nspares;
 	pthread_t thread;
 	bool started;
 	/* Shared with the makers, under mu. */
@@ -289,13 +305,54 @@ static void job_done(struct job *j)
 	free(j);
 }
 
-/* Give the makers a job for every pair asked for and not being made. */
+/* Send c a spare pair of kind k made for its user, if there is one; false
+ * if there is none, or c cannot take it now (*gone: c must be dropped). */
+static bool send_spare(struct conn *c, unsigned k, bool *gone)
+{
+	struct job j = { .conn = c->id, .anon = k };
+	unsigned i;
+
+	for (i = 0; i < fac.nspares; i++) {
+		struct spare *sp = &fac.spares[i];
+
+		if (sp->anon != k || sp->uid != c->uid || sp->gid != c->gid)
+			continue;
+		j.fd[0] = sp->fd[0];
+		j.fd[1] = sp->fd[1];
+		j.map_len = sp->map_len;
+		if (!send_pair(c, &j)) {
+			*gone = true;
+			return false;
+		}
+		if (c->blocked)
+			return false;	/* still ours: for later */
+		close(sp->fd[0]);
+		close(sp->fd[1]);
+		*sp = fac.spares[--fac.nspares];
+		return true;
+	}
+	return false;
+}
+
+/* Give every pair asked for and not being made: a spare one, or a job for
+ * the makers. */
 static void dispatch(void)
 {
 	struct job *j, *list = NULL;
-	struct conn *c;
+	struct conn *c, *next;
 	unsigned k;
+	bool gone;
 
+	for (c = fac.conns; c; c = next) {
+		next = c->next;
+		gone = false;
+		for (k = 1; k < KINDS && !gone; k++)
+			while (fac.nspares && !c->blocked && c->making[k] < c->want[k] &&
+			       send_spare(c, k, &gone))
+				;
+		if (gone)
+			conn_close(c);
+	}
 	for (c = fac.conns; c; c = c->next)
 		for (k = 1; k < KINDS; k++)
 			while (!c->blocked && c->making[k] < c->want[k]) {
@@ -324,18 +381,122 @@ static void dispatch(void)
 	pthread_mutex_unlock(&fac.mu);
 }
 
-/* Read c's requests; false if c went away or misbehaved. */
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Close the spares nobody asked for in SPARE_TTL_MS: a burst of short-lived
+ * processes is served, and then their rings' memory goes. */
+static void spares_expire(void)
+{
+	uint64_t t = now_ms();
+	unsigned i = 0;
+
+	while (i < fac.nspares) {
+		struct spare *sp = &fac.spares[i];
+
+		if (t - sp->since < SPARE_TTL_MS) {
+			i++;
+			continue;
+		}
+		close(sp->fd[0]);
+		close(sp->fd[1]);
+		*sp = fac.spares[--fac.nspares];
+	}
+}
+
+/*
+ * A pair c hands back (ring.h): both ends of one of our anonymous
+ * channels, opened as the factory opens them, and nothing else open on it.
+ * Kept to serve the next process of c's user that asks, made new again
+ * (chan_recycle); anything else is closed.  The fds are ours either way.
+ */
+static void take_return(struct conn *c, const int fd[2])
+{
+	struct statx st[2];
+	struct spare *sp;
+	uint32_t anon = 0;
+	uint64_t len = 0;
+	int fl[2], i, r = -EBUSY;
+
+	for (i = 0; i < 2; i++)
+		fl[i] = fcntl(fd[i], F_GETFL);
+	for (i = 0; i < 2; i++)
+		if (statx(fd[i], "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_INO,
+			  &st[i]) < 0)
+			st[i].stx_mode = 0;
+	if (fac.nspares < SPARE_MAX && S_ISREG(st[0].stx_mode) && S_ISREG(st[1].stx_mode) &&
+	    makedev(st[0].stx_dev_major, st[0].stx_dev_minor) == ipcd->dev &&
+	    makedev(st[1].stx_dev_major, st[1].stx_dev_minor) == ipcd->dev &&
+	    st[0].stx_ino == st[1].stx_ino &&
+	    fl[0] >= 0 && fl[1] >= 0 && (fl[0] & O_ACCMODE) == O_RDWR &&
+	    (fl[1] & O_ACCMODE) == O_RDWR && !(fl[0] & O_APPEND) && (fl[1] & O_APPEND)) {
+		pthread_mutex_lock(&ipcd->mu);
+		r = chan_recycle((fuse_ino_t)st[0].stx_ino, c->uid, c->gid, &anon, &len);
+		pthread_mutex_unlock(&ipcd->mu);
+	}
+	if (r < 0 || anon == IPCD_ANON_NONE || anon > IPCD_ANON_MAX) {
+		close(fd[0]);
+		close(fd[1]);
+		return;
+	}
+	/* As the makers open them: blocking, end 1 appending. */
+	for (i = 0; i < 2; i++)
+		fcntl(fd[i], F_SETFL, O_NOATIME | (i ? O_APPEND : 0));
+	sp = &fac.spares[fac.nspares++];
+	sp->anon = anon;
+	sp->uid = c->uid;
+	sp->gid = c->gid;
+	sp->fd[0] = fd[0];
+	sp->fd[1] = fd[1];
+	sp->map_len = len;
+	sp->since = now_ms();
+}
+
+/* Read c's requests and returns; false if c went away or misbehaved. */
 static bool take_requests(struct conn *c)
 {
 	struct ipcd_pairs_req q;
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { &q, sizeof(q) };
+	struct msghdr mh;
+	struct cmsghdr *cm;
+	int fd[2], nfd;
 	unsigned room;
 	ssize_t n;
 
 	for (;;) {
-		n = recv(c->fd, &q, sizeof(q), MSG_DONTWAIT);
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 		if (n < 0)
 			return errno == EAGAIN || errno == EINTR;
-		if (n != sizeof(q) || q.magic != IPCD_PAIRS_MAGIC ||
+		nfd = 0;
+		cm = CMSG_FIRSTHDR(&mh);
+		if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			nfd = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			if (nfd > 2)
+				nfd = 2;
+			memcpy(fd, CMSG_DATA(cm), (size_t)nfd * sizeof(int));
+		}
+		if (n == sizeof(q) && q.magic == IPCD_PAIRS_RETURN && nfd == 2 &&
+		    !(mh.msg_flags & MSG_CTRUNC) && !q.count && !q.reserved) {
+			take_return(c, fd);
+			continue;
+		}
+		while (nfd > 0)
+			close(fd[--nfd]);
+		if (n != sizeof(q) || q.magic != IPCD_PAIRS_MAGIC || (mh.msg_flags & MSG_CTRUNC) ||
 		    q.anon == IPCD_ANON_NONE || q.anon > IPCD_ANON_MAX || q.reserved)
 			return false;
 		/* An ask for more says how many of those sent were taken. */
@@ -382,8 +543,10 @@ static void *factory_main(void *arg)
 	int n, i;
 
 	(void)arg;
+	rcu_register_thread();	/* a pair handed back is looked up (chan_recycle) */
 	while (!stop) {
-		n = epoll_wait(fac.epfd, ev, 32, -1);
+		/* While spares wait, wake now and then to let old ones go. */
+		n = epoll_wait(fac.epfd, ev, 32, fac.nspares ? SPARE_TTL_MS / 4 : -1);
 		for (i = 0; i < n; i++) {
 			if (ev[i].data.ptr == &fac.lfd) {
 				accept_conns();
@@ -412,9 +575,12 @@ static void *factory_main(void *arg)
 		}
 		if (!stop)
 			dispatch();
+		if (fac.nspares)
+			spares_expire();
 		if (fac.fails > 1)
 			usleep(fac.fails < 10 ? 10000 : 200000);
 	}
+	rcu_unregister_thread();
 	/* Release: what the thread did is seen by factory_stop's acquire. */
 	__atomic_store_n(&fac.done_flag, true, __ATOMIC_RELEASE);
 	return NULL;
@@ -531,6 +697,11 @@ void factory_stop(struct ipcd_fs *fs)
 			close(j->fd[1]);
 		}
 		free(j);
+	}
+	while (fac.nspares) {
+		fac.nspares--;
+		close(fac.spares[fac.nspares].fd[0]);
+		close(fac.spares[fac.nspares].fd[1]);
 	}
 	while (fac.conns)
 		conn_close(fac.conns);

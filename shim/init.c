@@ -338,8 +338,11 @@ __attribute__((constructor)) static void shim_ctor(void)
  */
 __attribute__((destructor)) static void shim_dtor(void)
 {
-	if (!shim_on || !fdtab_any())
+	if (!shim_on)
 		return;
-	fflush(NULL);
-	hold_exit();
+	if (fdtab_any()) {
+		fflush(NULL);
+		hold_exit();
+	}
+	shim_keep_return();
 }

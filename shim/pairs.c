@@ -767,6 +767,65 @@ static bool keep_take(uint32_t anon, bool cloexec, bool nb, int fds[2], struct s
 }
 
 /*
+ * At exit: the pairs kept here whole go back to the factory (ring.h, "Pairs
+ * made ahead of time"), to serve the next process that asks, rather than
+ * being closed.  A short-lived shell that made a pipeline's pipes thus
+ * saves the daemon making new ones for the next.  The daemon checks that
+ * nothing else is open on them and that they are idle, and closes them if
+ * not; our mapping of them goes first.
+ */
+void shim_keep_return(void)
+{
+	struct ipcd_pairs_req q = { IPCD_PAIRS_RETURN, 0, 0, 0 };
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { &q, sizeof(q) };
+	struct msghdr mh;
+	struct cmsghdr *cm;
+	struct kept *k;
+	int j, conn, c;
+
+	if (shim_in_vfork_child())
+		return;
+	pthread_mutex_lock(&keep_mu);
+	if (keep_sock >= 0)
+		keep_collect();
+	for (j = 0; j < KEEP_MAX; j++) {
+		k = &kept[j];
+		if (!k->ino || k->fd[0] < 0 || k->fd[1] < 0)
+			continue;
+		pthread_mutex_lock(&supply_mu);
+		conn = k->anon && k->anon < KINDS ? supply[k->anon].fd : -1;
+		for (c = 0; c < (int)KINDS && conn < 0; c++)
+			conn = supply[c].fd;
+		pthread_mutex_unlock(&supply_mu);
+		if (conn < 0)
+			break;	/* no factory to take them: closed at exit */
+		if (k->m && atomic_fetch_sub(&k->m->refs, 1) == 1) {
+			munmap(k->m->map, k->m->len);
+			free(k->m);
+		}
+		k->m = NULL;
+		q.anon = k->anon;
+		memset(&mh, 0, sizeof(mh));
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = u.buf;
+		mh.msg_controllen = sizeof(u.buf);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+		memcpy(CMSG_DATA(cm), k->fd, 2 * sizeof(int));
+		real.sendmsg(conn, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		kept_drop(k);	/* our copies: the message has its own */
+	}
+	pthread_mutex_unlock(&keep_mu);
+}
+
+/*
  * Before a child is made that may hold our pairs' ends last: the socket it
  * hands them back on.  Not sooner: a process that never makes one does not
  * pay for it.

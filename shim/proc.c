@@ -259,6 +259,7 @@ SHIM_API void _exit(int status)
 {
 	READY(_exit);
 	hold_exit();
+	shim_keep_return();
 	real._exit(status);
 	__builtin_unreachable();
 }
@@ -267,6 +268,7 @@ SHIM_API void _Exit(int status)
 {
 	READY(_Exit);
 	hold_exit();
+	shim_keep_return();
 	real._Exit(status);
 	__builtin_unreachable();
 }

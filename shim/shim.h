@@ -222,6 +222,7 @@ int shim_make_pair(int fds[2], enum skind kind, int flags);
  * pair, else hand it to the process that did (ring.h, "Keeping"). */
 void shim_give_end(int fd, struct sfd *s, void *map, int end);
 void shim_keep_flush(void);		/* close what was kept */
+void shim_keep_return(void);		/* at exit: kept pairs to the factory */
 void shim_keep_ready(void);		/* before a fork or spawn: the keep socket */
 /* The shim's own descriptors sit at SHIM_OWN_FDS and up, close-on-exec;
  * the program closing or replacing some of them (first..last) makes it

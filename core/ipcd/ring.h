@@ -175,9 +175,20 @@
  * end 0 first).  The daemon keeps at most IPCD_PAIRS_INFLIGHT pairs sent
  * and not yet asked for again on one connection; a request for more says
  * how many of those were taken.
+ *
+ * A pair whose two open files are all that is open on it (the creator's,
+ * with both ends back: "Keeping") may be handed back on the connection,
+ * rather than closed, when the creator ends: struct ipcd_pairs_req with
+ * magic IPCD_PAIRS_RETURN, count 0, and the two ends attached as they came
+ * (end 0 first).  If nothing else is open on the channel, it belongs to
+ * the connection's user, its rings are idle and no holder slot is filled,
+ * the daemon empties its rings, sets their limits back, clears the creator,
+ * bumps ring 0's reuse, and sends it as a new pair to the next process of
+ * that user that asks; otherwise it closes them.
  */
 #define IPCD_PAIRS_SOCK_FMT	"ipcd.%u.%u.pairs"
 #define IPCD_PAIRS_MAGIC	0x53524950u	/* "PIRS" */
+#define IPCD_PAIRS_RETURN	0x4e525452u	/* "RTRN" */
 #define IPCD_PAIRS_INFLIGHT	16u
 #define IPCD_PAIRS_DIR		".pairs"	/* the factory's own, not listed */
 struct ipcd_pairs_req {

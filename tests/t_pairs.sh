@@ -1,0 +1,225 @@
+#!/bin/bash
+# t_pairs.sh - pairs handed back to the daemon's factory (ipcd-ring(7),
+# "Pairs made ahead of time"), at the protocol and under the shim:
+#   1. a client asks for pipe pairs, queues bytes in one and names itself
+#      its creator (through the mapped ring), hands it back, and asks
+#      again: it gets the same channel, emptied, without creator, its limit
+#      a pipe's, and its reuse counted; one with a holder slot filled is
+#      refused;
+#   2. a pair with a third open file on it (an end reopened through /proc)
+#      is refused: asking again gives another channel;
+#   3. a pair handed back by another user is refused (when run as root);
+#   4. garbage: /dev/null, one end of a pair twice, the two ends of two
+#      different pairs, a return with one descriptor: closed, and the
+#      daemon serves on;
+#   5. under the shim, 60 short-lived shells that each run a two-stage
+#      pipeline: every output right, and the daemon makes far fewer
+#      channels than the shells make pipes, as the pairs come back.
+. "$top_srcdir/tests/lib.sh"
+
+PYTHON3=${PYTHON3:-}
+[ -n "$PYTHON3" ] || skip "PYTHON3 is empty (configure found no python3)"
+command -v "$PYTHON3" >/dev/null 2>&1 || skip "python3 ($PYTHON3) is missing"
+PY=$("$PYTHON3" -c 'import sys; assert sys.version_info >= (3, 9); print(sys.executable)') ||
+	skip "$PYTHON3 is not a Python 3.9 or later (socket.send_fds)"
+mount_ipcd
+status_field() {
+	getfattr --only-values -n user.ipcd.status "$MNT" 2>/dev/null |
+		tr ' ' '\n' | sed -n "s/^$1=//p"
+}
+[ "$(status_field fastpath)" = on ] || skip "no fast path here (the factory needs it)"
+
+cat >"$TMPD/pairs.py" <<'PY'
+import fcntl, mmap, os, socket, struct, sys
+
+mnt = sys.argv[1]
+st = os.stat(mnt)
+name = "\0ipcd.%u.%u.pairs" % (os.major(st.st_dev), os.minor(st.st_dev))
+PIRS, RTRN, PIPE = 0x53524950, 0x4e525452, 1
+fails = 0
+
+def check(cond, what):
+    global fails
+    print(("ok - " if cond else "FAIL: ") + what)
+    if not cond:
+        fails += 1
+
+def connect():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.settimeout(10)
+    s.connect(name)
+    return s
+
+def ask(s, n):
+    s.send(struct.pack("<IIII", PIRS, PIPE, n, 0))
+
+def take(s):
+    msg, fds, _, _ = socket.recv_fds(s, 16, 2)
+    magic, anon, map_len = struct.unpack("<IIQ", msg)
+    assert magic == PIRS and anon == PIPE and len(fds) == 2, (magic, anon, fds)
+    maps[fds[0]] = map_len
+    return fds
+
+maps = {}
+
+def give(s, fds):
+    socket.send_fds(s, [struct.pack("<IIII", RTRN, PIPE, 0, 0)], fds)
+
+def ino(fd):
+    return os.fstat(fd).st_ino
+
+def status(key):
+    v = os.getxattr(mnt, "user.ipcd.status").decode()
+    return int(dict(f.split("=", 1) for f in v.split() if "=" in f)[key])
+
+# Ring 0's header (ipcd-ring(7)): tail, limit, head, creator, holders.
+TAIL, LIMIT, HEAD, CREATOR, HOLDERS = 64, 76, 128, 208, 320
+
+def ring(fd):
+    # Through the channel's ring file, whose size is the mapping's (Python's
+    # mmap goes by the size); closed again before the pair is handed back.
+    rf = os.open("%s/.rings/%d" % (mnt, ino(fd)), os.O_RDWR)
+    try:
+        return mmap.mmap(rf, maps[fd], mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(rf)
+
+def u64(m, off, v=None):
+    if v is not None:
+        struct.pack_into("<Q", m, off, v)
+    return struct.unpack_from("<Q", m, off)[0]
+
+s = connect()
+ask(s, 2)
+a, b = take(s), take(s)
+
+# 1. Handed back with bytes queued and a creator: the same channel comes
+#    back, emptied, with no creator, its limit a pipe's.
+m = ring(a[0])
+tail = u64(m, TAIL) + 5
+u64(m, TAIL, tail)
+u64(m, CREATOR, 12345)
+struct.pack_into("<I", m, LIMIT, 4096)
+m.close()
+ia, reused = ino(a[0]), status("reused")
+give(s, a)
+for fd in a:
+    os.close(fd)
+ask(s, 1)
+c = take(s)
+check(ino(c[0]) == ia, "a pair handed back is the next one sent")
+check(status("reused") == reused + 1, "its reuse is counted")
+m = ring(c[0])
+check(u64(m, HEAD) == tail and u64(m, TAIL) == tail, "it comes back emptied (head = tail)")
+check(u64(m, CREATOR) == 0, "with no creator")
+check(struct.unpack_from("<I", m, LIMIT)[0] == 65536, "its limit a pipe's again")
+check(all(u64(m, HOLDERS + 8 * i) == 0 for i in range(16)), "no holder in its slots")
+m.close()
+check(fcntl.fcntl(c[1], fcntl.F_GETFL) & os.O_APPEND and
+      not fcntl.fcntl(c[0], fcntl.F_GETFL) & os.O_APPEND, "its ends keep their flags")
+
+# 1b. One whose holder slot is filled: refused.
+ask(s, 1)
+h1 = take(s)
+m = ring(h1[0])
+u64(m, HOLDERS, 777)
+m.close()
+ih = ino(h1[0])
+give(s, h1)
+ask(s, 1)
+h2 = take(s)
+check(ino(h2[0]) != ih, "a pair someone holds an end of is not sent again")
+for fd in h1 + h2:
+    os.close(fd)
+
+# 2. A third open file on the channel: refused.
+ib = ino(b[0])
+r = os.open("/proc/self/fd/%d" % b[0], os.O_RDWR)
+give(s, b)
+ask(s, 1)
+d = take(s)
+check(ino(d[0]) != ib, "a pair with another open file on it is not sent again")
+for fd in b:
+    os.close(fd)
+os.close(r)
+
+# 3. Another user's return is refused (root only: the child becomes nobody).
+if os.getuid() == 0:
+    ask(s, 1)
+    e = take(s)
+    ie = ino(e[0])
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            t = connect()
+            give(t, e)
+            t.close()
+            os._exit(0)
+        except Exception as x:
+            print("child:", x)
+            os._exit(1)
+    _, wst = os.waitpid(pid, 0)
+    check(os.waitstatus_to_exitcode(wst) == 0, "another user's connection hands a pair back")
+    for fd in e:
+        os.close(fd)
+    ask(s, 1)
+    f = take(s)
+    check(ino(f[0]) != ie, "a pair handed back by another user is not sent to us")
+    for fd in f:
+        os.close(fd)
+else:
+    print("# not root: the other-user case is left out")
+
+# 4. Garbage: closed, and the daemon serves on.
+n1 = os.open("/dev/null", os.O_RDWR)
+n2 = os.open("/dev/null", os.O_RDWR)
+give(s, [n1, n2])
+ask(s, 2)
+g, h = take(s), take(s)
+bad_inos = {ino(g[0]), ino(h[0])}
+give(s, [g[0], g[0]])
+give(s, [g[1], g[1]])
+give(s, [g[0], h[1]])
+for fd in g + h + [n1, n2]:
+    os.close(fd)
+ask(s, 1)
+k = take(s)
+check(ino(k[0]) not in bad_inos, "garbage handed back is not sent")
+t = connect()
+socket.send_fds(t, [struct.pack("<IIII", RTRN, PIPE, 0, 0)], [k[0]])
+try:
+    gone = t.recv(16) == b""
+except (ConnectionResetError, socket.timeout):
+    gone = True
+check(gone, "a return with one descriptor ends that connection")
+for fd in c + d + k:
+    os.close(fd)
+s.close()
+sys.exit(1 if fails else 0)
+PY
+
+# 1-4: the protocol.
+timeout 60 "$PY" "$TMPD/pairs.py" "$MNT" >"$TMPD/py.out" 2>&1
+rc=$?
+cat "$TMPD/py.out"
+[ $rc = 0 ] || bad "the pairs protocol script failed (status $rc)"
+kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
+
+# 5. Short-lived shells under the shim: their pairs come back.
+shim_env
+c0=$(status_field created)
+out=$(LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT timeout 120 bash -c '
+	for i in $(seq 60); do sh -c "echo $i | tr 0-9 a-j"; done' 2>"$TMPD/shim.err")
+c1=$(status_field created)
+want=$(for i in $(seq 60); do echo "$i" | tr 0-9 a-j; done)
+[ "$out" = "$want" ] || bad "60 shells under the shim: the output differs"
+made=$((c1 - c0))
+echo "# 60 shells made 60 pipes; the daemon made $made channels"
+[ "$made" -le 20 ] || bad "60 shells: the daemon made $made channels for 60 pipes (want at most 20)"
+[ "$made" -ge 1 ] || bad "60 shells: no channel made at all (was the shim loaded?)"
+[ -s "$TMPD/shim.err" ] && { cat "$TMPD/shim.err"; bad "the shells wrote to stderr"; }
+kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
+[ "$FAILS" = 0 ] || fail "$FAILS of the above failed"
+pass "pairs handed back: reused when whole and idle, refused otherwise"
