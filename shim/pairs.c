@@ -522,19 +522,40 @@ static socklen_t keep_name(struct sockaddr_un *sa, uint64_t id)
 	return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + at);
 }
 
+/* Send len bytes at p with descriptors fds[0..n) attached (n is 1 or 2),
+ * on sock to sa (NULL: its peer), without waiting; whether all went. */
+static bool send_fds(int sock, struct sockaddr_un *sa, socklen_t salen, const void *p,
+		     size_t len, const int *fds, int n)
+{
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { (void *)p, len };
+	struct msghdr mh = { 0 };
+	struct cmsghdr *cm;
+
+	memset(&u, 0, sizeof(u));
+	mh.msg_name = sa;
+	mh.msg_namelen = sa ? salen : 0;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = u.buf;
+	mh.msg_controllen = CMSG_SPACE((size_t)n * sizeof(int));
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, (size_t)n * sizeof(int));
+	return real.sendmsg(sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)len;
+}
+
 /* Hand fd (end `end`) to the creator numbered `creator`; false if it
  * cannot take it. */
 static bool give_away(int fd, int end, uint64_t creator)
 {
 	struct sockaddr_un sa;
 	struct give_msg g = { GIVE_MAGIC, (uint32_t)end };
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { &g, sizeof(g) };
-	struct msghdr mh = { 0 };
-	struct cmsghdr *cm;
 
 	if (give_sock < 0) {
 		give_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -544,19 +565,7 @@ static bool give_away(int fd, int end, uint64_t creator)
 		if (give_sock < 0)
 			return false;
 	}
-	memset(&u, 0, sizeof(u));
-	mh.msg_name = &sa;
-	mh.msg_namelen = keep_name(&sa, creator);
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = u.buf;
-	mh.msg_controllen = sizeof(u.buf);
-	cm = CMSG_FIRSTHDR(&mh);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	return real.sendmsg(give_sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) == sizeof(g);
+	return send_fds(give_sock, &sa, keep_name(&sa, creator), &g, sizeof(g), &fd, 1);
 }
 
 void shim_give_end(int fd, struct sfd *s, void *map, int end)
@@ -772,18 +781,11 @@ static bool keep_take(uint32_t anon, bool cloexec, bool nb, int fds[2], struct s
  * being closed.  A short-lived shell that made a pipeline's pipes thus
  * saves the daemon making new ones for the next.  The daemon checks that
  * nothing else is open on them and that they are idle, and closes them if
- * not; our mapping of them goes first.
+ * not.
  */
 void shim_keep_return(void)
 {
 	struct ipcd_pairs_req q = { IPCD_PAIRS_RETURN, 0, 0, 0 };
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { &q, sizeof(q) };
-	struct msghdr mh;
-	struct cmsghdr *cm;
 	struct kept *k;
 	int j, conn, c;
 
@@ -803,24 +805,9 @@ void shim_keep_return(void)
 		pthread_mutex_unlock(&supply_mu);
 		if (conn < 0)
 			break;	/* no factory to take them: closed at exit */
-		if (k->m && atomic_fetch_sub(&k->m->refs, 1) == 1) {
-			munmap(k->m->map, k->m->len);
-			free(k->m);
-		}
-		k->m = NULL;
 		q.anon = k->anon;
-		memset(&mh, 0, sizeof(mh));
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = u.buf;
-		mh.msg_controllen = sizeof(u.buf);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
-		memcpy(CMSG_DATA(cm), k->fd, 2 * sizeof(int));
-		real.sendmsg(conn, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-		kept_drop(k);	/* our copies: the message has its own */
+		send_fds(conn, NULL, 0, &q, sizeof(q), k->fd, 2);
+		kept_drop(k);	/* our copies and mapping: the message has its own */
 	}
 	pthread_mutex_unlock(&keep_mu);
 }

@@ -382,20 +382,7 @@ int shim_close_fd(int fd, int (*fn)(int));
  * touches no page of libc's code, each of which would cost it a fault. */
 static inline pid_t shim_getpid(void)
 {
-#if defined(__x86_64__)
-	long r;
-
-	__asm__ volatile("syscall" : "=a"(r) : "0"((long)SYS_getpid) : "rcx", "r11", "memory");
-	return (pid_t)r;
-#elif defined(__aarch64__)
-	register long x8 __asm__("x8") = SYS_getpid;
-	register long x0 __asm__("x0");
-
-	__asm__ volatile("svc 0" : "=r"(x0) : "r"(x8) : "memory");
-	return (pid_t)x0;
-#else
-	return (pid_t)syscall(SYS_getpid);
-#endif
+	return (pid_t)ipcd_syscall(SYS_getpid, 0, 0, 0, 0, 0, 0);
 }
 
 /* Whether s begins with prefix (no library call, as above). */
