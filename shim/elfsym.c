@@ -43,6 +43,10 @@ static int elf_note(struct dl_phdr_info *info, size_t size, void *arg)
 
 		if (p->p_type == PT_DYNAMIC)
 			d = (const ElfW(Dyn) *)(o->base + p->p_vaddr);
+		if (p->p_type == PT_GNU_RELRO) {
+			o->relro_lo = o->base + p->p_vaddr;
+			o->relro_hi = o->relro_lo + p->p_memsz;
+		}
 		if (p->p_type != PT_LOAD)
 			continue;
 		if (o->base + p->p_vaddr < o->lo)

@@ -17,6 +17,7 @@ struct elf_obj {
 	const char *name;		/* its path as loaded ("" for the program) */
 	uintptr_t base;			/* load bias */
 	uintptr_t lo, hi;		/* its PT_LOAD segments span [lo, hi) */
+	uintptr_t relro_lo, relro_hi;	/* PT_GNU_RELRO: read-only once relocated */
 	const ElfW(Sym) *sym;
 	const char *str;
 	const uint32_t *gnu;		/* DT_GNU_HASH */

@@ -23,7 +23,7 @@
 #include "shim.h"
 
 struct real real;
-bool shim_on, shim_debug, shim_sockets = true, shim_patched, shim_patch_wanted;
+bool shim_on, shim_debug, shim_sockets = true, shim_patched, shim_patch_wanted, shim_patch_text;
 _Atomic bool shim_handlers;
 _Atomic uint64_t shim_reaps SHIM_FORKED;
 pid_t shim_pid SHIM_FORKED;
@@ -110,6 +110,32 @@ static void *next_sym(const char *name)
 		return (void *)(objs[i].base + s->st_value);
 	}
 	return dlsym(RTLD_NEXT, name);
+}
+
+const struct elf_obj *shim_libc_obj(void)
+{
+	return libc_obj >= 0 ? &objs[libc_obj] : NULL;
+}
+
+void *shim_libc_sym(const char *name, const char *version, size_t *size)
+{
+	const struct elf_obj *o = shim_libc_obj();
+	const ElfW(Sym) *s;
+
+	if (!o || !o->gnu)
+		return NULL;
+	s = elf_lookup(o, name, elf_hash(name), version);
+	if (!s || ELF_ST_TYPE(s->st_info) == STT_GNU_IFUNC)
+		return NULL;
+	if (size)
+		*size = s->st_size;
+	return (void *)(o->base + s->st_value);
+}
+
+void *shim_next_sym(const char *name)
+{
+	shim_init();
+	return next_sym(name);
 }
 
 const char *shim_self_name(void)
@@ -300,7 +326,7 @@ bool shim_fork_prepared(void)
 
 static void init(void)
 {
-	const char *dbg = getenv("IPCD_DEBUG");
+	const char *dbg = getenv("IPCD_DEBUG"), *patch;
 
 	find_real();
 	shim_debug = dbg && *dbg && strcmp(dbg, "0");
@@ -318,6 +344,8 @@ static void init(void)
 	shim_sockets = !env_off("IPCD_SHIM_SOCKETPAIR");
 	shim_on = true;
 	shim_patch_wanted = !env_off("IPCD_SHIM_PATCH");
+	patch = getenv("IPCD_SHIM_PATCH");
+	shim_patch_text = patch && !strcmp(patch, "text");
 	shim_adopt_inherited();
 }
 

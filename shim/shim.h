@@ -169,6 +169,7 @@ extern bool shim_debug;			/* IPCD_DEBUG=1 */
 extern bool shim_sockets;		/* IPCD_SHIM_SOCKETPAIR != off */
 extern bool shim_patched;		/* libc's own I/O reaches the shim (patch.c) */
 extern bool shim_patch_wanted;		/* IPCD_SHIM_PATCH != off */
+extern bool shim_patch_text;		/* IPCD_SHIM_PATCH=text */
 extern _Atomic bool shim_handlers;	/* some signal handler was installed */
 extern _Atomic uint64_t shim_reaps;	/* children reaped so far */
 extern pid_t shim_pid;			/* getpid() as of the last fork */
@@ -368,10 +369,24 @@ enum { SHIM_FA_CLOSE, SHIM_FA_DUP2, SHIM_FA_OPEN, SHIM_FA_CHDIR, SHIM_FA_FCHDIR,
 bool shim_fa_each(const posix_spawn_file_actions_t *fa,
 		  bool (*fn)(int tag, const int fds[2], void *arg), void *arg);
 
-/* libc.c: before the first end enters the process: libc's own entry points
- * (patch.c) reach the shim from then on */
+/* libc.c: before the first end enters the process: libc's own I/O reaches
+ * the shim from then on (stdio.c, or patch.c) */
 void shim_first_end(void);
-const char *shim_self_name(void);	/* this library's file name */
+/* libc.c: before a libc function that works on descriptors inside libc
+ * (system, popen, freopen, daemon ...): its internal entries reach the shim */
+void shim_libc_whole(void);
+/* stdio.c: libc's streams reach the shim through their tables; false if
+ * this libc's tables are not as expected (nothing was changed) */
+bool shim_stdio_hook(void);
+
+/* init.c: this library's file name; libc's loaded object; a symbol of
+ * libc (version NULL: the default one) and its size, or NULL; what
+ * dlsym(RTLD_NEXT, name) gives */
+const char *shim_self_name(void);
+struct elf_obj;
+const struct elf_obj *shim_libc_obj(void);
+void *shim_libc_sym(const char *name, const char *version, size_t *size);
+void *shim_next_sym(const char *name);
 
 /* calls.c: close(fd) with fn, libc's close or another form of it */
 int shim_close_fd(int fd, int (*fn)(int));

@@ -6648,6 +6648,120 @@ static void stdio_posix_spawn(void *arg)
 		SOFT("the posix_spawn'd cat ended with wait status %#x", st);
 }
 
+/*
+ * The parts of libc that dup, close and spawn on descriptors by themselves,
+ * out of the program's sight: freopen (dup3 inside), closefrom
+ * (close_range inside), system and popen (posix_spawn inside).  Each must
+ * leave the pipes as the kernel's would: stdout moved to a file by freopen
+ * takes no more bytes into its pipe, and the pipe's reader sees EOF; ends
+ * closed by closefrom are closed at once; a command run by system or popen
+ * writes into an inherited end.
+ */
+static void stdio_libc_fds(void *arg)
+{
+	char tmpl[] = "/tmp/shim_sem.XXXXXX", buf[64], cmd[64];
+	int p[2], q[2], go[2], file, st;
+	FILE *f;
+	pid_t pid;
+	ssize_t n;
+
+	(void)arg;
+	/* freopen: stdout was a pipe, then a file. */
+	file = (int)SYS(mkstemp(tmpl));
+	xclose(file);
+	xpipe(p);
+	pid = kid_fork();
+	if (!pid) {
+		xclose(p[0]);
+		SYS(dup2(p[1], STDOUT_FILENO));
+		xclose(p[1]);
+		printf("before\n");
+		fflush(stdout);
+		if (!freopen(tmpl, "w", stdout))
+			_exit(3);
+		printf("after\n");
+		exit(0);
+	}
+	xclose(p[1]);
+	step("reading what stdout took before and after freopen");
+	n = (ssize_t)read_full(p[0], buf, sizeof(buf));
+	step("");
+	kid_ok(pid, "the child that freopened its stdout");
+	if (n != 7 || memcmp(buf, "before\n", 7))
+		SOFT("freopen of a stdout that was a pipe: the pipe took \"%.*s\", not \"before\\n\"",
+		     (int)(n < 0 ? 0 : n), buf);
+	xclose(p[0]);
+	file = (int)SYS(open(tmpl, O_RDONLY));
+	n = (ssize_t)read_full(file, buf, sizeof(buf));
+	if (n != 6 || memcmp(buf, "after\n", 6))
+		SOFT("freopen of a stdout that was a pipe: the file took \"%.*s\", not \"after\\n\"",
+		     (int)(n < 0 ? 0 : n), buf);
+	xclose(file);
+	SYS(unlink(tmpl));
+
+	/* closefrom: the child's write end, closed by it, is an EOF at once;
+	 * its read end, closed by it, an EPIPE at once. */
+	xpipe(go);
+	xpipe(p);
+	xpipe(q);
+	pid = kid_fork();
+	if (!pid) {
+		int lo = p[0] < q[0] ? p[0] : q[0];
+
+		xclose(go[0]);
+		if (go[1] > lo)
+			_exit(4);	/* not the lowest: cannot close the rest only */
+		closefrom(lo);
+		write_all(go[1], "c", 1);
+		pause();	/* the parent kills us */
+		_exit(5);
+	}
+	xclose(go[1]);
+	xclose(p[1]);
+	xclose(q[0]);
+	set_nonblock(p[0], true);
+	expect_read(go[0], "c");
+	n = read(p[0], buf, 1);
+	if (n != 0)
+		SOFT("closefrom closed the only other write end: a nonblocking read then gave %s, "
+		     "the kernel 0 (EOF)", rw_str(n, errno, (char[32]){ 0 }, 32));
+	signal(SIGPIPE, SIG_IGN);
+	n = write(q[1], "x", 1);
+	if (n != -1 || errno != EPIPE)
+		SOFT("closefrom closed the only other read end: a write then gave %s, the kernel "
+		     "EPIPE", rw_str(n, errno, (char[32]){ 0 }, 32));
+	signal(SIGPIPE, SIG_DFL);
+	kill(pid, SIGKILL);
+	st = kid_wait(pid);
+	if (!WIFSIGNALED(st))
+		SOFT("the closefrom child ended early: status %#x", st);
+	xclose(p[0]);
+	xclose(q[1]);
+	xclose(go[0]);
+
+	/* system and popen: the command writes into an inherited end. */
+	xpipe(p);
+	snprintf(cmd, sizeof(cmd), "printf system >&%d", p[1]);
+	st = system(cmd);
+	if (st != 0)
+		SOFT("system(\"%s\") gave status %#x", cmd, st);
+	snprintf(cmd, sizeof(cmd), "cat >&%d", p[1]);
+	f = popen(cmd, "w");
+	EXPECT(f, "popen(\"%s\"): %s", cmd, strerror(errno));
+	fputs("+popen", f);
+	st = pclose(f);
+	if (st != 0)
+		SOFT("pclose gave status %#x", st);
+	xclose(p[1]);
+	step("reading what system and popen's commands wrote");
+	n = (ssize_t)read_full(p[0], buf, sizeof(buf));
+	step("");
+	if (n != 12 || memcmp(buf, "system+popen", 12))
+		SOFT("system and popen wrote \"%.*s\" into an inherited pipe, not \"system+popen\"",
+		     (int)(n < 0 ? 0 : n), buf);
+	xclose(p[0]);
+}
+
 static void check_stdio(void)
 {
 	subcase("printf/puts/putc/fwrite/fclose, then fgets/getc/fread", stdio_roundtrip, NULL, 15);
@@ -6655,6 +6769,7 @@ static void check_stdio(void)
 	subcase("fclose, then open() on the same number", stdio_fclose_reuse, NULL, 5);
 	subcase("fclose of the write end is an EOF at once", stdio_fclose_eof, NULL, 10);
 	subcase("posix_spawn with channel ends as stdin and stdout", stdio_posix_spawn, NULL, 10);
+	subcase("freopen, closefrom, system and popen on pipes", stdio_libc_fds, NULL, 15);
 }
 
 /* ======================================================================
@@ -7120,7 +7235,7 @@ static const struct check checks[] = {
 	  "the shim: same pipe, EOF at once when the writer is gone" },
 	{ "stdio", check_stdio,
 	  "stdio on channel ends: exact bytes, SIGPIPE, fclose is a close (EOF, fd reused), "
-	  "posix_spawn" },
+	  "posix_spawn; freopen, closefrom, system and popen" },
 	{ "mixed", check_mixed,
 	  "a process with and one without the shim on one pipe: alternating writers, "
 	  "alternating readers, PIPE_BUF records" },

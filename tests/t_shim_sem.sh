@@ -115,6 +115,17 @@ else
 		"($want_slow deliberate, $may_slow either way)"
 fi
 
+# libc's own I/O reached the other way (ipcd-shim(7), "Reaching libc's own
+# I/O"): its entries patched from the first end on, not its streams' tables.
+RUN_SECS=120
+if run_prog "$TMPD/text.out" LD_PRELOAD="$PRELOAD" IPCD_MOUNT="$MNT" IPCD_SHIM_PATCH=text -- \
+	stdio; then
+	pass "stdio with IPCD_SHIM_PATCH=text (libc's entries patched at the first end)"
+else
+	grep -v '^ok - ' "$TMPD/text.out"
+	bad "stdio with IPCD_SHIM_PATCH=text differs from the kernel"
+fi
+
 anon_left() { ls -A "$MNT/.anon" 2>/dev/null | wc -l; }
 no_anon() { [ "$(anon_left)" = 0 ]; }
 if wait_for 50 no_channels && wait_for 10 no_anon; then
