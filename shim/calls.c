@@ -98,7 +98,8 @@ static struct sfd *get_ref(int fd)
 
 /* ---- creation ------------------------------------------------------------ */
 
-SHIM_API int pipe2(int fds[2], int flags)
+/* pipe2() called from site (the caller's return address). */
+static int pipe_at(int fds[2], int flags, uintptr_t site)
 {
 	READY(pipe2);
 	if (!shim_on || (flags & ~(O_NONBLOCK | O_CLOEXEC | O_DIRECT)) ||
@@ -108,14 +109,21 @@ SHIM_API int pipe2(int fds[2], int flags)
 		errno = EFAULT;
 		return -1;
 	}
-	if (shim_make_pair(fds, SK_PIPE, flags) == 0)
+	if (shim_site_kernel(site))
+		return real.pipe2(fds, flags);
+	if (shim_make_pair(fds, SK_PIPE, flags, site) == 0)
 		return 0;
 	return real.pipe2(fds, flags);
 }
 
+SHIM_API int pipe2(int fds[2], int flags)
+{
+	return pipe_at(fds, flags, (uintptr_t)__builtin_return_address(0));
+}
+
 SHIM_API int pipe(int fds[2])
 {
-	return pipe2(fds, 0);
+	return pipe_at(fds, 0, (uintptr_t)__builtin_return_address(0));
 }
 
 SHIM_API int socketpair(int domain, int type, int proto, int sv[2])
@@ -141,7 +149,7 @@ SHIM_API int socketpair(int domain, int type, int proto, int sv[2])
 		errno = EFAULT;
 		return -1;
 	}
-	if (shim_make_pair(sv, kind, flags) == 0)
+	if (shim_make_pair(sv, kind, flags, 0) == 0)
 		return 0;
 	return real.socketpair(domain, type, proto, sv);
 }
@@ -551,6 +559,8 @@ static struct sfd *going(int fd)
  */
 static void gone(struct sfd *s, bool counted, int r)
 {
+	if (s->site)
+		shim_site_note(s);
 	if (r == 0 && !counted && (atomic_load(&s->c) || s->slow)) {
 		int e = errno;
 

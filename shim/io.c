@@ -553,13 +553,18 @@ ssize_t shim_read(struct sfd *s, int fd, void *buf, size_t len, int flags,
 	struct iovec one;
 	ssize_t n = read_start(s, fd, len, flags, &c);
 
-	if (n <= 0)
-		return n;
-	if (__builtin_expect(known((uintptr_t)buf, (uintptr_t)buf + len, true), 1))
-		return read_in(s, fd, c, buf, len, flags, full, rx, &w);
-	one.iov_base = buf;
-	one.iov_len = len;
-	return read_checked(s, fd, c, &one, 1, len, flags, full, rx, &w);
+	if (n > 0) {
+		if (__builtin_expect(known((uintptr_t)buf, (uintptr_t)buf + len, true), 1)) {
+			n = read_in(s, fd, c, buf, len, flags, full, rx, &w);
+		} else {
+			one.iov_base = buf;
+			one.iov_len = len;
+			n = read_checked(s, fd, c, &one, 1, len, flags, full, rx, &w);
+		}
+	}
+	if (!n && len && s->site)
+		s->saw_eof = true;	/* what the pipe carried is known now */
+	return n;
 }
 
 static size_t iov_total(const struct iovec *iov, int cnt)

@@ -322,6 +322,83 @@ static int supply_take(unsigned k, bool cloexec, int fds[2], uint64_t *map_len)
 	return 0;
 }
 
+/* ---- pipes that carry nothing --------------------------------------------------- */
+
+/*
+ * Some programs make a pipe per child only to learn whether its exec
+ * worked: the child's copy of the write end is close-on-exec, nothing is
+ * written unless the exec fails, and the parent reads the end of file.
+ * As a channel such a pipe costs a pair (its write end goes with the
+ * exec, so the pair never comes back whole) and moves no byte.  So the
+ * shim notes, per call site of pipe() (the caller's return address), what
+ * the pipes made there carried by the time their read end here saw the end
+ * of file; after SITE_EMPTY empty ones in a row from one site, that site
+ * gets kernel pipes, except every SITE_PROBE-th, a channel again, which
+ * starts over if it carries anything.  A pipe whose end of file this
+ * process never reads is not counted: a shell that hands both ends to its
+ * children learns nothing here.
+ */
+#define SITES		16
+#define SITE_EMPTY	4
+#define SITE_PROBE	32
+
+static struct {
+	_Atomic uintptr_t pc;
+	_Atomic unsigned empty;		/* empty pipes in a row */
+	_Atomic unsigned kernel;	/* kernel pipes given since */
+} sites[SITES] SHIM_FORKED;
+
+static int site_find(uintptr_t pc, bool add)
+{
+	unsigned i, h = (unsigned)(pc >> 4) % SITES;
+
+	for (i = 0; i < SITES; i++) {
+		unsigned j = (h + i) % SITES;
+		uintptr_t cur = atomic_load_explicit(&sites[j].pc, memory_order_relaxed);
+
+		if (cur == pc)
+			return (int)j;
+		if (!cur) {
+			if (!add)
+				return -1;
+			if (atomic_compare_exchange_strong(&sites[j].pc, &cur, pc))
+				return (int)j;
+			if (cur == pc)
+				return (int)j;
+		}
+	}
+	return -1;	/* full: such sites are not told apart */
+}
+
+bool shim_site_kernel(uintptr_t pc)
+{
+	int i = site_find(pc, false);
+
+	if (i < 0 || atomic_load_explicit(&sites[i].empty, memory_order_relaxed) < SITE_EMPTY)
+		return false;
+	return (atomic_fetch_add_explicit(&sites[i].kernel, 1, memory_order_relaxed) + 1) %
+	       SITE_PROBE != 0;
+}
+
+void shim_site_note(struct sfd *s)
+{
+	uintptr_t pc = s->site;
+	int i;
+
+	s->site = 0;	/* once */
+	if (!s->saw_eof || !s->m || (i = site_find(pc, true)) < 0)
+		return;
+	if (atomic_load(&s->m->r0->tail) == s->tail0) {
+		unsigned e = atomic_load_explicit(&sites[i].empty, memory_order_relaxed);
+
+		if (e < SITE_EMPTY)
+			atomic_store_explicit(&sites[i].empty, e + 1, memory_order_relaxed);
+	} else {
+		atomic_store_explicit(&sites[i].empty, 0, memory_order_relaxed);
+		atomic_store_explicit(&sites[i].kernel, 0, memory_order_relaxed);
+	}
+}
+
 /* ---- making a pair here ---------------------------------------------------------- */
 
 /* Open both ends of a fresh anonymous channel made here: what the factory
@@ -949,7 +1026,7 @@ static int sfd_bind(struct sfd *s, int fd, struct smap *m)
 	return 0;
 }
 
-int shim_make_pair(int fds[2], enum skind kind, int flags)
+int shim_make_pair(int fds[2], enum skind kind, int flags, uintptr_t site)
 {
 	bool cloexec = flags & O_CLOEXEC, nb = flags & O_NONBLOCK;
 	uint32_t anon = anon_of(kind, flags);
@@ -1006,6 +1083,10 @@ int shim_make_pair(int fds[2], enum skind kind, int flags)
 		}
 		if (sfd_bind(s[i], fds[i], m) < 0)
 			goto fail;
+	}
+	if (site) {
+		s[0]->site = site;
+		s[0]->tail0 = atomic_load(&m->r0->tail);
 	}
 	if (fdtab_set(fds[0], s[0], cloexec) < 0 || fdtab_set(fds[1], s[1], cloexec) < 0)
 		goto fail;

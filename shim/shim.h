@@ -158,6 +158,11 @@ struct sfd {
 	pid_t cred_pid;			/* SO_PEERCRED: who made the pair */
 	uid_t cred_uid;
 	gid_t cred_gid;
+	uintptr_t site;			/* the pipe's read end made here: where the
+					   program called pipe() (pairs.c, "Pipes
+					   that carry nothing"); 0 once noted */
+	uint64_t tail0;			/* its ring's bytes published then */
+	bool saw_eof;			/* a read here gave the end of file */
 	struct sfd *next_free;
 	struct sfd *held_next;		/* in the holds list (hold.c), under its lock */
 	struct sfd *held_prev;
@@ -217,7 +222,12 @@ void fdtab_each(void (*fn)(int fd, struct sfd *s, void *arg), void *arg);
 struct sfd *sfd_new(enum skind kind, unsigned roles, int end); /* +1 ref */
 
 /* pairs.c: making pairs and taking ends in */
-int shim_make_pair(int fds[2], enum skind kind, int flags);
+int shim_make_pair(int fds[2], enum skind kind, int flags, uintptr_t site);
+/* pairs.c: whether a pipe asked for at call site pc should be the
+ * kernel's, as the pipes made there so far carried nothing; what a pipe
+ * made there carried, once its read end here saw the end of file */
+bool shim_site_kernel(uintptr_t pc);
+void shim_site_note(struct sfd *s);
 /* End `end` of the pair mapped at map (fd open on it; s its end here, or
  * NULL) is held by nobody else: keep it for another pipe if we made the
  * pair, else hand it to the process that did (ring.h, "Keeping"). */

@@ -221,5 +221,42 @@ echo "# 60 shells made 60 pipes; the daemon made $made channels"
 [ "$made" -ge 1 ] || bad "60 shells: no channel made at all (was the shim loaded?)"
 [ -s "$TMPD/shim.err" ] && { cat "$TMPD/shim.err"; bad "the shells wrote to stderr"; }
 kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
+
+# 6. A pipe per child that only says whether its exec worked (xargs makes
+#    one per command): its write end goes with the exec, nothing is written,
+#    so after a few the shim gives that call site kernel pipes
+#    (ipcd-shim(7), "Pipes that carry nothing").  The daemon stops making a
+#    channel per command, and an exec that fails is still reported.
+if command -v xargs >/dev/null 2>&1; then
+	c0=$(status_field created)
+	out=$(seq 60 | LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT timeout 120 xargs -n1 true 2>&1)
+	rc=$?
+	c1=$(status_field created)
+	made=$((c1 - c0))
+	echo "# xargs ran 60 commands; the daemon made $made channels"
+	[ "$rc" = 0 ] && [ -z "$out" ] || bad "xargs -n1 true under the shim: status $rc, output '$out'"
+	[ "$made" -le 20 ] ||
+		bad "xargs over 60 commands: the daemon made $made channels (want at most 20)"
+	# A command that deletes itself on its 8th run: the 9th exec fails,
+	# and xargs says so and exits 127, as on the kernel.
+	for mode in kernel shim; do
+		mkdir -p "$TMPD/x-$mode"
+		printf '#!/bin/sh\nn=$(cat count 2>/dev/null || echo 0)\necho $((n + 1)) >count\n[ "$n" -ge 7 ] && rm -f "$0"\nexit 0\n' \
+			>"$TMPD/x-$mode/cmd"
+		chmod +x "$TMPD/x-$mode/cmd"
+	done
+	(cd "$TMPD/x-kernel" && seq 20 | timeout 60 xargs -n1 ./cmd >/dev/null 2>err)
+	krc=$?
+	(cd "$TMPD/x-shim" && seq 20 | LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT \
+		timeout 60 xargs -n1 ./cmd >/dev/null 2>err)
+	src=$?
+	kc=$(cat "$TMPD/x-kernel/count") sc=$(cat "$TMPD/x-shim/count")
+	[ "$src" = "$krc" ] && [ "$sc" = "$kc" ] && grep -q cmd "$TMPD/x-shim/err" ||
+		bad "a failed exec under xargs: status $src after $sc runs with the shim, $krc after $kc on the kernel"
+	echo "# a failed exec under xargs: status $src after $sc runs, as on the kernel"
+else
+	echo "# no xargs here: the error-pipe case is not run"
+fi
+kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
 [ "$FAILS" = 0 ] || fail "$FAILS of the above failed"
-pass "pairs handed back: reused when whole and idle, refused otherwise"
+pass "pairs handed back: reused when whole and idle, refused otherwise; pipes that carry nothing left to the kernel"
