@@ -553,14 +553,38 @@ void hold_exit(void)
 	fdtab_each(exit_pending, NULL);
 }
 
+struct peer_look {
+	const struct sfd *s;
+	bool found;
+};
+
+static void peer_each(int fd, struct sfd *t, void *arg)
+{
+	struct peer_look *p = arg;
+
+	(void)fd;
+	if (t != p->s && t->m == p->s->m && t->end == 1 - p->s->end && !atomic_load(&t->dirty))
+		p->found = true;
+}
+
 void hold_catch_up(struct sfd *s, int fd)
 {
 	uint64_t r = atomic_load_explicit(&shim_reaps, memory_order_relaxed);
+	struct peer_look p = { s, false };
 
 	/* A child reaped since s came here may have held it without a word
 	 * (killed, or running a program without the shim): the daemon knows. */
 	if (r == s->born || r == atomic_load_explicit(&synced, memory_order_relaxed))
 		return;
+	/* Unless the other end is open here too: then no close elsewhere can
+	 * end the pipe for this one (a reader still has a writer, a writer a
+	 * reader), which is all the daemon could tell.  make's jobserver pipe
+	 * is one: it reads and writes both ends between its children. */
+	if (s->m && s->end >= 0) {
+		fdtab_each(peer_each, &p);
+		if (p.found)
+			return;
+	}
 	shim_sync(fd);
 	atomic_store(&synced, r);
 }

@@ -53,10 +53,11 @@ struct supply {
 	unsigned expect;	/* pairs asked for and not received */
 	unsigned ask;		/* how many to keep coming */
 	unsigned taken;		/* pairs this process took from it */
+	uint64_t ino;		/* fd's socket inode (0: not asked yet) */
 };
 static struct supply supply[KINDS] SHIM_FORKED = {
-	{ -1, 0, 0, 0 }, { -1, 0, 0, 0 }, { -1, 0, 0, 0 },
-	{ -1, 0, 0, 0 }, { -1, 0, 0, 0 }, { -1, 0, 0, 0 }
+	{ -1, 0, 0, 0, 0 }, { -1, 0, 0, 0, 0 }, { -1, 0, 0, 0, 0 },
+	{ -1, 0, 0, 0, 0 }, { -1, 0, 0, 0, 0 }, { -1, 0, 0, 0, 0 }
 };
 
 static pthread_mutex_t supply_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
@@ -145,6 +146,7 @@ static bool supply_open(unsigned k)
 
 	if (sp->fd == -1) {
 		sp->fd = supply_connect();
+		sp->ino = 0;
 		sp->ask = ASK_FIRST;
 		sp->expect = 0;
 		if (sp->fd < 0 && (errno == EMFILE || errno == EINVAL)) {
@@ -182,12 +184,17 @@ int shim_supply_list(unsigned *kinds, int *fds, uint64_t *inos, int max)
 	int n = 0;
 
 	for (k = 0; k < KINDS && n < max; k++) {
-		if (supply[k].fd < 0 ||
-		    statx(supply[k].fd, "", AT_EMPTY_PATH, STATX_INO, &stx) < 0)
+		if (supply[k].fd < 0)
 			continue;
+		/* Asked once: a program run later is told the same socket. */
+		if (!supply[k].ino) {
+			if (statx(supply[k].fd, "", AT_EMPTY_PATH, STATX_INO, &stx) < 0)
+				continue;
+			supply[k].ino = stx.stx_ino;
+		}
 		kinds[n] = k;
 		fds[n] = supply[k].fd;
-		inos[n++] = stx.stx_ino;
+		inos[n++] = supply[k].ino;
 	}
 	return n;
 }
@@ -216,6 +223,7 @@ void shim_supply_adopt(unsigned kind, int fd, uint64_t ino)
 		return;
 	real.fcntl(fd, F_SETFD, FD_CLOEXEC);
 	supply[kind].fd = fd;
+	supply[kind].ino = ino;
 	supply[kind].ask = ASK_FIRST;
 	supply[kind].expect = 0;
 }
