@@ -118,12 +118,12 @@ static int pipe_at(int fds[2], int flags, uintptr_t site)
 
 SHIM_API int pipe2(int fds[2], int flags)
 {
-	return pipe_at(fds, flags, (uintptr_t)__builtin_return_address(0));
+	return pipe_at(fds, flags, shim_site_key((uintptr_t)__builtin_return_address(0)));
 }
 
 SHIM_API int pipe(int fds[2])
 {
-	return pipe_at(fds, 0, (uintptr_t)__builtin_return_address(0));
+	return pipe_at(fds, 0, shim_site_key((uintptr_t)__builtin_return_address(0)));
 }
 
 SHIM_API int socketpair(int domain, int type, int proto, int sv[2])

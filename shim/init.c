@@ -299,12 +299,14 @@ static void atfork_prepare(void)
 
 static void atfork_parent(void)
 {
+	shim_site_child();
 	if (fork_prepared)
 		hold_fork_parent();
 }
 
 static void atfork_child(void)
 {
+	shim_site_child();
 	shim_pid = shim_getpid();
 	ipcd_tid_forget();
 	fdtab_after_fork();

@@ -338,13 +338,16 @@ static int supply_take(unsigned k, bool cloexec, int fds[2], uint64_t *map_len)
  * written unless the exec fails, and the parent reads the end of file.
  * As a channel such a pipe costs a pair (its write end goes with the
  * exec, so the pair never comes back whole) and moves no byte.  So the
- * shim notes, per call site of pipe() (the caller's return address), what
- * the pipes made there carried by the time their read end here saw the end
- * of file; after SITE_EMPTY empty ones in a row from one site, that site
- * gets kernel pipes, except every SITE_PROBE-th, a channel again, which
- * starts over if it carries anything.  A pipe whose end of file this
- * process never reads is not counted: a shell that hands both ends to its
- * children learns nothing here.
+ * shim notes, per call site of pipe() (the caller's return address, and
+ * how many pipes this process made since it last started a child: a
+ * language runtime makes a child's stdin, stdout, stderr and that pipe in
+ * one place, in that order), what the pipes made there carried by the
+ * time their read end here saw the end of file; after SITE_EMPTY empty ones
+ * in a row from one site, that site gets kernel pipes, except every
+ * SITE_PROBE-th, a channel again, which starts over if it carries
+ * anything.  A pipe whose end of file this process never reads is not
+ * counted: a shell that hands both ends to its children learns nothing
+ * here.
  */
 #define SITES		16
 #define SITE_EMPTY	4
@@ -376,6 +379,21 @@ static int site_find(uintptr_t pc, bool add)
 		}
 	}
 	return -1;	/* full: such sites are not told apart */
+}
+
+static _Atomic unsigned pipes_since_child SHIM_FORKED;
+
+void shim_site_child(void)
+{
+	atomic_store_explicit(&pipes_since_child, 0, memory_order_relaxed);
+}
+
+uintptr_t shim_site_key(uintptr_t pc)
+{
+	unsigned n = atomic_fetch_add_explicit(&pipes_since_child, 1, memory_order_relaxed);
+	uintptr_t key = pc + (uintptr_t)(n < 8 ? n : 8) * (uintptr_t)0x9e3779b97f4a7c15ull;
+
+	return key ? key : 1;
 }
 
 bool shim_site_kernel(uintptr_t pc)

@@ -42,6 +42,7 @@ __attribute__((used)) void shim_vfork_prepare(void)
 	READY(vfork);
 	shim_keep_ready();
 	hold_spawn(NULL, false);
+	shim_site_child();
 	/* Last: nothing may ask shim_in_vfork_child() between this and the
 	 * vfork, or it would close the window in the parent too early. */
 	shim_spawn_begin(true);
@@ -121,6 +122,7 @@ SHIM_API int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_ac
 	shim_spawn_begin(false);
 	r = PASSING(env, real.posix_spawn(pid, path, fa, attr, argv, env));
 	shim_spawn_end();
+	shim_site_child();
 	return r;
 }
 
@@ -136,6 +138,7 @@ SHIM_API int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_a
 	shim_spawn_begin(false);
 	r = PASSING(env, real.posix_spawnp(pid, file, fa, attr, argv, env));
 	shim_spawn_end();
+	shim_site_child();
 	return r;
 }
 

@@ -228,6 +228,10 @@ int shim_make_pair(int fds[2], enum skind kind, int flags, uintptr_t site);
  * made there carried, once its read end here saw the end of file */
 bool shim_site_kernel(uintptr_t pc);
 void shim_site_note(struct sfd *s);
+/* pairs.c: the site of a pipe asked for at pc, counting the pipes made
+ * since this process last started a child; a child is started */
+uintptr_t shim_site_key(uintptr_t pc);
+void shim_site_child(void);
 /* End `end` of the pair mapped at map (fd open on it; s its end here, or
  * NULL) is held by nobody else: keep it for another pipe if we made the
  * pair, else hand it to the process that did (ring.h, "Keeping"). */

@@ -257,6 +257,32 @@ if command -v xargs >/dev/null 2>&1; then
 else
 	echo "# no xargs here: the error-pipe case is not run"
 fi
+
+# 7. The same for a runtime that makes a child's stdin, stdout, stderr and
+#    exec-error pipes in one place: Python's subprocess.  Its stderr and
+#    error pipes carry nothing here and become kernel pipes; stdin and
+#    stdout carry a byte and stay channels.  Counted: the pipes served by
+#    channels, new or reused (4 a run if nothing changed).
+c0=$(($(status_field created) + $(status_field reused)))
+out=$(LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT timeout 120 "$PY" -c '
+import subprocess
+bad = 0
+for i in range(40):
+    r = subprocess.run(["cat"], input=b"x%d" % i, capture_output=True)
+    bad += r.returncode != 0 or r.stdout != b"x%d" % i or r.stderr != b""
+
+try:
+    subprocess.run(["/nonexistent/cmd"])
+    bad += 1
+except FileNotFoundError:
+    pass
+print(bad)' 2>&1)
+c1=$(($(status_field created) + $(status_field reused)))
+used=$((c1 - c0))
+echo "# python ran 40 subprocesses (160 pipes); $used of them were channels"
+[ "$out" = 0 ] || bad "python subprocess under the shim: '$out' (0: every run right, the failed exec reported)"
+[ "$used" -le 125 ] || bad "python's 40 subprocesses: $used of 160 pipes were channels (want at most 125)"
+[ "$used" -ge 60 ] || bad "python's 40 subprocesses: only $used of 160 pipes were channels (stdin and stdout carry bytes)"
 kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
 [ "$FAILS" = 0 ] || fail "$FAILS of the above failed"
 pass "pairs handed back: reused when whole and idle, refused otherwise; pipes that carry nothing left to the kernel"
