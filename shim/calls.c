@@ -559,7 +559,7 @@ static struct sfd *going(int fd)
  */
 static void gone(struct sfd *s, bool counted, int r)
 {
-	if (s->site)
+	if (atomic_load_explicit(&s->site, memory_order_relaxed))
 		shim_site_note(s);
 	if (r == 0 && !counted && (atomic_load(&s->c) || s->slow)) {
 		int e = errno;

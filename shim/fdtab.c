@@ -338,9 +338,9 @@ struct sfd *sfd_new(enum skind kind, unsigned roles, int end)
 	s->cred_pid = 0;
 	s->cred_uid = 0;
 	s->cred_gid = 0;
-	s->site = 0;
+	atomic_store(&s->site, 0);
 	s->tail0 = 0;
-	s->saw_eof = false;
+	atomic_store(&s->saw_eof, false);
 	s->next_free = NULL;
 	s->held_next = s->held_prev = NULL;
 	atomic_store(&s->c, NULL);

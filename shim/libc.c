@@ -156,15 +156,24 @@ void shim_first_end(void)
  * libc: each makes libc's entries reach the shim (once, and only with an
  * end in the process) before it runs.
  */
-#define NEXT(fn, name)								\
-	do {									\
-		if (!(fn))							\
-			(fn) = shim_next_sym(name);				\
-	} while (0)
+static void *next_once(void **slot, const char *name)
+{
+	void *f = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+
+	if (!f) {
+		f = shim_next_sym(name);
+		__atomic_store_n(slot, f, __ATOMIC_RELEASE);
+	}
+	return f;
+}
+
+/* fn: libc's function name, found once (any thread may be first). */
+#define NEXT(fn, name) ((fn) = (__typeof__(fn))next_once(&fn##_at, name))
 
 SHIM_API int system(const char *cmd)
 {
-	static int (*fn)(const char *);
+	static void *fn_at;
+	int (*fn)(const char *);
 
 	NEXT(fn, "system");
 	if (!fn)
@@ -175,7 +184,8 @@ SHIM_API int system(const char *cmd)
 
 SHIM_API FILE *popen(const char *cmd, const char *mode)
 {
-	static FILE *(*fn)(const char *, const char *);
+	static void *fn_at;
+	FILE *(*fn)(const char *, const char *);
 
 	NEXT(fn, "popen");
 	if (!fn)
@@ -186,7 +196,8 @@ SHIM_API FILE *popen(const char *cmd, const char *mode)
 
 SHIM_API int wordexp(const char *words, wordexp_t *we, int flags)
 {
-	static int (*fn)(const char *, wordexp_t *, int);
+	static void *fn_at;
+	int (*fn)(const char *, wordexp_t *, int);
 
 	NEXT(fn, "wordexp");
 	if (!fn)
@@ -197,7 +208,8 @@ SHIM_API int wordexp(const char *words, wordexp_t *we, int flags)
 
 SHIM_API FILE *freopen(const char *path, const char *mode, FILE *fp)
 {
-	static FILE *(*fn)(const char *, const char *, FILE *);
+	static void *fn_at;
+	FILE *(*fn)(const char *, const char *, FILE *);
 
 	NEXT(fn, "freopen");
 	if (!fn)
@@ -208,7 +220,8 @@ SHIM_API FILE *freopen(const char *path, const char *mode, FILE *fp)
 
 SHIM_API FILE *freopen64(const char *path, const char *mode, FILE *fp)
 {
-	static FILE *(*fn)(const char *, const char *, FILE *);
+	static void *fn_at;
+	FILE *(*fn)(const char *, const char *, FILE *);
 
 	NEXT(fn, "freopen64");
 	if (!fn)
@@ -219,7 +232,8 @@ SHIM_API FILE *freopen64(const char *path, const char *mode, FILE *fp)
 
 SHIM_API int daemon(int nochdir, int noclose)
 {
-	static int (*fn)(int, int);
+	static void *fn_at;
+	int (*fn)(int, int);
 
 	NEXT(fn, "daemon");
 	if (!fn)
@@ -230,7 +244,8 @@ SHIM_API int daemon(int nochdir, int noclose)
 
 SHIM_API int login_tty(int fd)
 {
-	static int (*fn)(int);
+	static void *fn_at;
+	int (*fn)(int);
 
 	NEXT(fn, "login_tty");
 	if (!fn)
@@ -242,7 +257,8 @@ SHIM_API int login_tty(int fd)
 SHIM_API pid_t forkpty(int *amaster, char *name, const struct termios *tio,
 		       const struct winsize *ws)
 {
-	static pid_t (*fn)(int *, char *, const struct termios *, const struct winsize *);
+	static void *fn_at;
+	pid_t (*fn)(int *, char *, const struct termios *, const struct winsize *);
 
 	NEXT(fn, "forkpty");
 	if (!fn)
@@ -253,7 +269,8 @@ SHIM_API pid_t forkpty(int *amaster, char *name, const struct termios *tio,
 
 SHIM_API void closefrom(int low)
 {
-	static void (*fn)(int);
+	static void *fn_at;
+	void (*fn)(int);
 
 	NEXT(fn, "closefrom");
 	shim_libc_whole();

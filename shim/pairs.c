@@ -408,11 +408,10 @@ bool shim_site_kernel(uintptr_t pc)
 
 void shim_site_note(struct sfd *s)
 {
-	uintptr_t pc = s->site;
+	uintptr_t pc = atomic_exchange(&s->site, 0);	/* once */
 	int i;
 
-	s->site = 0;	/* once */
-	if (!s->saw_eof || !s->m || (i = site_find(pc, true)) < 0)
+	if (!pc || !atomic_load(&s->saw_eof) || !s->m || (i = site_find(pc, true)) < 0)
 		return;
 	if (atomic_load(&s->m->r0->tail) == s->tail0) {
 		unsigned e = atomic_load_explicit(&sites[i].empty, memory_order_relaxed);
@@ -1111,8 +1110,8 @@ int shim_make_pair(int fds[2], enum skind kind, int flags, uintptr_t site)
 			goto fail;
 	}
 	if (site) {
-		s[0]->site = site;
 		s[0]->tail0 = atomic_load(&m->r0->tail);
+		atomic_store(&s[0]->site, site);
 	}
 	if (fdtab_set(fds[0], s[0], cloexec) < 0 || fdtab_set(fds[1], s[1], cloexec) < 0)
 		goto fail;

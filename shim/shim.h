@@ -158,11 +158,11 @@ struct sfd {
 	pid_t cred_pid;			/* SO_PEERCRED: who made the pair */
 	uid_t cred_uid;
 	gid_t cred_gid;
-	uintptr_t site;			/* the pipe's read end made here: where the
+	_Atomic uintptr_t site;		/* the pipe's read end made here: where the
 					   program called pipe() (pairs.c, "Pipes
 					   that carry nothing"); 0 once noted */
 	uint64_t tail0;			/* its ring's bytes published then */
-	bool saw_eof;			/* a read here gave the end of file */
+	_Atomic bool saw_eof;		/* a read here gave the end of file */
 	struct sfd *next_free;
 	struct sfd *held_next;		/* in the holds list (hold.c), under its lock */
 	struct sfd *held_prev;

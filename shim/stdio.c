@@ -49,8 +49,15 @@ static const char *const io_names[IO_FNS] = {
 static const char *const table_names[] = { "_IO_file_jumps", "_IO_wfile_jumps" };
 #define TABLES	(sizeof(table_names) / sizeof(table_names[0]))
 
-/* libc's own functions, which the handlers call for other descriptors. */
+/* libc's own functions, which the handlers call for other descriptors
+ * (set before the tables point at the handlers; atomics, as threads that
+ * read them never synchronised with the one that set them). */
 static void *orig[IO_FNS];
+
+static void *orig_fn(int f)
+{
+	return __atomic_load_n(&orig[f], __ATOMIC_ACQUIRE);
+}
 
 static bool is_end(int fd)
 {
@@ -68,7 +75,7 @@ static bool is_end(int fd)
 static ssize_t io_read(FILE *fp, void *buf, ssize_t n)
 {
 	if (!is_end(fp->_fileno))
-		return ((io_read_fn)orig[IO_READ])(fp, buf, n);
+		return ((io_read_fn)orig_fn(IO_READ))(fp, buf, n);
 	return read(fp->_fileno, buf, (size_t)n);
 }
 
@@ -80,7 +87,7 @@ static ssize_t io_write(FILE *fp, const void *data, ssize_t n)
 	ssize_t left = n, k;
 
 	if (!is_end(fp->_fileno))
-		return ((io_write_fn)orig[IO_WRITE])(fp, data, n);
+		return ((io_write_fn)orig_fn(IO_WRITE))(fp, data, n);
 	while (left > 0) {
 		k = write(fp->_fileno, p, (size_t)left);
 		if (k < 0) {
@@ -99,7 +106,7 @@ static ssize_t io_write(FILE *fp, const void *data, ssize_t n)
 static off64_t io_seek(FILE *fp, off64_t off, int whence)
 {
 	if (!is_end(fp->_fileno))
-		return ((io_seek_fn)orig[IO_SEEK])(fp, off, whence);
+		return ((io_seek_fn)orig_fn(IO_SEEK))(fp, off, whence);
 	errno = ESPIPE;		/* as on a pipe or a socket */
 	return -1;
 }
@@ -107,7 +114,7 @@ static off64_t io_seek(FILE *fp, off64_t off, int whence)
 static int io_close(FILE *fp)
 {
 	if (!is_end(fp->_fileno))
-		return ((io_close_fn)orig[IO_CLOSE])(fp);
+		return ((io_close_fn)orig_fn(IO_CLOSE))(fp);
 	return shim_close_fd(fp->_fileno, real.close_nocancel ? real.close_nocancel : real.close);
 }
 
@@ -133,7 +140,7 @@ static long slot_of(void *const *tab, size_t n, void *fn)
 bool shim_stdio_hook(void)
 {
 	const struct elf_obj *o = shim_libc_obj();
-	void **slot[TABLES][IO_FNS];
+	void **slot[TABLES][IO_FNS], *fns[IO_FNS];
 	uintptr_t lo = UINTPTR_MAX, hi = 0;
 	size_t t, f, size;
 	long pg = sysconf(_SC_PAGESIZE);
@@ -141,8 +148,8 @@ bool shim_stdio_hook(void)
 	if (!o || pg <= 0)
 		return false;
 	for (f = 0; f < IO_FNS; f++) {
-		orig[f] = shim_libc_sym(io_names[f], NULL, NULL);
-		if (!orig[f] || (uintptr_t)orig[f] < o->lo || (uintptr_t)orig[f] >= o->hi)
+		fns[f] = shim_libc_sym(io_names[f], NULL, NULL);
+		if (!fns[f] || (uintptr_t)fns[f] < o->lo || (uintptr_t)fns[f] >= o->hi)
 			return false;
 	}
 	for (t = 0; t < TABLES; t++) {
@@ -152,7 +159,7 @@ bool shim_stdio_hook(void)
 		    (uintptr_t)tab < o->lo || (uintptr_t)tab + size > o->hi)
 			return false;
 		for (f = 0; f < IO_FNS; f++) {
-			long at = slot_of(tab, size / sizeof(void *), orig[f]);
+			long at = slot_of(tab, size / sizeof(void *), fns[f]);
 
 			if (at < 0)
 				return false;
@@ -171,6 +178,8 @@ bool shim_stdio_hook(void)
 	hi = (hi + (uintptr_t)pg - 1) & ~(uintptr_t)(pg - 1);
 	if (mprotect((void *)lo, hi - lo, PROT_READ | PROT_WRITE) < 0)
 		return false;
+	for (f = 0; f < IO_FNS; f++)
+		__atomic_store_n(&orig[f], fns[f], __ATOMIC_RELEASE);
 	for (t = 0; t < TABLES; t++)
 		for (f = 0; f < IO_FNS; f++)
 			__atomic_store_n(slot[t][f], handlers[f], __ATOMIC_RELEASE);
