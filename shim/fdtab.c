@@ -194,6 +194,13 @@ void fdtab_each(void (*fn)(int fd, struct sfd *s, void *arg), void *arg)
 	}
 }
 
+bool fdtab_has(int fd)
+{
+	slot_t *sl = fdtab_any() ? slot_find(fd) : NULL;
+
+	return sl && atomic_load_explicit(sl, memory_order_acquire);
+}
+
 struct sfd *fdtab_get(int fd)
 {
 	slot_t *sl;
@@ -331,7 +338,7 @@ struct sfd *sfd_new(enum skind kind, unsigned roles, int end)
 	atomic_store(&s->nonblock, 0);
 	atomic_store(&s->shut_rd, 0);
 	atomic_store(&s->counted, false);
-	s->born = atomic_load(&shim_reaps);
+	atomic_store(&s->reaps_seen, atomic_load(&shim_reaps));
 	atomic_store(&s->rcvtimeo, 0);
 	atomic_store(&s->sndtimeo, 0);
 	atomic_store(&s->passcred, 0);

@@ -574,16 +574,20 @@ void hold_catch_up(struct sfd *s, int fd)
 
 	/* A child reaped since s came here may have held it without a word
 	 * (killed, or running a program without the shim): the daemon knows. */
-	if (r == s->born || r == atomic_load_explicit(&synced, memory_order_relaxed))
+	if (r == atomic_load_explicit(&s->reaps_seen, memory_order_relaxed) ||
+	    r == atomic_load_explicit(&synced, memory_order_relaxed))
 		return;
 	/* Unless the other end is open here too: then no close elsewhere can
 	 * end the pipe for this one (a reader still has a writer, a writer a
 	 * reader), which is all the daemon could tell.  make's jobserver pipe
-	 * is one: it reads and writes both ends between its children. */
+	 * is one: it reads and writes both ends between its children.  Looked
+	 * up once per reaped child and end. */
 	if (s->m && s->end >= 0) {
 		fdtab_each(peer_each, &p);
-		if (p.found)
+		if (p.found) {
+			atomic_store_explicit(&s->reaps_seen, r, memory_order_relaxed);
 			return;
+		}
 	}
 	shim_sync(fd);
 	atomic_store(&synced, r);

@@ -47,24 +47,12 @@ int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t 
 /* The _nocancel forms: as the cancellable ones, with their own originals. */
 static ssize_t read_nocancel(int fd, void *buf, size_t len)
 {
-	struct sfd *s = fdtab_any() ? fdtab_get(fd) : NULL;
-	ssize_t n;
-
-	if (!s)
-		return real.read_nocancel(fd, buf, len);
-	sfd_put(s);
-	n = read(fd, buf, len);
-	return n;
+	return fdtab_has(fd) ? read(fd, buf, len) : real.read_nocancel(fd, buf, len);
 }
 
 static ssize_t write_nocancel(int fd, const void *buf, size_t len)
 {
-	struct sfd *s = fdtab_any() ? fdtab_get(fd) : NULL;
-
-	if (!s)
-		return real.write_nocancel(fd, buf, len);
-	sfd_put(s);
-	return write(fd, buf, len);
+	return fdtab_has(fd) ? write(fd, buf, len) : real.write_nocancel(fd, buf, len);
 }
 
 static int close_nocancel(int fd)
@@ -206,28 +194,31 @@ SHIM_API int wordexp(const char *words, wordexp_t *we, int flags)
 	return fn(words, we, flags);
 }
 
-SHIM_API FILE *freopen(const char *path, const char *mode, FILE *fp)
+/* freopen and freopen64 (one prototype): libc's `name`, found in *at. */
+static FILE *reopen(void **at, const char *name, const char *path, const char *mode,
+		    FILE *fp)
 {
-	static void *fn_at;
-	FILE *(*fn)(const char *, const char *, FILE *);
+	FILE *(*fn)(const char *, const char *, FILE *) =
+		(FILE *(*)(const char *, const char *, FILE *))next_once(at, name);
 
-	NEXT(fn, "freopen");
 	if (!fn)
 		return errno = ENOSYS, NULL;
 	shim_libc_whole();
 	return fn(path, mode, fp);
 }
 
+SHIM_API FILE *freopen(const char *path, const char *mode, FILE *fp)
+{
+	static void *at;
+
+	return reopen(&at, "freopen", path, mode, fp);
+}
+
 SHIM_API FILE *freopen64(const char *path, const char *mode, FILE *fp)
 {
-	static void *fn_at;
-	FILE *(*fn)(const char *, const char *, FILE *);
+	static void *at;
 
-	NEXT(fn, "freopen64");
-	if (!fn)
-		return errno = ENOSYS, NULL;
-	shim_libc_whole();
-	return fn(path, mode, fp);
+	return reopen(&at, "freopen64", path, mode, fp);
 }
 
 SHIM_API int daemon(int nochdir, int noclose)

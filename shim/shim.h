@@ -151,7 +151,8 @@ struct sfd {
 	_Atomic int nonblock;		/* O_NONBLOCK of the open file */
 	_Atomic int shut_rd;		/* shutdown(SHUT_RD) was called */
 	_Atomic bool counted;		/* this process is among its holders */
-	uint64_t born;			/* shim_reaps when it came here */
+	_Atomic uint64_t reaps_seen;	/* shim_reaps when it came here, or when a
+					   catch-up last found nothing to ask */
 	_Atomic uint64_t rcvtimeo;	/* SO_RCVTIMEO, ns (0: none) */
 	_Atomic uint64_t sndtimeo;	/* SO_SNDTIMEO */
 	_Atomic int passcred;		/* SO_PASSCRED */
@@ -205,6 +206,7 @@ bool shim_fork_prepared(void);		/* after a fork, in the parent: was it? */
 
 /* fdtab.c */
 struct sfd *fdtab_get(int fd);		/* with a reference; NULL if not ours */
+bool fdtab_has(int fd);			/* whether fd is ours now (no reference) */
 void sfd_put(struct sfd *s);
 /* As fdtab_get, for one call of a single-threaded process: may lend s without
  * a reference (*borrowed says so); sfd_return(s, *borrowed) ends either. */

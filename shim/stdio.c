@@ -35,10 +35,10 @@
 /* The shim's exported entry points do the work for a channel end. */
 ssize_t read(int fd, void *buf, size_t len);
 ssize_t write(int fd, const void *buf, size_t len);
+off64_t lseek64(int fd, off64_t off, int whence);
 
 typedef ssize_t (*io_read_fn)(FILE *, void *, ssize_t);
 typedef ssize_t (*io_write_fn)(FILE *, const void *, ssize_t);
-typedef off64_t (*io_seek_fn)(FILE *, off64_t, int);
 typedef int (*io_close_fn)(FILE *);
 
 enum { IO_READ, IO_WRITE, IO_SEEK, IO_CLOSE, IO_FNS };
@@ -59,22 +59,9 @@ static void *orig_fn(int f)
 	return __atomic_load_n(&orig[f], __ATOMIC_ACQUIRE);
 }
 
-static bool is_end(int fd)
-{
-	struct sfd *s;
-
-	if (!fdtab_any())
-		return false;
-	s = fdtab_get(fd);
-	if (!s)
-		return false;
-	sfd_put(s);
-	return true;
-}
-
 static ssize_t io_read(FILE *fp, void *buf, ssize_t n)
 {
-	if (!is_end(fp->_fileno))
+	if (!fdtab_has(fp->_fileno))
 		return ((io_read_fn)orig_fn(IO_READ))(fp, buf, n);
 	return read(fp->_fileno, buf, (size_t)n);
 }
@@ -86,7 +73,7 @@ static ssize_t io_write(FILE *fp, const void *data, ssize_t n)
 	const char *p = data;
 	ssize_t left = n, k;
 
-	if (!is_end(fp->_fileno))
+	if (!fdtab_has(fp->_fileno))
 		return ((io_write_fn)orig_fn(IO_WRITE))(fp, data, n);
 	while (left > 0) {
 		k = write(fp->_fileno, p, (size_t)left);
@@ -103,17 +90,16 @@ static ssize_t io_write(FILE *fp, const void *data, ssize_t n)
 	return n;
 }
 
+/* libc's is lseek64 on the stream's descriptor, which the shim's answers
+ * as well (ESPIPE on an end, as on a pipe or a socket). */
 static off64_t io_seek(FILE *fp, off64_t off, int whence)
 {
-	if (!is_end(fp->_fileno))
-		return ((io_seek_fn)orig_fn(IO_SEEK))(fp, off, whence);
-	errno = ESPIPE;		/* as on a pipe or a socket */
-	return -1;
+	return lseek64(fp->_fileno, off, whence);
 }
 
 static int io_close(FILE *fp)
 {
-	if (!is_end(fp->_fileno))
+	if (!fdtab_has(fp->_fileno))
 		return ((io_close_fn)orig_fn(IO_CLOSE))(fp);
 	return shim_close_fd(fp->_fileno, real.close_nocancel ? real.close_nocancel : real.close);
 }
