@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -238,8 +239,9 @@ static int do_init(struct fuse_session *se)
 		if (r == -EINTR)
 			continue;
 		if (r <= 0) {
-			fprintf(stderr, "ipcd: no INIT from the kernel: %s\n",
-				strerror(r ? -r : ENODEV));
+			if (!fuse_session_exited(se))
+				fprintf(stderr, "ipcd: no INIT from the kernel: %s\n",
+					strerror(r ? -r : ENODEV));
 			free(buf.mem);
 			return -1;
 		}
@@ -284,8 +286,10 @@ static int run(void)
 	struct fuse_session *se;
 	const char *mnt, *why;
 	char whybuf[160];
+	sigset_t stop_sigs, old_mask;
 	int ret = 1;
 
+	pthread_sigmask(SIG_SETMASK, NULL, &old_mask);
 	if (o.help) {
 		usage();
 		return 0;
@@ -383,8 +387,19 @@ static int run(void)
 		fprintf(stderr, "ipcd: cannot set up the FUSE channel\n");
 		goto out_unmount;
 	}
-	if (do_init(se))
+	/* From here the stop signals reach only the session thread's wait for
+	 * a request (see pt_setup_io); the threads started below inherit the
+	 * block. */
+	sigemptyset(&stop_sigs);
+	sigaddset(&stop_sigs, SIGHUP);
+	sigaddset(&stop_sigs, SIGINT);
+	sigaddset(&stop_sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &stop_sigs, &old_mask);
+	if (do_init(se)) {
+		if (fuse_session_exited(se))
+			ret = 0;	/* stopped before it began: not an error */
 		goto out_unmount;
+	}
 	if (fs.fastpath_mode != FASTPATH_OFF && !fs.kernel_passthrough) {
 		snprintf(fs.fastpath_why, sizeof(fs.fastpath_why),
 			 "the kernel did not offer FUSE passthrough at INIT "
@@ -436,6 +451,7 @@ static int run(void)
 out_rcu:
 	rcu_unregister_thread();
 out_unmount:
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);

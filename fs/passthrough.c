@@ -8,6 +8,8 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -63,13 +65,35 @@ struct pt_open_out {
 #define PT_INIT_OUT_STACK_DEPTH	36
 
 static bool init_seen;
+static sigset_t wait_mask;	/* the session thread's mask while it waits */
+
+/*
+ * The device is nonblocking and the session thread waits for it in ppoll,
+ * the only place the stop signals (blocked everywhere else) are let in: a
+ * signal that comes while a request is being served waits for the next
+ * wait and ends it, instead of setting the exit flag just after the loop
+ * looked at it and leaving the thread asleep in read.
+ */
+static ssize_t pt_wait_read(int fd, void *buf, size_t len)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	ssize_t n;
+
+	for (;;) {
+		n = read(fd, buf, len);
+		if (n >= 0 || errno != EAGAIN)
+			return n;
+		if (ppoll(&pf, 1, NULL, &wait_mask) < 0 && errno == EINTR)
+			return -1;
+	}
+}
 
 static ssize_t pt_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct ipcd_fs *fs = userdata;
 	const struct pt_in_header *h = buf;
 	struct pt_init_in in;
-	ssize_t n = read(fd, buf, len);
+	ssize_t n = pt_wait_read(fd, buf, len);
 
 	if (n < 0 || init_seen || (size_t)n < sizeof(*h) + sizeof(in) ||
 	    h->opcode != PT_FUSE_INIT)
@@ -117,6 +141,11 @@ int pt_setup_io(struct ipcd_fs *fs)
 		.writev = pt_writev,
 	};
 
+	int fl = fcntl(fs->fuse_fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fs->fuse_fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -1;
+	pthread_sigmask(SIG_SETMASK, NULL, &wait_mask);
 	return fuse_session_custom_io(fs->se, &io, fs->fuse_fd);
 }
 
