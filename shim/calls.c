@@ -98,9 +98,25 @@ static struct sfd *get_ref(int fd)
 
 /* ---- creation ------------------------------------------------------------ */
 
-/* pipe2() called from site (the caller's return address). */
-static int pipe_at(int fds[2], int flags, uintptr_t site)
+/* The kernel's pipe; out of descriptors, the shim's own first give room
+ * (pairs.c, shim_own_fds_release), so that the program gets as many as
+ * the kernel would give it. */
+static int kernel_pipe2(int fds[2], int flags)
 {
+	int r = real.pipe2(fds, flags);
+
+	if (r < 0 && errno == EMFILE) {
+		shim_own_fds_release();
+		r = real.pipe2(fds, flags);
+	}
+	return r;
+}
+
+/* pipe2() called from pc (the caller's return address). */
+static int pipe_at(int fds[2], int flags, uintptr_t pc)
+{
+	uint64_t site;
+
 	READY(pipe2);
 	if (!shim_on || (flags & ~(O_NONBLOCK | O_CLOEXEC | O_DIRECT)) ||
 	    shim_in_vfork_child())
@@ -109,21 +125,22 @@ static int pipe_at(int fds[2], int flags, uintptr_t site)
 		errno = EFAULT;
 		return -1;
 	}
+	site = shim_site_key(pc);
 	if (shim_site_kernel(site))
-		return real.pipe2(fds, flags);
+		return kernel_pipe2(fds, flags);
 	if (shim_make_pair(fds, SK_PIPE, flags, site) == 0)
 		return 0;
-	return real.pipe2(fds, flags);
+	return kernel_pipe2(fds, flags);
 }
 
 SHIM_API int pipe2(int fds[2], int flags)
 {
-	return pipe_at(fds, flags, shim_site_key((uintptr_t)__builtin_return_address(0)));
+	return pipe_at(fds, flags, (uintptr_t)__builtin_return_address(0));
 }
 
 SHIM_API int pipe(int fds[2])
 {
-	return pipe_at(fds, 0, shim_site_key((uintptr_t)__builtin_return_address(0)));
+	return pipe_at(fds, 0, (uintptr_t)__builtin_return_address(0));
 }
 
 SHIM_API int socketpair(int domain, int type, int proto, int sv[2])
@@ -132,6 +149,8 @@ SHIM_API int socketpair(int domain, int type, int proto, int sv[2])
 	int flags = ((type & SOCK_NONBLOCK) ? O_NONBLOCK : 0) |
 		    ((type & SOCK_CLOEXEC) ? O_CLOEXEC : 0);
 	enum skind kind;
+	uint64_t site;
+	int r;
 
 	READY(socketpair);
 	if (!shim_on || !shim_sockets || domain != AF_UNIX || proto != 0 ||
@@ -149,9 +168,15 @@ SHIM_API int socketpair(int domain, int type, int proto, int sv[2])
 		errno = EFAULT;
 		return -1;
 	}
-	if (shim_make_pair(sv, kind, flags, 0) == 0)
+	site = shim_site_key((uintptr_t)__builtin_return_address(0));
+	if (!shim_site_kernel(site) && shim_make_pair(sv, kind, flags, site) == 0)
 		return 0;
-	return real.socketpair(domain, type, proto, sv);
+	r = real.socketpair(domain, type, proto, sv);
+	if (r < 0 && errno == EMFILE) {	/* as kernel_pipe2 */
+		shim_own_fds_release();
+		r = real.socketpair(domain, type, proto, sv);
+	}
+	return r;
 }
 
 /* ---- data ---------------------------------------------------------------- */
@@ -559,8 +584,6 @@ static struct sfd *going(int fd)
  */
 static void gone(struct sfd *s, bool counted, int r)
 {
-	if (atomic_load_explicit(&s->site, memory_order_relaxed))
-		shim_site_note(s);
 	if (r == 0 && !counted && (atomic_load(&s->c) || s->slow)) {
 		int e = errno;
 
@@ -721,6 +744,116 @@ static int dup2_3(int old, int new, int flags)
 {
 	(void)flags;
 	return real.dup2(old, new);
+}
+
+/* ---- pipes that only wait ------------------------------------------------- */
+
+struct pair_look {
+	const struct smap *m;	/* the pair asked about */
+	int fd[2];		/* an fd of each end here */
+	int n[2];		/* how many fds each end has here */
+};
+
+static void pair_each(int fd, struct sfd *t, void *arg)
+{
+	struct pair_look *p = arg;
+
+	if (t->m != p->m || t->end < 0 || t->end > 1)
+		return;
+	p->fd[t->end] = fd;
+	p->n[t->end]++;
+}
+
+/*
+ * A pipe that this process made and alone holds both ends of, and waits on
+ * in poll or select: a channel saves nothing there, while each such wait
+ * costs a poll request to the daemon and a wake-up through its
+ * coordination core.  make's jobserver pipe and a program's self-pipe are
+ * such pipes.  Put a kernel pipe on both of its fds instead, with the
+ * bytes it held, its size and its flags, as if the program had made a
+ * kernel pipe; the channel goes back to be kept for another pipe.  Only in
+ * a single-threaded process, with signal handlers held off: nothing else
+ * is in a call on either end meanwhile.
+ */
+bool shim_demote(int fd)
+{
+	struct pair_look p = { NULL, { -1, -1 }, { 0, 0 } };
+	struct sfd *s = fdtab_get(fd), *e[2] = { NULL, NULL };
+	struct shim_sighold h = { .on = false };
+	int k[2] = { -1, -1 }, cloexec[2], i;
+	bool ok = false, counted[2];
+	char buf[4096];
+	uint64_t q;
+	uint32_t limit;
+	ssize_t n = 0;
+
+	if (!s)
+		return false;
+	if (!shim_learning() || s->kind != SK_PIPE || !s->made_here || !s->m ||
+	    atomic_load(&s->dirty) ||
+	    s->m->r0->anon != IPCD_ANON_PIPE || !fdtab_quiet() || shim_in_vfork_child() ||
+	    !hold_pair_alone(s))
+		goto out;
+	p.m = s->m;
+	fdtab_each(pair_each, &p);
+	if (p.n[0] != 1 || p.n[1] != 1)
+		goto out;	/* dup'ed ends: left as they are */
+	for (i = 0; i < 2; i++) {
+		e[i] = fdtab_get(p.fd[i]);
+		/* The table's reference and ours only: no call in flight (one a
+		 * signal handler's poll interrupted, say). */
+		if (!e[i] || atomic_load(&e[i]->dirty) || e[i]->m != p.m ||
+		    atomic_load(&e[i]->refs) != 2 + (e[i] == s) ||
+		    (cloexec[i] = real.fcntl(p.fd[i], F_GETFD)) < 0)
+			goto out;
+	}
+	q = atomic_load(&p.m->r0->tail) - atomic_load(&p.m->r0->head);
+	limit = atomic_load(&p.m->r0->limit);
+	if (q > sizeof(buf))
+		goto out;
+	shim_signals_hold(&h);
+	if (real.pipe2(k, O_CLOEXEC) < 0 ||
+	    (limit && limit != 65536 && real.fcntl(k[1], F_SETPIPE_SZ, (int)limit) < 0))
+		goto out;
+	/* From here on the bytes are in hand: nothing may fail them. */
+	if (q)
+		n = shim_read(e[0], p.fd[0], buf, (size_t)q, MSG_DONTWAIT, NULL, NULL);
+	if (n > 0 && real.write(k[1], buf, (size_t)n) != n)
+		shim_log("demoting a pipe: %zd bytes could not be moved", n);
+	/* Only the table's references stay, so that each end goes as at a
+	 * close (fdtab_clear); nothing else can take one meanwhile. */
+	for (i = 0; i < 2; i++) {
+		counted[i] = atomic_load(&e[i]->counted);
+		if (atomic_load(&e[i]->nonblock))
+			real.fcntl(k[i], F_SETFL, O_NONBLOCK);
+		sfd_put(e[i]);
+		e[i] = NULL;
+	}
+	sfd_put(s);
+	s = NULL;
+	for (i = 1; i >= 0; i--) {
+		struct sfd *was;
+		int r;
+
+		was = going(p.fd[i]);
+		r = real.dup3(k[i], p.fd[i], (cloexec[i] & FD_CLOEXEC) ? O_CLOEXEC : 0);
+		if (was)
+			gone(was, counted[i], r);
+	}
+	shim_log("pipe on fds %d and %d: a kernel pipe now, with %zd bytes", p.fd[0], p.fd[1],
+		 n);
+	ok = true;
+out:
+	for (i = 0; i < 2; i++) {
+		if (k[i] >= 0)
+			real.close(k[i]);
+		if (e[i])
+			sfd_put(e[i]);
+	}
+	shim_signals_release(&h);
+	if (s)
+		sfd_put(s);
+	return ok;
 }
 
 SHIM_API int dup(int fd)

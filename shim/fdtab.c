@@ -223,6 +223,12 @@ struct sfd *fdtab_get(int fd)
 	return s;
 }
 
+bool fdtab_quiet(void)
+{
+	return SINGLE_THREADED() && !atomic_load_explicit(&lent, memory_order_relaxed) &&
+	       !atomic_load_explicit(&orphan, memory_order_relaxed);
+}
+
 struct sfd *fdtab_borrow(int fd, bool *borrowed)
 {
 	slot_t *sl;
@@ -345,9 +351,6 @@ struct sfd *sfd_new(enum skind kind, unsigned roles, int end)
 	s->cred_pid = 0;
 	s->cred_uid = 0;
 	s->cred_gid = 0;
-	atomic_store(&s->site, 0);
-	s->tail0 = 0;
-	atomic_store(&s->saw_eof, false);
 	s->next_free = NULL;
 	s->held_next = s->held_prev = NULL;
 	atomic_store(&s->c, NULL);

@@ -200,6 +200,18 @@ static bool only_us(struct ipcd_ring *r0, int end)
 	return mine == 1;
 }
 
+bool hold_pair_alone(struct sfd *s)
+{
+	bool r;
+
+	if (!atomic_load(&s->counted) || !s->m || s->end < 0)
+		return false;
+	pthread_mutex_lock(&hold_mu);
+	r = atomic_load(&s->counted) && only_us(s->m->r0, 0) && only_us(s->m->r0, 1);
+	pthread_mutex_unlock(&hold_mu);
+	return r;
+}
+
 /* Bump seq, and wake its sleepers if it has any (sequentially consistent
  * both, against a sleeper that counts itself and then looks again). */
 static void wake_word(_Atomic uint32_t *seq, _Atomic uint32_t *sleepers)
@@ -253,6 +265,10 @@ static bool drop(void *map, size_t len, int end, uint64_t v)
 	if (!hold_empty(map, end))
 		return false;
 	wake_ends(map, len, end);
+	/* What a pipe, or a socket pair, carried is known now. */
+	if (((struct ipcd_ring *)map)->features & IPCD_RING_F_DUPLEX ? hold_empty(map, !end)
+								    : end == 1)
+		shim_site_done(map, len);
 	return true;
 }
 

@@ -562,8 +562,8 @@ ssize_t shim_read(struct sfd *s, int fd, void *buf, size_t len, int flags,
 			n = read_checked(s, fd, c, &one, 1, len, flags, full, rx, &w);
 		}
 	}
-	if (!n && len && atomic_load_explicit(&s->site, memory_order_relaxed))
-		atomic_store(&s->saw_eof, true);	/* what the pipe carried is known now */
+	if (!n && len && s->kind == SK_PIPE && s->m)
+		shim_site_done(s->m->map, s->m->len);	/* every writer is gone */
 	return n;
 }
 

@@ -99,7 +99,7 @@ static unsigned end_roles(enum skind kind, int end)
  * the shim then does without, rather than take a number the program
  * counts on.
  */
-static int move_high(int fd)
+int shim_move_high(int fd)
 {
 	int hi = real.fcntl(fd, F_DUPFD_CLOEXEC, SHIM_OWN_FDS);
 
@@ -133,7 +133,7 @@ static int supply_connect(void)
 		real.close(fd);
 		return -1;
 	}
-	return move_high(fd);
+	return shim_move_high(fd);
 }
 
 static void supply_ask(struct supply *sp, unsigned k, unsigned count);
@@ -196,6 +196,8 @@ int shim_supply_list(unsigned *kinds, int *fds, uint64_t *inos, int max)
 		fds[n] = supply[k].fd;
 		inos[n++] = supply[k].ino;
 	}
+	if (n < max && (fds[n] = shim_sites_fd(&inos[n])) >= 0)
+		kinds[n++] = SHIM_SITES_KIND;
 	return n;
 }
 
@@ -203,9 +205,14 @@ void shim_supply_cloexec(bool on)
 {
 	unsigned k;
 
+	uint64_t ino;
+	int fd = shim_sites_fd(&ino);
+
 	for (k = 0; k < KINDS; k++)
 		if (supply[k].fd >= 0)
 			real.fcntl(supply[k].fd, F_SETFD, on ? FD_CLOEXEC : 0);
+	if (fd >= 0)
+		real.fcntl(fd, F_SETFD, on ? FD_CLOEXEC : 0);
 }
 
 /*
@@ -217,6 +224,10 @@ void shim_supply_adopt(unsigned kind, int fd, uint64_t ino)
 {
 	struct statx stx;
 
+	if (kind == SHIM_SITES_KIND) {
+		shim_sites_adopt(fd, ino);
+		return;
+	}
 	if (kind >= KINDS || supply[kind].fd != -1 ||
 	    statx(fd, "", AT_EMPTY_PATH, STATX_INO | STATX_TYPE, &stx) < 0 ||
 	    !S_ISSOCK(stx.stx_mode) || stx.stx_ino != ino)
@@ -331,98 +342,6 @@ static int supply_take(unsigned k, bool cloexec, int fds[2], uint64_t *map_len)
 }
 
 /* ---- pipes that carry nothing --------------------------------------------------- */
-
-/*
- * Some programs make a pipe per child only to learn whether its exec
- * worked: the child's copy of the write end is close-on-exec, nothing is
- * written unless the exec fails, and the parent reads the end of file.
- * As a channel such a pipe costs a pair (its write end goes with the
- * exec, so the pair never comes back whole) and moves no byte.  So the
- * shim notes, per call site of pipe() (the caller's return address, and
- * how many pipes this process made since it last started a child: a
- * language runtime makes a child's stdin, stdout, stderr and that pipe in
- * one place, in that order), what the pipes made there carried by the
- * time their read end here saw the end of file; after SITE_EMPTY empty ones
- * in a row from one site, that site gets kernel pipes, except every
- * SITE_PROBE-th, a channel again, which starts over if it carries
- * anything.  A pipe whose end of file this process never reads is not
- * counted: a shell that hands both ends to its children learns nothing
- * here.
- */
-#define SITES		16
-#define SITE_EMPTY	4
-#define SITE_PROBE	32
-
-static struct {
-	_Atomic uintptr_t pc;
-	_Atomic unsigned empty;		/* empty pipes in a row */
-	_Atomic unsigned kernel;	/* kernel pipes given since */
-} sites[SITES] SHIM_FORKED;
-
-static int site_find(uintptr_t pc, bool add)
-{
-	unsigned i, h = (unsigned)(pc >> 4) % SITES;
-
-	for (i = 0; i < SITES; i++) {
-		unsigned j = (h + i) % SITES;
-		uintptr_t cur = atomic_load_explicit(&sites[j].pc, memory_order_relaxed);
-
-		if (cur == pc)
-			return (int)j;
-		if (!cur) {
-			if (!add)
-				return -1;
-			if (atomic_compare_exchange_strong(&sites[j].pc, &cur, pc))
-				return (int)j;
-			if (cur == pc)
-				return (int)j;
-		}
-	}
-	return -1;	/* full: such sites are not told apart */
-}
-
-static _Atomic unsigned pipes_since_child SHIM_FORKED;
-
-void shim_site_child(void)
-{
-	atomic_store_explicit(&pipes_since_child, 0, memory_order_relaxed);
-}
-
-uintptr_t shim_site_key(uintptr_t pc)
-{
-	unsigned n = atomic_fetch_add_explicit(&pipes_since_child, 1, memory_order_relaxed);
-	uintptr_t key = pc + (uintptr_t)(n < 8 ? n : 8) * (uintptr_t)0x9e3779b97f4a7c15ull;
-
-	return key ? key : 1;
-}
-
-bool shim_site_kernel(uintptr_t pc)
-{
-	int i = site_find(pc, false);
-
-	if (i < 0 || atomic_load_explicit(&sites[i].empty, memory_order_relaxed) < SITE_EMPTY)
-		return false;
-	return (atomic_fetch_add_explicit(&sites[i].kernel, 1, memory_order_relaxed) + 1) %
-	       SITE_PROBE != 0;
-}
-
-void shim_site_note(struct sfd *s)
-{
-	uintptr_t pc = atomic_exchange(&s->site, 0);	/* once */
-	int i;
-
-	if (!pc || !atomic_load(&s->saw_eof) || !s->m || (i = site_find(pc, true)) < 0)
-		return;
-	if (atomic_load(&s->m->r0->tail) == s->tail0) {
-		unsigned e = atomic_load_explicit(&sites[i].empty, memory_order_relaxed);
-
-		if (e < SITE_EMPTY)
-			atomic_store_explicit(&sites[i].empty, e + 1, memory_order_relaxed);
-	} else {
-		atomic_store_explicit(&sites[i].empty, 0, memory_order_relaxed);
-		atomic_store_explicit(&sites[i].kernel, 0, memory_order_relaxed);
-	}
-}
 
 /* ---- making a pair here ---------------------------------------------------------- */
 
@@ -663,7 +582,7 @@ static bool give_away(int fd, int end, uint64_t creator)
 		give_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (give_sock < 0)
 			return false;
-		give_sock = move_high(give_sock);
+		give_sock = shim_move_high(give_sock);
 		if (give_sock < 0)
 			return false;
 	}
@@ -716,14 +635,14 @@ static int keep_socket(void)
 		real.close(fd);
 		return -1;
 	}
-	keep_sock = move_high(fd);
+	keep_sock = shim_move_high(fd);
 	if (keep_sock < 0)
 		return -1;
 	/* Our forked children hand ends back through this one. */
 	if (give_sock < 0) {
 		give_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 		if (give_sock >= 0)
-			give_sock = move_high(give_sock);
+			give_sock = shim_move_high(give_sock);
 	}
 	return keep_sock;
 }
@@ -937,6 +856,7 @@ void shim_pairs_after_fork(void)
 	supply_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 	for (k = 0; k < KINDS; k++)
 		supply[k].expect = 0;
+	shim_sites_after_fork();
 	/* What the parent keeps is the parent's: close our copies (not the
 	 * last ones, so nothing reaches the daemon), and its keep socket. */
 	keep_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
@@ -972,6 +892,7 @@ void shim_own_fds_release(void)
 		supply[k].fd = -1;
 	}
 	pthread_mutex_unlock(&supply_mu);
+	shim_sites_fd_release();
 }
 
 /*
@@ -993,6 +914,12 @@ void shim_own_fds_gone(unsigned first, unsigned last)
 		if (GONE(supply[k].fd))
 			supply[k].fd = -1;
 	pthread_mutex_unlock(&supply_mu);
+	{
+		uint64_t ino;
+
+		if (GONE(shim_sites_fd(&ino)))
+			shim_sites_fd_gone();
+	}
 	pthread_mutex_lock(&keep_mu);
 	if (GONE(keep_sock))
 		keep_sock = -1;
@@ -1051,7 +978,7 @@ static int sfd_bind(struct sfd *s, int fd, struct smap *m)
 	return 0;
 }
 
-int shim_make_pair(int fds[2], enum skind kind, int flags, uintptr_t site)
+int shim_make_pair(int fds[2], enum skind kind, int flags, uint64_t site)
 {
 	bool cloexec = flags & O_CLOEXEC, nb = flags & O_NONBLOCK;
 	uint32_t anon = anon_of(kind, flags);
@@ -1109,10 +1036,7 @@ int shim_make_pair(int fds[2], enum skind kind, int flags, uintptr_t site)
 		if (sfd_bind(s[i], fds[i], m) < 0)
 			goto fail;
 	}
-	if (site) {
-		s[0]->tail0 = atomic_load(&m->r0->tail);
-		atomic_store(&s[0]->site, site);
-	}
+	shim_site_mark(m->map, m->len, site);	/* 0 clears what a kept pair had */
 	if (fdtab_set(fds[0], s[0], cloexec) < 0 || fdtab_set(fds[1], s[1], cloexec) < 0)
 		goto fail;
 	for (i = 0; i < 2; i++) {
@@ -1121,7 +1045,8 @@ int shim_make_pair(int fds[2], enum skind kind, int flags, uintptr_t site)
 	}
 	if (!shim_patched)
 		hold_untracked(m->r0);
-	shim_log("%s channel: fds %d and %d", labels[kind], fds[0], fds[1]);
+	shim_log("%s channel: fds %d and %d (site %016llx)", labels[kind], fds[0], fds[1],
+		 (unsigned long long)site);
 	return 0;
 fail:
 	e = errno;

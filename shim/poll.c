@@ -434,6 +434,19 @@ static int wait_kernel(struct pollfd *fds, nfds_t n, uint64_t deadline,
 	return r;
 }
 
+/* Before a wait: pipes of the set that need no channel become kernel
+ * pipes (shim_demote); whether any did. */
+static bool demote_set(struct pollfd *fds, nfds_t n)
+{
+	bool any = false;
+	nfds_t i;
+
+	for (i = 0; i < n; i++)
+		if (fds[i].fd >= 0 && fdtab_has(fds[i].fd) && shim_demote(fds[i].fd))
+			any = true;
+	return any;
+}
+
 /* poll(2) and ppoll(2): timeout_ns < 0 waits forever; mask is ppoll's. */
 static int poll_common(struct pollfd *fds, nfds_t n, int64_t timeout_ns,
 		       const struct timespec *ts, const sigset_t *mask, bool pp, uint32_t ran)
@@ -456,6 +469,11 @@ static int poll_common(struct pollfd *fds, nfds_t n, int64_t timeout_ns,
 	r = scan(fds, n, &others);
 	if (r < 0)
 		goto plain;
+	if (!r && timeout_ns != 0 && demote_set(fds, n)) {
+		r = scan(fds, n, &others);
+		if (r < 0)
+			goto plain;
+	}
 	if (!r && !others && timeout_ns != 0) {
 		/* From here until the kernel waits, a signal must not slip by
 		 * unnoticed: handlers wait, and the kernel's wait, which runs

@@ -159,11 +159,6 @@ struct sfd {
 	pid_t cred_pid;			/* SO_PEERCRED: who made the pair */
 	uid_t cred_uid;
 	gid_t cred_gid;
-	_Atomic uintptr_t site;		/* the pipe's read end made here: where the
-					   program called pipe() (pairs.c, "Pipes
-					   that carry nothing"); 0 once noted */
-	uint64_t tail0;			/* its ring's bytes published then */
-	_Atomic bool saw_eof;		/* a read here gave the end of file */
 	struct sfd *next_free;
 	struct sfd *held_next;		/* in the holds list (hold.c), under its lock */
 	struct sfd *held_prev;
@@ -212,6 +207,9 @@ void sfd_put(struct sfd *s);
  * a reference (*borrowed says so); sfd_return(s, *borrowed) ends either. */
 struct sfd *fdtab_borrow(int fd, bool *borrowed);
 void sfd_return(struct sfd *s, bool borrowed);
+/* Whether no other thread, and no call this one interrupted, can be using
+ * an end of ours now. */
+bool fdtab_quiet(void);
 int fdtab_set(int fd, struct sfd *s, bool cloexec);	/* takes a reference */
 void fdtab_set_cloexec(int fd, bool on);
 bool fdtab_cloexec(int fd);
@@ -224,16 +222,35 @@ void fdtab_each(void (*fn)(int fd, struct sfd *s, void *arg), void *arg);
 struct sfd *sfd_new(enum skind kind, unsigned roles, int end); /* +1 ref */
 
 /* pairs.c: making pairs and taking ends in */
-int shim_make_pair(int fds[2], enum skind kind, int flags, uintptr_t site);
-/* pairs.c: whether a pipe asked for at call site pc should be the
- * kernel's, as the pipes made there so far carried nothing; what a pipe
- * made there carried, once its read end here saw the end of file */
-bool shim_site_kernel(uintptr_t pc);
-void shim_site_note(struct sfd *s);
-/* pairs.c: the site of a pipe asked for at pc, counting the pipes made
- * since this process last started a child; a child is started */
-uintptr_t shim_site_key(uintptr_t pc);
+int shim_make_pair(int fds[2], enum skind kind, int flags, uint64_t site);
+int shim_move_high(int fd);		/* at SHIM_OWN_FDS or above, cloexec */
+/* calls.c: put a kernel pipe in place of the pipe whose end fd is, made
+ * here and held by nobody else, if it may be; whether it did */
+bool shim_demote(int fd);
+/* hold.c: whether this process alone holds both ends of s's pair (and is
+ * counted for them) */
+bool hold_pair_alone(struct sfd *s);
+/* sites.c: the site of a pipe or socket pair asked for at pc, counting the pipes made
+ * since this process last started a child (0: not learning); a child is
+ * started; whether a pipe of that site should be the kernel's */
+uint64_t shim_site_key(uintptr_t pc);
 void shim_site_child(void);
+bool shim_site_kernel(uint64_t key);
+/* sites.c: a pair of site key is made on the rings mapped at map (len
+ * bytes); what it carries is final (a pipe's write end let go of for good,
+ * or its end of file read, or both ends of a socket pair let go of; counted
+ * once, never again) */
+void shim_site_mark(void *map, size_t len, uint64_t key);
+void shim_site_done(void *map, size_t len);
+/* sites.c: the shared page of counts, passed on like a supply of this
+ * kind; its fd (-1: none) and inode; the program closed that fd */
+#define SHIM_SITES_KIND	15
+void shim_sites_adopt(int fd, uint64_t ino);
+int shim_sites_fd(uint64_t *ino);
+void shim_sites_fd_gone(void);
+void shim_sites_fd_release(void);	/* close it, to give the program room */
+void shim_sites_after_fork(void);
+bool shim_learning(void);		/* IPCD_SHIM_LEARN is not off */
 /* End `end` of the pair mapped at map (fd open on it; s its end here, or
  * NULL) is held by nobody else: keep it for another pipe if we made the
  * pair, else hand it to the process that did (ring.h, "Keeping"). */

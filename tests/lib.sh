@@ -11,6 +11,8 @@ RING_PEER=$top_builddir/tests/ring_peer
 MNT=
 DAEMON_PID=
 TMPD=$(mktemp -d /tmp/ipcd-test.XXXXXX)
+# What the shim learns of pipes stays in this test (ipcd-shim(7)).
+export IPCD_SHIM_SITES=$TMPD/sites
 EXTRA_CLEANUP=:
 
 skip() { echo "SKIP: $*"; exit 77; }

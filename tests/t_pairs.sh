@@ -225,7 +225,7 @@ kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
 # 6. A pipe per child that only says whether its exec worked (xargs makes
 #    one per command): its write end goes with the exec, nothing is written,
 #    so after a few the shim gives that call site kernel pipes
-#    (ipcd-shim(7), "Pipes that carry nothing").  The daemon stops making a
+#    (ipcd-shim(7), "Pipes that carry little").  The daemon stops making a
 #    channel per command, and an exec that fails is still reported.
 if command -v xargs >/dev/null 2>&1; then
 	c0=$(status_field created)
@@ -259,30 +259,85 @@ else
 fi
 
 # 7. The same for a runtime that makes a child's stdin, stdout, stderr and
-#    exec-error pipes in one place: Python's subprocess.  Its stderr and
-#    error pipes carry nothing here and become kernel pipes; stdin and
-#    stdout carry a byte and stay channels.  Counted: the pipes served by
-#    channels, new or reused (4 a run if nothing changed).
-c0=$(($(status_field created) + $(status_field reused)))
-out=$(LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT timeout 120 "$PY" -c '
-import subprocess
+#    exec-error pipes in one place: Python's subprocess.  With a few bytes
+#    through each, all four become kernel pipes after a few runs; with 16
+#    KiB through stdin and stdout, those two stay channels.  Counted: the
+#    pipes served by channels, new or reused (4 a run if nothing changed).
+#    Each with a page of counts of its own (IPCD_SHIM_SITES): a site whose
+#    pipes were small stays with the kernel for up to 31 more pipes.
+py_runs() {	# bytes-per-run sites-file: prints the failures, then the channels used
+	local c0 c1 out
+	c0=$(($(status_field created) + $(status_field reused)))
+	out=$(LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT IPCD_SHIM_SITES=$2 timeout 120 "$PY" -c '
+import subprocess, sys
+n = int(sys.argv[1])
 bad = 0
 for i in range(40):
-    r = subprocess.run(["cat"], input=b"x%d" % i, capture_output=True)
-    bad += r.returncode != 0 or r.stdout != b"x%d" % i or r.stderr != b""
-
+    data = (b"x%d" % i) * (n // 4 + 1)
+    r = subprocess.run(["cat"], input=data, capture_output=True)
+    bad += r.returncode != 0 or r.stdout != data or r.stderr != b""
 try:
     subprocess.run(["/nonexistent/cmd"])
     bad += 1
 except FileNotFoundError:
     pass
-print(bad)' 2>&1)
-c1=$(($(status_field created) + $(status_field reused)))
-used=$((c1 - c0))
-echo "# python ran 40 subprocesses (160 pipes); $used of them were channels"
-[ "$out" = 0 ] || bad "python subprocess under the shim: '$out' (0: every run right, the failed exec reported)"
-[ "$used" -le 125 ] || bad "python's 40 subprocesses: $used of 160 pipes were channels (want at most 125)"
-[ "$used" -ge 60 ] || bad "python's 40 subprocesses: only $used of 160 pipes were channels (stdin and stdout carry bytes)"
+print(bad)' "$1" 2>&1)
+	c1=$(($(status_field created) + $(status_field reused)))
+	echo "$out $((c1 - c0))"
+}
+set -- $(py_runs 4 "$TMPD/sites.py4")
+echo "# python ran 40 subprocesses with 4 bytes each (160 pipes); $2 of them were channels"
+[ "$1" = 0 ] || bad "python subprocess under the shim: '$1' (0: every run right, the failed exec reported)"
+[ "$2" -le 30 ] || bad "python's 40 subprocesses of 4 bytes: $2 of 160 pipes were channels (want at most 30)"
+set -- $(py_runs 16384 "$TMPD/sites.py16k")
+echo "# python ran 40 subprocesses with 16 KiB each (160 pipes); $2 of them were channels"
+[ "$1" = 0 ] || bad "python subprocess of 16 KiB under the shim: '$1'"
+[ "$2" -ge 60 ] && [ "$2" -le 125 ] ||
+	bad "python's 40 subprocesses of 16 KiB: $2 of 160 pipes were channels (want 60 to 125: stdin and stdout carry the bytes)"
+kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
+
+# 8. What a site's pipes carried is known to the whole tree: xargs starts
+#    a shell per job, which makes two pipes and ends; the shells learn
+#    together that those pipes carry a few bytes.
+if command -v xargs >/dev/null 2>&1; then
+	c0=$(($(status_field created) + $(status_field reused)))
+	out=$(seq 60 | LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT timeout 120 \
+		xargs -n1 sh -c 'echo $0 | tr 0-9 a-j | wc -c' | sort | uniq -c)
+	c1=$(($(status_field created) + $(status_field reused)))
+	want=$(seq 60 | while read -r i; do echo "$i" | tr 0-9 a-j | wc -c; done | sort | uniq -c)
+	used=$((c1 - c0))
+	echo "# 60 shells under xargs (120 pipes, and xargs' own); $used were channels"
+	[ "$out" = "$want" ] || bad "60 shells under xargs: the output differs"
+	[ "$used" -le 40 ] || bad "60 shells under xargs: $used channels for 120 pipes of a few bytes (want at most 40)"
+fi
+
+# 9. A pipe that its maker alone holds and waits on (make's jobserver, a
+#    self-pipe) becomes a kernel pipe at the first wait, with its bytes, its
+#    size and its flags; with IPCD_SHIM_LEARN=off it stays a channel.
+cat >"$TMPD/wait.py" <<'PY'
+import fcntl, os, select, sys
+r, w = os.pipe()
+fcntl.fcntl(w, 1031, 8192)                  # F_SETPIPE_SZ
+os.set_blocking(r, False)
+os.write(w, b"abc")
+os.read(r, 1)
+ready = select.select([r], [], [], 0.05)[0]  # ready: no wait, no change
+before = os.readlink("/proc/self/fd/%d" % r)
+os.read(r, 2)
+select.select([r], [], [], 0.05)             # empty: a wait
+after = os.readlink("/proc/self/fd/%d" % r)
+os.write(w, b"xyz")
+print(before.startswith("pipe:"), after.startswith("pipe:"), ready == [r],
+      os.read(r, 10) == b"xyz", os.get_blocking(r), os.get_blocking(w),
+      fcntl.fcntl(w, 1032), fcntl.fcntl(r, fcntl.F_GETFD) & 1)
+PY
+out=$(LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT timeout 60 "$PY" "$TMPD/wait.py" 2>&1)
+echo "# a pipe waited on alone: $out"
+[ "$out" = "False True True True False True 8192 1" ] ||
+	bad "a pipe waited on alone: '$out' (want a channel until the wait, then a kernel pipe with the bytes, size 8192 and flags kept)"
+out=$(IPCD_SHIM_LEARN=off LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT timeout 60 "$PY" "$TMPD/wait.py" 2>&1)
+[ "$out" = "False False True True False True 8192 1" ] ||
+	bad "a pipe waited on alone, IPCD_SHIM_LEARN=off: '$out' (want a channel throughout)"
 kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
 [ "$FAILS" = 0 ] || fail "$FAILS of the above failed"
-pass "pairs handed back: reused when whole and idle, refused otherwise; pipes that carry nothing left to the kernel"
+pass "pairs handed back: reused when whole and idle, refused otherwise; pipes that carry little left to the kernel"

@@ -65,10 +65,12 @@ shim_env
 
 # shim SECS CMD...: CMD under the shim on our mount, within SECS seconds.
 # The harness's own commands (getfattr, cmp, ...) run without the shim.
+# Every pipe a channel (IPCD_SHIM_LEARN=off): these cases are about programs
+# on channels; which pipes the shim leaves to the kernel is t_pairs.sh's.
 shim() {
 	local secs=$1
 	shift
-	timeout -k 5 "$secs" env LD_PRELOAD="$PRELOAD" IPCD_MOUNT="$MNT" "$@"
+	timeout -k 5 "$secs" env LD_PRELOAD="$PRELOAD" IPCD_MOUNT="$MNT" IPCD_SHIM_LEARN=off "$@"
 }
 
 status() { timeout 10 getfattr --only-values -n user.ipcd.status "$MNT" 2>/dev/null; }
@@ -888,6 +890,16 @@ case_many() {
 		fail "daemon VmRSS grew from $rss0 kB to $rss1 kB (bound: $bound kB)"
 	echo "#   channels $ch0 -> $(stat_field channels), memory $mem0 -> $mem1," \
 		"daemon VmRSS $rss0 -> $rss1 kB"
+	# The same with the shim's default: after a few, kernel pipes.
+	mark
+	timeout -k 5 120 env LD_PRELOAD="$PRELOAD" IPCD_MOUNT="$MNT" bash -c \
+		'for i in $(seq 1 2000); do echo $i | cat | tr 0-9 a-j; done' \
+		>"$W/many.out" || fail "2000 pipelines under the shim, learning"
+	cmp -s "$W/many.out" "$W/many.want" || fail "2000 pipelines, learning: output differs"
+	deltas
+	[ "$DC" -le 400 ] ||
+		fail "2000 pipelines of a few bytes: $DC channels for 4000 pipes (want at most 400)"
+	echo "#   with the shim's default: $DC channels for 4000 pipes"
 	pass "2000 pipelines exact; no channel, fd, process or mount left; daemon VmRSS +$((rss1 - rss0)) kB (bound $bound)"
 }
 
@@ -923,7 +935,7 @@ case_disabled() {
 	pass "IPCD_MOUNT on a plain directory: kernel pipes, output right, stderr empty"
 
 	mark
-	got=$(timeout 30 env LD_PRELOAD="$PRELOAD" IPCD_MOUNT="$MNT" IPCD_DEBUG=1 \
+	got=$(timeout 30 env LD_PRELOAD="$PRELOAD" IPCD_MOUNT="$MNT" IPCD_DEBUG=1 IPCD_SHIM_LEARN=off \
 		bash -c 'seq 1 3000 | cat | tr 0-9 a-j | md5sum; : | readlink /proc/self/fd/0' 2>"$W/dbg.err")
 	[ "$(echo "$got" | sed -n 1p)" = "$(seq 1 3000 | tr 0-9 a-j | md5sum)" ] ||
 		fail "IPCD_DEBUG=1: output differs"
@@ -931,7 +943,7 @@ case_disabled() {
 	"$MNT"/*) ;;
 	*) fail "IPCD_DEBUG=1: stdin of readlink is $(echo "$got" | sed -n 2p), not a channel" ;;
 	esac
-	grep -q '^ipcd-shim\[[0-9]*\]: pipe channel: fds [0-9]* and [0-9]*$' "$W/dbg.err" ||
+	grep -Eq '^ipcd-shim\[[0-9]+\]: pipe channel: fds [0-9]+ and [0-9]+ \(site [0-9a-f]{16}\)$' "$W/dbg.err" ||
 		fail "IPCD_DEBUG=1: no diagnostics on stderr: $(head -c 300 "$W/dbg.err")"
 	grep -q '^ipcd-shim\[[0-9]*\]: noted inherited channel fd [0-9]* (end [01])$' "$W/dbg.err" ||
 		fail "IPCD_DEBUG=1: no word of inherited channels: $(head -c 300 "$W/dbg.err")"

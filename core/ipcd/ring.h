@@ -151,6 +151,15 @@
  * holds either, the creator empties the rings, sets the limit back, bumps
  * ring 0's reuse, and fills the slots again: a new pipe without a trip to
  * the daemon.
+ *
+ * Sites.  The process that makes a pair may note in ring 0's site a
+ * number for the place in its program that asked for it, and in each
+ * ring's site_tail its tail at that moment; whoever first sees that the
+ * pair carried all it will (the last holder of a pipe's write end, a reader
+ * of its end of file, the last holder of a socket pair) takes the number
+ * with an atomic exchange and counts what the pair carried, tail -
+ * site_tail over its rings, for that place (ipcd-shim(7), "Pipes that
+ * carry little").  Other clients leave both alone.
  */
 #define IPCD_HOLDERS		8
 #define IPCD_HOLDER_CHILD	(1ull << 63)
@@ -263,7 +272,11 @@ struct ipcd_ring {
 	IPCD_ATOMIC(uint32_t) wr_sleepers; /* writers (and the daemon) asleep on space_seq */
 	IPCD_ATOMIC(uint64_t) creator;	   /* anonymous, ring 0: the holder id of
 					      the process that made the pair */
-	uint32_t reserved3[10];		   /* zero */
+	IPCD_ATOMIC(uint64_t) site;	   /* anonymous pipe, ring 0: what its
+					      maker calls the place it was made
+					      (0: none, or already counted) */
+	IPCD_ATOMIC(uint64_t) site_tail;   /* tail when that pipe was made */
+	uint32_t reserved3[6];		   /* zero */
 
 	/* Cache line 4: peer state, written by the daemon only. */
 	IPCD_ATOMIC(uint64_t) writers_epoch; /* low 32: open write ends; high 32: epoch */
@@ -304,6 +317,7 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, limit) == 76, "limit on line
 _Static_assert(__builtin_offsetof(struct ipcd_ring, reuse) == 80, "reuse on line 1");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, ends_open) == 288, "ends_open");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, creator) == 208, "creator on line 3");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, site) == 216, "site on line 3");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, holders) == 320, "holders on line 5");
 #endif
 

@@ -1,0 +1,357 @@
+/*
+ * sites.c - which pipes stay kernel pipes: pipes that carry little.
+ *
+ * A channel costs more to make, hand to a child and give back than a
+ * kernel pipe, and pays that back only on the bytes it carries.  Shells,
+ * make and language runtimes make most of their pipes in a few places of
+ * their code, and what the pipes made in one place carry varies little: a
+ * shell loop's `echo $i | tr ... | wc -c` moves a few bytes through each,
+ * a runtime's pipe that tells it whether exec worked moves none.  So the
+ * shim names each place that asks for a pipe (a site: the object and the
+ * offset in it of the caller's return address, and how many pipes the
+ * process made since it last started a child, as a runtime makes a
+ * child's stdin, stdout, stderr and exec-error pipes in one place, in that
+ * order), writes the name into the pipe's ring with the tail at that
+ * moment (ipcd/ring.h, "Sites"), and counts for the site, when the write
+ * end is let go of for good, whether the pipe carried at most SITE_SMALL
+ * bytes.  After SITE_RUN small pipes in a row a site gets kernel pipes,
+ * but every SITE_PROBE-th pipe, which is a channel again and starts over if
+ * it carries more.
+ *
+ * The counts sit in one page shared by all the user's processes, the file
+ * /dev/shm/ipcd.sites.<uid> (IPCD_SHIM_SITES names another), mapped when a
+ * process first needs it; the programs a process runs inherit its
+ * descriptor (IPCD_SHIM_FDS, as a supply of kind SHIM_SITES_KIND) rather
+ * than open the file again.  The `sh -c` that make or xargs starts for each
+ * job makes two pipes and ends, and only all of them together learn what
+ * those pipes carry; a shell pipeline run again learns from the last run.
+ * Without the file (no /dev/shm, or someone else's file there) a process
+ * tree shares a page of its own.  The counts are atomics; a lost update
+ * costs one pipe of the wrong sort, never a wrong byte.
+ * IPCD_SHIM_LEARN=off makes every pipe a channel, and keeps it one
+ * (calls.c, "pipes that only wait").
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shim.h"
+
+#define SITE_SMALL	4096	/* bytes: a pipe that carried no more is small */
+#define SITE_RUN	4	/* small pipes in a row: kernel pipes */
+#define SITE_PROBE	32	/* of a site's kernel pipes, every this many a channel */
+#define TAB_BYTES	4096
+#define LOCAL_SITES	16	/* without a shared page */
+#define PLACES		16	/* return addresses named, per process */
+
+struct site {
+	_Atomic uint64_t key;	/* 0: a free slot */
+	_Atomic uint32_t small;	/* small pipes in a row, at most SITE_RUN */
+	_Atomic uint32_t kernel;	/* kernel pipes given since */
+};
+#define TAB_SITES	(TAB_BYTES / sizeof(struct site))
+
+static struct site local[LOCAL_SITES] SHIM_FORKED;
+static struct site *_Atomic tab SHIM_FORKED;	/* the shared page once mapped */
+static _Atomic int tab_fd SHIM_FORKED = -1;	/* its memfd (-1: none known here) */
+static _Atomic uint64_t tab_ino SHIM_FORKED;
+static _Atomic bool tab_failed SHIM_FORKED;	/* no page could be had: local counts */
+static pthread_mutex_t tab_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic unsigned pipes_since_child SHIM_FORKED;
+static _Atomic int learn = -1;		/* IPCD_SHIM_LEARN, read once */
+
+static struct {
+	_Atomic uintptr_t pc;
+	_Atomic uint64_t place;
+} places[PLACES] SHIM_FORKED;
+
+bool shim_learning(void)
+{
+	if (learn < 0) {
+		const char *v = getenv("IPCD_SHIM_LEARN");
+
+		learn = !(v && (!strcmp(v, "off") || !strcmp(v, "0")));
+	}
+	return learn;
+}
+
+/* ---- the page ---------------------------------------------------------------- */
+
+/*
+ * The user's page: IPCD_SHIM_SITES, or /dev/shm/ipcd.sites.<uid>, made if
+ * missing.  Only a regular file of ours, of the page's size or made so,
+ * is taken: another user's file there gets us a page of our own.
+ */
+static int tab_named(struct stat *st)
+{
+	const char *env = getenv("IPCD_SHIM_SITES");
+	char path[128];
+	int fd;
+
+	if (env && *env) {
+		if (strlen(env) >= sizeof(path))
+			return -1;
+		strcpy(path, env);
+	} else {
+		snprintf(path, sizeof(path), "/dev/shm/ipcd.sites.%u", (unsigned)geteuid());
+	}
+	fd = real.open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode) || st->st_uid != geteuid() ||
+	    (st->st_mode & 077) || (st->st_size != TAB_BYTES &&
+				    (st->st_size != 0 || ftruncate(fd, TAB_BYTES) < 0))) {
+		shim_log("%s is not a sites page of ours: one for this process tree", path);
+		real.close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Map the inherited page, or the user's, or make one (under tab_mu). */
+static struct site *tab_open(void)
+{
+	struct stat st;
+	void *p;
+	int fd = tab_fd;
+
+	if (fd < 0) {
+		fd = tab_named(&st);
+		if (fd < 0) {
+			fd = (int)memfd_create("ipcd-sites", MFD_CLOEXEC);
+			if (fd < 0 || ftruncate(fd, TAB_BYTES) < 0 || fstat(fd, &st) < 0) {
+				if (fd >= 0)
+					real.close(fd);
+				return NULL;
+			}
+		}
+		fd = shim_move_high(fd);
+		if (fd < 0)
+			return NULL;
+		tab_ino = (uint64_t)st.st_ino;
+		tab_fd = fd;
+	}
+	p = mmap(NULL, TAB_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		shim_log("cannot map the sites page: %s", strerror(errno));
+		return NULL;
+	}
+	return p;
+}
+
+/* The table and its size: the shared page, or the local one. */
+static struct site *table(unsigned *n)
+{
+	struct site *t = atomic_load_explicit(&tab, memory_order_acquire);
+
+	if (!t && !tab_failed) {
+		pthread_mutex_lock(&tab_mu);
+		t = atomic_load(&tab);
+		if (!t) {
+			t = tab_open();
+			if (t)
+				atomic_store_explicit(&tab, t, memory_order_release);
+			else
+				tab_failed = true;
+		}
+		pthread_mutex_unlock(&tab_mu);
+	}
+	if (!t) {
+		*n = LOCAL_SITES;
+		return local;
+	}
+	*n = TAB_SITES;
+	return t;
+}
+
+static int site_find(struct site *t, unsigned n, uint64_t key, bool add)
+{
+	unsigned i, h = (unsigned)(key % n);
+
+	for (i = 0; i < n; i++) {
+		unsigned j = (h + i) % n;
+		uint64_t cur = atomic_load_explicit(&t[j].key, memory_order_relaxed);
+
+		if (cur == key)
+			return (int)j;
+		if (!cur) {
+			if (!add)
+				return -1;
+			if (atomic_compare_exchange_strong(&t[j].key, &cur, key) || cur == key)
+				return (int)j;
+		}
+	}
+	return -1;	/* full: such sites are not told apart */
+}
+
+void shim_sites_adopt(int fd, uint64_t ino)
+{
+	struct stat st;
+
+	if (tab_fd != -1 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_ino != ino || st.st_size != TAB_BYTES)
+		return;
+	real.fcntl(fd, F_SETFD, FD_CLOEXEC);
+	tab_ino = ino;
+	tab_fd = fd;
+}
+
+int shim_sites_fd(uint64_t *ino)
+{
+	int fd = tab_fd;
+
+	*ino = tab_ino;
+	return fd;
+}
+
+void shim_sites_fd_gone(void)
+{
+	tab_fd = -1;	/* the mapping stays; programs we run make their own */
+}
+
+void shim_sites_after_fork(void)
+{
+	tab_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+}
+
+void shim_sites_fd_release(void)
+{
+	pthread_mutex_lock(&tab_mu);
+	if (tab_fd >= 0)
+		real.close(tab_fd);
+	tab_fd = -1;
+	pthread_mutex_unlock(&tab_mu);
+}
+
+/* ---- sites -------------------------------------------------------------------- */
+
+void shim_site_child(void)
+{
+	atomic_store_explicit(&pipes_since_child, 0, memory_order_relaxed);
+}
+
+/* What a return address stands for in any process that runs the same
+ * object: the object's name and the offset in it. */
+static uint64_t place_of(uintptr_t pc)
+{
+	unsigned i, h = (unsigned)(pc >> 4) % PLACES;
+	uint64_t x = 0xcbf29ce484222325ull;
+	const unsigned char *c;
+	Dl_info di;
+
+	for (i = 0; i < PLACES; i++) {
+		unsigned j = (h + i) % PLACES;
+
+		if (atomic_load_explicit(&places[j].pc, memory_order_acquire) == pc)
+			return atomic_load_explicit(&places[j].place, memory_order_relaxed);
+	}
+	if (!dladdr((void *)pc, &di) || !di.dli_fname)
+		return pc;
+	for (c = (const unsigned char *)di.dli_fname; *c; c++)
+		x = (x ^ *c) * 0x100000001b3ull;	/* FNV-1a */
+	x ^= (uint64_t)(pc - (uintptr_t)di.dli_fbase) * 0x9e3779b97f4a7c15ull;
+	for (i = 0; i < PLACES; i++) {
+		unsigned j = (h + i) % PLACES;
+		uintptr_t cur = 0;
+
+		if (atomic_load_explicit(&places[j].pc, memory_order_relaxed))
+			continue;
+		atomic_store_explicit(&places[j].place, x, memory_order_relaxed);
+		if (atomic_compare_exchange_strong(&places[j].pc, &cur, pc))
+			break;
+	}
+	return x;
+}
+
+uint64_t shim_site_key(uintptr_t pc)
+{
+	unsigned n = atomic_fetch_add_explicit(&pipes_since_child, 1, memory_order_relaxed);
+	uint64_t key;
+
+	if (!shim_learning())
+		return 0;
+	key = place_of(pc) + (uint64_t)(n < 8 ? n : 8) * 0xc2b2ae3d27d4eb4full;
+	return key ? key : 1;
+}
+
+bool shim_site_kernel(uint64_t key)
+{
+	unsigned n;
+	struct site *t;
+	int i;
+
+	if (!key)
+		return false;
+	t = table(&n);
+	i = site_find(t, n, key, false);
+	if (i < 0 || atomic_load_explicit(&t[i].small, memory_order_relaxed) < SITE_RUN)
+		return false;
+	return (atomic_fetch_add_explicit(&t[i].kernel, 1, memory_order_relaxed) + 1) %
+	       SITE_PROBE != 0;
+}
+
+/* What a pipe of site key carried: count it. */
+static void note(uint64_t key, uint64_t bytes)
+{
+	unsigned n, s;
+	struct site *t = table(&n);
+	int i = site_find(t, n, key, true);
+
+	shim_log("site %016llx: a pair carried %llu bytes", (unsigned long long)key,
+		 (unsigned long long)bytes);
+	if (i < 0)
+		return;
+	if (bytes <= SITE_SMALL) {
+		s = atomic_load_explicit(&t[i].small, memory_order_relaxed);
+		if (s < SITE_RUN)
+			atomic_store_explicit(&t[i].small, s + 1, memory_order_relaxed);
+	} else {
+		atomic_store_explicit(&t[i].small, 0, memory_order_relaxed);
+		atomic_store_explicit(&t[i].kernel, 0, memory_order_relaxed);
+	}
+}
+
+/* The second ring of a duplex channel mapped at map (len bytes), or NULL. */
+static struct ipcd_ring *ring1(void *map, size_t len)
+{
+	struct ipcd_ring *r0 = map;
+
+	if (!(r0->features & IPCD_RING_F_DUPLEX) || r0->map_size < IPCD_RING_HDR_SIZE ||
+	    r0->map_size > len / 2)
+		return NULL;
+	return (struct ipcd_ring *)((char *)map + r0->map_size);
+}
+
+void shim_site_mark(void *map, size_t len, uint64_t key)
+{
+	struct ipcd_ring *r0 = map, *r1 = ring1(map, len);
+
+	atomic_store(&r0->site_tail, atomic_load(&r0->tail));
+	if (r1)
+		atomic_store(&r1->site_tail, atomic_load(&r1->tail));
+	atomic_store(&r0->site, key);
+}
+
+void shim_site_done(void *map, size_t len)
+{
+	struct ipcd_ring *r0 = map, *r1;
+	uint64_t key, bytes;
+
+	if (!atomic_load_explicit(&r0->site, memory_order_relaxed))
+		return;
+	key = atomic_exchange(&r0->site, 0);
+	if (!key)
+		return;
+	bytes = atomic_load(&r0->tail) - atomic_load(&r0->site_tail);
+	r1 = ring1(map, len);
+	if (r1)
+		bytes += atomic_load(&r1->tail) - atomic_load(&r1->site_tail);
+	note(key, bytes);
+}
