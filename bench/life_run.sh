@@ -20,7 +20,13 @@
 #   LIFE_VERBOSE=1 print every run's line as it ends
 #   IPCD, SHIM, LIFE  paths (defaults ./ipcd, ./.libs/libipcd-shim.so,
 #                  ./bench/life); IPCD_CPUS pins the daemon (taskset list)
+#   IPCD_SHIM_LEARN  default off here: each case makes its pipes in one
+#                  place, so the shim would soon leave them to the kernel
+#                  (ipcd-shim(7), "Pipes that carry little"), and these
+#                  cases measure what a channel costs; bench-real measures
+#                  programs with the shim's default
 set -u
+export IPCD_SHIM_LEARN=${IPCD_SHIM_LEARN:-off}
 
 me="bench-life"
 here=$(cd "$(dirname "$0")" && pwd)

@@ -80,6 +80,9 @@ mount_fresh() {
 	case $IPCD in /*) ;; *) IPCD=$(pwd)/$IPCD ;; esac
 
 	tmp=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || die "mktemp failed"
+	# What the shim learns of pipes (ipcd-shim(7), "Pipes that carry
+	# little") starts from nothing in each run, unless the caller says.
+	export IPCD_SHIM_SITES="${IPCD_SHIM_SITES:-$tmp/sites}"
 	mnt=$tmp/mnt
 	log=$tmp/ipcd.log
 	trap cleanup EXIT
@@ -137,6 +140,7 @@ print_env() {
 	else
 		echo "spin: IPCD_SPIN_NS unset (the shim's default)"
 	fi
+	echo "sites: $IPCD_SHIM_SITES${IPCD_SHIM_LEARN:+ (IPCD_SHIM_LEARN=$IPCD_SHIM_LEARN)}"
 	echo "mount: $mnt ($(status_line))"
 	echo "daemon: pid $daemon${IPCD_CPUS:+, pinned to cpus $IPCD_CPUS}"
 	echo "shim: $SHIM"

@@ -15,7 +15,10 @@
 #                    sleeps (the shim's default is 50000)
 #   IPCD_CPUS   pin the daemon to these CPUs (taskset list, e.g. 0); by
 #               default it runs wherever the scheduler puts it
+#   IPCD_SHIM_LEARN  default off here, as in bench-life: channels measured,
+#               not the kernel pipes the shim would leave some places with
 set -u
+export IPCD_SHIM_LEARN=${IPCD_SHIM_LEARN:-off}
 
 IPCD=${IPCD:-./ipcd}
 SHIM_BENCH=${SHIM_BENCH:-./bench/shim_bench}

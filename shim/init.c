@@ -356,8 +356,10 @@ void shim_init(void)
 	shim_once(&init_once, init);
 }
 
-__attribute__((constructor)) static void shim_ctor(void)
+/* glibc hands a library's constructors the program's arguments. */
+__attribute__((constructor)) static void shim_ctor(int argc, char **argv)
 {
+	shim_sites_args(argc, argv);
 	shim_init();
 }
 

@@ -251,6 +251,7 @@ void shim_sites_fd_gone(void);
 void shim_sites_fd_release(void);	/* close it, to give the program room */
 void shim_sites_after_fork(void);
 bool shim_learning(void);		/* IPCD_SHIM_LEARN is not off */
+void shim_sites_args(int argc, char **argv);	/* the program's arguments */
 /* End `end` of the pair mapped at map (fd open on it; s its end here, or
  * NULL) is held by nobody else: keep it for another pipe if we made the
  * pair, else hand it to the process that did (ring.h, "Keeping"). */

@@ -8,10 +8,13 @@
  * shell loop's `echo $i | tr ... | wc -c` moves a few bytes through each,
  * a runtime's pipe that tells it whether exec worked moves none.  So the
  * shim names each place that asks for a pipe (a site: the object and the
- * offset in it of the caller's return address, and how many pipes the
- * process made since it last started a child, as a runtime makes a
- * child's stdin, stdout, stderr and exec-error pipes in one place, in that
- * order), writes the name into the pipe's ring with the tail at that
+ * offset in it of the caller's return address; how many pipes the process
+ * made since it last started a child, as a runtime makes a child's stdin,
+ * stdout, stderr and exec-error pipes in one place, in that order; and the
+ * program's arguments with their numbers left out, as a shell makes every
+ * pipe in one place, and `sh -c 'seq 1 3000000 | wc -l'` is not
+ * `sh -c 'echo 17 | wc -c'`, which is `sh -c 'echo 18 | wc -c'`), writes
+ * the name into the pipe's ring with the tail at that
  * moment (ipcd/ring.h, "Sites"), and counts for the site, when the write
  * end is let go of for good, whether the pipe carried at most SITE_SMALL
  * bytes.  After SITE_RUN small pipes in a row a site gets kernel pipes,
@@ -65,6 +68,7 @@ static _Atomic uint64_t tab_ino SHIM_FORKED;
 static _Atomic bool tab_failed SHIM_FORKED;	/* no page could be had: local counts */
 static pthread_mutex_t tab_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic unsigned pipes_since_child SHIM_FORKED;
+static uint64_t args_hash;		/* the program's arguments, numbers out */
 static _Atomic int learn = -1;		/* IPCD_SHIM_LEARN, read once */
 
 static struct {
@@ -232,6 +236,28 @@ void shim_sites_fd_release(void)
 
 /* ---- sites -------------------------------------------------------------------- */
 
+void shim_sites_args(int argc, char **argv)
+{
+	uint64_t x = 0xcbf29ce484222325ull;
+	size_t left = 1024;	/* bytes looked at, at most */
+	int i;
+
+	for (i = 0; i < argc && argv && argv[i] && left; i++) {
+		const unsigned char *c;
+		bool num = false;
+
+		for (c = (const unsigned char *)argv[i]; *c && left; c++, left--) {
+			bool d = *c >= '0' && *c <= '9';
+
+			if (!d || !num)
+				x = (x ^ (d ? '#' : *c)) * 0x100000001b3ull;
+			num = d;
+		}
+		x = (x ^ 0xff) * 0x100000001b3ull;	/* between arguments */
+	}
+	args_hash = x;
+}
+
 void shim_site_child(void)
 {
 	atomic_store_explicit(&pipes_since_child, 0, memory_order_relaxed);
@@ -277,7 +303,7 @@ uint64_t shim_site_key(uintptr_t pc)
 
 	if (!shim_learning())
 		return 0;
-	key = place_of(pc) + (uint64_t)(n < 8 ? n : 8) * 0xc2b2ae3d27d4eb4full;
+	key = (place_of(pc) ^ args_hash) + (uint64_t)(n < 8 ? n : 8) * 0xc2b2ae3d27d4eb4full;
 	return key ? key : 1;
 }
 
