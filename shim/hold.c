@@ -266,8 +266,8 @@ static bool drop(void *map, size_t len, int end, uint64_t v)
 		return false;
 	wake_ends(map, len, end);
 	/* What a pipe, or a socket pair, carried is known now. */
-	if (((struct ipcd_ring *)map)->features & IPCD_RING_F_DUPLEX ? hold_empty(map, !end)
-								    : end == 1)
+	if (((struct ipcd_ring *)map)->features & IPCD_RING_F_DUPLEX ?
+	    hold_empty(map, !end) || shim_site_peer_closed(map, len, end) : end == 1)
 		shim_site_done(map, len);
 	return true;
 }

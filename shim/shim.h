@@ -242,6 +242,9 @@ bool shim_site_kernel(uint64_t key);
  * once, never again) */
 void shim_site_mark(void *map, size_t len, uint64_t key);
 void shim_site_done(void *map, size_t len);
+/* sites.c: whether the other end of the socket pair mapped at map, whose
+ * end `end` we hold, is closed everywhere (the daemon's count) */
+bool shim_site_peer_closed(void *map, size_t len, int end);
 /* sites.c: the shared page of counts, passed on like a supply of this
  * kind; its fd (-1: none) and inode; the program closed that fd */
 #define SHIM_SITES_KIND	15

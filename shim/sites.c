@@ -16,7 +16,8 @@
  * `sh -c 'echo 17 | wc -c'`, which is `sh -c 'echo 18 | wc -c'`), writes
  * the name into the pipe's ring with the tail at that
  * moment (ipcd/ring.h, "Sites"), and counts for the site, when the write
- * end is let go of for good, whether the pipe carried at most SITE_SMALL
+ * end is let go of for good (a socket pair: one end, after the other has
+ * no writer left anywhere), whether the pair carried at most SITE_SMALL
  * bytes.  After SITE_RUN small pipes in a row a site gets kernel pipes,
  * but every SITE_PROBE-th pipe, which is a channel again and starts over if
  * it carries more.
@@ -353,6 +354,14 @@ static struct ipcd_ring *ring1(void *map, size_t len)
 	    r0->map_size > len / 2)
 		return NULL;
 	return (struct ipcd_ring *)((char *)map + r0->map_size);
+}
+
+bool shim_site_peer_closed(void *map, size_t len, int end)
+{
+	struct ipcd_ring *r1 = ring1(map, len);
+	struct ipcd_ring *peer = end ? map : r1;	/* side e writes ring e */
+
+	return r1 && IPCD_WRITERS(atomic_load(&peer->writers_epoch)) == 0;
 }
 
 void shim_site_mark(void *map, size_t len, uint64_t key)

@@ -311,6 +311,33 @@ if command -v xargs >/dev/null 2>&1; then
 	[ "$used" -le 40 ] || bad "60 shells under xargs: $used channels for 120 pipes of a few bytes (want at most 40)"
 fi
 
+# 8b. Socket pairs too: a child's stdin and stdout on one pair, a byte each
+#    way; counted once the parent's end closes after the child's.
+c0=$(($(status_field created) + $(status_field reused)))
+out=$(LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT IPCD_SHIM_SITES=$TMPD/sites.sp timeout 120 "$PY" -c '
+import socket, subprocess
+bad = 0
+for i in range(40):
+    a, b = socket.socketpair()
+    p = subprocess.Popen(["cat"], stdin=b, stdout=b)
+    b.close()
+    a.sendall(b"%d" % i)
+    a.shutdown(socket.SHUT_WR)
+    got = b""
+    while True:
+        d = a.recv(100)
+        if not d:
+            break
+        got += d
+    a.close()
+    bad += p.wait() != 0 or got != b"%d" % i
+print(bad)' 2>&1)
+c1=$(($(status_field created) + $(status_field reused)))
+used=$((c1 - c0))
+echo "# 40 children on socket pairs (and their exec-error pipes); $used channels"
+[ "$out" = 0 ] || bad "children on socket pairs: '$out' (0: every exchange right)"
+[ "$used" -le 25 ] || bad "40 children on socket pairs of a byte each way: $used channels for 80 pairs (want at most 25)"
+
 # 9. A pipe that its maker alone holds and waits on (make's jobserver, a
 #    self-pipe) becomes a kernel pipe at the first wait, with its bytes, its
 #    size and its flags; with IPCD_SHIM_LEARN=off it stays a channel.

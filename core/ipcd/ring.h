@@ -156,7 +156,8 @@
  * number for the place in its program that asked for it, and in each
  * ring's site_tail its tail at that moment; whoever first sees that the
  * pair carried all it will (the last holder of a pipe's write end, a reader
- * of its end of file, the last holder of a socket pair) takes the number
+ * of its end of file, the last holder of a socket pair's end once the
+ * other end has no writer left) takes the number
  * with an atomic exchange and counts what the pair carried, tail -
  * site_tail over its rings, for that place (ipcd-shim(7), "Pipes that
  * carry little").  Other clients leave both alone.
