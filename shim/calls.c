@@ -748,22 +748,6 @@ static int dup2_3(int old, int new, int flags)
 
 /* ---- pipes that only wait ------------------------------------------------- */
 
-struct pair_look {
-	const struct smap *m;	/* the pair asked about */
-	int fd[2];		/* an fd of each end here */
-	int n[2];		/* how many fds each end has here */
-};
-
-static void pair_each(int fd, struct sfd *t, void *arg)
-{
-	struct pair_look *p = arg;
-
-	if (t->m != p->m || t->end < 0 || t->end > 1)
-		return;
-	p->fd[t->end] = fd;
-	p->n[t->end]++;
-}
-
 /*
  * A pipe that this process made and alone holds both ends of, and waits on
  * in poll or select: a channel saves nothing there, while each such wait
@@ -777,47 +761,47 @@ static void pair_each(int fd, struct sfd *t, void *arg)
  */
 bool shim_demote(int fd)
 {
-	struct pair_look p = { NULL, { -1, -1 }, { 0, 0 } };
-	struct sfd *s = fdtab_get(fd), *e[2] = { NULL, NULL };
+	struct sfd *s, *e[2] = { NULL, NULL };
 	struct shim_sighold h = { .on = false };
-	int k[2] = { -1, -1 }, cloexec[2], i;
+	int k[2] = { -1, -1 }, pfd[2], nfd[2], cloexec[2], i;
 	bool ok = false, counted[2];
+	const struct smap *m;
 	char buf[4096];
 	uint64_t q;
 	uint32_t limit;
 	ssize_t n = 0;
 
-	if (!s)
+	if (!shim_learning() || !fdtab_quiet() || shim_in_vfork_child() || !(s = fdtab_get(fd)))
 		return false;
-	if (!shim_learning() || s->kind != SK_PIPE || !s->made_here || !s->m ||
-	    atomic_load(&s->dirty) ||
-	    s->m->r0->anon != IPCD_ANON_PIPE || !fdtab_quiet() || shim_in_vfork_child() ||
-	    !hold_pair_alone(s))
-		goto out;
-	p.m = s->m;
-	fdtab_each(pair_each, &p);
-	if (p.n[0] != 1 || p.n[1] != 1)
-		goto out;	/* dup'ed ends: left as they are */
+	m = s->m;
+	ok = s->kind == SK_PIPE && s->made_here && m && !atomic_load(&s->dirty) &&
+	     m->r0->anon == IPCD_ANON_PIPE && hold_pair_alone(s);
+	sfd_put(s);	/* the table keeps it: nothing else runs meanwhile */
+	if (!ok)
+		return false;
+	ok = false;
+	hold_pair_here(m, pfd, nfd);
+	if (nfd[0] != 1 || nfd[1] != 1)
+		return false;	/* dup'ed ends: left as they are */
 	for (i = 0; i < 2; i++) {
-		e[i] = fdtab_get(p.fd[i]);
+		e[i] = fdtab_get(pfd[i]);
 		/* The table's reference and ours only: no call in flight (one a
 		 * signal handler's poll interrupted, say). */
-		if (!e[i] || atomic_load(&e[i]->dirty) || e[i]->m != p.m ||
-		    atomic_load(&e[i]->refs) != 2 + (e[i] == s) ||
-		    (cloexec[i] = real.fcntl(p.fd[i], F_GETFD)) < 0)
+		if (!e[i] || e[i]->m != m || atomic_load(&e[i]->refs) != 2 ||
+		    (cloexec[i] = real.fcntl(pfd[i], F_GETFD)) < 0)
 			goto out;
 	}
-	q = atomic_load(&p.m->r0->tail) - atomic_load(&p.m->r0->head);
-	limit = atomic_load(&p.m->r0->limit);
+	q = atomic_load(&m->r0->tail) - atomic_load(&m->r0->head);
+	limit = atomic_load(&m->r0->limit);
 	if (q > sizeof(buf))
 		goto out;
 	shim_signals_hold(&h);
 	if (real.pipe2(k, O_CLOEXEC) < 0 ||
-	    (limit && limit != 65536 && real.fcntl(k[1], F_SETPIPE_SZ, (int)limit) < 0))
+	    (limit && limit != IPCD_PIPE_SIZE && real.fcntl(k[1], F_SETPIPE_SZ, (int)limit) < 0))
 		goto out;
 	/* From here on the bytes are in hand: nothing may fail them. */
 	if (q)
-		n = shim_read(e[0], p.fd[0], buf, (size_t)q, MSG_DONTWAIT, NULL, NULL);
+		n = shim_read(e[0], pfd[0], buf, (size_t)q, MSG_DONTWAIT, NULL, NULL);
 	if (n > 0 && real.write(k[1], buf, (size_t)n) != n)
 		shim_log("demoting a pipe: %zd bytes could not be moved", n);
 	/* Only the table's references stay, so that each end goes as at a
@@ -829,19 +813,16 @@ bool shim_demote(int fd)
 		sfd_put(e[i]);
 		e[i] = NULL;
 	}
-	sfd_put(s);
-	s = NULL;
 	for (i = 1; i >= 0; i--) {
 		struct sfd *was;
 		int r;
 
-		was = going(p.fd[i]);
-		r = real.dup3(k[i], p.fd[i], (cloexec[i] & FD_CLOEXEC) ? O_CLOEXEC : 0);
+		was = going(pfd[i]);
+		r = real.dup3(k[i], pfd[i], (cloexec[i] & FD_CLOEXEC) ? O_CLOEXEC : 0);
 		if (was)
 			gone(was, counted[i], r);
 	}
-	shim_log("pipe on fds %d and %d: a kernel pipe now, with %zd bytes", p.fd[0], p.fd[1],
-		 n);
+	shim_log("pipe on fds %d and %d: a kernel pipe now, with %zd bytes", pfd[0], pfd[1], n);
 	ok = true;
 out:
 	for (i = 0; i < 2; i++) {
@@ -851,8 +832,6 @@ out:
 			sfd_put(e[i]);
 	}
 	shim_signals_release(&h);
-	if (s)
-		sfd_put(s);
 	return ok;
 }
 

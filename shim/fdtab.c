@@ -235,8 +235,7 @@ struct sfd *fdtab_borrow(int fd, bool *borrowed)
 	struct sfd *s;
 
 	*borrowed = false;
-	if (!SINGLE_THREADED() || atomic_load_explicit(&lent, memory_order_relaxed) ||
-	    atomic_load_explicit(&orphan, memory_order_relaxed))
+	if (!fdtab_quiet())
 		return fdtab_get(fd);	/* also a handler's call during a borrow */
 	if (!fdtab_any())
 		return NULL;

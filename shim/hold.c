@@ -204,8 +204,9 @@ bool hold_pair_alone(struct sfd *s)
 {
 	bool r;
 
-	if (!atomic_load(&s->counted) || !s->m || s->end < 0)
-		return false;
+	if (!atomic_load(&s->counted) || !s->m || s->end < 0 ||
+	    !only_us(s->m->r0, 0) || !only_us(s->m->r0, 1))
+		return false;	/* the usual answer, without the lock */
 	pthread_mutex_lock(&hold_mu);
 	r = atomic_load(&s->counted) && only_us(s->m->r0, 0) && only_us(s->m->r0, 1);
 	pthread_mutex_unlock(&hold_mu);
@@ -228,11 +229,9 @@ static void wake_word(_Atomic uint32_t *seq, _Atomic uint32_t *sleepers)
  */
 static void wake_ends(void *map, size_t len, int end)
 {
-	struct ipcd_ring *r0 = map, *r1;
+	struct ipcd_ring *r0 = map, *r1 = shim_ring1(map, len);
 
-	if ((r0->features & IPCD_RING_F_DUPLEX) && r0->map_size >= IPCD_RING_HDR_SIZE &&
-	    r0->map_size <= len / 2) {
-		r1 = (struct ipcd_ring *)((char *)map + r0->map_size);
+	if (r1) {
 		/* Side e writes ring e and reads the other. */
 		if (end) {
 			wake_word(&r1->data_seq, &r1->rd_sleepers);
@@ -569,24 +568,34 @@ void hold_exit(void)
 	fdtab_each(exit_pending, NULL);
 }
 
-struct peer_look {
-	const struct sfd *s;
-	bool found;
+struct pair_look {
+	const struct smap *m;
+	int fd[2], n[2];
 };
 
-static void peer_each(int fd, struct sfd *t, void *arg)
+static void pair_each(int fd, struct sfd *t, void *arg)
 {
-	struct peer_look *p = arg;
+	struct pair_look *p = arg;
 
-	(void)fd;
-	if (t != p->s && t->m == p->s->m && t->end == 1 - p->s->end && !atomic_load(&t->dirty))
-		p->found = true;
+	if (t->m != p->m || t->end < 0 || t->end > 1 || atomic_load(&t->dirty))
+		return;
+	p->fd[t->end] = fd;
+	p->n[t->end]++;
+}
+
+void hold_pair_here(const struct smap *m, int fd[2], int n[2])
+{
+	struct pair_look p = { m, { -1, -1 }, { 0, 0 } };
+
+	fdtab_each(pair_each, &p);
+	memcpy(fd, p.fd, sizeof(p.fd));
+	memcpy(n, p.n, sizeof(p.n));
 }
 
 void hold_catch_up(struct sfd *s, int fd)
 {
 	uint64_t r = atomic_load_explicit(&shim_reaps, memory_order_relaxed);
-	struct peer_look p = { s, false };
+	int fds[2], n[2];
 
 	/* A child reaped since s came here may have held it without a word
 	 * (killed, or running a program without the shim): the daemon knows. */
@@ -599,8 +608,8 @@ void hold_catch_up(struct sfd *s, int fd)
 	 * is one: it reads and writes both ends between its children.  Looked
 	 * up once per reaped child and end. */
 	if (s->m && s->end >= 0) {
-		fdtab_each(peer_each, &p);
-		if (p.found) {
+		hold_pair_here(s->m, fds, n);
+		if (n[1 - s->end]) {
 			atomic_store_explicit(&s->reaps_seen, r, memory_order_relaxed);
 			return;
 		}

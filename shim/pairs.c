@@ -763,8 +763,7 @@ static bool keep_take(uint32_t anon, bool cloexec, bool nb, int fds[2], struct s
 			continue;
 		if (!end_free(k->m, 0) || !end_free(k->m, 1))
 			continue;	/* still held elsewhere: later */
-		r1 = (k->m->r0->features & IPCD_RING_F_DUPLEX) ?
-		     (struct ipcd_ring *)((char *)k->m->map + k->m->r0->map_size) : NULL;
+		r1 = shim_ring1(k->m->map, k->m->len);
 		if (!ring_fresh(k->m->r0, anon) || (r1 && !ring_fresh(r1, anon))) {
 			kept_drop(k);
 			continue;

@@ -228,14 +228,28 @@ int shim_move_high(int fd);		/* at SHIM_OWN_FDS or above, cloexec */
  * here and held by nobody else, if it may be; whether it did */
 bool shim_demote(int fd);
 /* hold.c: whether this process alone holds both ends of s's pair (and is
- * counted for them) */
+ * counted for them); an fd here of each end of the pair mapped as m and
+ * how many fds each has (ends shut down or in an epoll set not counted) */
 bool hold_pair_alone(struct sfd *s);
+void hold_pair_here(const struct smap *m, int fd[2], int n[2]);
 /* sites.c: the site of a pipe or socket pair asked for at pc, counting the pipes made
  * since this process last started a child (0: not learning); a child is
  * started; whether a pipe of that site should be the kernel's */
 uint64_t shim_site_key(uintptr_t pc);
 void shim_site_child(void);
 bool shim_site_kernel(uint64_t key);
+/* The second ring of a duplex channel whose rings are mapped at map (len
+ * bytes); NULL for a pipe, or a header that cannot be right. */
+static inline struct ipcd_ring *shim_ring1(void *map, size_t len)
+{
+	struct ipcd_ring *r0 = map;
+
+	if (!(r0->features & IPCD_RING_F_DUPLEX) || r0->map_size < IPCD_RING_HDR_SIZE ||
+	    r0->map_size > len / 2)
+		return NULL;
+	return (struct ipcd_ring *)((char *)map + r0->map_size);
+}
+
 /* sites.c: a pair of site key is made on the rings mapped at map (len
  * bytes); what it carries is final (a pipe's write end let go of for good,
  * or its end of file read, or both ends of a socket pair let go of; counted

@@ -96,16 +96,13 @@ bool shim_learning(void)
  */
 static int tab_named(struct stat *st)
 {
-	const char *env = getenv("IPCD_SHIM_SITES");
-	char path[128];
+	const char *path = getenv("IPCD_SHIM_SITES");
+	char own[64];
 	int fd;
 
-	if (env && *env) {
-		if (strlen(env) >= sizeof(path))
-			return -1;
-		strcpy(path, env);
-	} else {
-		snprintf(path, sizeof(path), "/dev/shm/ipcd.sites.%u", (unsigned)geteuid());
+	if (!path || !*path) {
+		snprintf(own, sizeof(own), "/dev/shm/ipcd.sites.%u", (unsigned)geteuid());
+		path = own;
 	}
 	fd = real.open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
@@ -237,6 +234,12 @@ void shim_sites_fd_release(void)
 
 /* ---- sites -------------------------------------------------------------------- */
 
+/* One byte more into an FNV-1a hash. */
+static inline uint64_t fnv(uint64_t x, unsigned char c)
+{
+	return (x ^ c) * 0x100000001b3ull;
+}
+
 void shim_sites_args(int argc, char **argv)
 {
 	uint64_t x = 0xcbf29ce484222325ull;
@@ -251,10 +254,10 @@ void shim_sites_args(int argc, char **argv)
 			bool d = *c >= '0' && *c <= '9';
 
 			if (!d || !num)
-				x = (x ^ (d ? '#' : *c)) * 0x100000001b3ull;
+				x = fnv(x, d ? '#' : *c);
 			num = d;
 		}
-		x = (x ^ 0xff) * 0x100000001b3ull;	/* between arguments */
+		x = fnv(x, 0xff);	/* between arguments */
 	}
 	args_hash = x;
 }
@@ -265,34 +268,39 @@ void shim_site_child(void)
 }
 
 /* What a return address stands for in any process that runs the same
- * object: the object's name and the offset in it. */
+ * object: the object's name and the offset in it.  Remembered per pc: a
+ * slot is claimed by its pc first, and its place, never 0, is read as
+ * known only once written. */
 static uint64_t place_of(uintptr_t pc)
 {
 	unsigned i, h = (unsigned)(pc >> 4) % PLACES;
-	uint64_t x = 0xcbf29ce484222325ull;
+	uint64_t x = 0xcbf29ce484222325ull, known;
 	const unsigned char *c;
 	Dl_info di;
 
 	for (i = 0; i < PLACES; i++) {
 		unsigned j = (h + i) % PLACES;
 
-		if (atomic_load_explicit(&places[j].pc, memory_order_acquire) == pc)
-			return atomic_load_explicit(&places[j].place, memory_order_relaxed);
+		if (atomic_load_explicit(&places[j].pc, memory_order_acquire) == pc &&
+		    (known = atomic_load_explicit(&places[j].place, memory_order_acquire)))
+			return known;
 	}
 	if (!dladdr((void *)pc, &di) || !di.dli_fname)
 		return pc;
 	for (c = (const unsigned char *)di.dli_fname; *c; c++)
-		x = (x ^ *c) * 0x100000001b3ull;	/* FNV-1a */
+		x = fnv(x, *c);
 	x ^= (uint64_t)(pc - (uintptr_t)di.dli_fbase) * 0x9e3779b97f4a7c15ull;
+	x += !x;
 	for (i = 0; i < PLACES; i++) {
 		unsigned j = (h + i) % PLACES;
 		uintptr_t cur = 0;
 
-		if (atomic_load_explicit(&places[j].pc, memory_order_relaxed))
-			continue;
-		atomic_store_explicit(&places[j].place, x, memory_order_relaxed);
-		if (atomic_compare_exchange_strong(&places[j].pc, &cur, pc))
+		if (atomic_compare_exchange_strong(&places[j].pc, &cur, pc)) {
+			atomic_store_explicit(&places[j].place, x, memory_order_release);
 			break;
+		}
+		if (cur == pc)
+			break;	/* another thread's, the same place */
 	}
 	return x;
 }
@@ -345,20 +353,9 @@ static void note(uint64_t key, uint64_t bytes)
 	}
 }
 
-/* The second ring of a duplex channel mapped at map (len bytes), or NULL. */
-static struct ipcd_ring *ring1(void *map, size_t len)
-{
-	struct ipcd_ring *r0 = map;
-
-	if (!(r0->features & IPCD_RING_F_DUPLEX) || r0->map_size < IPCD_RING_HDR_SIZE ||
-	    r0->map_size > len / 2)
-		return NULL;
-	return (struct ipcd_ring *)((char *)map + r0->map_size);
-}
-
 bool shim_site_peer_closed(void *map, size_t len, int end)
 {
-	struct ipcd_ring *r1 = ring1(map, len);
+	struct ipcd_ring *r1 = shim_ring1(map, len);
 	struct ipcd_ring *peer = end ? map : r1;	/* side e writes ring e */
 
 	return r1 && IPCD_WRITERS(atomic_load(&peer->writers_epoch)) == 0;
@@ -366,7 +363,7 @@ bool shim_site_peer_closed(void *map, size_t len, int end)
 
 void shim_site_mark(void *map, size_t len, uint64_t key)
 {
-	struct ipcd_ring *r0 = map, *r1 = ring1(map, len);
+	struct ipcd_ring *r0 = map, *r1 = shim_ring1(map, len);
 
 	atomic_store(&r0->site_tail, atomic_load(&r0->tail));
 	if (r1)
@@ -385,7 +382,7 @@ void shim_site_done(void *map, size_t len)
 	if (!key)
 		return;
 	bytes = atomic_load(&r0->tail) - atomic_load(&r0->site_tail);
-	r1 = ring1(map, len);
+	r1 = shim_ring1(map, len);
 	if (r1)
 		bytes += atomic_load(&r1->tail) - atomic_load(&r1->site_tail);
 	note(key, bytes);
