@@ -43,6 +43,10 @@
 static pthread_mutex_t hold_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
 static struct sfd *held SHIM_FORKED;		/* ends we are counted for, under hold_mu */
 static uint64_t my_id SHIM_FORKED, parent_id SHIM_FORKED;	/* 0: not known yet */
+/* my_id came with the program (inherit.c): the slots of an end never
+ * mapped here may name it.  A number drawn here is in no slot of such an
+ * end. */
+static bool id_passed SHIM_FORKED;
 static _Atomic uint64_t synced SHIM_FORKED;		/* shim_reaps at the last catch-up */
 static uint64_t fork_id SHIM_FORKED;		/* my_id when a fork began (child side) */
 /* What our slots hold: my_id, or, in a forked child that has not needed
@@ -121,6 +125,7 @@ void hold_set_ids(uint64_t me, uint64_t par)
 {
 	my_id = me & ID_MASK;
 	parent_id = par & ID_MASK;
+	id_passed = my_id != 0;
 }
 
 /* ---- slots ---------------------------------------------------------------------- */
@@ -356,8 +361,15 @@ static void drop_pending(struct sfd *s, int fd)
 	void *map;
 	size_t len;
 
-	if (!shim_patched || s->end < 0 || !hold_me() ||
-	    ipcd_ring_map(fd, shim_map_len(fd), &map, &len) < 0)
+	if (!shim_patched || s->end < 0)
+		return;
+	/* Nothing can stand for us in its slots: no number of ours came
+	 * with the program and no parent left placeholders.  Mapping the
+	 * ring would only show that (a forked child of a shell whose output
+	 * is a channel, as each of its commands closes that output). */
+	if (!id_passed && !parent())
+		return;
+	if (!hold_me() || ipcd_ring_map(fd, shim_map_len(fd), &map, &len) < 0)
 		return;
 	sl = slots_of(map, s->end);
 	v = slot_has(sl, my_id) ? my_id : !parent() ? 0 :
@@ -445,6 +457,7 @@ void hold_fork_child(void)
 	 * own number (be_myself). */
 	parent_id = fork_id;
 	my_id = 0;
+	id_passed = false;
 	held_as = fork_id ? IPCD_HOLDER_CHILD | fork_id : 0;
 	for (s = held; s; s = next) {
 		next = s->held_next;
