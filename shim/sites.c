@@ -19,8 +19,12 @@
  * end is let go of for good (a socket pair: one end, after the other has
  * no writer left anywhere), whether the pair carried at most SITE_SMALL
  * bytes.  After SITE_RUN small pipes in a row a site gets kernel pipes,
- * but every SITE_PROBE-th pipe, which is a channel again and starts over if
- * it carries more.
+ * but for a probe, now and then a channel again, which starts over if it
+ * carries more.  The first probe comes after SITE_PROBE kernel pipes, and
+ * each probe that carried little doubles the gap, up to SITE_PROBE <<
+ * SITE_BACKOFF: a loop that runs thousands of small pipelines pays for a
+ * handful of channels, not for one in every SITE_PROBE (3-4% of a shell
+ * loop's time, measured).
  *
  * The counts sit in one page shared by all the user's processes, the file
  * /dev/shm/ipcd.sites.<uid> (IPCD_SHIM_SITES names another), mapped when a
@@ -50,14 +54,15 @@
 
 #define SITE_SMALL	4096	/* bytes: a pipe that carried no more is small */
 #define SITE_RUN	4	/* small pipes in a row: kernel pipes */
-#define SITE_PROBE	32	/* of a site's kernel pipes, every this many a channel */
+#define SITE_PROBE	32	/* kernel pipes before a site's first probe */
+#define SITE_BACKOFF	5	/* small probes that double the gap (to 1024) */
 #define TAB_BYTES	4096
 #define LOCAL_SITES	16	/* without a shared page */
 #define PLACES		16	/* return addresses named, per process */
 
 struct site {
 	_Atomic uint64_t key;	/* 0: a free slot */
-	_Atomic uint32_t small;	/* small pipes in a row, at most SITE_RUN */
+	_Atomic uint32_t small;	/* small pipes in a row, at most SITE_RUN + SITE_BACKOFF */
 	_Atomic uint32_t kernel;	/* kernel pipes given since */
 };
 #define TAB_SITES	(TAB_BYTES / sizeof(struct site))
@@ -318,7 +323,7 @@ uint64_t shim_site_key(uintptr_t pc)
 
 bool shim_site_kernel(uint64_t key)
 {
-	unsigned n;
+	unsigned n, s, gap;
 	struct site *t;
 	int i;
 
@@ -326,10 +331,13 @@ bool shim_site_kernel(uint64_t key)
 		return false;
 	t = table(&n);
 	i = site_find(t, n, key, false);
-	if (i < 0 || atomic_load_explicit(&t[i].small, memory_order_relaxed) < SITE_RUN)
+	if (i < 0)
 		return false;
-	return (atomic_fetch_add_explicit(&t[i].kernel, 1, memory_order_relaxed) + 1) %
-	       SITE_PROBE != 0;
+	s = atomic_load_explicit(&t[i].small, memory_order_relaxed);
+	if (s < SITE_RUN)
+		return false;
+	gap = SITE_PROBE << (s - SITE_RUN < SITE_BACKOFF ? s - SITE_RUN : SITE_BACKOFF);
+	return (atomic_fetch_add_explicit(&t[i].kernel, 1, memory_order_relaxed) + 1) % gap != 0;
 }
 
 /* What a pipe of site key carried: count it. */
@@ -345,7 +353,7 @@ static void note(uint64_t key, uint64_t bytes)
 		return;
 	if (bytes <= SITE_SMALL) {
 		s = atomic_load_explicit(&t[i].small, memory_order_relaxed);
-		if (s < SITE_RUN)
+		if (s < SITE_RUN + SITE_BACKOFF)
 			atomic_store_explicit(&t[i].small, s + 1, memory_order_relaxed);
 	} else {
 		atomic_store_explicit(&t[i].small, 0, memory_order_relaxed);

@@ -264,7 +264,7 @@ fi
 #    KiB through stdin and stdout, those two stay channels.  Counted: the
 #    pipes served by channels, new or reused (4 a run if nothing changed).
 #    Each with a page of counts of its own (IPCD_SHIM_SITES): a site whose
-#    pipes were small stays with the kernel for up to 31 more pipes.
+#    pipes were small stays with the kernel for 31 pipes or more.
 py_runs() {	# bytes-per-run sites-file: prints the failures, then the channels used
 	local c0 c1 out
 	c0=$(($(status_field created) + $(status_field reused)))
@@ -295,6 +295,30 @@ echo "# python ran 40 subprocesses with 16 KiB each (160 pipes); $2 of them were
 [ "$2" -ge 60 ] && [ "$2" -le 125 ] ||
 	bad "python's 40 subprocesses of 16 KiB: $2 of 160 pipes were channels (want 60 to 125: stdin and stdout carry the bytes)"
 kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
+
+# 7b. A site whose probes keep carrying little is probed ever more rarely:
+#    600 pipes of 4 bytes made in one place of one process.  Learning
+#    takes 12 channels (a site for each count of pipes since the last
+#    child up to 8, 1 pipe each, then 4 at the last), then probes come
+#    after 32, 32, 64, 128 and 256 kernel pipes: 17 channels.  A probe
+#    every 32 pipes would make 30.
+set -- $(LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT IPCD_SHIM_SITES=$TMPD/sites.loop \
+	timeout 120 "$PY" -c '
+import os, sys
+mnt = sys.argv[1]
+bad = made = 0
+for i in range(600):
+    r, w = os.pipe()
+    made += os.readlink("/proc/self/fd/%d" % w).startswith(mnt + "/")
+    os.write(w, b"%3d" % i)
+    os.close(w)
+    bad += os.read(r, 10) != b"%3d" % i
+    os.close(r)
+print(bad, made)' "$MNT" 2>&1)
+echo "# one place made 600 pipes of 3 bytes; $2 were channels"
+[ "$1" = 0 ] || bad "600 pipes in a loop under the shim: '$1' (0: every byte right)"
+[ "${2:-99}" -ge 12 ] && [ "${2:-99}" -le 20 ] ||
+	bad "600 small pipes in one place: ${2:-?} channels (want 12 to 20: learnt, then ever rarer probes)"
 
 # 8. What a site's pipes carried is known to the whole tree: xargs starts
 #    a shell per job, which makes two pipes and ends; the shells learn
