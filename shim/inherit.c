@@ -286,15 +286,22 @@ static bool hint_action(int tag, const int fds[2], void *arg)
 /* Whether environment entry e is LD_PRELOAD naming this shim. */
 static bool preloads_us(const char *e)
 {
-	const char *self = shim_self_name(), *p;
+	const char *self = shim_self_name(), *p, *base;
 	size_t n = strlen(self);
 
 	if (!has_prefix(e, "LD_PRELOAD=") || !n)
 		return false;
-	for (p = e + 11; (p = strstr(p, self)); p += n)
-		if ((p[n] == '\0' || p[n] == ' ' || p[n] == ':') &&
-		    (p == e + 11 || p[-1] == '/' || p[-1] == ' ' || p[-1] == ':'))
+	/* By hand: a child between fork and exec runs it, and each page of
+	 * libc it touches that the child had not (strstr's) is a fault. */
+	for (p = e + 11; *p;) {
+		for (base = p; *p && *p != ' ' && *p != ':'; p++)
+			if (*p == '/')
+				base = p + 1;
+		if ((size_t)(p - base) == n && !memcmp(base, self, n))
 			return true;
+		while (*p == ' ' || *p == ':')
+			p++;
+	}
 	return false;
 }
 

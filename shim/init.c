@@ -81,13 +81,21 @@ void shim_log(const char *fmt, ...)
 static struct elf_obj objs[ELF_MAX_OBJS];
 static int nobjs, self_obj = -1, libc_obj = -1;
 
+static const char *self_name = "";	/* our file's name, without its directory */
+
 static void find_objects(void)
 {
+	const char *slash;
+
 	nobjs = elf_objects(objs, ELF_MAX_OBJS);
 	if (nobjs <= 0)
 		return;
 	self_obj = elf_find(objs, nobjs, (const void *)find_objects);
 	libc_obj = elf_find(objs, nobjs, (const void *)gnu_get_libc_version);
+	if (self_obj >= 0) {
+		slash = strrchr(objs[self_obj].name, '/');
+		self_name = slash ? slash + 1 : objs[self_obj].name;
+	}
 }
 
 static void *next_sym(const char *name)
@@ -140,10 +148,7 @@ void *shim_next_sym(const char *name)
 
 const char *shim_self_name(void)
 {
-	const char *n = self_obj >= 0 ? objs[self_obj].name : "";
-	const char *slash = strrchr(n, '/');
-
-	return slash ? slash + 1 : n;
+	return self_name;
 }
 
 #define FIND(name) real.name = next_sym(#name)
@@ -290,6 +295,9 @@ static bool fork_prepared SHIM_FORKED;
 
 static void atfork_prepare(void)
 {
+	/* Before the fork: written after it, the page would be copied in the
+	 * parent, and again in the child. */
+	shim_site_child();
 	fork_prepared = shim_on && fdtab_any() && !shim_in_vfork_child();
 	if (!fork_prepared)
 		return;
@@ -299,14 +307,12 @@ static void atfork_prepare(void)
 
 static void atfork_parent(void)
 {
-	shim_site_child();
 	if (fork_prepared)
 		hold_fork_parent();
 }
 
 static void atfork_child(void)
 {
-	shim_site_child();
 	shim_pid = shim_getpid();
 	ipcd_tid_forget();
 	fdtab_after_fork();

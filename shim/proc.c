@@ -443,7 +443,10 @@ SHIM_API int openat64(int dirfd, const char *path, int flags, ...)
  * change on each wait.  sigaction() shows the program its own handlers.
  */
 static struct sigaction prog_act[NSIG];	/* the program's, where wrapped */
-static _Atomic bool wrapped[NSIG];
+/* Beside the state a forked child writes anyway: a child that sets its
+ * signals back to their defaults before it runs a program then copies no
+ * page of its own for it.  Both are written only when they change. */
+static _Atomic bool wrapped[NSIG] SHIM_FORKED;
 
 static void wrapper(int sig, siginfo_t *info, void *ctx)
 {
@@ -487,20 +490,23 @@ SHIM_API int sigaction(int sig, const struct sigaction *act, struct sigaction *o
 		k = *act;
 		k.sa_flags |= SA_SIGINFO;
 		k.sa_sigaction = wrapper;
-		atomic_store_explicit(&shim_handlers, true, memory_order_relaxed);
+		if (!atomic_load_explicit(&shim_handlers, memory_order_relaxed))
+			atomic_store_explicit(&shim_handlers, true, memory_order_relaxed);
 		r = real.sigaction(sig, &k, &prev);
 		if (r == 0) {
 			if (was && prev.sa_sigaction == wrapper)
 				prev = prog_act[sig];
-			prog_act[sig] = *act;
-			atomic_store(&wrapped[sig], true);
+			if (memcmp(&prog_act[sig], act, sizeof(*act)))
+				prog_act[sig] = *act;
+			if (!was)
+				atomic_store(&wrapped[sig], true);
 		}
 	} else {
 		r = real.sigaction(sig, act, &prev);
 		if (r == 0) {
 			if (was && prev.sa_sigaction == wrapper && (prev.sa_flags & SA_SIGINFO))
 				prev = prog_act[sig];
-			if (act)
+			if (act && was)
 				atomic_store(&wrapped[sig], false);
 		}
 	}

@@ -269,7 +269,8 @@ void shim_sites_args(int argc, char **argv)
 
 void shim_site_child(void)
 {
-	atomic_store_explicit(&pipes_since_child, 0, memory_order_relaxed);
+	if (atomic_load_explicit(&pipes_since_child, memory_order_relaxed))
+		atomic_store_explicit(&pipes_since_child, 0, memory_order_relaxed);
 }
 
 /* What a return address stands for in any process that runs the same
