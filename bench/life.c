@@ -54,6 +54,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ipcd/ring.h>
+
 extern char **environ;
 
 #define MANY		500		/* channels alive at once in "many" */
@@ -405,7 +407,7 @@ static bool counters(const char *mount, double v[3])
 
 	if (!mount)
 		return false;
-	n = getxattr(mount, "user.ipcd.status", buf + 1, sizeof(buf) - 2);
+	n = getxattr(mount, IPCD_XATTR_STATUS, buf + 1, sizeof(buf) - 2);
 	if (n < 0)
 		return false;
 	buf[0] = ' ';

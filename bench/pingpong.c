@@ -918,7 +918,7 @@ int main(int argc, char **argv)
 	else
 		printf("\nonly one CPU is available: the cross-cpu case is skipped\n");
 	if (opt.dir) {
-		n = getxattr(opt.dir, "user.ipcd.status", status, sizeof(status) - 1);
+		n = getxattr(opt.dir, IPCD_XATTR_STATUS, status, sizeof(status) - 1);
 		if (n > 0) {
 			status[n] = 0;
 			status[strcspn(status, "\n")] = 0;

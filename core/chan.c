@@ -159,22 +159,22 @@ static int chan_sleep(struct ipcd_chan *c, unsigned dirs, size_t need,
 
 int ipcd_mkchan(const char *path, mode_t mode, unsigned flags, size_t capacity)
 {
+	static const char *const kinds[] = IPCD_KIND_NAMES;
+	const char *kind = kinds[flags & IPCD_RING_F_KNOWN];
 	char num[32];
 
-	static const char *const kinds[] = {
-		"stream", "message", "duplex-stream", "duplex-message"
-	};
-	const char *kind = kinds[flags & 3];
+	_Static_assert(IPCD_MESSAGE == IPCD_RING_F_MESSAGE && IPCD_DUPLEX == IPCD_RING_F_DUPLEX,
+		       "the flags of ipcd_mkchan are the ring's features");
 
 	if (flags & ~(IPCD_MESSAGE | IPCD_DUPLEX))
 		return -EINVAL;
 	if (mknod(path, S_IFREG | (mode & 07777), 0) < 0)
 		return -errno;
-	if (flags && setxattr(path, "user.ipcd.kind", kind, strlen(kind), 0) < 0)
+	if (flags && setxattr(path, IPCD_XATTR_KIND, kind, strlen(kind), 0) < 0)
 		goto err;
 	if (capacity) {
 		snprintf(num, sizeof(num), "%zu", capacity);
-		if (setxattr(path, "user.ipcd.capacity", num, strlen(num), 0) < 0)
+		if (setxattr(path, IPCD_XATTR_CAPACITY, num, strlen(num), 0) < 0)
 			goto err;
 	}
 	return 0;

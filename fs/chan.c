@@ -242,12 +242,9 @@ void chan_free_ring(struct chan *ch)
 
 static const char *kind_name(uint32_t features)
 {
-	switch (features & (IPCD_RING_F_MESSAGE | IPCD_RING_F_DUPLEX)) {
-	case IPCD_RING_F_MESSAGE: return "message";
-	case IPCD_RING_F_DUPLEX: return "duplex-stream";
-	case IPCD_RING_F_MESSAGE | IPCD_RING_F_DUPLEX: return "duplex-message";
-	default: return "stream";
-	}
+	static const char *const kinds[] = IPCD_KIND_NAMES;
+
+	return kinds[features & IPCD_RING_F_KNOWN];
 }
 
 /* Bytes ever written into the channel's rings (by any path). */

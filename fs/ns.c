@@ -18,12 +18,12 @@
 
 #include "fs.h"
 
-#define XA_KIND		"user.ipcd.kind"
-#define XA_CAPACITY	"user.ipcd.capacity"
-#define XA_INFO		"user.ipcd.info"
-#define XA_STATUS	"user.ipcd.status"
-#define XA_LABEL	"user.ipcd.label"
-#define XA_ANON		"user.ipcd.anon"
+#define XA_KIND		IPCD_XATTR_KIND
+#define XA_CAPACITY	IPCD_XATTR_CAPACITY
+#define XA_INFO		IPCD_XATTR_INFO
+#define XA_STATUS	IPCD_XATTR_STATUS
+#define XA_LABEL	IPCD_XATTR_LABEL
+#define XA_ANON		IPCD_XATTR_ANON
 
 static const char *const anon_names[] = IPCD_ANON_NAMES;
 
@@ -860,19 +860,14 @@ static int parse_size(const char *v, size_t n, uint64_t *out)
 
 static int parse_kind(const char *v, size_t n, uint32_t *features)
 {
-	static const struct { const char *name; uint32_t f; } kinds[] = {
-		{ "stream", 0 },
-		{ "message", IPCD_RING_F_MESSAGE },
-		{ "duplex-stream", IPCD_RING_F_DUPLEX },
-		{ "duplex-message", IPCD_RING_F_DUPLEX | IPCD_RING_F_MESSAGE },
-	};
-	size_t i;
+	static const char *const kinds[] = IPCD_KIND_NAMES;
+	uint32_t f;
 
 	if (n && v[n - 1] == '\n')
 		n--;
-	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		if (strlen(kinds[i].name) == n && !memcmp(v, kinds[i].name, n)) {
-			*features = kinds[i].f;
+	for (f = 0; f < sizeof(kinds) / sizeof(kinds[0]); f++)
+		if (strlen(kinds[f]) == n && !memcmp(v, kinds[f], n)) {
+			*features = f;	/* the index is the features */
 			return 0;
 		}
 	return EINVAL;
@@ -897,7 +892,7 @@ static void ns_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	ch = in->chan;
 	if (strcmp(name, XA_KIND) && strcmp(name, XA_CAPACITY) &&
 	    strcmp(name, XA_LABEL) && strcmp(name, XA_ANON)) {
-		err = strncmp(name, "user.ipcd.", 10) ? ENOTSUP : EPERM;
+		err = strncmp(name, IPCD_XATTR_PREFIX, sizeof(IPCD_XATTR_PREFIX) - 1) ? ENOTSUP : EPERM;
 		goto out;
 	}
 	if (!ch) {
@@ -1047,7 +1042,7 @@ static void ns_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void ns_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	(void)ino;
-	fuse_reply_err(req, strncmp(name, "user.ipcd.", 10) ? ENODATA : EPERM);
+	fuse_reply_err(req, strncmp(name, IPCD_XATTR_PREFIX, sizeof(IPCD_XATTR_PREFIX) - 1) ? ENODATA : EPERM);
 }
 
 const struct fuse_lowlevel_ops ipcd_ops = {

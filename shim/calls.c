@@ -588,7 +588,7 @@ static void gone(struct sfd *s, bool counted, int r)
 		int e = errno;
 
 		/* Any request will do: the daemon answers in order. */
-		if (getxattr(shim_mount_dir(), "user.ipcd.status", NULL, 0) < 0)
+		if (getxattr(shim_mount_dir(), IPCD_XATTR_STATUS, NULL, 0) < 0)
 			shim_log("cannot reach the daemon after a close: %s", strerror(errno));
 		errno = e;
 	}

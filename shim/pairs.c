@@ -358,7 +358,7 @@ static int make_here(uint32_t anon, bool cloexec, int fds[2])
 	/* Only the factory's socket said the mount was ipcd's so far: ask
 	 * the mount itself before making files in it. */
 	if (is_ipcd < 0)
-		is_ipcd = getxattr(shim_mount_dir(), "user.ipcd.status", NULL, 0) > 0;
+		is_ipcd = getxattr(shim_mount_dir(), IPCD_XATTR_STATUS, NULL, 0) > 0;
 	if (!is_ipcd) {
 		shim_log("no ipcd mount with the fast path at %s: kernel pipes",
 			 shim_mount_dir());
@@ -377,7 +377,7 @@ static int make_here(uint32_t anon, bool cloexec, int fds[2])
 	if (mknod(path, S_IFREG | 0600, 0) < 0)
 		return -1;
 	fds[0] = fds[1] = -1;
-	if (setxattr(path, "user.ipcd.anon", names[anon], strlen(names[anon]), 0) < 0)
+	if (setxattr(path, IPCD_XATTR_ANON, names[anon], strlen(names[anon]), 0) < 0)
 		goto err;
 	fds[0] = (int)real.syscall(SYS_openat, AT_FDCWD, path, base);
 	if (fds[0] < 0)
@@ -1146,7 +1146,7 @@ int shim_end_kind(int fd)
 		/* Open for writing only: no mapping at all.  Ask the daemon. */
 		static const char *const names[] = IPCD_ANON_NAMES;
 		char v[16];
-		ssize_t n = fgetxattr(fd, "user.ipcd.anon", v, sizeof(v) - 1);
+		ssize_t n = fgetxattr(fd, IPCD_XATTR_ANON, v, sizeof(v) - 1);
 
 		anon = IPCD_ANON_NONE;
 		if (n > 0) {

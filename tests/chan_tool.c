@@ -143,7 +143,7 @@ static int do_wait_readers(const char *path, unsigned want)
 	int i;
 
 	for (i = 0; i < 2000; i++) {
-		n = getxattr(path, "user.ipcd.info", info, sizeof(info) - 1);
+		n = getxattr(path, IPCD_XATTR_INFO, info, sizeof(info) - 1);
 		if (n < 0)
 			return fail("getxattr", path, errno);
 		info[n] = 0;

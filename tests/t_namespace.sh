@@ -21,7 +21,7 @@
 #   - a channel unlinked while open keeps working (write then read back on
 #     the open fds), and its ring is freed at the last close, not before
 #     (user.ipcd.status channels= and memory= on the mount root);
-#   - xattrs: user.ipcd.kind get/set stream|message, user.ipcd.capacity set
+#   - xattrs: user.ipcd.kind get/set of every kind, user.ipcd.capacity set
 #     (65536, 64k) and get, invalid values EINVAL, a change while the channel
 #     is open EBUSY, user.ipcd.info fields, listxattr, an unknown user.*
 #     attribute not supported;
@@ -286,6 +286,17 @@ t "get kind message" eq "$(xget "$X" user.ipcd.kind)" message
 t "info says kind=message" eq "$(info_field "$X" kind)" message
 t "set kind stream" setfattr -n user.ipcd.kind -v stream "$X"
 t "get kind stream" eq "$(xget "$X" user.ipcd.kind)" stream
+# every name of <ipcd/ring.h>'s IPCD_KIND_NAMES, both ways
+mb=$(mem_used)
+X2=$M/xa2
+: > "$X2"
+for k in duplex-stream duplex-message message stream; do
+	t "set kind $k" setfattr -n user.ipcd.kind -v "$k" "$X2"
+	t "get kind $k" eq "$(xget "$X2" user.ipcd.kind)" "$k"
+	t "info says kind=$k" eq "$(info_field "$X2" kind)" "$k"
+done
+rm -f "$X2"
+t "a removed channel's memory back" wait_for 50 mem_is "$mb"
 m0=$(mem_used)
 t "set capacity 65536" setfattr -n user.ipcd.capacity -v 65536 "$X"
 t "get capacity 65536" eq "$(xget "$X" user.ipcd.capacity)" 65536

@@ -171,6 +171,21 @@
 /* Their names, as the user.ipcd.anon attribute gives and takes them. */
 #define IPCD_ANON_NAMES		{ "", "pipe", "packet", "stream", "dgram", "seqpacket" }
 
+/*
+ * The extended attributes of a mount and its channels (ipcd(7),
+ * "Attributes"): their names, and the names of a channel's kinds as
+ * IPCD_XATTR_KIND gives and takes them, indexed by the ring's features &
+ * IPCD_RING_F_KNOWN.
+ */
+#define IPCD_XATTR_PREFIX	"user.ipcd."
+#define IPCD_XATTR_KIND		IPCD_XATTR_PREFIX "kind"
+#define IPCD_XATTR_CAPACITY	IPCD_XATTR_PREFIX "capacity"
+#define IPCD_XATTR_LABEL	IPCD_XATTR_PREFIX "label"
+#define IPCD_XATTR_INFO		IPCD_XATTR_PREFIX "info"
+#define IPCD_XATTR_ANON		IPCD_XATTR_PREFIX "anon"
+#define IPCD_XATTR_STATUS	IPCD_XATTR_PREFIX "status"	/* of the mount's root */
+#define IPCD_KIND_NAMES		{ "stream", "message", "duplex-stream", "duplex-message" }
+
 /* The directory of ring files under a mount's root (not listed). */
 #define IPCD_RINGS_DIR		".rings"
 
