@@ -6,16 +6,18 @@
  * A process with the shim that runs a program (execve and its relatives,
  * posix_spawn) tells it in IPCD_SHIM_FDS:
  *
- *	IPCD_SHIM_FDS=<how><pid>;<me>;<parent>;<supplies>;<fds>
+ *	IPCD_SHIM_FDS=<how><pid>;<me>;<parent>;<supplies>;<fds>;<lineage>
  *
  * <how> is e for an execve by process <pid>, s for a child spawned by
  * process <pid>; <me> and <parent> are holder numbers in hexadecimal (0:
  * none); <supplies> lists kind/fd/inode of each factory connection the
  * program inherits, comma-separated; <fds> lists the descriptors that may
  * be channel ends, comma-separated.  The list may name more descriptors
- * than are ends (each is checked) but never fewer.  A list meant for
- * another process (the pid is not ours, or for a spawn not our parent's) is
- * ignored.  The variable is taken out of the environment before the
+ * than are ends (each is checked) but never fewer.  <lineage> lists, in
+ * hexadecimal, the keys of the program that runs this one and of up to
+ * two that ran it in turn (sites.c, "programs that need no shim").  A
+ * list meant for another process (the pid is not ours, or for a spawn not
+ * our parent's) is ignored.  The variable is taken out of the environment before the
  * program's own code runs.  Without it the shim reads /proc/self/fd, which
  * costs more than the rest of its start, and makes its own connections.
  */
@@ -61,10 +63,12 @@ static bool parse_u64(const char **p, int base, uint64_t *v)
 	return true;
 }
 
-/* Adopt each fd of "<fd>,<fd>,..." (to the end of the string). */
+/* Adopt each fd of "<fd>,<fd>,..." up to ';' or the end; then take the
+ * lineage ";<key>,<key>..." if it follows. */
 static void adopt_list(const char *p)
 {
-	uint64_t fd;
+	uint64_t fd, up[PROG_LINEAGE];
+	unsigned n = 0;
 
 	while (parse_u64(&p, 10, &fd)) {
 		if (fd <= INT32_MAX)
@@ -72,6 +76,14 @@ static void adopt_list(const char *p)
 		if (*p == ',')
 			p++;
 	}
+	if (*p++ != ';')
+		return;
+	while (n < PROG_LINEAGE - 1 && parse_u64(&p, 16, &up[n])) {
+		n++;
+		if (*p == ',')
+			p++;
+	}
+	shim_prog_lineage(up, n);
 }
 
 /* Take the connections of "<kind>/<fd>/<ino>,..." up to ';'. */
@@ -283,25 +295,42 @@ static bool hint_action(int tag, const int fds[2], void *arg)
 	return true;
 }
 
+/*
+ * The next library named by an LD_PRELOAD value at *p, moved past it: its
+ * start, its length in *len, and in *us whether it is this shim; NULL at
+ * the end.  By hand: a child between fork and exec runs it, and each page
+ * of libc it touches that the child had not (strstr's) is a fault.
+ */
+static const char *preload_next(const char **p, size_t *len, bool *us)
+{
+	const char *self = shim_self_name(), *c = *p, *tok, *base;
+	size_t n = strlen(self);
+
+	while (*c == ' ' || *c == ':')
+		c++;
+	if (!*c)
+		return NULL;
+	for (tok = base = c; *c && *c != ' ' && *c != ':'; c++)
+		if (*c == '/')
+			base = c + 1;
+	*len = (size_t)(c - tok);
+	*us = n && (size_t)(c - base) == n && !memcmp(base, self, n);
+	*p = c;
+	return tok;
+}
+
 /* Whether environment entry e is LD_PRELOAD naming this shim. */
 static bool preloads_us(const char *e)
 {
-	const char *self = shim_self_name(), *p, *base;
-	size_t n = strlen(self);
+	const char *p = e + 11;
+	size_t len;
+	bool us;
 
-	if (!has_prefix(e, "LD_PRELOAD=") || !n)
+	if (!has_prefix(e, "LD_PRELOAD="))
 		return false;
-	/* By hand: a child between fork and exec runs it, and each page of
-	 * libc it touches that the child had not (strstr's) is a fault. */
-	for (p = e + 11; *p;) {
-		for (base = p; *p && *p != ' ' && *p != ':'; p++)
-			if (*p == '/')
-				base = p + 1;
-		if ((size_t)(p - base) == n && !memcmp(base, self, n))
+	while (preload_next(&p, &len, &us))
+		if (us)
 			return true;
-		while (*p == ' ' || *p == ':')
-			p++;
-	}
 	return false;
 }
 
@@ -314,9 +343,74 @@ size_t shim_env_len(char *const envp[])
 	return n;
 }
 
-char *const *shim_exec_env(char *const envp[], char **slots, char *buf, size_t size,
-			   const posix_spawn_file_actions_t *fa, bool spawn, bool *pass)
+/* Whether any end of ours goes along into a program run. */
+struct along {
+	bool any;
+};
+
+static void along_each(int fd, struct sfd *s, void *arg)
 {
+	(void)s;
+	if (!fdtab_cloexec(fd))
+		((struct along *)arg)->any = true;
+}
+
+static bool along_action(int tag, const int fds[2], void *arg)
+{
+	/* An end dup2'd into the child, or a file opened there (which may
+	 * be a channel: its name is not to be had). */
+	if ((tag == SHIM_FA_DUP2 && fdtab_has(fds[0])) || tag == SHIM_FA_OPEN)
+		((struct along *)arg)->any = true;
+	return true;
+}
+
+/* Whether the program run gets a channel end from us. */
+static bool ends_go_along(const posix_spawn_file_actions_t *fa)
+{
+	struct along a = { false };
+
+	if (fdtab_any())
+		fdtab_each(along_each, &a);
+	if (fa && !shim_fa_each(fa, along_action, &a))
+		return true;
+	if (shim_in_vfork_child() && vfork_ndups)
+		return true;
+	return a.any;
+}
+
+/*
+ * The LD_PRELOAD entry e without this shim, into buf: "" if nothing else
+ * is left (the entry goes), NULL if it does not fit.
+ */
+static const char *without_us(const char *e, char *buf, size_t size)
+{
+	const char *p = e + 11, *tok;
+	size_t at = 11, len;
+	bool us;
+
+	if (size < 12)
+		return NULL;
+	memcpy(buf, "LD_PRELOAD=", 11);
+	while ((tok = preload_next(&p, &len, &us))) {
+		if (us)
+			continue;
+		if (at + len + 2 > size)
+			return NULL;
+		if (at > 11)
+			buf[at++] = ':';
+		memcpy(buf + at, tok, len);
+		at += len;
+	}
+	buf[at] = '\0';
+	return at > 11 ? buf : "";
+}
+
+char *const *shim_exec_env(char *const envp[], char *const argv[], char **slots, char *buf,
+			   size_t size, const posix_spawn_file_actions_t *fa, bool spawn,
+			   bool *pass)
+{
+	const char *pre = NULL, *e;
+	const uint64_t *up;
 	unsigned kinds[SUPPLIES];
 	int sfds[SUPPLIES], ns;
 	uint64_t inos[SUPPLIES], me, par;
@@ -331,11 +425,29 @@ char *const *shim_exec_env(char *const envp[], char **slots, char *buf, size_t s
 	for (i = 0; envp[i]; i++) {
 		if (has_prefix(envp[i], HINT_VAR "="))
 			continue;	/* an old one, never passed on */
-		ours = ours || preloads_us(envp[i]);
+		if (!ours && preloads_us(envp[i])) {
+			ours = true;
+			pre = envp[i];
+		}
 		slots[n++] = envp[i];
 	}
 	if (!ours)
 		return envp;
+	/* A program that gets no end of ours and, as learnt, moves little
+	 * through channels, as do the programs it runs: without the shim. */
+	if (!ends_go_along(fa) && !shim_prog_wanted(argv) &&
+	    (e = without_us(pre, buf, size))) {
+		for (i = 0; i < n && slots[i] != pre; i++)
+			;
+		if (*e) {
+			slots[i] = (char *)e;
+		} else {
+			memmove(&slots[i], &slots[i + 1], (n - i - 1) * sizeof(*slots));
+			n--;
+		}
+		slots[n] = NULL;
+		return slots;
+	}
 	hold_ids(spawn, &me, &par);
 	h.p = buf;
 	h.end = buf + size;
@@ -371,6 +483,13 @@ char *const *shim_exec_env(char *const envp[], char **slots, char *buf, size_t s
 			h.full = true;
 		for (i = 0; i < (size_t)vfork_ndups && !h.full; i++)
 			hint_add(&h, vfork_dups[i]);
+	}
+	hint_char(&h, ';');
+	up = shim_prog_lineage_of();
+	for (i = 0; i + 1 < PROG_LINEAGE && up[i]; i++) {
+		if (i)
+			hint_char(&h, ',');
+		hint_num(&h, up[i], 16);
 	}
 	if (h.full) {		/* no list rather than a short one */
 		slots[n] = NULL;

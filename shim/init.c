@@ -314,6 +314,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	shim_pid = shim_getpid();
+	shim_prog_fork_child();
 	ipcd_tid_forget();
 	fdtab_after_fork();
 	shim_epoll_after_fork();
@@ -378,6 +379,7 @@ __attribute__((destructor)) static void shim_dtor(void)
 {
 	if (!shim_on)
 		return;
+	shim_prog_exit();
 	if (fdtab_any()) {
 		fflush(NULL);
 		hold_exit();

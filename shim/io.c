@@ -564,6 +564,7 @@ ssize_t shim_read(struct sfd *s, int fd, void *buf, size_t len, int flags,
 	}
 	if (!n && len && s->kind == SK_PIPE && s->m)
 		shim_site_done(s->m->map, s->m->len);	/* every writer is gone */
+	shim_prog_moved(n);
 	return n;
 }
 
@@ -593,8 +594,11 @@ ssize_t shim_readv(struct sfd *s, int fd, const struct iovec *iov, int cnt,
 	if (n <= 0)
 		return n;
 	if (iov_known(iov, cnt, true))
-		return read_into(s, fd, c, iov, cnt, len, flags, full, rx, &w);
-	return read_checked(s, fd, c, iov, cnt, len, flags, full, rx, &w);
+		n = read_into(s, fd, c, iov, cnt, len, flags, full, rx, &w);
+	else
+		n = read_checked(s, fd, c, iov, cnt, len, flags, full, rx, &w);
+	shim_prog_moved(n);
+	return n;
 }
 
 /* ---- writing ---------------------------------------------------------------- */
@@ -704,7 +708,9 @@ ssize_t shim_write(struct sfd *s, int fd, const void *buf, size_t len, int flags
 		return n;
 	if (!__builtin_expect(known((uintptr_t)buf, (uintptr_t)buf + len, false), 1))
 		good = shim_user_span(buf, len, false);
-	return write_some(s, fd, c, buf, len, good, flags, tx, &w);
+	n = write_some(s, fd, c, buf, len, good, flags, tx, &w);
+	shim_prog_moved(n);
+	return n;
 }
 
 /* writev/sendmsg: gathered into one write, so PIPE_BUF atomicity and
@@ -739,5 +745,6 @@ ssize_t shim_writev(struct sfd *s, int fd, const struct iovec *iov, int cnt, int
 	n = write_some(s, fd, c, b, len, good, flags, tx, &w);
 	if (b != stack)
 		free(b);
+	shim_prog_moved(n);
 	return n;
 }

@@ -88,11 +88,11 @@ SHIM_API pid_t vfork(void)
  * that may be our ends in it (inherit.c): on the stack, as a vfork child
  * must not allocate.
  */
-#define WITH_LIST(envp, fa, spawn, out)						\
+#define WITH_LIST(envp, argv, fa, spawn, out)					\
 	char *out##_slots[shim_env_len(envp) + 2];				\
 	char out##_buf[SHIM_HINT_MAX];						\
 	bool out##_pass;							\
-	char *const *out = shim_exec_env(envp, out##_slots, out##_buf,		\
+	char *const *out = shim_exec_env(envp, argv, out##_slots, out##_buf,	\
 					 sizeof(out##_buf), fa, spawn, &out##_pass)
 
 /* Run call with the factory connections inherited if the list says so
@@ -118,7 +118,7 @@ SHIM_API int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_ac
 	READY(posix_spawn);
 	shim_keep_ready();
 	hold_spawn(fa, false);
-	WITH_LIST(envp, fa, true, env);
+	WITH_LIST(envp, argv, fa, true, env);
 	shim_spawn_begin(false);
 	r = PASSING(env, real.posix_spawn(pid, path, fa, attr, argv, env));
 	shim_spawn_end();
@@ -134,7 +134,7 @@ SHIM_API int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_a
 	READY(posix_spawnp);
 	shim_keep_ready();
 	hold_spawn(fa, false);
-	WITH_LIST(envp, fa, true, env);
+	WITH_LIST(envp, argv, fa, true, env);
 	shim_spawn_begin(false);
 	r = PASSING(env, real.posix_spawnp(pid, file, fa, attr, argv, env));
 	shim_spawn_end();
@@ -147,7 +147,7 @@ SHIM_API int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_a
 SHIM_API int execve(const char *path, char *const argv[], char *const envp[])
 {
 	READY(execve);
-	WITH_LIST(envp, NULL, false, env);
+	WITH_LIST(envp, argv, NULL, false, env);
 	return PASSING(env, real.execve(path, argv, env));
 }
 
@@ -159,7 +159,7 @@ SHIM_API int execv(const char *path, char *const argv[])
 SHIM_API int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	READY(execvpe);
-	WITH_LIST(envp, NULL, false, env);
+	WITH_LIST(envp, argv, NULL, false, env);
 	return PASSING(env, real.execvpe(file, argv, env));
 }
 
@@ -171,7 +171,7 @@ SHIM_API int execvp(const char *file, char *const argv[])
 SHIM_API int fexecve(int fd, char *const argv[], char *const envp[])
 {
 	READY(fexecve);
-	WITH_LIST(envp, NULL, false, env);
+	WITH_LIST(envp, argv, NULL, false, env);
 	return PASSING(env, real.fexecve(fd, argv, env));
 }
 
@@ -179,7 +179,7 @@ SHIM_API int execveat(int dirfd, const char *path, char *const argv[], char *con
 		      int flags)
 {
 	READY(execveat);
-	WITH_LIST(envp, NULL, false, env);
+	WITH_LIST(envp, argv, NULL, false, env);
 	return PASSING(env, real.execveat(dirfd, path, argv, env, flags));
 }
 
@@ -263,6 +263,7 @@ SHIM_API void _exit(int status)
 	READY(_exit);
 	hold_exit();
 	shim_keep_return();
+	shim_prog_exit();
 	real._exit(status);
 	__builtin_unreachable();
 }
@@ -272,6 +273,7 @@ SHIM_API void _Exit(int status)
 	READY(_Exit);
 	hold_exit();
 	shim_keep_return();
+	shim_prog_exit();
 	real._Exit(status);
 	__builtin_unreachable();
 }

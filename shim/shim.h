@@ -269,6 +269,22 @@ void shim_sites_fd_release(void);	/* close it, to give the program room */
 void shim_sites_after_fork(void);
 bool shim_learning(void);		/* IPCD_SHIM_LEARN is not off */
 void shim_sites_args(int argc, char **argv);	/* the program's arguments */
+
+/* Programs that need no shim (sites.c). */
+#define PROG_LINEAGE	4		/* this program's key and 3 runners' */
+extern _Atomic bool shim_prog_used;
+void shim_prog_moved_slow(size_t n);
+/* n bytes moved through a channel's rings by this process. */
+static inline void shim_prog_moved(ssize_t n)
+{
+	if (n > 0 && !atomic_load_explicit(&shim_prog_used, memory_order_relaxed))
+		shim_prog_moved_slow((size_t)n);
+}
+void shim_prog_lineage(const uint64_t *up, unsigned n);	/* the runners' keys */
+const uint64_t *shim_prog_lineage_of(void);	/* PROG_LINEAGE keys, 0: none */
+void shim_prog_exit(void);			/* the program ends: count it */
+void shim_prog_fork_child(void);		/* in a forked child */
+bool shim_prog_wanted(char *const argv[]);	/* false: run it without the shim */
 /* End `end` of the pair mapped at map (fd open on it; s its end here, or
  * NULL) is held by nobody else: keep it for another pipe if we made the
  * pair, else hand it to the process that did (ring.h, "Keeping"). */
@@ -408,8 +424,9 @@ size_t shim_env_len(char *const envp[]);
  * (room for shim_env_len(envp) + 2) and buf; or envp itself.  *pass: the
  * list names factory connections, to leave open across the exec
  * (shim_supply_cloexec). */
-char *const *shim_exec_env(char *const envp[], char **slots, char *buf, size_t size,
-			   const posix_spawn_file_actions_t *fa, bool spawn, bool *pass);
+char *const *shim_exec_env(char *const envp[], char *const argv[], char **slots, char *buf,
+			   size_t size, const posix_spawn_file_actions_t *fa, bool spawn,
+			   bool *pass);
 #define SHIM_HINT_MAX	4096
 void shim_vfork_reset(void);		/* a vfork begins: no dups noted */
 void shim_vfork_dup(int newfd);		/* a vfork child made newfd an end (-1: unknown) */

@@ -75,6 +75,11 @@ static _Atomic bool tab_failed SHIM_FORKED;	/* no page could be had: local count
 static pthread_mutex_t tab_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic unsigned pipes_since_child SHIM_FORKED;
 static uint64_t args_hash;		/* the program's arguments, numbers out */
+static uint64_t lineage[PROG_LINEAGE];	/* this program's key, then its runners' */
+static bool prog_forked SHIM_FORKED;	/* a fork of the process started */
+static _Atomic size_t prog_bytes SHIM_FORKED;	/* moved through channels here */
+_Atomic bool shim_prog_used SHIM_FORKED;	/* more than SITE_SMALL: the lineage told */
+static uint64_t prog_key(uint64_t args);
 static _Atomic int learn = -1;		/* IPCD_SHIM_LEARN, read once */
 
 static struct {
@@ -245,13 +250,14 @@ static inline uint64_t fnv(uint64_t x, unsigned char c)
 	return (x ^ c) * 0x100000001b3ull;
 }
 
-void shim_sites_args(int argc, char **argv)
+/* The arguments argv[0..argc) (argc < 0: to the NULL), numbers out. */
+static uint64_t args_of(int argc, char *const *argv)
 {
 	uint64_t x = 0xcbf29ce484222325ull;
 	size_t left = 1024;	/* bytes looked at, at most */
 	int i;
 
-	for (i = 0; i < argc && argv && argv[i] && left; i++) {
+	for (i = 0; (argc < 0 || i < argc) && argv && argv[i] && left; i++) {
 		const unsigned char *c;
 		bool num = false;
 
@@ -264,7 +270,147 @@ void shim_sites_args(int argc, char **argv)
 		}
 		x = fnv(x, 0xff);	/* between arguments */
 	}
-	args_hash = x;
+	return x;
+}
+
+void shim_sites_args(int argc, char **argv)
+{
+	args_hash = args_of(argc, argv);
+	lineage[0] = prog_key(args_hash);
+}
+
+/* ---- programs that need no shim ------------------------------------------------ */
+
+/*
+ * A program is named by its arguments, numbers out (its key, apart from
+ * the sites' by PROG_SALT), and counted in the last PROG_SLOTS entries of
+ * the page: each time it ends having moved at most SITE_SMALL bytes
+ * through channels itself, as the process that was started (not a fork
+ * of it), and with none of the programs it ran, in turn, having moved more.
+ * Its lineage is its key and those of the programs that ran it, nearest
+ * first (inherit.c passes them on): a process that moves more than
+ * SITE_SMALL bytes starts the counts of all of them over.  After PROG_RUN
+ * such runs in a row, a process with the shim runs that program without
+ * it, unless the program would get channel ends (inherit.c decides);
+ * probes keep it honest as for sites.  A program started with the shim
+ * that runs another program does not end: it counts for neither.
+ */
+#define PROG_SALT	0x5be0cd19137e2179ull
+#define PROG_RUN	4
+#define PROG_SLOTS	64
+
+static uint64_t prog_key(uint64_t args)
+{
+	uint64_t k = args ^ PROG_SALT;
+
+	return k ? k : 1;
+}
+
+static int prog_find(struct site *t, uint64_t key, bool add)
+{
+	unsigned i, h = (unsigned)(key % PROG_SLOTS);
+
+	for (i = 0; i < PROG_SLOTS; i++) {
+		struct site *e = &t[TAB_SITES - PROG_SLOTS + (h + i) % PROG_SLOTS];
+		uint64_t cur = atomic_load_explicit(&e->key, memory_order_relaxed);
+
+		if (cur == key)
+			return (int)(e - t);
+		if (!cur) {
+			if (!add)
+				return -1;
+			if (atomic_compare_exchange_strong(&e->key, &cur, key) || cur == key)
+				return (int)(e - t);
+		}
+	}
+	return -1;	/* full: programs not named keep the shim */
+}
+
+/* The shared page, or NULL (a page of this tree's own is too small). */
+static struct site *prog_table(void)
+{
+	unsigned n;
+	struct site *t = table(&n);
+
+	return n == TAB_SITES ? t : NULL;
+}
+
+void shim_prog_lineage(const uint64_t *up, unsigned n)
+{
+	unsigned i;
+
+	for (i = 0; i < n && i + 1 < PROG_LINEAGE; i++)
+		lineage[i + 1] = up[i];
+}
+
+const uint64_t *shim_prog_lineage_of(void)
+{
+	return lineage;
+}
+
+void shim_prog_moved_slow(size_t n)
+{
+	struct site *t;
+	int i, j;
+
+	if (atomic_fetch_add_explicit(&prog_bytes, n, memory_order_relaxed) + n <= SITE_SMALL ||
+	    atomic_exchange(&shim_prog_used, true) || !(t = prog_table()))
+		return;
+	for (j = 0; j < PROG_LINEAGE && lineage[j]; j++) {
+		i = prog_find(t, lineage[j], true);
+		if (i < 0)
+			continue;
+		if (atomic_load_explicit(&t[i].small, memory_order_relaxed))
+			atomic_store_explicit(&t[i].small, 0, memory_order_relaxed);
+		if (atomic_load_explicit(&t[i].kernel, memory_order_relaxed))
+			atomic_store_explicit(&t[i].kernel, 0, memory_order_relaxed);
+	}
+}
+
+void shim_prog_exit(void)
+{
+	struct site *t;
+	unsigned s;
+	int i;
+
+	if (!lineage[0] || prog_forked || atomic_load(&shim_prog_used) ||
+	    !shim_learning() || shim_in_vfork_child() || !(t = prog_table()))
+		return;
+	i = prog_find(t, lineage[0], true);
+	if (i < 0)
+		return;
+	s = atomic_load_explicit(&t[i].small, memory_order_relaxed);
+	if (s < PROG_RUN + SITE_BACKOFF)
+		atomic_store_explicit(&t[i].small, s + 1, memory_order_relaxed);
+}
+
+bool shim_prog_wanted(char *const argv[])
+{
+	struct site *t;
+	unsigned s, gap;
+	int i;
+
+	if (!shim_learning())
+		return true;
+	/* A child in our memory maps nothing: the page if it is there. */
+	t = atomic_load_explicit(&tab, memory_order_acquire);
+	if (!t && !shim_in_vfork_child())
+		t = prog_table();
+	if (!t || t == local)
+		return true;
+	i = prog_find(t, prog_key(args_of(-1, argv)), false);
+	if (i < 0)
+		return true;
+	s = atomic_load_explicit(&t[i].small, memory_order_relaxed);
+	if (s < PROG_RUN)
+		return true;
+	gap = SITE_PROBE << (s - PROG_RUN < SITE_BACKOFF ? s - PROG_RUN : SITE_BACKOFF);
+	return (atomic_fetch_add_explicit(&t[i].kernel, 1, memory_order_relaxed) + 1) % gap == 0;
+}
+
+void shim_prog_fork_child(void)
+{
+	prog_forked = true;
 }
 
 void shim_site_child(void)

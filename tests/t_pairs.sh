@@ -320,6 +320,39 @@ echo "# one place made 600 pipes of 3 bytes; $2 were channels"
 [ "${2:-99}" -ge 12 ] && [ "${2:-99}" -le 20 ] ||
 	bad "600 small pipes in one place: ${2:-?} channels (want 12 to 20: learnt, then ever rarer probes)"
 
+# 7c. Programs that need no shim: one that gets no channel end and, four
+#    runs in a row, moved little through channels runs without the shim
+#    (its LD_PRELOAD without it, other libraries kept); one whose pipeline
+#    moves much, or that gets a channel end, keeps it.
+say_shim='case $LD_PRELOAD in *libipcd-shim*) echo shim;; *) echo "none:$LD_PRELOAD";; esac'
+prog_runs() {	# sites-file preload script: the 8 answers of a loop
+	LD_PRELOAD=$2 IPCD_MOUNT=$MNT IPCD_SHIM_SITES=$TMPD/$1 timeout 120 bash -c "$3" 2>&1 |
+		tr '\n' ' '
+}
+loop="for i in 1 2 3 4 5 6 7 8; do /bin/sh -c '$say_shim'; done"
+# What LD_PRELOAD keeps without the shim (a sanitizer's runtime, if any).
+rest=$(echo "$SHIM_PRELOAD" | tr ' :' '\n\n' | grep -v '^$' | grep -v "/${SHIM_LIB##*/}\$" |
+	paste -sd: -)
+out=$(prog_runs sites.prog "$SHIM_PRELOAD" "$loop")
+echo "# a program that needs no shim, 8 runs: $out"
+[ "$out" = "shim shim shim shim $(printf "none:$rest %.0s" 1 2 3 4)" ] ||
+	bad "a program that moves nothing: '$out' (want 4 runs with the shim, then none)"
+out=$(prog_runs sites.prog "libm.so.6 $SHIM_PRELOAD" "$loop")
+[ "$out" = "$(printf "none:libm.so.6${rest:+:$rest} %.0s" 1 2 3 4 5 6 7 8)" ] ||
+	bad "a learnt program with another preloaded library: '$out' (want that library kept)"
+out=$(IPCD_SHIM_LEARN=off prog_runs sites.prog "$SHIM_PRELOAD" "$loop")
+[ "$out" = "$(printf 'shim %.0s' 1 2 3 4 5 6 7 8)" ] ||
+	bad "IPCD_SHIM_LEARN=off: '$out' (want the shim in every run)"
+out=$(prog_runs sites.prog2 "$SHIM_PRELOAD" \
+	"for i in 1 2 3 4 5 6 7 8; do /bin/sh -c '$say_shim; seq 1 30000 | wc -c'; done")
+echo "# a program whose pipeline moves 168894 bytes, 8 runs: $out"
+[ "$out" = "$(printf 'shim 168894 %.0s' 1 2 3 4 5 6 7 8)" ] ||
+	bad "a program whose pipeline moves much: '$out' (want the shim in every run)"
+out=$(prog_runs sites.prog3 "$SHIM_PRELOAD" \
+	"for i in 1 2 3 4 5 6 7 8; do seq 1 30000 | /bin/sh -c '$say_shim; cat >/dev/null'; done")
+[ "$out" = "$(printf 'shim %.0s' 1 2 3 4 5 6 7 8)" ] ||
+	bad "a program that gets a channel end: '$out' (want the shim in every run)"
+
 # 8. What a site's pipes carried is known to the whole tree: xargs starts
 #    a shell per job, which makes two pipes and ends; the shells learn
 #    together that those pipes carry a few bytes.
