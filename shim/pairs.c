@@ -161,22 +161,6 @@ static bool supply_open(unsigned k)
 	return sp->fd >= 0;
 }
 
-/*
- * A program started by a process without the shim (the first of a tree):
- * ask for pipes now, so that they are here by the time it makes one.  Its
- * children inherit the connection (inherit.c), and so do theirs: only the
- * first process of a tree waits for the factory, and that only if it makes
- * a pipe at once.
- */
-void shim_supply_prefetch(void)
-{
-	if (!shim_mount_ready())
-		return;
-	pthread_mutex_lock(&supply_mu);
-	supply_open(IPCD_ANON_PIPE);
-	pthread_mutex_unlock(&supply_mu);
-}
-
 int shim_supply_list(unsigned *kinds, int *fds, uint64_t *inos, int max)
 {
 	struct statx stx;

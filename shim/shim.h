@@ -311,7 +311,6 @@ void shim_pairs_after_fork(void);
 int shim_supply_list(unsigned *kinds, int *fds, uint64_t *inos, int max);
 void shim_supply_cloexec(bool on);
 void shim_supply_adopt(unsigned kind, int fd, uint64_t ino);
-void shim_supply_prefetch(void);	/* the first of a tree: ask for pipes now */
 
 /* hold.c: the holders protocol (ring.h "Holders") */
 uint64_t hold_me(void);			/* this process's holder number */

@@ -258,6 +258,18 @@ else
 	echo "# no xargs here: the error-pipe case is not run"
 fi
 
+# 6b. The first process of a tree asks for pairs when it first makes a
+#    channel, not at its start: ten programs that make none make the daemon
+#    make no pair.
+c0=$(status_field created)
+for i in 1 2 3 4 5 6 7 8 9 10; do
+	LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT timeout 20 sh -c 'exit 0' ||
+		bad "sh -c 'exit 0' under the shim failed"
+done
+c1=$(status_field created)
+echo "# ten programs that make no pipe: $((c1 - c0)) pairs made"
+[ "$((c1 - c0))" = 0 ] || bad "ten programs that make no pipe made the daemon make $((c1 - c0)) pairs (want 0)"
+
 # 7. The same for a runtime that makes a child's stdin, stdout, stderr and
 #    exec-error pipes in one place: Python's subprocess.  With a few bytes
 #    through each, all four become kernel pipes after a few runs; with 16
