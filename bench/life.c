@@ -23,14 +23,16 @@
  *        UNIT us or ms; OP le (target: median ratio <= VALUE), lt (ratio <
  *        VALUE), info (no target) or ctl (a control: both sides without the
  *        shim, the ratio shows the method's noise)
- *   run NAME MODE ROUND VALUE P10 P90 ITERS CREATED BYTES SLOW STATUS
+ *   run NAME MODE ROUND VALUE P10 P90 ITERS CREATED BYTES SLOW STATUS [CPU]
  *        MODE kernel or shim; ROUND 0 is a warm-up (checked, not timed);
  *        VALUE, P10, P90 in UNIT (median and percentiles of the samples, -1
  *        unknown); ITERS samples; CREATED, BYTES, SLOW the growth of the
  *        mount's created, bytes and slow_bytes counters per iteration (life)
  *        or per run (real programs), -1 unknown; STATUS ok, wrong (output
  *        differs), failed, timeout or inactive (the run did not get what its
- *        mode promises: channels with the shim, kernel pipes without).
+ *        mode promises: channels with the shim, kernel pipes without); CPU
+ *        (real programs) the CPU time in UNIT of the run's processes and of
+ *        the daemon, -1 unknown.
  *
  * Exit status: 0 the case ran (or the table was printed and every run was
  * ok), 1 a case failed or some run was not ok, 2 usage.
@@ -581,7 +583,7 @@ struct crow {
 	int nk, ns;
 	struct rrun {
 		long round;
-		double v, c[3];
+		double v, c[3], cpu;
 		char st[16];
 	} k[MAXR], s[MAXR];
 	int bad_k, bad_s, wrong, failed, timeout, inactive, total;
@@ -668,8 +670,9 @@ static int table(const char *path)
 	char line[1024], name[32], mode[16], st[16], a[8], b[8];
 	char kv[16], sv[16], rv[16], lo[16], hi[16], cr[16], by[16], sl[16], tg[16];
 	int i, j, met = 0, targets = 0, bad_runs = 0, wrong_rows = 0, nodata = 0;
-	double v, p10, p90, cc[3], tv;
+	double v, p10, p90, cc[3], tv, cpu;
 	long round, iters;
+	int nf;
 	struct crow *rw;
 	FILE *f;
 
@@ -691,9 +694,9 @@ static int table(const char *path)
 			snprintf(rw->op, sizeof(rw->op), "%s", b);
 			rw->target = tv;
 			snprintf(rw->desc, sizeof(rw->desc), "%s", line + off);
-		} else if (sscanf(line, "run %31s %15s %ld %lf %lf %lf %ld %lf %lf %lf %15s", name,
-				  mode, &round, &v, &p10, &p90, &iters, &cc[0], &cc[1], &cc[2],
-				  st) == 11) {
+		} else if ((nf = sscanf(line, "run %31s %15s %ld %lf %lf %lf %ld %lf %lf %lf %15s %lf",
+					name, mode, &round, &v, &p10, &p90, &iters, &cc[0], &cc[1],
+					&cc[2], st, &cpu)) >= 11) {
 			struct rrun *rr;
 
 			rw = row_find(name, true);
@@ -715,18 +718,20 @@ static int table(const char *path)
 				continue;
 			rr->round = round;
 			rr->v = v;
+			rr->cpu = nf == 12 ? cpu : -1;
 			memcpy(rr->c, cc, sizeof(cc));
 			snprintf(rr->st, sizeof(rr->st), "%s", st);
 		}
 	}
 	fclose(f);
 
-	printf("%-14s %-4s %9s %9s %8s %17s %5s %7s %7s %7s  %-16s %-7s %s\n", "case", "unit",
-	       "kernel", "shim", "ratio", "spread (min-max)", "pairs", "created", "bytes",
-	       "slow", "runs", "target", "verdict");
+	printf("%-14s %-4s %9s %9s %8s %17s %6s %5s %7s %7s %7s  %-16s %-7s %s\n", "case",
+	       "unit", "kernel", "shim", "ratio", "spread (min-max)", "cpu", "pairs", "created",
+	       "bytes", "slow", "runs", "target", "verdict");
 	for (i = 0; i < nrows; i++) {
-		double kvals[MAXR], svals[MAXR], ratios[MAXR], cvals[3][MAXR];
-		int nkv = 0, nsv = 0, nr = 0, ncv = 0, k2;
+		double kvals[MAXR], svals[MAXR], ratios[MAXR], cvals[3][MAXR], cpur[MAXR];
+		int nkv = 0, nsv = 0, nr = 0, ncv = 0, ncpu = 0, k2;
+		char cv[16];
 		double rmin = -1, rmax = -1, ratio, ckeep[3];
 		const char *verdict;
 		char runs[32];
@@ -750,6 +755,8 @@ static int table(const char *path)
 				if (rw->k[k2].round == rw->s[j].round && timed(&rw->k[k2]) &&
 				    rw->k[k2].v > 0) {
 					ratios[nr] = rw->s[j].v / rw->k[k2].v;
+					if (rw->s[j].cpu >= 0 && rw->k[k2].cpu > 0)
+						cpur[ncpu++] = rw->s[j].cpu / rw->k[k2].cpu;
 					if (rmin < 0 || ratios[nr] < rmin)
 						rmin = ratios[nr];
 					if (ratios[nr] > rmax)
@@ -766,6 +773,10 @@ static int table(const char *path)
 		fmt_ratio(rv, sizeof(rv), ratio);
 		fmt_ratio(lo, sizeof(lo), rmin);
 		fmt_ratio(hi, sizeof(hi), rmax);
+		if (ncpu)
+			fmt_ratio(cv, sizeof(cv), median_of(cpur, ncpu));
+		else
+			snprintf(cv, sizeof(cv), "-");
 		human(cr, sizeof(cr), ckeep[0]);
 		human(by, sizeof(by), ckeep[1]);
 		human(sl, sizeof(sl), ckeep[2]);
@@ -813,8 +824,9 @@ static int table(const char *path)
 			snprintf(tg, sizeof(tg), "%s", !strcmp(rw->op, "ctl") ? "control" : "-");
 			verdict = !strcmp(rw->op, "ctl") ? "(kernel vs kernel)" : "(info)";
 		}
-		printf("%-14s %-4s %9s %9s %8s %8s-%-8s %5d %7s %7s %7s  %-16s %-7s %s\n",
-		       rw->name, rw->unit, kv, sv, rv, lo, hi, nr, cr, by, sl, runs, tg, verdict);
+		printf("%-14s %-4s %9s %9s %8s %8s-%-8s %6s %5d %7s %7s %7s  %-16s %-7s %s\n",
+		       rw->name, rw->unit, kv, sv, rv, lo, hi, cv, nr, cr, by, sl, runs, tg,
+		       verdict);
 	}
 	for (i = 0; i < nrows; i++)
 		nodata += rows[i].total == 0;
@@ -831,7 +843,8 @@ static int table(const char *path)
 	fputs("kernel, shim: median of the runs' values (micro cases: the median time of one\n"
 	      "  iteration, or of one pipe for `many`; real programs: the wall time of a run).\n"
 	      "ratio: median of shim/kernel over the pairs run back to back (below 1: the shim\n"
-	      "  is faster); spread: the smallest and the largest pair ratio.  Runs that failed\n"
+	      "  is faster); spread: the smallest and the largest pair ratio; cpu: the median\n"
+	      "  pair ratio of CPU time, the daemon's included (real programs).  Runs that failed\n"
 	      "  or timed out are left out; runs with a wrong output are timed but fail their\n"
 	      "  target.  runs: how many runs (warm-ups included) were checked, and any problem.\n"
 	      "created, bytes, slow: the growth of the mount's counters in a shim run, per\n"

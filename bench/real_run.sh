@@ -261,8 +261,31 @@ note() {
 	echo "$*" >>"$notes"
 }
 
+# cpu_snap FILE: the CPU time so far of everything this shell has waited
+# for (times, which must run in this shell, not in a subshell) and of the
+# daemon's threads (schedstat, in ns), into FILE; no process is started, so
+# nothing of the snapshot's own counts.
+cpu_snap() {
+	local f ns d=0
+	times >"$1"
+	for f in /proc/"$daemon"/task/*/schedstat; do
+		read -r ns _ 2>/dev/null <"$f" && d=$((d + ns))
+	done
+	echo "daemon $d" >>"$1"
+}
+
+# cpu_ms BEFORE AFTER: the CPU time between two snapshots, in ms.
+cpu_ms() {
+	awk 'function s(t,  m) { m = t; sub(/m.*/, "", m); sub(/^[0-9]+m/, "", t); sub(/s$/, "", t)
+		return m * 60000 + t * 1000 }
+	FNR == 2 { c[FILENAME == ARGV[1]] = s($1) + s($2) }
+	/^daemon/ { d[FILENAME == ARGV[1]] = $2 / 1e6 }
+	END { printf "%.3f", c[0] - c[1] + d[0] - d[1] }' "$1" "$2"
+}
+
 # run_one NAME MODE ROUND LIMIT: one run; appends its record to $res and
-# sets run_st (ok, wrong, failed, timeout, inactive) and run_ms.
+# sets run_st (ok, wrong, failed, timeout, inactive), run_ms, and run_cpu:
+# the CPU time of the program's processes and of the daemon, in ms.
 run_one() {
 	local name=$1 mode=$2 round=$3 limit=$4 t0 t1 rc h c0 b0 s0 c1 b1 s1
 	local out=$tmp/out.$mode err=$tmp/err.$mode
@@ -270,6 +293,7 @@ run_one() {
 		bash -c "${c_prep[$name]}" >/dev/null 2>&1
 	fi
 	read -r c0 b0 s0 <<<"$(counters)"
+	cpu_snap "$tmp/cpu.0"
 	t0=${EPOCHREALTIME/[.,]/}
 	if [ "$mode" = shim ]; then
 		timeout -k 5 "$limit" env LD_PRELOAD="$SHIM" IPCD_MOUNT="$mnt" \
@@ -283,8 +307,10 @@ run_one() {
 	rc=$?
 	bench=
 	t1=${EPOCHREALTIME/[.,]/}
+	cpu_snap "$tmp/cpu.1"
 	read -r c1 b1 s1 <<<"$(counters)"
 	run_ms=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1000 }')
+	run_cpu=$(cpu_ms "$tmp/cpu.0" "$tmp/cpu.1")
 	if [ -n "${c_check[$name]}" ]; then
 		{ echo "--- check"; bash -c "${c_check[$name]}" 2>&1; } >>"$out"
 	fi
@@ -319,7 +345,7 @@ run_one() {
 		stderr_noted[$name]=1
 		note "$name shim round $round: stderr differs from the kernel run's: $(head -c 300 "$err" | tr '\n' ' ')"
 	fi
-	echo "run $name $mode $round $run_ms -1 -1 1 $((c1 - c0)) $((b1 - b0)) $((s1 - s0)) $run_st" >>"$res"
+	echo "run $name $mode $round $run_ms -1 -1 1 $((c1 - c0)) $((b1 - b0)) $((s1 - s0)) $run_st $run_cpu" >>"$res"
 }
 
 # The last run's status for the progress line, when it is not ok.
