@@ -183,24 +183,57 @@ static struct site *table(unsigned *n)
 	return t;
 }
 
-static int site_find(struct site *t, unsigned n, uint64_t key, bool add)
+/* The entry of key among the n from t, taken for it if add: NULL if none
+ * (full: such keys are not told apart). */
+static struct site *entry_find(struct site *t, unsigned n, uint64_t key, bool add)
 {
 	unsigned i, h = (unsigned)(key % n);
 
 	for (i = 0; i < n; i++) {
-		unsigned j = (h + i) % n;
-		uint64_t cur = atomic_load_explicit(&t[j].key, memory_order_relaxed);
+		struct site *e = &t[(h + i) % n];
+		uint64_t cur = atomic_load_explicit(&e->key, memory_order_relaxed);
 
 		if (cur == key)
-			return (int)j;
+			return e;
 		if (!cur) {
 			if (!add)
-				return -1;
-			if (atomic_compare_exchange_strong(&t[j].key, &cur, key) || cur == key)
-				return (int)j;
+				return NULL;
+			if (atomic_compare_exchange_strong(&e->key, &cur, key) || cur == key)
+				return e;
 		}
 	}
-	return -1;	/* full: such sites are not told apart */
+	return NULL;
+}
+
+/* One more pipe (or run) of what e names that carried little, or one that
+ * carried more: then the count starts over. */
+static void entry_count(struct site *e, bool small, unsigned run)
+{
+	unsigned s = atomic_load_explicit(&e->small, memory_order_relaxed);
+
+	if (small) {
+		if (s < run + SITE_BACKOFF)
+			atomic_store_explicit(&e->small, s + 1, memory_order_relaxed);
+		return;
+	}
+	/* Stored only if not 0 already: the line is shared. */
+	if (s)
+		atomic_store_explicit(&e->small, 0, memory_order_relaxed);
+	if (atomic_load_explicit(&e->kernel, memory_order_relaxed))
+		atomic_store_explicit(&e->kernel, 0, memory_order_relaxed);
+}
+
+/* Whether what e names is learnt small, after run in a row, and this is
+ * not a probe: the first after SITE_PROBE, and each small one doubles the
+ * gap, up to SITE_PROBE << SITE_BACKOFF. */
+static bool entry_learnt(struct site *e, unsigned run)
+{
+	unsigned s = atomic_load_explicit(&e->small, memory_order_relaxed), gap;
+
+	if (s < run)
+		return false;
+	gap = SITE_PROBE << (s - run < SITE_BACKOFF ? s - run : SITE_BACKOFF);
+	return (atomic_fetch_add_explicit(&e->kernel, 1, memory_order_relaxed) + 1) % gap != 0;
 }
 
 void shim_sites_adopt(int fd, uint64_t ino)
@@ -306,24 +339,11 @@ static uint64_t prog_key(uint64_t args)
 	return k ? k : 1;
 }
 
-static int prog_find(struct site *t, uint64_t key, bool add)
+/* A program's entry in the shared page t: NULL if none (full: programs not
+ * named keep the shim). */
+static struct site *prog_find(struct site *t, uint64_t key, bool add)
 {
-	unsigned i, h = (unsigned)(key % PROG_SLOTS);
-
-	for (i = 0; i < PROG_SLOTS; i++) {
-		struct site *e = &t[TAB_SITES - PROG_SLOTS + (h + i) % PROG_SLOTS];
-		uint64_t cur = atomic_load_explicit(&e->key, memory_order_relaxed);
-
-		if (cur == key)
-			return (int)(e - t);
-		if (!cur) {
-			if (!add)
-				return -1;
-			if (atomic_compare_exchange_strong(&e->key, &cur, key) || cur == key)
-				return (int)(e - t);
-		}
-	}
-	return -1;	/* full: programs not named keep the shim */
+	return entry_find(t + TAB_SITES - PROG_SLOTS, PROG_SLOTS, key, add);
 }
 
 /* The shared page, or NULL (a page of this tree's own is too small). */
@@ -350,45 +370,31 @@ const uint64_t *shim_prog_lineage_of(void)
 
 void shim_prog_moved_slow(size_t n)
 {
-	struct site *t;
-	int i, j;
+	struct site *t, *e;
+	int j;
 
 	if (atomic_fetch_add_explicit(&prog_bytes, n, memory_order_relaxed) + n <= SITE_SMALL ||
 	    atomic_exchange(&shim_prog_used, true) || !(t = prog_table()))
 		return;
-	for (j = 0; j < PROG_LINEAGE && lineage[j]; j++) {
-		i = prog_find(t, lineage[j], true);
-		if (i < 0)
-			continue;
-		if (atomic_load_explicit(&t[i].small, memory_order_relaxed))
-			atomic_store_explicit(&t[i].small, 0, memory_order_relaxed);
-		if (atomic_load_explicit(&t[i].kernel, memory_order_relaxed))
-			atomic_store_explicit(&t[i].kernel, 0, memory_order_relaxed);
-	}
+	for (j = 0; j < PROG_LINEAGE && lineage[j]; j++)
+		if ((e = prog_find(t, lineage[j], true)))
+			entry_count(e, false, PROG_RUN);
 }
 
 void shim_prog_exit(void)
 {
-	struct site *t;
-	unsigned s;
-	int i;
+	struct site *t, *e;
 
 	if (!lineage[0] || prog_forked || atomic_load(&shim_prog_used) ||
 	    !shim_learning() || shim_in_vfork_child() || !(t = prog_table()))
 		return;
-	i = prog_find(t, lineage[0], true);
-	if (i < 0)
-		return;
-	s = atomic_load_explicit(&t[i].small, memory_order_relaxed);
-	if (s < PROG_RUN + SITE_BACKOFF)
-		atomic_store_explicit(&t[i].small, s + 1, memory_order_relaxed);
+	if ((e = prog_find(t, lineage[0], true)))
+		entry_count(e, true, PROG_RUN);
 }
 
 bool shim_prog_wanted(char *const argv[])
 {
-	struct site *t;
-	unsigned s, gap;
-	int i;
+	struct site *t, *e;
 
 	if (!shim_learning())
 		return true;
@@ -398,14 +404,8 @@ bool shim_prog_wanted(char *const argv[])
 		t = prog_table();
 	if (!t || t == local)
 		return true;
-	i = prog_find(t, prog_key(args_of(-1, argv)), false);
-	if (i < 0)
-		return true;
-	s = atomic_load_explicit(&t[i].small, memory_order_relaxed);
-	if (s < PROG_RUN)
-		return true;
-	gap = SITE_PROBE << (s - PROG_RUN < SITE_BACKOFF ? s - PROG_RUN : SITE_BACKOFF);
-	return (atomic_fetch_add_explicit(&t[i].kernel, 1, memory_order_relaxed) + 1) % gap == 0;
+	e = prog_find(t, prog_key(args_of(-1, argv)), false);
+	return !e || !entry_learnt(e, PROG_RUN);
 }
 
 void shim_prog_fork_child(void)
@@ -470,42 +470,26 @@ uint64_t shim_site_key(uintptr_t pc)
 
 bool shim_site_kernel(uint64_t key)
 {
-	unsigned n, s, gap;
-	struct site *t;
-	int i;
+	struct site *t, *e;
+	unsigned n;
 
 	if (!key)
 		return false;
 	t = table(&n);
-	i = site_find(t, n, key, false);
-	if (i < 0)
-		return false;
-	s = atomic_load_explicit(&t[i].small, memory_order_relaxed);
-	if (s < SITE_RUN)
-		return false;
-	gap = SITE_PROBE << (s - SITE_RUN < SITE_BACKOFF ? s - SITE_RUN : SITE_BACKOFF);
-	return (atomic_fetch_add_explicit(&t[i].kernel, 1, memory_order_relaxed) + 1) % gap != 0;
+	e = entry_find(t, n, key, false);
+	return e && entry_learnt(e, SITE_RUN);
 }
 
 /* What a pipe of site key carried: count it. */
 static void note(uint64_t key, uint64_t bytes)
 {
-	unsigned n, s;
-	struct site *t = table(&n);
-	int i = site_find(t, n, key, true);
+	unsigned n;
+	struct site *t = table(&n), *e = entry_find(t, n, key, true);
 
 	shim_log("site %016llx: a pair carried %llu bytes", (unsigned long long)key,
 		 (unsigned long long)bytes);
-	if (i < 0)
-		return;
-	if (bytes <= SITE_SMALL) {
-		s = atomic_load_explicit(&t[i].small, memory_order_relaxed);
-		if (s < SITE_RUN + SITE_BACKOFF)
-			atomic_store_explicit(&t[i].small, s + 1, memory_order_relaxed);
-	} else {
-		atomic_store_explicit(&t[i].small, 0, memory_order_relaxed);
-		atomic_store_explicit(&t[i].kernel, 0, memory_order_relaxed);
-	}
+	if (e)
+		entry_count(e, bytes <= SITE_SMALL, SITE_RUN);
 }
 
 bool shim_site_peer_closed(void *map, size_t len, int end)
