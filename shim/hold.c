@@ -399,6 +399,8 @@ void hold_last(struct sfd *s, int fd)
 		last = drop(s->m->map, s->m->len, s->end, held_value());
 	}
 	pthread_mutex_unlock(&hold_mu);
+	if (!last)
+		shim_site_watch(s->m);
 	/* Nobody else holds it: the pair may serve another pipe. */
 	if (last && !atomic_load(&s->dirty))
 		shim_give_end(fd, s, s->m->map, s->end);
@@ -579,6 +581,44 @@ void hold_exit(void)
 	}
 	pthread_mutex_unlock(&hold_mu);
 	fdtab_each(exit_pending, NULL);
+}
+
+struct exec_look {
+	const struct smap *m;
+	bool stays;
+};
+
+static void exec_stays(int fd, struct sfd *t, void *arg)
+{
+	struct exec_look *x = arg;
+
+	if (t->m == x->m && !fdtab_cloexec(fd))
+		x->stays = true;
+}
+
+void hold_exec(void)
+{
+	struct sfd *s;
+
+	if (!held || shim_in_vfork_child())
+		return;
+	/* A pair held here alone whose every descriptor closes at this exec
+	 * has carried all it will once the exec is done (a runtime's pipe
+	 * made in its child just before): count it now, as nobody will clear
+	 * our slots.  Should the exec fail, the count was early, which costs
+	 * at most a pipe of the wrong sort. */
+	pthread_mutex_lock(&hold_mu);
+	for (s = held; s; s = s->held_next) {
+		struct exec_look x = { s->m, false };
+
+		if (!atomic_load_explicit(&s->m->r0->site, memory_order_relaxed) ||
+		    !only_us(s->m->r0, 0) || !only_us(s->m->r0, 1))
+			continue;
+		fdtab_each(exec_stays, &x);
+		if (!x.stays)
+			shim_site_done(s->m->map, s->m->len);
+	}
+	pthread_mutex_unlock(&hold_mu);
 }
 
 struct pair_look {

@@ -315,6 +315,7 @@ static void atfork_child(void)
 {
 	shim_pid = shim_getpid();
 	shim_prog_fork_child();
+	shim_site_watch_fork_child();
 	ipcd_tid_forget();
 	fdtab_after_fork();
 	shim_epoll_after_fork();

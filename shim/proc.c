@@ -147,6 +147,7 @@ SHIM_API int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_a
 SHIM_API int execve(const char *path, char *const argv[], char *const envp[])
 {
 	READY(execve);
+	hold_exec();
 	WITH_LIST(envp, argv, NULL, false, env);
 	return PASSING(env, real.execve(path, argv, env));
 }
@@ -159,6 +160,7 @@ SHIM_API int execv(const char *path, char *const argv[])
 SHIM_API int execvpe(const char *file, char *const argv[], char *const envp[])
 {
 	READY(execvpe);
+	hold_exec();
 	WITH_LIST(envp, argv, NULL, false, env);
 	return PASSING(env, real.execvpe(file, argv, env));
 }
@@ -171,6 +173,7 @@ SHIM_API int execvp(const char *file, char *const argv[])
 SHIM_API int fexecve(int fd, char *const argv[], char *const envp[])
 {
 	READY(fexecve);
+	hold_exec();
 	WITH_LIST(envp, argv, NULL, false, env);
 	return PASSING(env, real.fexecve(fd, argv, env));
 }
@@ -179,6 +182,7 @@ SHIM_API int execveat(int dirfd, const char *path, char *const argv[], char *con
 		      int flags)
 {
 	READY(execveat);
+	hold_exec();
 	WITH_LIST(envp, argv, NULL, false, env);
 	return PASSING(env, real.execveat(dirfd, path, argv, env, flags));
 }

@@ -256,6 +256,11 @@ static inline struct ipcd_ring *shim_ring1(void *map, size_t len)
  * once, never again) */
 void shim_site_mark(void *map, size_t len, uint64_t key);
 void shim_site_done(void *map, size_t len);
+/* A pair let go of here while others still hold it, whose site is not
+ * counted yet: count it once the daemon shows all its ends gone. */
+void shim_site_watch(struct smap *m);
+void shim_site_resolve(void);
+void shim_site_watch_fork_child(void);
 /* sites.c: whether the other end of the socket pair mapped at map, whose
  * end `end` we hold, is closed everywhere (the daemon's count) */
 bool shim_site_peer_closed(void *map, size_t len, int end);
@@ -337,6 +342,7 @@ void shim_epoll_after_fork(void);
 void hold_spawn(const posix_spawn_file_actions_t *fa, bool all);
 void hold_vfork_dup(struct sfd *s, int newfd);	/* a vfork child's dup2 */
 void hold_exit(void);			/* the process ends */
+void hold_exec(void);			/* before an exec: count what ends with it */
 /* Before an answer that a close elsewhere could change: catch up with the
  * daemon if a child was reaped since s came here. */
 void hold_catch_up(struct sfd *s, int fd);

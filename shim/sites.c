@@ -457,6 +457,87 @@ static uint64_t place_of(uintptr_t pc)
 	return x;
 }
 
+/* ---- pairs left to the daemon's count ----------------------------------------- */
+
+/*
+ * A pair that this process lets go of while other slots of it are still
+ * filled is counted by whoever clears the last one.  A slot may stand for
+ * a process that will never clear it: a child that ran another program
+ * lost its close-on-exec copies of the ends at that exec without a word
+ * (a runtime's exec-error pipe, its own ends of its child's socket pairs),
+ * and the pair would never be counted, its site never learnt.  So the
+ * mapping is kept a while, and once the daemon shows every open file of
+ * the pair gone (ends_open 0), nothing can move through it any more: what
+ * it carried is counted then, at this process's next pipe() or socketpair().
+ */
+#define WATCH_MAX	16
+
+static struct smap *watch[WATCH_MAX] SHIM_FORKED;
+static _Atomic unsigned watched SHIM_FORKED;	/* entries in watch */
+static pthread_mutex_t watch_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
+
+static void watch_unref(struct smap *m)
+{
+	if (atomic_fetch_sub(&m->refs, 1) == 1) {
+		munmap(m->map, m->len);
+		free(m);
+	}
+}
+
+void shim_site_watch(struct smap *m)
+{
+	unsigned i, n;
+
+	if (!m->r0->anon || !atomic_load_explicit(&m->r0->site, memory_order_relaxed))
+		return;	/* not a pair of a site, or counted */
+	/* Never waits: a signal handler's close or pipe() may come here. */
+	if (pthread_mutex_trylock(&watch_mu))
+		return;
+	n = atomic_load(&watched);
+	for (i = 0; i < n && watch[i] != m; i++)
+		;
+	if (i == n) {
+		if (n == WATCH_MAX) {	/* full: one goes uncounted */
+			watch_unref(watch[0]);
+			memmove(watch, watch + 1, (WATCH_MAX - 1) * sizeof(watch[0]));
+			n--;
+		}
+		atomic_fetch_add(&m->refs, 1);
+		watch[n++] = m;
+		atomic_store(&watched, n);
+	}
+	pthread_mutex_unlock(&watch_mu);
+}
+
+void shim_site_resolve(void)
+{
+	unsigned i = 0, n;
+	struct smap *m;
+
+	if (pthread_mutex_trylock(&watch_mu))
+		return;	/* another thread is at it */
+	n = atomic_load(&watched);
+	while (i < n) {
+		m = watch[i];
+		if (atomic_load(&m->r0->site) && atomic_load(&m->r0->ends_open)) {
+			i++;
+			continue;	/* still open somewhere */
+		}
+		shim_site_done(m->map, m->len);	/* nothing if counted already */
+		watch_unref(m);
+		watch[i] = watch[--n];
+	}
+	atomic_store(&watched, n);
+	pthread_mutex_unlock(&watch_mu);
+}
+
+void shim_site_watch_fork_child(void)
+{
+	/* The entries came along with their mappings: the child may count
+	 * them as well (the site goes to one counter only, ring.h). */
+	watch_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
+}
+
 uint64_t shim_site_key(uintptr_t pc)
 {
 	unsigned n = atomic_fetch_add_explicit(&pipes_since_child, 1, memory_order_relaxed);
@@ -475,6 +556,8 @@ bool shim_site_kernel(uint64_t key)
 
 	if (!key)
 		return false;
+	if (atomic_load_explicit(&watched, memory_order_relaxed))
+		shim_site_resolve();
 	t = table(&n);
 	e = entry_find(t, n, key, false);
 	return e && entry_learnt(e, SITE_RUN);
