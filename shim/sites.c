@@ -17,8 +17,9 @@
  * the name into the pipe's ring with the tail at that
  * moment (ipcd/ring.h, "Sites"), and counts for the site, when the write
  * end is let go of for good (a socket pair: one end, after the other has
- * no writer left anywhere), whether the pair carried at most SITE_SMALL
- * bytes.  After SITE_RUN small pipes in a row a site gets kernel pipes,
+ * no writer left anywhere), whether the pair carried little: at most
+ * SITE_SMALL bytes, or at most SITE_FEW in at most SITE_WRITES writes
+ * (note()).  After SITE_RUN small pipes in a row a site gets kernel pipes,
  * but for a probe, now and then a channel again, which starts over if it
  * carries more.  The first probe comes after SITE_PROBE kernel pipes, and
  * each probe that carried little doubles the gap, up to SITE_PROBE <<
@@ -53,6 +54,8 @@
 #include "shim.h"
 
 #define SITE_SMALL	4096	/* bytes: a pipe that carried no more is small */
+#define SITE_FEW	(1u << 20)	/* bytes: nor one that carried no more... */
+#define SITE_WRITES	64	/* ...in at most this many writes */
 #define SITE_RUN	4	/* small pipes in a row: kernel pipes */
 #define SITE_PROBE	32	/* kernel pipes before a site's first probe */
 #define SITE_BACKOFF	5	/* small probes that double the gap (to 1024) */
@@ -563,16 +566,23 @@ bool shim_site_kernel(uint64_t key)
 	return e && entry_learnt(e, SITE_RUN);
 }
 
-/* What a pipe of site key carried: count it. */
-static void note(uint64_t key, uint64_t bytes)
+/*
+ * What a pipe of site key carried, bytes in writes: count it.  Small is
+ * what a kernel pipe moves more cheaply than a channel costs to make, hand
+ * on and give back: a few bytes, or bytes in a few large writes (git's
+ * packs, 200 kB in a few dozen), where a channel saves a system call and
+ * perhaps a wake-up per write and no copy.
+ */
+static void note(uint64_t key, uint64_t bytes, uint32_t writes)
 {
 	unsigned n;
 	struct site *t = table(&n), *e = entry_find(t, n, key, true);
 
-	shim_log("site %016llx: a pair carried %llu bytes", (unsigned long long)key,
-		 (unsigned long long)bytes);
+	shim_log("site %016llx: a pair carried %llu bytes in %u writes",
+		 (unsigned long long)key, (unsigned long long)bytes, writes);
 	if (e)
-		entry_count(e, bytes <= SITE_SMALL, SITE_RUN);
+		entry_count(e, bytes <= SITE_SMALL ||
+			       (bytes <= SITE_FEW && writes <= SITE_WRITES), SITE_RUN);
 }
 
 bool shim_site_peer_closed(void *map, size_t len, int end)
@@ -588,8 +598,11 @@ void shim_site_mark(void *map, size_t len, uint64_t key)
 	struct ipcd_ring *r0 = map, *r1 = shim_ring1(map, len);
 
 	atomic_store(&r0->site_tail, atomic_load(&r0->tail));
-	if (r1)
+	atomic_store(&r0->site_writes, atomic_load(&r0->writes));
+	if (r1) {
 		atomic_store(&r1->site_tail, atomic_load(&r1->tail));
+		atomic_store(&r1->site_writes, atomic_load(&r1->writes));
+	}
 	atomic_store(&r0->site, key);
 }
 
@@ -597,6 +610,7 @@ void shim_site_done(void *map, size_t len)
 {
 	struct ipcd_ring *r0 = map, *r1;
 	uint64_t key, bytes;
+	uint32_t writes;
 
 	if (!atomic_load_explicit(&r0->site, memory_order_relaxed))
 		return;
@@ -604,8 +618,11 @@ void shim_site_done(void *map, size_t len)
 	if (!key)
 		return;
 	bytes = atomic_load(&r0->tail) - atomic_load(&r0->site_tail);
+	writes = atomic_load(&r0->writes) - atomic_load(&r0->site_writes);
 	r1 = shim_ring1(map, len);
-	if (r1)
+	if (r1) {
 		bytes += atomic_load(&r1->tail) - atomic_load(&r1->site_tail);
-	note(key, bytes);
+		writes += atomic_load(&r1->writes) - atomic_load(&r1->site_writes);
+	}
+	note(key, bytes, writes);
 }

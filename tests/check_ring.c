@@ -726,12 +726,17 @@ START_TEST(test_stream_full)
 	ck_assert_int_eq(ipcd_ring_write(&t.v, in, PIPE_BUF, tid), -EAGAIN);
 	ck_assert_int_eq(ipcd_ring_write(&t.v, in, 8192, tid), -EAGAIN);
 	ck_assert_uint_eq(load_tail(&t), 4096);
+	/* Writes that published bytes are counted, refused ones not. */
+	ck_assert_uint_eq(atomic_load(&t.v.r->writes), 1);
 	ck_assert_int_eq(ipcd_ring_read(&t.v, out, sizeof(out), tid, 0, NULL), 4096);
 	ck_assert_mem_eq(out, in, 4096);
 	/* A write bigger than the whole ring takes what fits. */
 	ck_assert_int_eq(ipcd_ring_write(&t.v, in, 8192, tid), 4096);
+	ck_assert_uint_eq(atomic_load(&t.v.r->writes), 2);
 	ck_assert_int_eq(ipcd_ring_read(&t.v, out, sizeof(out), tid, 0, NULL), 4096);
 	ck_assert_mem_eq(out, in, 4096);
+	ck_assert_int_eq(ipcd_ring_write(&t.v, in, 0, tid), 0);
+	ck_assert_uint_eq(atomic_load(&t.v.r->writes), 2);
 	ring_close(&t);
 }
 END_TEST

@@ -158,6 +158,7 @@ _Q_TAIL = 64 // 8
 _Q_HEAD = 128 // 8
 _Q_WRITERS_EPOCH = 256 // 8
 _I_WLOCK = 72 // 4
+_I_WRITES = 84 // 4
 _I_RLOCK = 136 // 4
 _I_DATA_SEQ = 192 // 4
 _I_RD_SLEEPERS = 196 // 4
@@ -564,6 +565,8 @@ class Channel:
             old = ring.q[_Q_TAIL]
             n, tail = self._put_locked(ring, src)
             if tail != old:
+                # Counted, as ring.h asks of every producer (under wlock).
+                ring.w[_I_WRITES] = (ring.w[_I_WRITES] + 1) & _M32
                 # TSO: the bytes copied above are visible before this store.
                 ring.q[_Q_TAIL] = tail
         finally:

@@ -272,8 +272,9 @@ echo "# ten programs that make no pipe: $((c1 - c0)) pairs made"
 
 # 7. The same for a runtime that makes a child's stdin, stdout, stderr and
 #    exec-error pipes in one place: Python's subprocess.  With a few bytes
-#    through each, all four become kernel pipes after a few runs; with 16
-#    KiB through stdin and stdout, those two stay channels.  Counted: the
+#    through each, all four become kernel pipes after a few runs; with 1.5
+#    MiB through stdin and stdout, those two stay channels (a pipe that
+#    carried at most 1 MiB in at most 64 writes counts as small too).  Counted: the
 #    pipes served by channels, new or reused (4 a run if nothing changed).
 #    Each with a page of counts of its own (IPCD_SHIM_SITES): a site whose
 #    pipes were small stays with the kernel for 31 pipes or more.
@@ -301,11 +302,11 @@ set -- $(py_runs 4 "$TMPD/sites.py4")
 echo "# python ran 40 subprocesses with 4 bytes each (160 pipes); $2 of them were channels"
 [ "$1" = 0 ] || bad "python subprocess under the shim: '$1' (0: every run right, the failed exec reported)"
 [ "$2" -le 30 ] || bad "python's 40 subprocesses of 4 bytes: $2 of 160 pipes were channels (want at most 30)"
-set -- $(py_runs 16384 "$TMPD/sites.py16k")
-echo "# python ran 40 subprocesses with 16 KiB each (160 pipes); $2 of them were channels"
-[ "$1" = 0 ] || bad "python subprocess of 16 KiB under the shim: '$1'"
+set -- $(py_runs 1572864 "$TMPD/sites.py1m")
+echo "# python ran 40 subprocesses with 1.5 MiB each (160 pipes); $2 of them were channels"
+[ "$1" = 0 ] || bad "python subprocess of 1.5 MiB under the shim: '$1'"
 [ "$2" -ge 60 ] && [ "$2" -le 125 ] ||
-	bad "python's 40 subprocesses of 16 KiB: $2 of 160 pipes were channels (want 60 to 125: stdin and stdout carry the bytes)"
+	bad "python's 40 subprocesses of 1.5 MiB: $2 of 160 pipes were channels (want 60 to 125: stdin and stdout carry the bytes)"
 kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
 
 # 7b. A site whose probes keep carrying little is probed ever more rarely:
@@ -332,10 +333,52 @@ echo "# one place made 600 pipes of 3 bytes; $2 were channels"
 [ "${2:-99}" -ge 12 ] && [ "${2:-99}" -le 20 ] ||
 	bad "600 small pipes in one place: ${2:-?} channels (want 12 to 20: learnt, then ever rarer probes)"
 
+# 7d. What a pipe carried counts in writes too: 40 pipes of 256 KiB each,
+#    written in 4 writes of 64 KiB (a kernel pipe moves them as cheaply),
+#    are learnt as small; 40 of 256 KiB in 2048 writes of 128 bytes (a
+#    system call each on the kernel) stay channels.
+writes_run() {	# bytes-per-write sites-file: the failures, then the channels
+	LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT IPCD_SHIM_SITES=$TMPD/$2 \
+		timeout 120 "$PY" -c '
+import os, sys
+mnt, size = sys.argv[1], int(sys.argv[2])
+bad = made = 0
+for i in range(40):
+    r, w = os.pipe()
+    made += os.readlink("/proc/self/fd/%d" % w).startswith(mnt + "/")
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        chunk = bytes([i]) * size
+        for k in range(262144 // size):
+            os.write(w, chunk)
+        os._exit(0)
+    os.close(w)
+    got = 0
+    while True:
+        d = os.read(r, 65536)
+        if not d:
+            break
+        bad += d != bytes([i]) * len(d)
+        got += len(d)
+    os.close(r)
+    os.waitpid(pid, 0)
+    bad += got != 262144
+print(bad, made)' "$MNT" "$1" 2>&1
+}
+set -- $(writes_run 65536 sites.w64k)
+echo "# 40 pipes of 256 KiB in 64 KiB writes: $2 were channels"
+[ "$1" = 0 ] || bad "256 KiB pipes in 64 KiB writes: '$1' (0: every byte right)"
+[ "${2:-99}" -le 15 ] || bad "40 pipes of 256 KiB in 4 writes each: ${2:-?} channels (want at most 15: learnt small)"
+set -- $(writes_run 128 sites.w128)
+echo "# 40 pipes of 256 KiB in 128-byte writes: $2 were channels"
+[ "$1" = 0 ] || bad "256 KiB pipes in 128-byte writes: '$1' (0: every byte right)"
+[ "${2:-0}" -ge 40 ] || bad "40 pipes of 256 KiB in 2048 writes each: ${2:-?} channels (want all 40)"
+
 # 7c. Programs that need no shim: one that gets no channel end and, four
 #    runs in a row, moved little through channels runs without the shim
 #    (its LD_PRELOAD without it, other libraries kept); one whose pipeline
-#    moves much, or that gets a channel end, keeps it.
+#    moves much (2 MB), or that gets a channel end, keeps it.
 say_shim='case $LD_PRELOAD in *libipcd-shim*) echo shim;; *) echo "none:$LD_PRELOAD";; esac'
 prog_runs() {	# sites-file preload script: the 8 answers of a loop
 	LD_PRELOAD=$2 IPCD_MOUNT=$MNT IPCD_SHIM_SITES=$TMPD/$1 timeout 120 bash -c "$3" 2>&1 |
@@ -356,12 +399,12 @@ out=$(IPCD_SHIM_LEARN=off prog_runs sites.prog "$SHIM_PRELOAD" "$loop")
 [ "$out" = "$(printf 'shim %.0s' 1 2 3 4 5 6 7 8)" ] ||
 	bad "IPCD_SHIM_LEARN=off: '$out' (want the shim in every run)"
 out=$(prog_runs sites.prog2 "$SHIM_PRELOAD" \
-	"for i in 1 2 3 4 5 6 7 8; do /bin/sh -c '$say_shim; seq 1 30000 | wc -c'; done")
-echo "# a program whose pipeline moves 168894 bytes, 8 runs: $out"
-[ "$out" = "$(printf 'shim 168894 %.0s' 1 2 3 4 5 6 7 8)" ] ||
+	"for i in 1 2 3 4 5 6 7 8; do /bin/sh -c '$say_shim; seq 1 300000 | wc -c'; done")
+echo "# a program whose pipeline moves 1988895 bytes, 8 runs: $out"
+[ "$out" = "$(printf 'shim 1988895 %.0s' 1 2 3 4 5 6 7 8)" ] ||
 	bad "a program whose pipeline moves much: '$out' (want the shim in every run)"
 out=$(prog_runs sites.prog3 "$SHIM_PRELOAD" \
-	"for i in 1 2 3 4 5 6 7 8; do seq 1 30000 | /bin/sh -c '$say_shim; cat >/dev/null'; done")
+	"for i in 1 2 3 4 5 6 7 8; do seq 1 300000 | /bin/sh -c '$say_shim; cat >/dev/null'; done")
 [ "$out" = "$(printf 'shim %.0s' 1 2 3 4 5 6 7 8)" ] ||
 	bad "a program that gets a channel end: '$out' (want the shim in every run)"
 

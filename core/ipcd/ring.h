@@ -159,8 +159,9 @@
  * of its end of file, the last holder of a socket pair's end once the
  * other end has no writer left) takes the number
  * with an atomic exchange and counts what the pair carried, tail -
- * site_tail over its rings, for that place (ipcd-shim(7), "Pipes that
- * carry little").  Other clients leave both alone.
+ * site_tail and writes - site_writes over its rings, for that place
+ * (ipcd-shim(7), "Pipes that carry little").  Other clients leave them
+ * alone.
  */
 #define IPCD_HOLDERS		8
 #define IPCD_HOLDER_CHILD	(1ull << 63)
@@ -274,7 +275,9 @@ struct ipcd_ring {
 					   under wlock only */
 	IPCD_ATOMIC(uint32_t) reuse;	/* anonymous: bumped by a process that
 					   makes a new pipe of the pair */
-	uint32_t reserved1[11];		/* zero */
+	IPCD_ATOMIC(uint32_t) writes;	/* writes that published bytes, modulo
+					   2^32.  Under wlock only */
+	uint32_t reserved1[10];		/* zero */
 
 	/* Cache line 2: written by the consumer holding rlock. */
 	IPCD_ATOMIC(uint64_t) head;	/* bytes ever consumed */
@@ -292,7 +295,8 @@ struct ipcd_ring {
 					      maker calls the place it was made
 					      (0: none, or already counted) */
 	IPCD_ATOMIC(uint64_t) site_tail;   /* tail when that pipe was made */
-	uint32_t reserved3[6];		   /* zero */
+	IPCD_ATOMIC(uint32_t) site_writes; /* writes when that pipe was made */
+	uint32_t reserved3[5];		   /* zero */
 
 	/* Cache line 4: peer state, written by the daemon only. */
 	IPCD_ATOMIC(uint64_t) writers_epoch; /* low 32: open write ends; high 32: epoch */
@@ -334,6 +338,8 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, reuse) == 80, "reuse on line
 _Static_assert(__builtin_offsetof(struct ipcd_ring, ends_open) == 288, "ends_open");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, creator) == 208, "creator on line 3");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, site) == 216, "site on line 3");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, writes) == 84, "writes on line 1");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, site_writes) == 232, "site_writes");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, holders) == 320, "holders on line 5");
 #endif
 
