@@ -44,7 +44,7 @@ static long futex(_Atomic uint32_t *w, int op, uint32_t val,
 static _Thread_local uint32_t tid_cache __attribute__((tls_model("initial-exec")));
 static atomic_bool tid_registered IPCD_FORKED;
 
-void ipcd_tid_forget(void)
+IPCD_FORK_TEXT void ipcd_tid_forget(void)
 {
 	tid_cache = 0;
 }

@@ -125,6 +125,10 @@ extern _Thread_local struct ipcd_sigwatch ipcd_sigwatch
 /* State written after every fork, by the parent or the child: kept on as
  * few pages as possible, as each page written after a fork is copied. */
 #define IPCD_FORKED __attribute__((section(".data.ipcd_forked")))
+/* Code a forked child runs at once (its fork handlers): side by side on as
+ * few pages as possible, as the child faults in each page of a library's
+ * code it touches first (the linker keeps .text.hot.* sections together). */
+#define IPCD_FORK_TEXT __attribute__((section(".text.hot.ipcd_fork")))
 
 /* In a signal handler: the count goes up and the sleeping thread wakes. */
 void ipcd_sigwatch_interrupt(void);

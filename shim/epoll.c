@@ -32,7 +32,7 @@ struct reg {
 
 static pthread_mutex_t mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
 static struct reg *regs;		/* under mu; short lists in practice */
-void shim_epoll_after_fork(void)
+IPCD_FORK_TEXT void shim_epoll_after_fork(void)
 {
 	mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 }

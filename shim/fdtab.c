@@ -62,7 +62,7 @@ static struct sfd *free_list;		/* under free_mu */
 static _Atomic(struct sfd *) lent;
 static atomic_bool orphan;
 
-void fdtab_after_fork(void)
+IPCD_FORK_TEXT void fdtab_after_fork(void)
 {
 	free_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 }

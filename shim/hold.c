@@ -450,7 +450,7 @@ void hold_fork_failed(void)
 	pthread_mutex_unlock(&hold_mu);
 }
 
-void hold_fork_child(void)
+IPCD_FORK_TEXT void hold_fork_child(void)
 {
 	struct sfd *s, *next;
 

@@ -311,7 +311,7 @@ static void atfork_parent(void)
 		hold_fork_parent();
 }
 
-static void atfork_child(void)
+IPCD_FORK_TEXT static void atfork_child(void)
 {
 	shim_pid = shim_getpid();
 	shim_prog_fork_child();

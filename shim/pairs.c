@@ -832,7 +832,7 @@ void shim_keep_ready(void)
 
 /* After fork: the child shares the connections, and what it takes it
  * counts for itself. */
-void shim_pairs_after_fork(void)
+IPCD_FORK_TEXT void shim_pairs_after_fork(void)
 {
 	unsigned k;
 
@@ -841,9 +841,21 @@ void shim_pairs_after_fork(void)
 		supply[k].expect = 0;
 	shim_sites_after_fork();
 	/* What the parent keeps is the parent's: close our copies (not the
-	 * last ones, so nothing reaches the daemon), and its keep socket. */
+	 * last ones, so nothing reaches the daemon), and its keep socket.
+	 * Alone in this process now, and without freeing the entries'
+	 * memory: a copy of the parent's, which would cost this child a
+	 * fault on each page of malloc's code and data it touched. */
 	keep_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
-	shim_keep_flush();
+	for (k = 0; k < KEEP_MAX; k++)
+		if (kept[k].ino) {
+			if (kept[k].fd[0] >= 0)
+				real.close(kept[k].fd[0]);
+			if (kept[k].fd[1] >= 0)
+				real.close(kept[k].fd[1]);
+			kept[k].ino = 0;
+			kept[k].fd[0] = kept[k].fd[1] = -1;
+			kept[k].m = NULL;
+		}
 	if (keep_sock >= 0)
 		real.close(keep_sock);
 	keep_sock = -1;

@@ -264,7 +264,7 @@ void shim_sites_fd_gone(void)
 	tab_fd = -1;	/* the mapping stays; programs we run make their own */
 }
 
-void shim_sites_after_fork(void)
+IPCD_FORK_TEXT void shim_sites_after_fork(void)
 {
 	tab_mu = (pthread_mutex_t)PTHREAD_MUTEX_INITIALIZER;
 }
@@ -411,7 +411,7 @@ bool shim_prog_wanted(char *const argv[])
 	return !e || !entry_learnt(e, PROG_RUN);
 }
 
-void shim_prog_fork_child(void)
+IPCD_FORK_TEXT void shim_prog_fork_child(void)
 {
 	prog_forked = true;
 }
@@ -534,7 +534,7 @@ void shim_site_resolve(void)
 	pthread_mutex_unlock(&watch_mu);
 }
 
-void shim_site_watch_fork_child(void)
+IPCD_FORK_TEXT void shim_site_watch_fork_child(void)
 {
 	/* The entries came along with their mappings: the child may count
 	 * them as well (the site goes to one counter only, ring.h). */
