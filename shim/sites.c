@@ -35,8 +35,11 @@
  * job makes two pipes and ends, and only all of them together learn what
  * those pipes carry; a shell pipeline run again learns from the last run.
  * Without the file (no /dev/shm, or someone else's file there) a process
- * tree shares a page of its own.  The counts are atomics; a lost update
- * costs one pipe of the wrong sort, never a wrong byte.
+ * tree shares a page of its own.  The page holds 192 sites and 64
+ * programs; a new one whose places are all taken replaces the one there
+ * that learnt least (entry_find), so that a page used for months still
+ * learns.  The counts are atomics; a lost update costs one pipe of the
+ * wrong sort, never a wrong byte.
  * IPCD_SHIM_LEARN=off makes every pipe a channel, and keeps it one
  * (calls.c, "pipes that only wait").
  */
@@ -69,6 +72,8 @@ struct site {
 	_Atomic uint32_t kernel;	/* kernel pipes given since */
 };
 #define TAB_SITES	(TAB_BYTES / sizeof(struct site))
+#define PROG_SLOTS	64	/* the page's last entries: programs (below) */
+#define PROBE_MAX	16	/* entries a key may sit in, from its first */
 
 static struct site local[LOCAL_SITES] SHIM_FORKED;
 static struct site *_Atomic tab SHIM_FORKED;	/* the shared page once mapped */
@@ -182,20 +187,38 @@ static struct site *table(unsigned *n)
 		*n = LOCAL_SITES;
 		return local;
 	}
-	*n = TAB_SITES;
+	*n = TAB_SITES - PROG_SLOTS;
 	return t;
 }
 
-/* The entry of key among the n from t, taken for it if add: NULL if none
- * (full: such keys are not told apart). */
+/* What an entry is worth keeping: nothing if it learnt nothing (a key
+ * that is not there counts as carrying much, as one that did), more the
+ * further it learnt, and, once learnt, the more it served. */
+static uint64_t entry_worth(struct site *e)
+{
+	uint64_t s = atomic_load_explicit(&e->small, memory_order_relaxed);
+
+	return s << 32 | atomic_load_explicit(&e->kernel, memory_order_relaxed);
+}
+
+/*
+ * The entry of key among the n from t, taken for it if add: NULL if none.
+ * A key sits in one of PROBE_MAX entries from its first; when all are
+ * taken, the one worth least goes to the new key.  The page is shared by
+ * all the user's programs over time and would otherwise fill up and stop
+ * learning.  Two processes that take one entry at once lose a count, not
+ * a byte.
+ */
 static struct site *entry_find(struct site *t, unsigned n, uint64_t key, bool add)
 {
-	unsigned i, h = (unsigned)(key % n);
+	unsigned i, h = (unsigned)(key % n), w = n < PROBE_MAX ? n : PROBE_MAX;
+	struct site *least = NULL;
+	uint64_t cur;
 
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < w; i++) {
 		struct site *e = &t[(h + i) % n];
-		uint64_t cur = atomic_load_explicit(&e->key, memory_order_relaxed);
 
+		cur = atomic_load_explicit(&e->key, memory_order_relaxed);
 		if (cur == key)
 			return e;
 		if (!cur) {
@@ -204,8 +227,17 @@ static struct site *entry_find(struct site *t, unsigned n, uint64_t key, bool ad
 			if (atomic_compare_exchange_strong(&e->key, &cur, key) || cur == key)
 				return e;
 		}
+		if (add && (!least || entry_worth(e) < entry_worth(least)))
+			least = e;
 	}
-	return NULL;
+	if (!least)
+		return NULL;
+	cur = atomic_load_explicit(&least->key, memory_order_relaxed);
+	if (!atomic_compare_exchange_strong(&least->key, &cur, key))
+		return cur == key ? least : NULL;
+	atomic_store_explicit(&least->small, 0, memory_order_relaxed);
+	atomic_store_explicit(&least->kernel, 0, memory_order_relaxed);
+	return least;
 }
 
 /* One more pipe (or run) of what e names that carried little, or one that
@@ -333,7 +365,6 @@ void shim_sites_args(int argc, char **argv)
  */
 #define PROG_SALT	0x5be0cd19137e2179ull
 #define PROG_RUN	4
-#define PROG_SLOTS	64
 
 static uint64_t prog_key(uint64_t args)
 {
@@ -342,7 +373,7 @@ static uint64_t prog_key(uint64_t args)
 	return k ? k : 1;
 }
 
-/* A program's entry in the shared page t: NULL if none (full: programs not
+/* A program's entry in the shared page t: NULL if none (programs not
  * named keep the shim). */
 static struct site *prog_find(struct site *t, uint64_t key, bool add)
 {
@@ -355,7 +386,7 @@ static struct site *prog_table(void)
 	unsigned n;
 	struct site *t = table(&n);
 
-	return n == TAB_SITES ? t : NULL;
+	return n == TAB_SITES - PROG_SLOTS ? t : NULL;
 }
 
 void shim_prog_lineage(const uint64_t *up, unsigned n)

@@ -408,6 +408,25 @@ out=$(prog_runs sites.prog3 "$SHIM_PRELOAD" \
 [ "$out" = "$(printf 'shim %.0s' 1 2 3 4 5 6 7 8)" ] ||
 	bad "a program that gets a channel end: '$out' (want the shim in every run)"
 
+# 7e. A page of counts that is full still learns: 300 programs of their
+#    own, each with a pipe of its own, take every entry; then a new program
+#    is still learnt after four runs (ipcd-shim(7), "Pipes that carry
+#    little": the one that learnt least gives way).
+words=$(seq 300 | tr 0-9 a-j | sed 's/^/w/')
+LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT IPCD_SHIM_SITES=$TMPD/sites.full timeout 120 \
+	bash -c 'for w in $0; do /bin/sh -c ": $w; echo $w | cat >/dev/null"; done' "$words" ||
+	bad "300 programs to fill a page of counts failed"
+used=$("$PY" -c '
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+print(sum(struct.unpack_from("<Q", d, i * 16)[0] != 0 for i in range(256)))' "$TMPD/sites.full")
+out=$(prog_runs sites.full "$SHIM_PRELOAD" \
+	"for i in 1 2 3 4 5 6 7 8; do /bin/sh -c ': fresh; $say_shim'; done")
+echo "# a page of counts with $used of 256 entries taken; a new program, 8 runs: $out"
+[ "$used" -ge 250 ] || bad "300 programs took only $used of the page's 256 entries (want it full)"
+[ "$out" = "shim shim shim shim $(printf "none:$rest %.0s" 1 2 3 4)" ] ||
+	bad "a new program on a full page: '$out' (want 4 runs with the shim, then none)"
+
 # 8. What a site's pipes carried is known to the whole tree: xargs starts
 #    a shell per job, which makes two pipes and ends; the shells learn
 #    together that those pipes carry a few bytes.
