@@ -272,8 +272,8 @@ uint64_t chan_reused(const struct chan *ch)
  * pending; if its rings are idle (no lock, no attachment, no parked
  * request, no shutdown) and nobody is counted as holding an end.  Then it
  * becomes one: its rings emptied and their limits set back, no creator,
- * ring 0's reuse bumped, as the creator does for a pair it keeps (so that
- * what a reader kept to seek back over is forgotten).  Its kind and size
+ * ring 0's reuse bumped if it had one, as the creator does for a pair it
+ * keeps (so that what a reader kept to seek back over is forgotten).  Its kind and size
  * in *anon and *map_len; 0, or -EBUSY to refuse it.  Under ipcd->mu.
  */
 int chan_recycle(fuse_ino_t ino, uid_t uid, gid_t gid, uint32_t *anon, uint64_t *map_len)
@@ -317,11 +317,23 @@ int chan_recycle(fuse_ino_t ino, uid_t uid, gid_t gid, uint32_t *anon, uint64_t 
 					 ch->anon == IPCD_ANON_PACKET) &&
 						ch->cap > IPCD_PIPE_SIZE ? IPCD_PIPE_SIZE : 0);
 	}
-	atomic_store(&r0->creator, 0);
-	atomic_fetch_add(&r0->reuse, 1);
+	/* Counted as a pipe more only if it served one: a pair sent ahead
+	 * and never taken has no creator (nor a reader anything kept). */
+	if (atomic_exchange(&r0->creator, 0))
+		atomic_fetch_add(&r0->reuse, 1);
 	*anon = ch->anon;
 	*map_len = ch->map_len;
 	return 0;
+}
+
+/* A pair of channel ino handed to process pid: it made it, as SO_PEERCRED
+ * says (a spare made for another).  Under ipcd->mu. */
+void chan_set_cred(fuse_ino_t ino, pid_t pid)
+{
+	struct inode *in = ns_inode(ino);
+
+	if (in && in->chan)
+		in->chan->cred_pid = pid;
 }
 
 const char *chan_kind(const struct chan *ch)

@@ -61,6 +61,7 @@ struct conn {
 /* A pair handed back (ring.h), made new again, for the next who asks. */
 struct spare {
 	uint32_t anon;
+	uint64_t ino;			/* its channel */
 	uid_t uid;
 	gid_t gid;
 	int fd[2];
@@ -76,6 +77,7 @@ struct job {
 	uid_t uid;
 	gid_t gid;
 	int fd[2];			/* made: its two ends */
+	uint64_t ino;			/* and its channel */
 	uint64_t map_len;
 	int err;			/* or why not */
 	struct job *next;
@@ -159,6 +161,7 @@ static void make_pair(struct job *j)
 		in->chan->cred_uid = j->uid;
 		in->chan->cred_gid = j->gid;
 		j->map_len = in->chan->map_len;
+		j->ino = ino;
 	}
 	pthread_mutex_unlock(&ipcd->mu);
 	if (j->err)
@@ -278,6 +281,31 @@ static bool send_pair(struct conn *c, struct job *j)
 }
 
 /* A maker is done with j: hand the pair over, or say why not. */
+static uint64_t now_ms(void);
+
+/* Keep the pair fd (both ends, as the makers open them) of kind anon,
+ * made for uid and gid, as a spare; or close it when there is no room. */
+static void spare_add(uint32_t anon, uint64_t ino, uid_t uid, gid_t gid, const int fd[2],
+		      uint64_t map_len)
+{
+	struct spare *sp;
+
+	if (fac.nspares >= SPARE_MAX) {
+		close(fd[0]);
+		close(fd[1]);
+		return;
+	}
+	sp = &fac.spares[fac.nspares++];
+	sp->anon = anon;
+	sp->ino = ino;
+	sp->uid = uid;
+	sp->gid = gid;
+	sp->fd[0] = fd[0];
+	sp->fd[1] = fd[1];
+	sp->map_len = map_len;
+	sp->since = now_ms();
+}
+
 static void job_done(struct job *j)
 {
 	struct conn *c = conn_find(j->conn);
@@ -294,13 +322,19 @@ static void job_done(struct job *j)
 			c->want[j->anon] = 0;
 	} else {
 		fac.fails = 0;
-		if (c && !send_pair(c, j))
-			conn_close(c);
-		/* The message holds the ends now, or nothing does: these
-		 * closes are theirs, and what the process never takes goes
-		 * with its socket. */
-		close(j->fd[0]);
-		close(j->fd[1]);
+		if (c && send_pair(c, j)) {
+			/* The message holds the ends now: these closes are
+			 * theirs, and what the process never takes goes with
+			 * its socket. */
+			close(j->fd[0]);
+			close(j->fd[1]);
+		} else {
+			if (c)
+				conn_close(c);
+			/* Made for a process that is gone: a pair nobody has
+			 * touched serves the next one of its user. */
+			spare_add(j->anon, j->ino, j->uid, j->gid, j->fd, j->map_len);
+		}
 	}
 	free(j);
 }
@@ -320,6 +354,10 @@ static bool send_spare(struct conn *c, unsigned k, bool *gone)
 		j.fd[0] = sp->fd[0];
 		j.fd[1] = sp->fd[1];
 		j.map_len = sp->map_len;
+		/* Made, as SO_PEERCRED tells, by the process it goes to. */
+		pthread_mutex_lock(&ipcd->mu);
+		chan_set_cred((fuse_ino_t)sp->ino, c->pid);
+		pthread_mutex_unlock(&ipcd->mu);
 		if (!send_pair(c, &j)) {
 			*gone = true;
 			return false;
@@ -418,7 +456,6 @@ static void spares_expire(void)
 static void take_return(struct conn *c, const int fd[2])
 {
 	struct statx st[2];
-	struct spare *sp;
 	uint32_t anon = 0;
 	uint64_t len = 0;
 	int fl[2], i, r = -EBUSY;
@@ -447,14 +484,7 @@ static void take_return(struct conn *c, const int fd[2])
 	/* As the makers open them: blocking, end 1 appending. */
 	for (i = 0; i < 2; i++)
 		fcntl(fd[i], F_SETFL, O_NOATIME | (i ? O_APPEND : 0));
-	sp = &fac.spares[fac.nspares++];
-	sp->anon = anon;
-	sp->uid = c->uid;
-	sp->gid = c->gid;
-	sp->fd[0] = fd[0];
-	sp->fd[1] = fd[1];
-	sp->map_len = len;
-	sp->since = now_ms();
+	spare_add(anon, st[0].stx_ino, c->uid, c->gid, fd, len);
 }
 
 /* Read c's requests and returns; false if c went away or misbehaved. */

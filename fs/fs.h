@@ -221,6 +221,7 @@ int chan_info(struct chan *ch, char *buf, size_t len);
 uint64_t chan_bytes(const struct chan *ch);
 uint64_t chan_reused(const struct chan *ch);
 int chan_recycle(fuse_ino_t ino, uid_t uid, gid_t gid, uint32_t *anon, uint64_t *map_len);
+void chan_set_cred(fuse_ino_t ino, pid_t pid);
 const char *chan_kind(const struct chan *ch);
 void chan_progress(struct chan *ch);
 void chan_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);

@@ -54,10 +54,11 @@ struct supply {
 	unsigned ask;		/* how many to keep coming */
 	unsigned taken;		/* pairs this process took from it */
 	uint64_t ino;		/* fd's socket inode (0: not asked yet) */
+	pid_t owner;		/* the process that connected (0: inherited) */
 };
 static struct supply supply[KINDS] SHIM_FORKED = {
-	{ -1, 0, 0, 0, 0 }, { -1, 0, 0, 0, 0 }, { -1, 0, 0, 0, 0 },
-	{ -1, 0, 0, 0, 0 }, { -1, 0, 0, 0, 0 }, { -1, 0, 0, 0, 0 }
+	{ -1, 0, 0, 0, 0, 0 }, { -1, 0, 0, 0, 0, 0 }, { -1, 0, 0, 0, 0, 0 },
+	{ -1, 0, 0, 0, 0, 0 }, { -1, 0, 0, 0, 0, 0 }, { -1, 0, 0, 0, 0, 0 }
 };
 
 static pthread_mutex_t supply_mu SHIM_FORKED = PTHREAD_MUTEX_INITIALIZER;
@@ -147,6 +148,7 @@ static bool supply_open(unsigned k)
 	if (sp->fd == -1) {
 		sp->fd = supply_connect();
 		sp->ino = 0;
+		sp->owner = shim_pid;
 		sp->ask = ASK_FIRST;
 		sp->expect = 0;
 		if (sp->fd < 0 && (errno == EMFILE || errno == EINVAL)) {
@@ -219,6 +221,7 @@ void shim_supply_adopt(unsigned kind, int fd, uint64_t ino)
 	real.fcntl(fd, F_SETFD, FD_CLOEXEC);
 	supply[kind].fd = fd;
 	supply[kind].ino = ino;
+	supply[kind].owner = 0;
 	supply[kind].ask = ASK_FIRST;
 	supply[kind].expect = 0;
 }
@@ -787,6 +790,53 @@ static bool keep_take(uint32_t anon, bool cloexec, bool nb, int fds[2], struct s
  * nothing else is open on them and that they are idle, and closes them if
  * not.
  */
+/*
+ * At exit, too: the pairs the factory sent ahead that this process never
+ * took, which would close with its connection, though making each cost the
+ * daemon more than handing one back.  Only on a connection this process
+ * made: the children sharing one it inherited leave them to the others.
+ */
+static void supply_return(void)
+{
+	struct ipcd_pairs_req q = { IPCD_PAIRS_RETURN, 0, 0, 0 };
+	struct ipcd_pairs_msg m;
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { &m, sizeof(m) };
+	struct msghdr mh;
+	struct cmsghdr *cm;
+	unsigned k, n;
+	int fds[2];
+
+	pthread_mutex_lock(&supply_mu);
+	for (k = 0; k < KINDS; k++) {
+		if (supply[k].fd < 0 || supply[k].owner != shim_pid)
+			continue;
+		for (n = 0; n < IPCD_PAIRS_INFLIGHT; n++) {
+			memset(&mh, 0, sizeof(mh));
+			mh.msg_iov = &iov;
+			mh.msg_iovlen = 1;
+			mh.msg_control = u.buf;
+			mh.msg_controllen = sizeof(u.buf);
+			if (real.recvmsg(supply[k].fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) !=
+			    sizeof(m))
+				break;
+			cm = CMSG_FIRSTHDR(&mh);
+			if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+			    cm->cmsg_len != CMSG_LEN(2 * sizeof(int)))
+				break;	/* not a pair as sent: the close takes it */
+			memcpy(fds, CMSG_DATA(cm), sizeof(fds));
+			q.anon = m.anon;
+			send_fds(supply[k].fd, NULL, 0, &q, sizeof(q), fds, 2);
+			real.close(fds[0]);
+			real.close(fds[1]);
+		}
+	}
+	pthread_mutex_unlock(&supply_mu);
+}
+
 void shim_keep_return(void)
 {
 	struct ipcd_pairs_req q = { IPCD_PAIRS_RETURN, 0, 0, 0 };
@@ -795,6 +845,7 @@ void shim_keep_return(void)
 
 	if (shim_in_vfork_child())
 		return;
+	supply_return();
 	pthread_mutex_lock(&keep_mu);
 	if (keep_sock >= 0)
 		keep_collect();

@@ -222,6 +222,26 @@ echo "# 60 shells made 60 pipes; the daemon made $made channels"
 [ -s "$TMPD/shim.err" ] && { cat "$TMPD/shim.err"; bad "the shells wrote to stderr"; }
 kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
 
+# 5b. Programs that each make one pipe and end, every pipe a channel: the
+#    pairs the daemon sent ahead to each and that it never took come back
+#    with it, and serve the next (20 programs, 4 pairs asked for by each).
+#    First the spares of the steps before expire (a second).
+sleep 1.5
+c0=$(status_field created)
+bad_runs=0
+for i in $(seq 20); do
+	LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT IPCD_SHIM_LEARN=off timeout 60 "$PY" -c '
+import os
+r, w = os.pipe()
+os.write(w, b"x")
+os.close(w)
+assert os.read(r, 1) == b"x" and os.read(r, 1) == b""' || bad_runs=$((bad_runs + 1))
+done
+made=$(($(status_field created) - c0))
+echo "# 20 programs of one pipe each; the daemon made $made channels"
+[ "$bad_runs" = 0 ] || bad "20 programs of one pipe: $bad_runs failed"
+[ "$made" -le 30 ] || bad "20 programs of one pipe: the daemon made $made channels (want at most 30; 60 to 70 when untaken pairs went with each)"
+
 # 6. A pipe per child that only says whether its exec worked (xargs makes
 #    one per command): its write end goes with the exec, nothing is written,
 #    so after a few the shim gives that call site kernel pipes

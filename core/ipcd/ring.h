@@ -203,14 +203,16 @@
  * how many of those were taken.
  *
  * A pair whose two open files are all that is open on it (the creator's,
- * with both ends back: "Keeping") may be handed back on the connection,
- * rather than closed, when the creator ends: struct ipcd_pairs_req with
+ * with both ends back: "Keeping"; or one sent and never taken, by the
+ * process that made the connection) may be handed back on the connection,
+ * rather than closed, when that process ends: struct ipcd_pairs_req with
  * magic IPCD_PAIRS_RETURN, count 0, and the two ends attached as they came
  * (end 0 first).  If nothing else is open on the channel, it belongs to
  * the connection's user, its rings are idle and no holder slot is filled,
- * the daemon empties its rings, sets their limits back, clears the creator,
- * bumps ring 0's reuse, and sends it as a new pair to the next process of
- * that user that asks; otherwise it closes them.
+ * the daemon empties its rings, sets their limits back, clears the creator
+ * and, if there was one, bumps ring 0's reuse, and sends it as a new pair to the next process of
+ * that user that asks; otherwise it closes them.  A pair made for a
+ * connection that closed before it was sent serves the same way.
  */
 #define IPCD_PAIRS_SOCK_FMT	"ipcd.%u.%u.pairs"
 #define IPCD_PAIRS_MAGIC	0x53524950u	/* "PIRS" */
