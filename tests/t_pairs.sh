@@ -294,29 +294,35 @@ echo "# ten programs that make no pipe: $((c1 - c0)) pairs made"
 #    exec-error pipes in one place: Python's subprocess.  With a few bytes
 #    through each, all four become kernel pipes after a few runs; with 1.5
 #    MiB through stdin and stdout, those two stay channels (a pipe that
-#    carried at most 1 MiB in at most 64 writes counts as small too).  Counted: the
-#    pipes served by channels, new or reused (4 a run if nothing changed).
+#    carried at most 1 MiB in at most 64 writes counts as small too).
+#    Counted: the pipes that are channels as subprocess makes them (4 a run
+#    if nothing changed).
 #    Each with a page of counts of its own (IPCD_SHIM_SITES): a site whose
 #    pipes were small stays with the kernel for 31 pipes or more.
 py_runs() {	# bytes-per-run sites-file: prints the failures, then the channels used
-	local c0 c1 out
-	c0=$(($(status_field created) + $(status_field reused)))
-	out=$(LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT IPCD_SHIM_SITES=$2 timeout 120 "$PY" -c '
-import subprocess, sys
-n = int(sys.argv[1])
-bad = 0
+	LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT IPCD_SHIM_SITES=$2 timeout 120 "$PY" -c '
+import os, subprocess, sys
+n, mnt = int(sys.argv[1]), sys.argv[2]
+bad = made = 0
+real_pipe = os.pipe
+def pipe():
+    # subprocess makes its pipes with os.pipe: count those that are channels
+    global made
+    r, w = real_pipe()
+    made += os.readlink("/proc/self/fd/%d" % w).startswith(mnt + "/")
+    return r, w
+os.pipe = pipe
 for i in range(40):
     data = (b"x%d" % i) * (n // 4 + 1)
     r = subprocess.run(["cat"], input=data, capture_output=True)
     bad += r.returncode != 0 or r.stdout != data or r.stderr != b""
+made_runs = made
 try:
     subprocess.run(["/nonexistent/cmd"])
     bad += 1
 except FileNotFoundError:
     pass
-print(bad)' "$1" 2>&1)
-	c1=$(($(status_field created) + $(status_field reused)))
-	echo "$out $((c1 - c0))"
+print(bad, made_runs)' "$1" "$MNT" 2>&1
 }
 set -- $(py_runs 4 "$TMPD/sites.py4")
 echo "# python ran 40 subprocesses with 4 bytes each (160 pipes); $2 of them were channels"
@@ -325,8 +331,10 @@ echo "# python ran 40 subprocesses with 4 bytes each (160 pipes); $2 of them wer
 set -- $(py_runs 1572864 "$TMPD/sites.py1m")
 echo "# python ran 40 subprocesses with 1.5 MiB each (160 pipes); $2 of them were channels"
 [ "$1" = 0 ] || bad "python subprocess of 1.5 MiB under the shim: '$1'"
-[ "$2" -ge 60 ] && [ "$2" -le 125 ] ||
-	bad "python's 40 subprocesses of 1.5 MiB: $2 of 160 pipes were channels (want 60 to 125: stdin and stdout carry the bytes)"
+# (Not all 80: a pipe that finds no pair at hand while the factory is
+# busy is a kernel pipe at once; learnt small, they would be 8 to 20.)
+[ "$2" -ge 45 ] && [ "$2" -le 125 ] ||
+	bad "python's 40 subprocesses of 1.5 MiB: $2 of 160 pipes were channels (want 45 to 125: stdin and stdout carry the bytes)"
 kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
 
 # 7b. A site whose probes keep carrying little is probed ever more rarely:
