@@ -23,11 +23,11 @@
  *        UNIT us or ms; OP le (target: median ratio <= VALUE), lt (ratio <
  *        VALUE), info (no target) or ctl (a control: both sides without the
  *        shim, the ratio shows the method's noise)
- *   run NAME MODE ROUND VALUE P10 P90 ITERS CREATED BYTES SLOW STATUS [CPU]
+ *   run NAME MODE ROUND VALUE P10 P90 ITERS SERVED BYTES SLOW STATUS [CPU]
  *        MODE kernel or shim; ROUND 0 is a warm-up (checked, not timed);
  *        VALUE, P10, P90 in UNIT (median and percentiles of the samples, -1
- *        unknown); ITERS samples; CREATED, BYTES, SLOW the growth of the
- *        mount's created, bytes and slow_bytes counters per iteration (life)
+ *        unknown); ITERS samples; SERVED, BYTES, SLOW the growth of the
+ *        mount's served, bytes and slow_bytes counters per iteration (life)
  *        or per run (real programs), -1 unknown; STATUS ok, wrong (output
  *        differs), failed, timeout or inactive (the run did not get what its
  *        mode promises: channels with the shim, kernel pipes without); CPU
@@ -414,15 +414,12 @@ static bool shim_loaded(void)
 	return found;
 }
 
-/* The mount's counters: pipes on channels (created plus reused: the shim
- * serves pipes from pairs it keeps), bytes and slow_bytes; false if
- * unknown. */
+/* The mount's counters: pipes on channels (served), bytes and slow_bytes;
+ * false if unknown. */
 static bool counters(const char *mount, double v[3])
 {
-	static const char *const keys[4] = { " created=", " bytes=", " slow_bytes=",
-					     " reused=" };
+	static const char *const keys[3] = { " served=", " bytes=", " slow_bytes=" };
 	char buf[512], *p;
-	double reused;
 	ssize_t n;
 	int i;
 
@@ -433,16 +430,12 @@ static bool counters(const char *mount, double v[3])
 		return false;
 	buf[0] = ' ';
 	buf[n + 1] = 0;
-	for (i = 0; i < 4; i++) {
+	for (i = 0; i < 3; i++) {
 		p = strstr(buf, keys[i]);
 		if (!p)
 			return false;
-		if (i < 3)
-			v[i] = strtod(p + strlen(keys[i]), NULL);
-		else
-			reused = strtod(p + strlen(keys[i]), NULL);
+		v[i] = strtod(p + strlen(keys[i]), NULL);
 	}
-	v[0] += reused;
 	return true;
 }
 
@@ -558,12 +551,12 @@ static int measure(const struct lcase *lc)
 			dc[i] = (c1[i] - c0[i]) / (double)(warm + n) / lc->per;
 	/* Without the shim, nothing may have made a channel on the mount. */
 	if (!r && opt.expect && !strcmp(opt.expect, "kernel") && dc[0] > 0) {
-		fail(&x, 0, "the mount's created or reused counter grew in a run without the shim");
+		fail(&x, 0, "the mount's served counter grew in a run without the shim");
 		status = "inactive";
 		r = -1;
 	}
 	if (!r && opt.expect && !strcmp(opt.expect, "ipcd") && dc[0] == 0) {
-		fail(&x, 0, "no channel was made or reused in a run with the shim");
+		fail(&x, 0, "no pipe was served by a channel in a run with the shim");
 		status = "inactive";
 		r = -1;
 	}
@@ -574,7 +567,7 @@ static int measure(const struct lcase *lc)
 		p90 = pct(s, (size_t)n, 90);
 	}
 	printf("life: %-10s %-6s round %ld: %s, median %.2f us (p10 %.2f, p90 %.2f), %ld samples"
-	       " after %ld warm-up; created %.3g bytes %.3g slow_bytes %.3g per %s\n",
+	       " after %ld warm-up; served %.3g bytes %.3g slow_bytes %.3g per %s\n",
 	       lc->name, opt.mode, opt.round, kind, med, p10, p90, n, warm, dc[0], dc[1],
 	       dc[2], lc->per > 1 ? "pipe" : "iteration");
 	if (r)
@@ -751,7 +744,7 @@ static int table(const char *path)
 	fclose(f);
 
 	printf("%-14s %-4s %9s %9s %8s %17s %6s %5s %7s %7s %7s  %-16s %-7s %s\n", "case",
-	       "unit", "kernel", "shim", "ratio", "spread (min-max)", "cpu", "pairs", "created",
+	       "unit", "kernel", "shim", "ratio", "spread (min-max)", "cpu", "pairs", "served",
 	       "bytes", "slow", "runs", "target", "verdict");
 	for (i = 0; i < nrows; i++) {
 		double kvals[MAXR], svals[MAXR], ratios[MAXR], cvals[3][MAXR], cpur[MAXR];
@@ -872,9 +865,10 @@ static int table(const char *path)
 	      "  pair ratio of CPU time, the daemon's included (real programs).  Runs that failed\n"
 	      "  or timed out are left out; runs with a wrong output are timed but fail their\n"
 	      "  target.  runs: how many runs (warm-ups included) were checked, and any problem.\n"
-	      "created, bytes, slow: the growth of the mount's counters in a shim run, per\n"
-	      "  iteration (micro cases) or per run (real programs): bytes through the rings grow\n"
-	      "  bytes only; slow is the payload the daemon moved itself (the slow path).\n",
+	      "served, bytes, slow: the growth of the mount's counters in a shim run, per\n"
+	      "  iteration (micro cases) or per run (real programs): the pipes and socket pairs\n"
+	      "  that channels served; bytes through the rings grow bytes only; slow is the\n"
+	      "  payload the daemon moved itself (the slow path).\n",
 	      stdout);
 	for (i = 0; i < nrows; i++)
 		if (rows[i].desc[0])

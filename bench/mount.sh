@@ -112,19 +112,17 @@ status_line() {
 }
 
 # counters: "PIPES BYTES SLOW_BYTES" from the status line, -1 if unknown;
-# PIPES is channels created plus pipes served again by pairs the shim kept.
+# PIPES is the pipes and socket pairs that channels served.
 counters() {
 	status_line | awk '{
-		c = b = s = -1; r = 0
+		c = b = s = -1
 		for (i = 1; i <= NF; i++) {
 			split($i, kv, "=")
-			if (kv[1] == "created") c = kv[2]
-			else if (kv[1] == "reused") r = kv[2]
+			if (kv[1] == "served") c = kv[2]
 			else if (kv[1] == "bytes") b = kv[2]
 			else if (kv[1] == "slow_bytes") s = kv[2]
 		}
-		if (c != -1) c += r
-		printf "%.0f %s %s\n", c, b, s
+		printf "%s %s %s\n", c, b, s
 	}'
 }
 

@@ -9,7 +9,7 @@
 # and REAL_LEARN with it; then come the timed pairs.  For every run it records the wall time, the exit status,
 # the sha256 of the standard output (and of a check run afterwards without
 # the shim, e.g. that two trees are equal) and the growth of the mount's
-# created, bytes and slow_bytes counters.  An output that differs from the
+# served, bytes and slow_bytes counters.  An output that differs from the
 # reference is WRONG and is reported apart from speed; a run that fails or
 # times out is reported as such; both are left out of the ratios.
 # `life -R` prints the table: median wall times, the median shim/kernel
@@ -335,11 +335,11 @@ run_one() {
 	if [ "$c0" != -1 ] && [ "$c1" != -1 ]; then
 		if [ "$mode" = kernel ] && [ "$c1" -gt "$c0" ]; then
 			run_st=inactive
-			note "$name kernel round $round: the created or reused counter grew without the shim"
+			note "$name kernel round $round: the served counter grew without the shim"
 		fi
 		if [ "$mode" = shim ] && [ "$c1" -eq "$c0" ] && [ "$round" = 0 ] &&
 			[ "$name" != startup ]; then
-			note "$name: the shim made no channel in this program (only its loading is measured)"
+			note "$name: no channel served a pipe in this program (only the shim's loading is measured)"
 		fi
 	fi
 	# Something on stderr with the shim that the kernel run did not print.

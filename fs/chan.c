@@ -157,6 +157,7 @@ int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features)
 		return -ENOSPC;
 	ipcd->freed_bytes += chan_bytes(ch);	/* the counters start over */
 	ipcd->freed_reused += chan_reused(ch);
+	ipcd->freed_served += chan_served(ch);
 	anc_clear(&ch->rs[0]);
 	anc_clear(&ch->rs[1]);
 	munmap(ch->map, ch->map_len);
@@ -225,6 +226,7 @@ void chan_free_ring(struct chan *ch)
 	coord_unwatch(ch);
 	ipcd->freed_bytes += chan_bytes(ch);
 	ipcd->freed_reused += chan_reused(ch);
+	ipcd->freed_served += chan_served(ch);
 	anc_clear(&ch->rs[0]);
 	anc_clear(&ch->rs[1]);
 	cds_list_del(&ch->all);
@@ -263,6 +265,12 @@ uint64_t chan_bytes(const struct chan *ch)
 uint64_t chan_reused(const struct chan *ch)
 {
 	return ch->anon && ch->map ? atomic_load(&ch->rs[0].v.r->reuse) : 0;
+}
+
+/* How many pipes a pair served (ring.h, "Serving"). */
+uint64_t chan_served(const struct chan *ch)
+{
+	return ch->anon && ch->map ? atomic_load(&ch->rs[0].v.r->served) : 0;
 }
 
 /*

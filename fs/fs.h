@@ -179,6 +179,7 @@ struct ipcd_fs {
 	uint64_t created;		/* channels ever made */
 	uint64_t freed_bytes;		/* bytes ever written to rings now freed */
 	uint64_t freed_reused;		/* reuses counted by pairs now freed */
+	uint64_t freed_served;		/* pipes served by pairs now freed */
 	uint64_t slow_bytes;		/* bytes the daemon read or wrote for clients */
 
 	/* Coordination core. */
@@ -220,6 +221,7 @@ void chan_destroy(struct chan *ch);
 int chan_info(struct chan *ch, char *buf, size_t len);
 uint64_t chan_bytes(const struct chan *ch);
 uint64_t chan_reused(const struct chan *ch);
+uint64_t chan_served(const struct chan *ch);
 int chan_recycle(fuse_ino_t ino, uid_t uid, gid_t gid, uint32_t *anon, uint64_t *map_len);
 void chan_set_cred(fuse_ino_t ino, pid_t pid);
 const char *chan_kind(const struct chan *ch);

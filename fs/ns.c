@@ -950,21 +950,23 @@ static void reply_value(fuse_req_t req, const char *v, size_t len, size_t size)
 
 /* The mount's state: fast path, channels, memory, bytes ever written into
  * rings (record headers and pads included), and payload bytes the daemon
- * itself wrote or read for clients (slow_bytes), and pipes that pairs served
- * again (reused): when slow_bytes stays put
- * while bytes grows, the traffic went through the rings alone. */
+ * itself wrote or read for clients (slow_bytes), pairs readied for another
+ * pipe (reused) and pipes that pairs served (served): when slow_bytes stays
+ * put while bytes grows, the traffic went through the rings alone. */
 static int status_line(char *v, size_t len)
 {
 	uint64_t bytes = ipcd->freed_bytes, reused = ipcd->freed_reused;
+	uint64_t served = ipcd->freed_served;
 	struct chan *ch;
 
 	cds_list_for_each_entry(ch, &ipcd->chans, all) {
 		bytes += chan_bytes(ch);
 		reused += chan_reused(ch);
+		served += chan_served(ch);
 	}
 	return snprintf(v, len,
 			"fastpath=%s%s%s channels=%llu memory=%llu/%llu created=%llu "
-			"reused=%llu bytes=%llu slow_bytes=%llu\n",
+			"reused=%llu served=%llu bytes=%llu slow_bytes=%llu\n",
 			ipcd->fastpath ? "on" : "off",
 			ipcd->fastpath ? "" : " reason=",
 			ipcd->fastpath ? "" : ipcd->fastpath_why,
@@ -973,6 +975,7 @@ static int status_line(char *v, size_t len)
 			(unsigned long long)ipcd->mem_limit,
 			(unsigned long long)ipcd->created,
 			(unsigned long long)reused,
+			(unsigned long long)served,
 			(unsigned long long)bytes,
 			(unsigned long long)ipcd->slow_bytes);
 }

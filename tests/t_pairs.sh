@@ -228,6 +228,7 @@ kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon died"
 #    First the spares of the steps before expire (a second).
 sleep 1.5
 c0=$(status_field created)
+s0=$(status_field served)
 bad_runs=0
 for i in $(seq 20); do
 	LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT IPCD_SHIM_LEARN=off timeout 60 "$PY" -c '
@@ -238,7 +239,9 @@ os.close(w)
 assert os.read(r, 1) == b"x" and os.read(r, 1) == b""' || bad_runs=$((bad_runs + 1))
 done
 made=$(($(status_field created) - c0))
-echo "# 20 programs of one pipe each; the daemon made $made channels"
+served=$(($(status_field served) - s0))
+echo "# 20 programs of one pipe each; the daemon made $made channels, which served $served pipes"
+[ "$served" = 20 ] || bad "20 programs of one pipe: served grew by $served (want 20, one a program)"
 [ "$bad_runs" = 0 ] || bad "20 programs of one pipe: $bad_runs failed"
 [ "$made" -le 30 ] || bad "20 programs of one pipe: the daemon made $made channels (want at most 30; 60 to 70 when untaken pairs went with each)"
 
@@ -459,10 +462,10 @@ echo "# a page of counts with $used of 256 entries taken; a new program, 8 runs:
 #    a shell per job, which makes two pipes and ends; the shells learn
 #    together that those pipes carry a few bytes.
 if command -v xargs >/dev/null 2>&1; then
-	c0=$(($(status_field created) + $(status_field reused)))
+	c0=$(status_field served)
 	out=$(seq 60 | LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT timeout 120 \
 		xargs -n1 sh -c 'echo $0 | tr 0-9 a-j | wc -c' | sort | uniq -c)
-	c1=$(($(status_field created) + $(status_field reused)))
+	c1=$(status_field served)
 	want=$(seq 60 | while read -r i; do echo "$i" | tr 0-9 a-j | wc -c; done | sort | uniq -c)
 	used=$((c1 - c0))
 	echo "# 60 shells under xargs (120 pipes, and xargs' own); $used were channels"
@@ -472,7 +475,7 @@ fi
 
 # 8b. Socket pairs too: a child's stdin and stdout on one pair, a byte each
 #    way; counted once the parent's end closes after the child's.
-c0=$(($(status_field created) + $(status_field reused)))
+c0=$(status_field served)
 out=$(LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT IPCD_SHIM_SITES=$TMPD/sites.sp timeout 120 "$PY" -c '
 import socket, subprocess
 bad = 0
@@ -491,7 +494,7 @@ for i in range(40):
     a.close()
     bad += p.wait() != 0 or got != b"%d" % i
 print(bad)' 2>&1)
-c1=$(($(status_field created) + $(status_field reused)))
+c1=$(status_field served)
 used=$((c1 - c0))
 echo "# 40 children on socket pairs (and their exec-error pipes); $used channels"
 [ "$out" = 0 ] || bad "children on socket pairs: '$out' (0: every exchange right)"
@@ -503,7 +506,7 @@ echo "# 40 children on socket pairs (and their exec-error pipes); $used channels
 #    just before (as Node's children do).  Nobody clears those slots, yet
 #    each pair is counted once the daemon shows it closed, or at the exec
 #    that closes it: 40 runs, 3 pairs each, learnt (66-68 channels before).
-c0=$(($(status_field created) + $(status_field reused)))
+c0=$(status_field served)
 out=$(LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT IPCD_SHIM_SITES=$TMPD/sites.rt timeout 120 "$PY" -c '
 import os, socket
 bad = 0
@@ -536,7 +539,7 @@ for i in range(40):
     _, st = os.waitpid(pid, 0)
     bad += err != b"" or got != b"%d" % i or st != 0
 print(bad)' 2>&1)
-c1=$(($(status_field created) + $(status_field reused)))
+c1=$(status_field served)
 used=$((c1 - c0))
 echo "# 40 forked children running cat (120 pairs, their exec-time copies unsaid); $used channels"
 [ "$out" = 0 ] || bad "forked children running cat: '$out' (0: every exchange right, no exec error)"

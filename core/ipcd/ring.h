@@ -141,6 +141,10 @@
  * end lasts until the daemon sees it closed, as for any process outside
  * this protocol: nobody counts an end closed while someone holds it.
  *
+ * Serving.  A process that takes a pair, new or kept or handed back, for
+ * a pipe or a socket pair adds one to ring 0's served: the mount's status
+ * sums them (served=), the pipes that channels served.
+ *
  * Keeping.  The process that clears the last slot of end e of a pair, and
  * so holds its open file alone, may keep the file instead of closing it
  * (end e counts as closed all the same): the pair's creator (ring 0's
@@ -298,7 +302,9 @@ struct ipcd_ring {
 					      (0: none, or already counted) */
 	IPCD_ATOMIC(uint64_t) site_tail;   /* tail when that pipe was made */
 	IPCD_ATOMIC(uint32_t) site_writes; /* writes when that pipe was made */
-	uint32_t reserved3[5];		   /* zero */
+	IPCD_ATOMIC(uint32_t) served;	   /* anonymous, ring 0: pipes and socket
+					      pairs the pair served (modulo 2^32) */
+	uint32_t reserved3[4];		   /* zero */
 
 	/* Cache line 4: peer state, written by the daemon only. */
 	IPCD_ATOMIC(uint64_t) writers_epoch; /* low 32: open write ends; high 32: epoch */
@@ -342,6 +348,7 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, creator) == 208, "creator on
 _Static_assert(__builtin_offsetof(struct ipcd_ring, site) == 216, "site on line 3");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, writes) == 84, "writes on line 1");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, site_writes) == 232, "site_writes");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, served) == 236, "served");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, holders) == 320, "holders on line 5");
 #endif
 
