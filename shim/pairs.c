@@ -810,7 +810,9 @@ static void supply_return(void)
 	unsigned k, n;
 	int fds[2];
 
-	pthread_mutex_lock(&supply_mu);
+	/* Never waits: another thread may be waiting for a pair under it. */
+	if (pthread_mutex_trylock(&supply_mu))
+		return;
 	for (k = 0; k < KINDS; k++) {
 		if (supply[k].fd < 0 || supply[k].owner != shim_pid)
 			continue;
