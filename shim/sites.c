@@ -590,7 +590,7 @@ bool shim_site_kernel(uint64_t key)
 
 	if (!key)
 		return false;
-	if (atomic_load_explicit(&watched, memory_order_relaxed))
+	if (atomic_load_explicit(&watched, memory_order_relaxed) && !shim_in_vfork_child())
 		shim_site_resolve();
 	t = table(&n);
 	e = entry_find(t, n, key, false);
