@@ -563,8 +563,17 @@ void hold_exit(void)
 {
 	struct sfd *s;
 
-	if (shim_in_vfork_child() || !shim_patched)
+	if (shim_in_vfork_child() || !shim_patched || !fdtab_any())
 		return;
+	/* None held (a forked child of a process whose pipes are kernel
+	 * pipes): no lock to take, nor libc's pages of its code to fault in.
+	 * A thread that makes a pair while another ends the process leaves
+	 * its slots filled, which only holds the ends until the daemon sees
+	 * them closed. */
+	if (!__atomic_load_n(&held, __ATOMIC_RELAXED)) {
+		fdtab_each(exit_pending, NULL);
+		return;
+	}
 	pthread_mutex_lock(&hold_mu);
 	while ((s = held)) {
 		list_del(s);

@@ -810,6 +810,11 @@ static void supply_return(void)
 	unsigned k, n;
 	int fds[2];
 
+	for (k = 0; k < KINDS; k++)
+		if (supply[k].fd >= 0 && supply[k].owner == shim_pid)
+			break;
+	if (k == KINDS)
+		return;	/* no connection of ours: no lock to touch */
 	/* Never waits: another thread may be waiting for a pair under it. */
 	if (pthread_mutex_trylock(&supply_mu))
 		return;
@@ -848,6 +853,12 @@ void shim_keep_return(void)
 	if (shim_in_vfork_child())
 		return;
 	supply_return();
+	/* Nothing kept and no keep socket (a forked child's start): done,
+	 * without touching the lock. */
+	for (j = 0; j < KEEP_MAX && !kept[j].ino; j++)
+		;
+	if (j == KEEP_MAX && keep_sock < 0)
+		return;
 	pthread_mutex_lock(&keep_mu);
 	if (keep_sock >= 0)
 		keep_collect();
