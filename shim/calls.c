@@ -187,6 +187,7 @@ SHIM_API ssize_t read(int fd, void *buf, size_t len)
 	bool borrowed;
 	ssize_t n;
 
+	SHIM_MARK_CALL();
 	READY(read);
 	s = get(fd, &borrowed);
 	if (!s)
@@ -240,6 +241,7 @@ SHIM_API ssize_t readv(int fd, const struct iovec *iov, int cnt)
 	struct sfd *s;
 	ssize_t n;
 
+	SHIM_MARK_CALL();
 	READY(readv);
 	s = get_ref(fd);
 	if (!s)
@@ -300,6 +302,7 @@ SHIM_API ssize_t recv(int fd, void *buf, size_t len, int flags)
 	struct sfd *s;
 	ssize_t n;
 
+	SHIM_MARK_CALL();
 	READY(recv);
 	s = sock_get(fd, &n);
 	if (!s)
@@ -354,6 +357,7 @@ SHIM_API ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
 	struct sfd *s;
 	ssize_t n, e;
 
+	SHIM_MARK_CALL();
 	READY(recvfrom);
 	s = sock_get(fd, &n);
 	if (!s)
@@ -395,6 +399,7 @@ SHIM_API ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 	bool ctl;
 	int i;
 
+	SHIM_MARK_CALL();
 	READY(recvmsg);
 	s = sock_get(fd, &n);
 	if (!s) {

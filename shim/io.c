@@ -35,6 +35,8 @@ struct ipcd_chan *sfd_chan(struct sfd *s, int fd)
 	return atomic_load(&s->c);
 }
 
+_Thread_local struct shim_call_mark shim_call_mark __attribute__((tls_model("initial-exec")));
+
 /* How a blocking call on s waits: its socket time-out, and whether a
  * signal handler that comes during a spin must end it. */
 static struct ipcd_wopt wopt(struct sfd *s, bool rd)
@@ -48,6 +50,11 @@ static struct ipcd_wopt wopt(struct sfd *s, bool rd)
 						memory_order_relaxed),
 	};
 
+	/* A reading call that noted the count at its entry waits from then. */
+	if (rd && shim_call_mark.set) {
+		w.sigmark = shim_call_mark.mark;
+		shim_call_mark.set = false;
+	}
 	return w;
 }
 

@@ -482,6 +482,32 @@ static inline bool has_prefix(const char *s, const char *prefix)
 	return true;
 }
 
+/*
+ * The count of interrupting signal handlers (ipcd_sigwatch) as a reading
+ * call found it in its first instructions: a handler that runs after that
+ * ends the call if it would block, as one that comes once the kernel's own
+ * call has begun does.  Noted only from a wrapper's entry to its exit
+ * (SHIM_MARK_CALL), taken at most once (shim_call_mark_take).
+ */
+struct shim_call_mark {
+	uint32_t mark;
+	bool set;
+};
+extern _Thread_local struct shim_call_mark shim_call_mark
+	__attribute__((tls_model("initial-exec")));
+
+static inline void shim_call_mark_end(int *scope)
+{
+	(void)scope;
+	shim_call_mark.set = false;
+}
+
+#define SHIM_MARK_CALL()							\
+	int shim_mark_scope_ __attribute__((cleanup(shim_call_mark_end), unused)) = \
+		(shim_call_mark.mark = atomic_load_explicit(&ipcd_sigwatch.interrupting, \
+							    memory_order_relaxed), \
+		 shim_call_mark.set = true, 0)
+
 /* State a forked child or its parent writes at once (ringops.h). */
 #define SHIM_FORKED IPCD_FORKED
 
