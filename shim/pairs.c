@@ -238,6 +238,51 @@ static void supply_ask(struct supply *sp, unsigned k, unsigned count)
 }
 
 /*
+ * One message of the factory's from sock, without waiting (flags: more
+ * recvmsg flags), into *m and its two ends into fds (end 0 first): the
+ * length received, or -1 with errno.  fds are -1 unless a whole message
+ * came with both ends; what came otherwise is closed.
+ */
+static ssize_t pair_recv(int sock, int flags, struct ipcd_pairs_msg *m, int fds[2])
+{
+	union {
+		char buf[CMSG_SPACE(2 * sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = { m, sizeof(*m) };
+	struct msghdr mh = { 0 };
+	struct cmsghdr *cm;
+	ssize_t n;
+	int got[2];
+
+	fds[0] = fds[1] = -1;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = u.buf;
+	mh.msg_controllen = sizeof(u.buf);
+	n = real.recvmsg(sock, &mh, MSG_DONTWAIT | flags);
+	if (n <= 0)
+		return n;
+	cm = CMSG_FIRSTHDR(&mh);
+	if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+	    cm->cmsg_len < CMSG_LEN(sizeof(int)))
+		return n;
+	if (cm->cmsg_len != CMSG_LEN(2 * sizeof(int)) || (mh.msg_flags & MSG_CTRUNC) ||
+	    n != sizeof(*m)) {
+		/* The table could not take both, or not a pair as sent. */
+		memcpy(got, CMSG_DATA(cm), sizeof(int));
+		real.close(got[0]);
+		if (cm->cmsg_len >= CMSG_LEN(2 * sizeof(int))) {
+			memcpy(got, CMSG_DATA(cm), 2 * sizeof(int));
+			real.close(got[1]);
+		}
+		return n;
+	}
+	memcpy(fds, CMSG_DATA(cm), 2 * sizeof(int));
+	return n;
+}
+
+/*
  * Take a pair of kind k from the factory into fds (end 0, end 1), with
  * MSG_CMSG_CLOEXEC as cloexec says; *map_len is what to map.  0, or -1
  * with errno (EMFILE when the table is full, else the factory failed).
@@ -251,15 +296,8 @@ static int supply_take(unsigned k, bool cloexec, int fds[2], uint64_t *map_len)
 	 * costs what the kernel's cost. */
 	bool may_wait = sp->taken < WAIT_PAIRS;
 	struct ipcd_pairs_msg m;
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { &m, sizeof(m) };
-	struct msghdr mh;
-	struct cmsghdr *cm;
 	struct pollfd pf;
-	ssize_t n;
+	ssize_t n = -1;
 	int tries, e = EAGAIN;
 
 	pthread_mutex_lock(&supply_mu);
@@ -269,12 +307,7 @@ static int supply_take(unsigned k, bool cloexec, int fds[2], uint64_t *map_len)
 		return -1;
 	}
 	for (tries = 0; tries < (may_wait ? WAIT_TRIES : 1); tries++) {
-		memset(&mh, 0, sizeof(mh));
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = u.buf;
-		mh.msg_controllen = sizeof(u.buf);
-		n = real.recvmsg(sp->fd, &mh, MSG_DONTWAIT | (cloexec ? MSG_CMSG_CLOEXEC : 0));
+		n = pair_recv(sp->fd, cloexec ? MSG_CMSG_CLOEXEC : 0, &m, fds);
 		if (n >= 0)
 			break;
 		e = errno;
@@ -299,6 +332,10 @@ static int supply_take(unsigned k, bool cloexec, int fds[2], uint64_t *map_len)
 			break;
 	}
 	if (n < 0 || n != sizeof(m) || m.magic != IPCD_PAIRS_MAGIC || m.anon != k) {
+		if (fds[0] >= 0) {
+			real.close(fds[0]);
+			real.close(fds[1]);
+		}
 		if (n == 0 || (n < 0 && e != EAGAIN && e != EINTR)) {
 			real.close(sp->fd);
 			sp->fd = -2;	/* the daemon went away: make our own */
@@ -312,18 +349,10 @@ static int supply_take(unsigned k, bool cloexec, int fds[2], uint64_t *map_len)
 		sp->expect--;
 	supply_ask(sp, k, 1);	/* one taken, one more */
 	pthread_mutex_unlock(&supply_mu);
-	cm = CMSG_FIRSTHDR(&mh);
-	if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
-	    cm->cmsg_len != CMSG_LEN(2 * sizeof(int)) || (mh.msg_flags & MSG_CTRUNC)) {
-		/* The table could not take both: what came is closed. */
-		if (cm && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len > CMSG_LEN(0)) {
-			memcpy(fds, CMSG_DATA(cm), sizeof(int));
-			real.close(fds[0]);
-		}
-		errno = EMFILE;
+	if (fds[0] < 0) {
+		errno = EMFILE;	/* the table could not take both */
 		return -1;
 	}
-	memcpy(fds, CMSG_DATA(cm), 2 * sizeof(int));
 	*map_len = m.map_len;
 	return 0;
 }
@@ -800,13 +829,6 @@ static void supply_return(void)
 {
 	struct ipcd_pairs_req q = { IPCD_PAIRS_RETURN, 0, 0, 0 };
 	struct ipcd_pairs_msg m;
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = { &m, sizeof(m) };
-	struct msghdr mh;
-	struct cmsghdr *cm;
 	unsigned k, n;
 	int fds[2];
 
@@ -822,19 +844,9 @@ static void supply_return(void)
 		if (supply[k].fd < 0 || supply[k].owner != shim_pid)
 			continue;
 		for (n = 0; n < IPCD_PAIRS_INFLIGHT; n++) {
-			memset(&mh, 0, sizeof(mh));
-			mh.msg_iov = &iov;
-			mh.msg_iovlen = 1;
-			mh.msg_control = u.buf;
-			mh.msg_controllen = sizeof(u.buf);
-			if (real.recvmsg(supply[k].fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) !=
-			    sizeof(m))
-				break;
-			cm = CMSG_FIRSTHDR(&mh);
-			if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
-			    cm->cmsg_len != CMSG_LEN(2 * sizeof(int)))
-				break;	/* not a pair as sent: the close takes it */
-			memcpy(fds, CMSG_DATA(cm), sizeof(fds));
+			if (pair_recv(supply[k].fd, MSG_CMSG_CLOEXEC, &m, fds) != sizeof(m) ||
+			    fds[0] < 0)
+				break;	/* nothing more, or not a pair as sent */
 			q.anon = m.anon;
 			send_fds(supply[k].fd, NULL, 0, &q, sizeof(q), fds, 2);
 			real.close(fds[0]);
