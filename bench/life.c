@@ -598,12 +598,12 @@ static int measure(const struct lcase *lc)
 struct crow {
 	char name[32], unit[8], op[8], desc[200];
 	double target;
-	int nk, ns;
+	int nk, ns, nf;
 	struct rrun {
 		long round;
 		double v, c[3], cpu;
 		char st[16];
-	} k[MAXR], s[MAXR];
+	} k[MAXR], s[MAXR], f[MAXR];	/* kernel, shim, floor (an empty library) */
 	int bad_k, bad_s, wrong, failed, timeout, inactive, total;
 };
 
@@ -639,6 +639,25 @@ static double median_of(double *v, int n)
 		return -1;
 	qsort(v, (size_t)n, sizeof(*v), cmp_dbl);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The median over the rounds of a's value over b's in the same round; -1
+ * when no round has both. */
+static double round_ratio(const struct rrun *a, int na, const struct rrun *b, int nb)
+{
+	double r[MAXR];
+	int i, j, n = 0;
+
+	for (i = 0; i < na; i++) {
+		if (!timed(&a[i]))
+			continue;
+		for (j = 0; j < nb; j++)
+			if (b[j].round == a[i].round && timed(&b[j]) && b[j].v > 0) {
+				r[n++] = a[i].v / b[j].v;
+				break;
+			}
+	}
+	return median_of(r, n);
 }
 
 /* A number in at most 7 characters: k/M/G above 10^4, 3 significant digits
@@ -688,6 +707,7 @@ static int table(const char *path)
 	char line[1024], name[32], mode[16], st[16], a[8], b[8];
 	char kv[16], sv[16], rv[16], lo[16], hi[16], cr[16], by[16], sl[16], tg[16];
 	int i, j, met = 0, targets = 0, bad_runs = 0, wrong_rows = 0, nodata = 0;
+	bool floors = false;
 	double v, p10, p90, cc[3], tv, cpu;
 	long round, iters;
 	int nf;
@@ -732,6 +752,8 @@ static int table(const char *path)
 				rr = &rw->k[rw->nk++];
 			else if (!strcmp(mode, "shim") && rw->ns < MAXR)
 				rr = &rw->s[rw->ns++];
+			else if (!strcmp(mode, "floor") && rw->nf < MAXR)
+				rr = &rw->f[rw->nf++];
 			else
 				continue;
 			rr->round = round;
@@ -743,9 +765,14 @@ static int table(const char *path)
 	}
 	fclose(f);
 
-	printf("%-14s %-4s %9s %9s %8s %17s %6s %5s %7s %7s %7s  %-16s %-7s %s\n", "case",
-	       "unit", "kernel", "shim", "ratio", "spread (min-max)", "cpu", "pairs", "served",
-	       "bytes", "slow", "runs", "target", "verdict");
+	for (i = 0; i < nrows; i++)
+		floors |= rows[i].nf > 0;
+	printf("%-14s %-4s %9s %9s %8s %17s %6s", "case", "unit", "kernel", "shim", "ratio",
+	       "spread (min-max)", "cpu");
+	if (floors)
+		printf(" %6s %7s", "floor", "shim/fl");
+	printf(" %5s %7s %7s %7s  %-16s %-7s %s\n", "pairs", "served", "bytes", "slow", "runs",
+	       "target", "verdict");
 	for (i = 0; i < nrows; i++) {
 		double kvals[MAXR], svals[MAXR], ratios[MAXR], cvals[3][MAXR], cpur[MAXR];
 		int nkv = 0, nsv = 0, nr = 0, ncv = 0, ncpu = 0, k2;
@@ -842,9 +869,16 @@ static int table(const char *path)
 			snprintf(tg, sizeof(tg), "%s", !strcmp(rw->op, "ctl") ? "control" : "-");
 			verdict = !strcmp(rw->op, "ctl") ? "(kernel vs kernel)" : "(info)";
 		}
-		printf("%-14s %-4s %9s %9s %8s %8s-%-8s %6s %5d %7s %7s %7s  %-16s %-7s %s\n",
-		       rw->name, rw->unit, kv, sv, rv, lo, hi, cv, nr, cr, by, sl, runs, tg,
-		       verdict);
+		printf("%-14s %-4s %9s %9s %8s %8s-%-8s %6s", rw->name, rw->unit, kv, sv, rv, lo,
+		       hi, cv);
+		if (floors) {
+			char fk[16], sf[16];
+
+			fmt_ratio(fk, sizeof(fk), round_ratio(rw->f, rw->nf, rw->k, rw->nk));
+			fmt_ratio(sf, sizeof(sf), round_ratio(rw->s, rw->ns, rw->f, rw->nf));
+			printf(" %6s %7s", fk, sf);
+		}
+		printf(" %5d %7s %7s %7s  %-16s %-7s %s\n", nr, cr, by, sl, runs, tg, verdict);
 	}
 	for (i = 0; i < nrows; i++)
 		nodata += rows[i].total == 0;
@@ -870,6 +904,12 @@ static int table(const char *path)
 	      "  that channels served; bytes through the rings grow bytes only; slow is the\n"
 	      "  payload the daemon moved itself (the slow path).\n",
 	      stdout);
+	if (floors)
+		fputs("floor: median over the rounds of floor/kernel, where the floor run preloads a\n"
+		      "  library with nothing in it, linked as the shim is: what loading any library\n"
+		      "  costs these programs.  shim/fl: median of shim/floor, the shim's own cost\n"
+		      "  above that floor (1: none).\n",
+		      stdout);
 	for (i = 0; i < nrows; i++)
 		if (rows[i].desc[0])
 			printf("  %-14s %s\n", rows[i].name, rows[i].desc);

@@ -25,8 +25,12 @@
 #   REAL_CASES    cases to run, blank-separated (default all)
 #   REAL_LEARN    the shim's warm-up runs a case (default 4: what the shim
 #                 learns settles first); 1 measures from a fresh page
-#   IPCD, SHIM, LIFE  paths (defaults ./ipcd, ./.libs/libipcd-shim.so,
-#                 ./bench/life); IPCD_CPUS pins the daemon (taskset list)
+#   REAL_FLOOR    1 (default): each round also runs the case preloading
+#                 FLOOR, a library with nothing in it, so that the table
+#                 shows what loading any library costs; 0: pairs only
+#   IPCD, SHIM, LIFE, FLOOR  paths (defaults ./ipcd, ./.libs/libipcd-shim.so,
+#                 ./bench/life, ./bench/floor.so); IPCD_CPUS pins the daemon
+#                 (taskset list)
 # Programs: bash, coreutils, git, rsync, make, findutils (xargs), python3,
 # node (optional), tar, gzip, grep, mawk or gawk.  A case whose program is
 # missing is skipped with the reason.
@@ -49,10 +53,16 @@ REAL_BUDGET=${REAL_BUDGET:-45}
 REAL_LEARN=${REAL_LEARN:-4}
 REAL_LIMIT=${REAL_LIMIT:-120}
 REAL_CASES=${REAL_CASES:-}
+REAL_FLOOR=${REAL_FLOOR:-1}
+FLOOR=${FLOOR:-./bench/floor.so}
 MIN_PAIRS=2
 
 [ -x "$LIFE" ] || die "no table printer at $LIFE (make bench/life, or set LIFE)"
 case $LIFE in /*) ;; *) LIFE=$(pwd)/$LIFE ;; esac
+if [ "$REAL_FLOOR" = 1 ]; then
+	[ -f "$FLOOR" ] || die "no floor library at $FLOOR (make bench/floor.so, set FLOOR, or REAL_FLOOR=0)"
+	case $FLOOR in /*) ;; *) FLOOR=$(pwd)/$FLOOR ;; esac
+fi
 # One locale for every run: sort's order and speed depend on it.
 export LC_ALL=C
 
@@ -301,6 +311,9 @@ run_one() {
 	if [ "$mode" = shim ]; then
 		timeout -k 5 "$limit" env LD_PRELOAD="$SHIM" IPCD_MOUNT="$mnt" \
 			bash -c "${c_cmd[$name]}" >"$out" 2>"$err" </dev/null &
+	elif [ "$mode" = floor ]; then
+		timeout -k 5 "$limit" env LD_PRELOAD="$FLOOR" IPCD_SHIM=off \
+			bash -c "${c_cmd[$name]}" >"$out" 2>"$err" </dev/null &
 	else
 		timeout -k 5 "$limit" env -u LD_PRELOAD IPCD_SHIM=off \
 			bash -c "${c_cmd[$name]}" >"$out" 2>"$err" </dev/null &
@@ -333,9 +346,9 @@ run_one() {
 	fi
 	# Without the shim nothing may make channels; with it, say so when none was made.
 	if [ "$c0" != -1 ] && [ "$c1" != -1 ]; then
-		if [ "$mode" = kernel ] && [ "$c1" -gt "$c0" ]; then
+		if [ "$mode" != shim ] && [ "$c1" -gt "$c0" ]; then
 			run_st=inactive
-			note "$name kernel round $round: the served counter grew without the shim"
+			note "$name $mode round $round: the served counter grew without the shim"
 		fi
 		if [ "$mode" = shim ] && [ "$c1" -eq "$c0" ] && [ "$round" = 0 ] &&
 			[ "$name" != startup ]; then
@@ -359,7 +372,11 @@ flag() {
 declare -A stderr_noted
 started=${EPOCHREALTIME/[.,]/}
 cd "$data" || die "cannot enter $data"
-echo "run times: k kernel, s shim, in ms"
+if [ "$REAL_FLOOR" = 1 ]; then
+	echo "run times: k kernel, s shim, f floor (an empty library preloaded), in ms"
+else
+	echo "run times: k kernel, s shim, in ms"
+fi
 for name in "${cases[@]}"; do
 	echo "case ${name} ms ${c_op[$name]} ${c_val[$name]} ${c_desc[$name]}" >>"$res"
 	missing=
@@ -404,7 +421,19 @@ for name in "${cases[@]}"; do
 	fi
 	r=1
 	while [ "$r" -le "$REAL_PAIRS" ]; do
-		if [ $((r % 2)) = 1 ]; then order="kernel shim"; else order="shim kernel"; fi
+		# Each mode takes each place in turn: ABBA for a pair, a
+		# rotation with the floor.
+		if [ "$REAL_FLOOR" = 1 ]; then
+			case $((r % 3)) in
+			1) order="kernel shim floor" ;;
+			2) order="shim floor kernel" ;;
+			0) order="floor kernel shim" ;;
+			esac
+		elif [ $((r % 2)) = 1 ]; then
+			order="kernel shim"
+		else
+			order="shim kernel"
+		fi
 		hung=
 		for mode in $order; do
 			run_one "$name" "$mode" "$r" "$limit"
