@@ -187,6 +187,21 @@ err:
 	}
 }
 
+/* The ring side 0 writes into first, and the one side 1 writes into
+ * second: the same ring but for a duplex channel. */
+static int attach_rings(struct ipcd_view *first, struct ipcd_view *second, void *map,
+			size_t len)
+{
+	int r = ipcd_view_attach_role(first, map, len, 0);
+
+	if (r)
+		return r;
+	*second = *first;
+	if (first->features & IPCD_RING_F_DUPLEX)
+		return ipcd_view_attach_role(second, map, len, 1);
+	return 0;
+}
+
 /* Map the ring(s) of fd into c; side is that of fd's open file, len the
  * length the daemon gave (0: learn it from the header). */
 static int chan_map(struct ipcd_chan *c, int fd, size_t len, unsigned side)
@@ -198,20 +213,9 @@ static int chan_map(struct ipcd_chan *c, int fd, size_t len, unsigned side)
 	r = ipcd_ring_map(fd, len, &map, &len);
 	if (r)
 		return r;
-	r = ipcd_view_attach(&first, map, len);
+	r = attach_rings(&first, &second, map, len);
 	if (r)
 		goto err;
-	second = first;
-	if (first.features & IPCD_RING_F_DUPLEX) {
-		r = ipcd_view_attach(&second, (char *)map + first.r->map_size,
-				     len - first.r->map_size);
-		if (r)
-			goto err;
-		if (second.features != first.features || second.cap != first.cap) {
-			r = -EIO;
-			goto err;
-		}
-	}
 	c->out = side ? second : first;
 	c->in = side ? first : second;
 	c->map = map;
@@ -231,20 +235,9 @@ int ipcd_chan_wrap(int fd, void *map, size_t len, unsigned roles, unsigned side,
 	uint64_t we;
 	int r;
 
-	r = ipcd_view_attach(&first, map, len);
+	r = attach_rings(&first, &second, map, len);
 	if (r)
 		return r;
-	second = first;
-	if (first.features & IPCD_RING_F_DUPLEX) {
-		if (len < 2 * first.r->map_size)
-			return -EIO;
-		r = ipcd_view_attach(&second, (char *)map + first.r->map_size,
-				     len - first.r->map_size);
-		if (r)
-			return r;
-		if (second.features != first.features || second.cap != first.cap)
-			return -EIO;
-	}
 	c = chan_alloc();
 	if (!c)
 		return -ENOMEM;

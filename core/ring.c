@@ -83,61 +83,151 @@ static int valid_capacity(uint64_t cap)
 	       (cap & (cap - 1)) == 0;
 }
 
+static unsigned rings_of(uint32_t features)
+{
+	return (features & IPCD_RING_F_DUPLEX) ? 2 : 1;
+}
+
 size_t ipcd_ring_map_size(uint64_t capacity)
 {
-	if (!valid_capacity(capacity))
+	return ipcd_map_len(capacity, 0);
+}
+
+size_t ipcd_map_len(uint64_t capacity, uint32_t features)
+{
+	if (!valid_capacity(capacity) || (features & ~IPCD_RING_F_KNOWN))
 		return 0;
-	return IPCD_RING_HDR_SIZE + (size_t)capacity;
+	return IPCD_MAP_HDR_SIZE + (size_t)capacity * rings_of(features);
 }
 
 int ipcd_ring_format(void *map, size_t map_len, uint64_t capacity,
 		     uint32_t features, uint32_t msg_max)
 {
-	struct ipcd_ring *r = map;
+	struct ipcd_map *m = map;
+	struct ipcd_ring_desc *d;
+	struct ipcd_ring *r;
+	size_t len = ipcd_map_len(capacity, features);
+	unsigned i, n = rings_of(features);
 
-	if (!valid_capacity(capacity) || map_len < ipcd_ring_map_size(capacity) ||
-	    (features & ~IPCD_RING_F_KNOWN))
+	if (!len || map_len < len)
 		return -EINVAL;
 	if ((features & IPCD_RING_F_MESSAGE) &&
 	    (msg_max == 0 || msg_max > capacity - sizeof(struct ipcd_ring_rec)))
 		return -EINVAL;
-	r->version = IPCD_RING_VERSION;
-	r->hdr_size = sizeof(*r);
-	r->features = features;
-	r->msg_max = (features & IPCD_RING_F_MESSAGE) ? msg_max : 0;
-	r->data_off = IPCD_RING_HDR_SIZE;
-	r->capacity = capacity;
-	r->map_size = ipcd_ring_map_size(capacity);
-	/* The magic goes last: a reader that sees it sees a complete header. */
+	if (!(features & IPCD_RING_F_MESSAGE))
+		msg_max = 0;
+	m->version = IPCD_RING_VERSION;
+	m->hdr_size = sizeof(*m);
+	m->features = features;
+	m->msg_max = msg_max;
+	m->map_size = len;
+	m->nrings = n;
+	m->desc_off = sizeof(*m);
+	m->desc_size = sizeof(*d);
+	for (i = 0; i < n; i++) {
+		d = (struct ipcd_ring_desc *)((char *)map + m->desc_off) + i;
+		d->kind = (features & IPCD_RING_F_MESSAGE) ? IPCD_RING_KIND_RECORDS
+							   : IPCD_RING_KIND_BYTES;
+		d->role = i;
+		d->hdr_off = (uint64_t)IPCD_MAP_RING_SLOT * (i + 1);
+		d->data_off = IPCD_MAP_HDR_SIZE + (uint64_t)capacity * i;
+		d->capacity = capacity;
+		r = (struct ipcd_ring *)((char *)map + d->hdr_off);
+		r->version = IPCD_RING_VERSION;
+		r->hdr_size = sizeof(*r);
+		r->features = features;
+		r->msg_max = msg_max;
+		r->data_off = d->data_off;
+		r->capacity = capacity;
+		r->map_size = len;
+		r->magic = IPCD_RING_MAGIC;
+	}
+	/* The directory's magic goes last: a reader that sees it sees the
+	 * whole directory and every header. */
 	atomic_thread_fence(RELEASE);
-	r->magic = IPCD_RING_MAGIC;
+	m->magic = IPCD_RING_MAGIC;
 	return 0;
 }
 
-int ipcd_view_attach(struct ipcd_view *v, void *map, size_t map_len)
+const struct ipcd_ring_desc *ipcd_map_desc(const void *map, size_t map_len, uint32_t role,
+					   int *err)
 {
-	struct ipcd_ring *r = map;
-	uint64_t cap;
+	const struct ipcd_map *m = map;
+	const struct ipcd_ring_desc *d, *found = NULL;
+	unsigned i;
+	int e = -EIO;
 
-	if (map_len < IPCD_RING_HDR_SIZE)
-		return -EINVAL;
-	if (r->magic != IPCD_RING_MAGIC)
+	if (map_len < IPCD_MAP_HDR_SIZE) {
+		e = -EINVAL;
+		goto out;
+	}
+	if (m->magic != IPCD_RING_MAGIC)
+		goto out;
+	if (m->version != IPCD_RING_VERSION) {
+		e = -EPROTO;
+		goto out;
+	}
+	if (m->hdr_size < sizeof(*m) || m->hdr_size > IPCD_MAP_RING_SLOT ||
+	    m->nrings < 1 || m->nrings > IPCD_MAP_RINGS_MAX ||
+	    m->desc_size != sizeof(*d) || m->desc_off < m->hdr_size || m->desc_off % 8 ||
+	    m->desc_off + (uint64_t)m->nrings * sizeof(*d) > IPCD_MAP_RING_SLOT ||
+	    (m->features & ~IPCD_RING_F_KNOWN) || m->nrings != rings_of(m->features) ||
+	    m->map_size <= IPCD_MAP_HDR_SIZE || m->map_size % IPCD_MAP_HDR_SIZE)
+		goto out;
+	if (map_len < m->map_size) {
+		e = -EINVAL;
+		goto out;
+	}
+	for (i = 0; i < m->nrings; i++) {
+		d = (const struct ipcd_ring_desc *)((const char *)map + m->desc_off) + i;
+		if (d->kind != ((m->features & IPCD_RING_F_MESSAGE) ? IPCD_RING_KIND_RECORDS
+								    : IPCD_RING_KIND_BYTES) ||
+		    d->role >= m->nrings || d->hdr_off < IPCD_MAP_RING_SLOT ||
+		    d->hdr_off % 64 ||
+		    d->hdr_off > IPCD_MAP_HDR_SIZE - sizeof(struct ipcd_ring) ||
+		    !valid_capacity(d->capacity) || d->data_off < IPCD_MAP_HDR_SIZE ||
+		    d->data_off % IPCD_MAP_HDR_SIZE || d->data_off > m->map_size ||
+		    d->capacity > m->map_size - d->data_off)
+			goto out;
+		if (d->role == role) {
+			if (found)	/* two rings of one role */
+				goto out;
+			found = d;
+		}
+	}
+	if (found)
+		return found;
+	e = -EINVAL;	/* no ring of that role */
+out:
+	if (err)
+		*err = e;
+	return NULL;
+}
+
+int ipcd_view_attach_role(struct ipcd_view *v, void *map, size_t map_len, uint32_t role)
+{
+	const struct ipcd_map *m = map;
+	const struct ipcd_ring_desc *d;
+	struct ipcd_ring *r;
+	uint64_t cap;
+	int e;
+
+	d = ipcd_map_desc(map, map_len, role, &e);
+	if (!d)
+		return e;
+	r = (struct ipcd_ring *)((char *)map + d->hdr_off);
+	cap = d->capacity;
+	/* The ring's own copy must say what the directory says. */
+	if (r->magic != IPCD_RING_MAGIC || r->version != IPCD_RING_VERSION ||
+	    r->hdr_size != sizeof(*r) || r->features != m->features ||
+	    r->msg_max != m->msg_max || r->data_off != d->data_off || r->capacity != cap ||
+	    r->map_size != m->map_size)
 		return -EIO;
-	if (r->version != IPCD_RING_VERSION)
-		return -EPROTO;
-	cap = r->capacity;
-	if (r->hdr_size < sizeof(*r) || r->hdr_size > IPCD_RING_HDR_SIZE ||
-	    r->data_off != IPCD_RING_HDR_SIZE || !valid_capacity(cap) ||
-	    r->map_size != ipcd_ring_map_size(cap) ||
-	    (r->features & ~IPCD_RING_F_KNOWN))
-		return -EIO;
-	if (map_len < r->map_size)
-		return -EINVAL;
 	if ((r->features & IPCD_RING_F_MESSAGE) &&
 	    (r->msg_max == 0 || r->msg_max > cap - sizeof(struct ipcd_ring_rec)))
 		return -EIO;
 	v->r = r;
-	v->data = (unsigned char *)map + IPCD_RING_HDR_SIZE;
+	v->data = (unsigned char *)map + d->data_off;
 	v->cap = cap;
 	v->features = r->features;
 	v->msg_max = r->msg_max;
@@ -151,6 +241,18 @@ int ipcd_view_attach(struct ipcd_view *v, void *map, size_t map_len)
 	return 0;
 }
 
+int ipcd_view_attach(struct ipcd_view *v, void *map, size_t map_len)
+{
+	return ipcd_view_attach_role(v, map, map_len, 0);
+}
+
+struct ipcd_ring *ipcd_map_ring(void *map, size_t map_len, uint32_t role)
+{
+	const struct ipcd_ring_desc *d = ipcd_map_desc(map, map_len, role, NULL);
+
+	return d ? (struct ipcd_ring *)((char *)map + d->hdr_off) : NULL;
+}
+
 int ipcd_ring_map(int fd, size_t len, void **mapp, size_t *lenp)
 {
 	void *map;
@@ -158,7 +260,7 @@ int ipcd_ring_map(int fd, size_t len, void **mapp, size_t *lenp)
 	/* The length comes from the daemon (GETINFO, st_blocks), never from
 	 * the header, which any peer may write: a touch past the memory
 	 * behind the mapping would fault. */
-	if (len < IPCD_RING_HDR_SIZE)
+	if (len < IPCD_MAP_HDR_SIZE)
 		return -EINVAL;
 	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (map == MAP_FAILED)

@@ -86,6 +86,7 @@ struct ipcd_view {
 	uint8_t wend, rend;
 };
 
+
 /* Flags for ipcd_ring_read and ipcd_ring_write. */
 #define IPCD_IO_PEEK	(1u << 0)	/* read without consuming */
 
@@ -133,15 +134,36 @@ extern _Thread_local struct ipcd_sigwatch ipcd_sigwatch
 /* In a signal handler: the count goes up and the sleeping thread wakes. */
 void ipcd_sigwatch_interrupt(void);
 
-/* Lay out a fresh ring in `map` (map_len bytes, zeroed by the caller). */
+/* Lay out a fresh mapping in `map` (map_len bytes, zeroed by the caller):
+ * the directory and the rings of a channel of these features. */
 int ipcd_ring_format(void *map, size_t map_len, uint64_t capacity,
 		     uint32_t features, uint32_t msg_max);
 
-/* Bytes a ring of `capacity` needs mapped; 0 if capacity is invalid. */
+/* Bytes a simplex channel's mapping needs with a ring of `capacity`; 0 if
+ * capacity is invalid. */
 size_t ipcd_ring_map_size(uint64_t capacity);
 
-/* Check the header of `map` and fill `v`; -EPROTO/-EIO/-EINVAL if unusable. */
+/* Bytes a mapping of rings of `capacity` needs, for a channel of these
+ * features (a duplex one has two rings); 0 if either is invalid. */
+size_t ipcd_map_len(uint64_t capacity, uint32_t features);
+
+/* The directory entry of the ring of `role` in the mapping at map, checked
+ * with the whole directory; NULL with *err (if err) -EIO for corruption,
+ * -EPROTO for another version, -EINVAL for a mapping too short or no ring
+ * of that role. */
+const struct ipcd_ring_desc *ipcd_map_desc(const void *map, size_t map_len, uint32_t role,
+					   int *err);
+
+/* The header of the ring of `role`, found as ipcd_map_desc finds it; NULL
+ * if there is none or the directory is wrong. */
+struct ipcd_ring *ipcd_map_ring(void *map, size_t map_len, uint32_t role);
+
+/* Check the directory of `map` and the header of its ring of role 0 and
+ * fill `v`; -EPROTO/-EIO/-EINVAL if unusable. */
 int ipcd_view_attach(struct ipcd_view *v, void *map, size_t map_len);
+
+/* The same for the ring of `role` (the side that writes it). */
+int ipcd_view_attach_role(struct ipcd_view *v, void *map, size_t map_len, uint32_t role);
 
 /* Record the writer epoch now, for the end-of-file rule of a new reader. */
 void ipcd_view_mark_open(struct ipcd_view *v);

@@ -63,27 +63,22 @@ static void publish_peers(struct chan *ch)
 
 static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
 {
-	size_t one = ipcd_ring_map_size(capacity), len;
+	size_t len = ipcd_map_len(capacity, features);
 	unsigned i, n = (features & IPCD_RING_F_DUPLEX) ? 2 : 1;
 	void *map;
-	int r = 0;
+	int r;
 
-	if (!one)
+	if (!len)
 		return -EINVAL;
-	len = one * n;
 	if (ftruncate(ch->memfd, 0) < 0 || ftruncate(ch->memfd, (off_t)len) < 0)
 		return -errno;
 	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, ch->memfd, 0);
 	if (map == MAP_FAILED)
 		return -errno;
-	for (i = 0; i < n && !r; i++) {
-		unsigned char *at = (unsigned char *)map + i * one;
-
-		r = ipcd_ring_format(at, one, capacity, features,
-				     msg_max_for(capacity));
-		if (!r)
-			r = ipcd_view_attach(&ch->rs[i].v, at, one);
-	}
+	/* rs[i] is the ring side i writes. */
+	r = ipcd_ring_format(map, len, capacity, features, msg_max_for(capacity));
+	for (i = 0; i < n && !r; i++)
+		r = ipcd_view_attach_role(&ch->rs[i].v, map, len, i);
 	if (r) {
 		munmap(map, len);
 		return r;
@@ -207,6 +202,7 @@ int chan_set_anon(struct chan *ch, uint32_t anon)
 			return r;
 	}
 	ch->anon = anon;
+	((struct ipcd_map *)ch->map)->anon = anon;
 	for (i = 0; i < ch->nrings; i++) {
 		/* Pipe: end 1 writes the ring; socket pair: side s writes ring s. */
 		ipcd_view_set_ends(&ch->rs[i].v, ch->rs[0].v.r, ch->nrings == 2 ? i : 1);

@@ -228,14 +228,12 @@ static void wake_word(_Atomic uint32_t *seq, _Atomic uint32_t *sleepers)
 }
 
 /*
- * End `end` of the channel whose rings are mapped at map (len bytes) is
+ * End `end` of the channel whose rings are r0 and r1 (NULL for a pipe) is
  * let go of by its last holder: wake whoever waits on it, so that they see
  * the end of file (its readers) or EPIPE (its writers).
  */
-static void wake_ends(void *map, size_t len, int end)
+static void wake_ends(struct ipcd_ring *r0, struct ipcd_ring *r1, int end)
 {
-	struct ipcd_ring *r0 = map, *r1 = shim_ring1(map, len);
-
 	if (r1) {
 		/* Side e writes ring e and reads the other. */
 		if (end) {
@@ -253,11 +251,11 @@ static void wake_ends(void *map, size_t len, int end)
 	}
 }
 
-/* Clear value v from the slots of end `end` of the mapping; true if that
- * was the last holder (then its peers are woken). */
-static bool drop(void *map, size_t len, int end, uint64_t v)
+/* Clear value v from the slots of end `end` of the channel of rings r0 and
+ * r1; true if that was the last holder (then its peers are woken). */
+static bool drop(struct ipcd_ring *r0, struct ipcd_ring *r1, int end, uint64_t v)
 {
-	_Atomic uint64_t *sl = slots_of(map, end);
+	_Atomic uint64_t *sl = slots_of(r0, end);
 	int i;
 
 	for (i = 0; i < FREE_SLOTS; i++) {
@@ -266,13 +264,12 @@ static bool drop(void *map, size_t len, int end, uint64_t v)
 		if (atomic_compare_exchange_strong(&sl[i], &x, 0))
 			break;
 	}
-	if (!hold_empty(map, end))
+	if (!hold_empty(r0, end))
 		return false;
-	wake_ends(map, len, end);
+	wake_ends(r0, r1, end);
 	/* What a pipe, or a socket pair, carried is known now. */
-	if (((struct ipcd_ring *)map)->features & IPCD_RING_F_DUPLEX ?
-	    hold_empty(map, !end) || shim_site_peer_closed(map, len, end) : end == 1)
-		shim_site_done(map, len);
+	if (r1 ? hold_empty(r0, !end) || shim_site_peer_closed(r0, r1, end) : end == 1)
+		shim_site_done(r0, r1);
 	return true;
 }
 
@@ -357,6 +354,7 @@ void hold_claim(struct sfd *s, int fd)
 static void drop_pending(struct sfd *s, int fd)
 {
 	_Atomic uint64_t *sl;
+	struct ipcd_ring *r0, *r1;
 	uint64_t v;
 	void *map;
 	size_t len;
@@ -371,12 +369,16 @@ static void drop_pending(struct sfd *s, int fd)
 		return;
 	if (!hold_me() || ipcd_ring_map(fd, shim_map_len(fd), &map, &len) < 0)
 		return;
-	sl = slots_of(map, s->end);
+	if (!shim_rings(map, len, &r0, &r1)) {
+		munmap(map, len);
+		return;
+	}
+	sl = slots_of(r0, s->end);
 	v = slot_has(sl, my_id) ? my_id : !parent() ? 0 :
 	    slot_has(sl, IPCD_HOLDER_CHILD | parent_id) ? IPCD_HOLDER_CHILD | parent_id :
 	    IPCD_HOLDER_CHILD | IPCD_HOLDER_SPAWN | parent_id;
-	if (((struct ipcd_ring *)map)->anon && v && drop(map, len, s->end, v))
-		shim_give_end(fd, NULL, map, s->end);
+	if (r0->anon && v && drop(r0, r1, s->end, v))
+		shim_give_end(fd, NULL, r0, s->end);
 	munmap(map, len);
 }
 
@@ -396,14 +398,14 @@ void hold_last(struct sfd *s, int fd)
 	pthread_mutex_lock(&hold_mu);
 	if (atomic_exchange(&s->counted, false)) {
 		list_del(s);
-		last = drop(s->m->map, s->m->len, s->end, held_value());
+		last = drop(s->m->r0, s->m->r1, s->end, held_value());
 	}
 	pthread_mutex_unlock(&hold_mu);
 	if (!last)
 		shim_site_watch(s->m);
 	/* Nobody else holds it: the pair may serve another pipe. */
 	if (last && !atomic_load(&s->dirty))
-		shim_give_end(fd, s, s->m->map, s->end);
+		shim_give_end(fd, s, s->m->r0, s->end);
 }
 
 void hold_untracked(struct ipcd_ring *r0)
@@ -554,7 +556,7 @@ static void exit_give(int fd, struct sfd *s, void *arg)
 	struct give *g = arg;
 
 	if (s == g->s && !g->done && s->m) {
-		shim_give_end(fd, s, s->m->map, s->end);
+		shim_give_end(fd, s, s->m->r0, s->end);
 		g->done = true;
 	}
 }
@@ -586,7 +588,7 @@ void hold_exit(void)
 
 			fdtab_each(exit_give, &g);
 		}
-		drop(s->m->map, s->m->len, s->end, held_value());
+		drop(s->m->r0, s->m->r1, s->end, held_value());
 	}
 	pthread_mutex_unlock(&hold_mu);
 	fdtab_each(exit_pending, NULL);
@@ -625,7 +627,7 @@ void hold_exec(void)
 			continue;
 		fdtab_each(exec_stays, &x);
 		if (!x.stays)
-			shim_site_done(s->m->map, s->m->len);
+			shim_site_done(s->m->r0, s->m->r1);
 	}
 	pthread_mutex_unlock(&hold_mu);
 }

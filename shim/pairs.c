@@ -605,9 +605,8 @@ static bool give_away(int fd, int end, uint64_t creator)
 	return send_fds(give_sock, &sa, keep_name(&sa, creator), &g, sizeof(g), &fd, 1);
 }
 
-void shim_give_end(int fd, struct sfd *s, void *map, int end)
+void shim_give_end(int fd, struct sfd *s, struct ipcd_ring *r0, int end)
 {
-	struct ipcd_ring *r0 = map;
 	uint64_t creator = atomic_load(&r0->creator);
 	uint32_t anon = r0->anon;
 	ino_t ino;
@@ -779,7 +778,7 @@ static bool keep_take(uint32_t anon, bool cloexec, bool nb, int fds[2], struct s
 			continue;
 		if (!end_free(k->m, 0) || !end_free(k->m, 1))
 			continue;	/* still held elsewhere: later */
-		r1 = shim_ring1(k->m->map, k->m->len);
+		r1 = k->m->r1;
 		if (!ring_fresh(k->m->r0, anon) || (r1 && !ring_fresh(r1, anon))) {
 			kept_drop(k);
 			continue;
@@ -1027,7 +1026,12 @@ static struct smap *smap_new(int fd, size_t len)
 		errno = -r;
 		return NULL;
 	}
-	m->r0 = m->map;
+	if (!shim_rings(m->map, m->len, &m->r0, &m->r1)) {
+		munmap(m->map, m->len);
+		free(m);
+		errno = EIO;
+		return NULL;
+	}
 	atomic_store(&m->refs, 0);
 	return m;
 }
@@ -1107,7 +1111,7 @@ int shim_make_pair(int fds[2], enum skind kind, int flags, uint64_t site)
 		if (sfd_bind(s[i], fds[i], m) < 0)
 			goto fail;
 	}
-	shim_site_mark(m->map, m->len, site);	/* 0 clears what a kept pair had */
+	shim_site_mark(m->r0, m->r1, site);	/* 0 clears what a kept pair had */
 	atomic_fetch_add(&m->r0->served, 1);	/* ring.h, "Serving" */
 	if (fdtab_set(fds[0], s[0], cloexec) < 0 || fdtab_set(fds[1], s[1], cloexec) < 0)
 		goto fail;
@@ -1203,7 +1207,7 @@ bool sfd_attach(struct sfd *s, int fd)
 int shim_end_kind(int fd)
 {
 	struct statx stx;
-	struct ipcd_ring *r;
+	struct ipcd_map *m;
 	uint32_t anon;
 
 	if (!shim_on ||
@@ -1211,10 +1215,11 @@ int shim_end_kind(int fd)
 	    stx.stx_dev_major != 0 || !S_ISREG(stx.stx_mode) || !shim_mount_ready() ||
 	    makedev(stx.stx_dev_major, stx.stx_dev_minor) != shim_mount_dev())
 		return -1;
-	r = mmap(NULL, IPCD_RING_HDR_SIZE, PROT_READ, MAP_SHARED, fd, 0);
-	if (r != MAP_FAILED) {
-		anon = r->magic == IPCD_RING_MAGIC ? r->anon : IPCD_ANON_NONE;
-		munmap(r, IPCD_RING_HDR_SIZE);
+	m = mmap(NULL, IPCD_MAP_HDR_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+	if (m != MAP_FAILED) {
+		anon = m->magic == IPCD_RING_MAGIC && m->version == IPCD_RING_VERSION ?
+		       m->anon : IPCD_ANON_NONE;
+		munmap(m, IPCD_MAP_HDR_SIZE);
 	} else {
 		/* Open for writing only: no mapping at all.  Ask the daemon. */
 		static const char *const names[] = IPCD_ANON_NAMES;

@@ -123,7 +123,8 @@ struct smap {
 	_Atomic int refs;		/* ends using it */
 	void *map;
 	size_t len;
-	struct ipcd_ring *r0;		/* ring 0: holders (ring.h) */
+	struct ipcd_ring *r0;		/* ring of role 0: holders (ring.h) */
+	struct ipcd_ring *r1;		/* a duplex channel's ring of role 1, else NULL */
 	ino_t ino;			/* the channel's inode, once asked (0) */
 };
 
@@ -238,24 +239,24 @@ void hold_pair_here(const struct smap *m, int fd[2], int n[2]);
 uint64_t shim_site_key(uintptr_t pc);
 void shim_site_child(void);
 bool shim_site_kernel(uint64_t key);
-/* The second ring of a duplex channel whose rings are mapped at map (len
- * bytes); NULL for a pipe, or a header that cannot be right. */
-static inline struct ipcd_ring *shim_ring1(void *map, size_t len)
+/* The rings of role 0 and 1 of the channel mapped at map (len bytes), as
+ * its directory says, found once when it is mapped: *r1 is NULL for a
+ * pipe.  false if the directory cannot be right. */
+static inline bool shim_rings(void *map, size_t len, struct ipcd_ring **r0,
+			      struct ipcd_ring **r1)
 {
-	struct ipcd_ring *r0 = map;
-
-	if (!(r0->features & IPCD_RING_F_DUPLEX) || r0->map_size < IPCD_RING_HDR_SIZE ||
-	    r0->map_size > len / 2)
-		return NULL;
-	return (struct ipcd_ring *)((char *)map + r0->map_size);
+	*r0 = ipcd_map_ring(map, len, 0);
+	*r1 = *r0 && ((*r0)->features & IPCD_RING_F_DUPLEX) ? ipcd_map_ring(map, len, 1)
+							     : NULL;
+	return *r0 && (*r1 || !((*r0)->features & IPCD_RING_F_DUPLEX));
 }
 
 /* sites.c: a pair of site key is made on the rings mapped at map (len
  * bytes); what it carries is final (a pipe's write end let go of for good,
  * or its end of file read, or both ends of a socket pair let go of; counted
  * once, never again) */
-void shim_site_mark(void *map, size_t len, uint64_t key);
-void shim_site_done(void *map, size_t len);
+void shim_site_mark(struct ipcd_ring *r0, struct ipcd_ring *r1, uint64_t key);
+void shim_site_done(struct ipcd_ring *r0, struct ipcd_ring *r1);
 /* A pair let go of here while others still hold it, whose site is not
  * counted yet: count it once the daemon shows all its ends gone. */
 void shim_site_watch(struct smap *m);
@@ -263,7 +264,7 @@ void shim_site_resolve(void);
 void shim_site_watch_fork_child(void);
 /* sites.c: whether the other end of the socket pair mapped at map, whose
  * end `end` we hold, is closed everywhere (the daemon's count) */
-bool shim_site_peer_closed(void *map, size_t len, int end);
+bool shim_site_peer_closed(struct ipcd_ring *r0, struct ipcd_ring *r1, int end);
 /* sites.c: the shared page of counts, passed on like a supply of this
  * kind; its fd (-1: none) and inode; the program closed that fd */
 #define SHIM_SITES_KIND	15
@@ -293,7 +294,7 @@ bool shim_prog_wanted(char *const argv[]);	/* false: run it without the shim */
 /* End `end` of the pair mapped at map (fd open on it; s its end here, or
  * NULL) is held by nobody else: keep it for another pipe if we made the
  * pair, else hand it to the process that did (ring.h, "Keeping"). */
-void shim_give_end(int fd, struct sfd *s, void *map, int end);
+void shim_give_end(int fd, struct sfd *s, struct ipcd_ring *r0, int end);
 void shim_keep_flush(void);		/* close what was kept */
 void shim_keep_return(void);		/* at exit: kept pairs to the factory */
 void shim_keep_ready(void);		/* before a fork or spawn: the keep socket */

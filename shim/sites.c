@@ -557,7 +557,7 @@ void shim_site_resolve(void)
 			i++;
 			continue;	/* still open somewhere */
 		}
-		shim_site_done(m->map, m->len);	/* nothing if counted already */
+		shim_site_done(m->r0, m->r1);	/* nothing if counted already */
 		watch_unref(m);
 		watch[i] = watch[--n];
 	}
@@ -616,17 +616,15 @@ static void note(uint64_t key, uint64_t bytes, uint32_t writes)
 			       (bytes <= SITE_FEW && writes <= SITE_WRITES), SITE_RUN);
 }
 
-bool shim_site_peer_closed(void *map, size_t len, int end)
+bool shim_site_peer_closed(struct ipcd_ring *r0, struct ipcd_ring *r1, int end)
 {
-	struct ipcd_ring *r1 = shim_ring1(map, len);
-	struct ipcd_ring *peer = end ? map : r1;	/* side e writes ring e */
+	struct ipcd_ring *peer = end ? r0 : r1;	/* side e writes ring e */
 
 	return r1 && IPCD_WRITERS(atomic_load(&peer->writers_epoch)) == 0;
 }
 
-void shim_site_mark(void *map, size_t len, uint64_t key)
+void shim_site_mark(struct ipcd_ring *r0, struct ipcd_ring *r1, uint64_t key)
 {
-	struct ipcd_ring *r0 = map, *r1 = shim_ring1(map, len);
 
 	atomic_store(&r0->site_tail, atomic_load(&r0->tail));
 	atomic_store(&r0->site_writes, atomic_load(&r0->writes));
@@ -637,9 +635,8 @@ void shim_site_mark(void *map, size_t len, uint64_t key)
 	atomic_store(&r0->site, key);
 }
 
-void shim_site_done(void *map, size_t len)
+void shim_site_done(struct ipcd_ring *r0, struct ipcd_ring *r1)
 {
-	struct ipcd_ring *r0 = map, *r1;
 	uint64_t key, bytes;
 	uint32_t writes;
 
@@ -650,7 +647,6 @@ void shim_site_done(void *map, size_t len)
 		return;
 	bytes = atomic_load(&r0->tail) - atomic_load(&r0->site_tail);
 	writes = atomic_load(&r0->writes) - atomic_load(&r0->site_writes);
-	r1 = shim_ring1(map, len);
 	if (r1) {
 		bytes += atomic_load(&r1->tail) - atomic_load(&r1->site_tail);
 		writes += atomic_load(&r1->writes) - atomic_load(&r1->site_writes);

@@ -93,7 +93,8 @@ static void ring_open(struct tring *t, uint64_t cap, uint32_t features,
 	t->map = guarded_map(t->len, &t->base, &t->total);
 	ck_assert_int_eq(ipcd_ring_format(t->map, t->len, cap, features,
 					  msg_max), 0);
-	t->r = (struct ipcd_ring *)t->map;
+	t->r = ipcd_map_ring(t->map, t->len, 0);
+	ck_assert_ptr_nonnull(t->r);
 	set_peers(t->r, 1, 1, 1);
 	ck_assert_int_eq(ipcd_view_attach(&t->v, t->map, t->len), 0);
 	ck_assert_uint_eq(t->v.eof_epoch, 1);
@@ -349,6 +350,13 @@ START_TEST(test_map_size)
 	ck_assert_uint_eq(ipcd_ring_map_size((uint64_t)IPCD_RING_MAX_CAPACITY * 2), 0);
 	ck_assert_uint_eq(ipcd_ring_map_size(UINT64_MAX), 0);
 	ck_assert_uint_eq(ipcd_ring_map_size((uint64_t)1 << 40), 0);
+	/* A duplex channel's two rings share the first page. */
+	ck_assert_uint_eq(ipcd_map_len(4096, 0), IPCD_MAP_HDR_SIZE + 4096);
+	ck_assert_uint_eq(ipcd_map_len(4096, IPCD_RING_F_MESSAGE), IPCD_MAP_HDR_SIZE + 4096);
+	ck_assert_uint_eq(ipcd_map_len(65536, IPCD_RING_F_DUPLEX),
+			  IPCD_MAP_HDR_SIZE + 2 * 65536);
+	ck_assert_uint_eq(ipcd_map_len(65536, unknown_feature()), 0);
+	ck_assert_uint_eq(ipcd_map_len(6144, IPCD_RING_F_DUPLEX), 0);
 }
 END_TEST
 
@@ -356,7 +364,7 @@ START_TEST(test_format_rejects)
 {
 	size_t len = 2 * IPCD_RING_HDR_SIZE + 16384;
 	unsigned char *map = calloc(1, len);
-	struct ipcd_ring *r = (struct ipcd_ring *)map;
+	struct ipcd_map *r = (struct ipcd_map *)map;
 
 	ck_assert_ptr_nonnull(map);
 	/* Capacity: not a power of two, too small, too big, zero. */
@@ -369,6 +377,9 @@ START_TEST(test_format_rejects)
 	ck_assert_int_eq(ipcd_ring_format(map, IPCD_RING_HDR_SIZE + 4095, 4096, 0, 0),
 			 -EINVAL);
 	ck_assert_int_eq(ipcd_ring_format(map, 0, 4096, 0, 0), -EINVAL);
+	/* A duplex channel's second ring does not fit. */
+	ck_assert_int_eq(ipcd_ring_format(map, IPCD_MAP_HDR_SIZE + 8191, 4096,
+					  IPCD_RING_F_DUPLEX, 0), -EINVAL);
 	/* Unknown feature bits. */
 	ck_assert_int_eq(ipcd_ring_format(map, len, 4096, unknown_feature(), 0), -EINVAL);
 	ck_assert_int_eq(ipcd_ring_format(map, len, 4096,
@@ -397,30 +408,63 @@ END_TEST
 
 START_TEST(test_format_layout)
 {
-	size_t len = ipcd_ring_map_size(16384);
+	size_t len = ipcd_map_len(16384, IPCD_RING_F_MESSAGE | IPCD_RING_F_DUPLEX);
 	unsigned char *map = calloc(1, len);
-	struct ipcd_ring *r = (struct ipcd_ring *)map;
+	struct ipcd_map *m = (struct ipcd_map *)map;
+	struct ipcd_ring_desc *d = (struct ipcd_ring_desc *)(map + 64);
+	struct ipcd_ring *r;
 	size_t i;
+	unsigned k;
 
 	ck_assert_ptr_nonnull(map);
-	ck_assert_int_eq(ipcd_ring_format(map, len, 16384, IPCD_RING_F_MESSAGE,
-					  1000), 0);
-	ck_assert_uint_eq(r->magic, IPCD_RING_MAGIC);
+	ck_assert_uint_eq(len, 4096 + 2 * 16384);
+	ck_assert_int_eq(ipcd_ring_format(map, len, 16384,
+					  IPCD_RING_F_MESSAGE | IPCD_RING_F_DUPLEX, 1000), 0);
+	/* The directory: "IPCR" and the version where version 1 had them. */
 	ck_assert_mem_eq(map, "IPCR", 4);
-	ck_assert_uint_eq(r->version, IPCD_RING_VERSION);
-	ck_assert_uint_eq(r->hdr_size, sizeof(struct ipcd_ring));
-	ck_assert_uint_eq(r->features, IPCD_RING_F_MESSAGE);
-	ck_assert_uint_eq(r->msg_max, 1000);
-	ck_assert_uint_eq(r->data_off, IPCD_RING_HDR_SIZE);
-	ck_assert_uint_eq(r->capacity, 16384);
-	ck_assert_uint_eq(r->map_size, len);
-	ck_assert_uint_eq(atomic_load(&r->head), 0);
-	ck_assert_uint_eq(atomic_load(&r->tail), 0);
-	ck_assert_uint_eq(atomic_load(&r->wlock), 0);
-	ck_assert_uint_eq(atomic_load(&r->rlock), 0);
-	ck_assert_uint_eq(atomic_load(&r->state), 0);
-	/* Everything after the header proper stays zero. */
-	for (i = sizeof(*r); i < len; i++)
+	ck_assert_uint_eq(m->magic, IPCD_RING_MAGIC);
+	ck_assert_uint_eq(m->version, IPCD_RING_VERSION);
+	ck_assert_uint_eq(*(uint16_t *)(map + 4), 2);
+	ck_assert_uint_eq(m->hdr_size, sizeof(*m));
+	ck_assert_uint_eq(m->features, IPCD_RING_F_MESSAGE | IPCD_RING_F_DUPLEX);
+	ck_assert_uint_eq(m->msg_max, 1000);
+	ck_assert_uint_eq(m->map_size, len);
+	ck_assert_uint_eq(m->anon, 0);
+	ck_assert_uint_eq(m->nrings, 2);
+	ck_assert_uint_eq(m->desc_off, 64);
+	ck_assert_uint_eq(m->desc_size, sizeof(*d));
+	for (k = 0; k < 2; k++) {
+		ck_assert_uint_eq(d[k].kind, IPCD_RING_KIND_RECORDS);
+		ck_assert_uint_eq(d[k].role, k);
+		ck_assert_uint_eq(d[k].hdr_off, IPCD_MAP_RING_SLOT * (k + 1));
+		ck_assert_uint_eq(d[k].data_off, IPCD_MAP_HDR_SIZE + 16384 * k);
+		ck_assert_uint_eq(d[k].capacity, 16384);
+		r = (struct ipcd_ring *)(map + d[k].hdr_off);
+		ck_assert_ptr_eq(ipcd_map_ring(map, len, k), r);
+		/* Line 0 of the ring: the directory's copy. */
+		ck_assert_uint_eq(r->magic, IPCD_RING_MAGIC);
+		ck_assert_uint_eq(r->version, IPCD_RING_VERSION);
+		ck_assert_uint_eq(r->hdr_size, sizeof(struct ipcd_ring));
+		ck_assert_uint_eq(r->features, m->features);
+		ck_assert_uint_eq(r->msg_max, 1000);
+		ck_assert_uint_eq(r->data_off, d[k].data_off);
+		ck_assert_uint_eq(r->capacity, 16384);
+		ck_assert_uint_eq(r->map_size, len);
+		ck_assert_uint_eq(atomic_load(&r->head), 0);
+		ck_assert_uint_eq(atomic_load(&r->tail), 0);
+		ck_assert_uint_eq(atomic_load(&r->wlock), 0);
+		ck_assert_uint_eq(atomic_load(&r->rlock), 0);
+		ck_assert_uint_eq(atomic_load(&r->state), 0);
+		/* The rest of the ring's slot stays zero. */
+		for (i = sizeof(*r); i < IPCD_MAP_RING_SLOT; i++)
+			ck_assert_uint_eq(((unsigned char *)r)[i], 0);
+	}
+	ck_assert_ptr_null(ipcd_map_ring(map, len, 2));
+	/* Between the directory and the first ring, and after the last
+	 * header, nothing; the data areas are zero. */
+	for (i = 64 + 2 * sizeof(*d); i < IPCD_MAP_RING_SLOT; i++)
+		ck_assert_uint_eq(map[i], 0);
+	for (i = 3 * IPCD_MAP_RING_SLOT; i < len; i++)
 		ck_assert_uint_eq(map[i], 0);
 	free(map);
 }
@@ -431,65 +475,142 @@ START_TEST(test_attach_rejects)
 	struct tring t;
 	struct ipcd_view v;
 	struct ipcd_ring *r;
-	unsigned char *save = malloc(IPCD_RING_HDR_SIZE);
+	struct ipcd_map *m;
+	struct ipcd_ring_desc *d;
+	unsigned char *save = malloc(IPCD_MAP_HDR_SIZE);
 
 	ck_assert_ptr_nonnull(save);
 	ring_open(&t, 8192, IPCD_RING_F_MESSAGE, 1000);
 	r = t.r;
-	memcpy(save, t.map, IPCD_RING_HDR_SIZE);
-#define RESTORE() memcpy(t.map, save, IPCD_RING_HDR_SIZE)
+	m = (struct ipcd_map *)t.map;
+	d = (struct ipcd_ring_desc *)(t.map + m->desc_off);
+	memcpy(save, t.map, IPCD_MAP_HDR_SIZE);
+#define RESTORE() memcpy(t.map, save, IPCD_MAP_HDR_SIZE)
+#define REFUSED(e) ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), (e))
 
-	/* Too short to hold a header, whatever it says. */
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, IPCD_RING_HDR_SIZE - 1), -EINVAL);
+	/* Too short to hold a directory, whatever it says. */
+	ck_assert_int_eq(ipcd_view_attach(&v, t.map, IPCD_MAP_HDR_SIZE - 1), -EINVAL);
 	ck_assert_int_eq(ipcd_view_attach(&v, t.map, 0), -EINVAL);
-	/* Header fine, data area cut short. */
+	/* Directory fine, data area cut short. */
 	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len - 1), -EINVAL);
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, IPCD_RING_HDR_SIZE), -EINVAL);
+	ck_assert_int_eq(ipcd_view_attach(&v, t.map, IPCD_MAP_HDR_SIZE), -EINVAL);
+	/* No ring of role 1 in a simplex channel. */
+	ck_assert_int_eq(ipcd_view_attach_role(&v, t.map, t.len, 1), -EINVAL);
 
-	r->magic = IPCD_RING_MAGIC ^ 1;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
+	/* The directory. */
+	m->magic = IPCD_RING_MAGIC ^ 1;
+	REFUSED(-EIO);
+	m->magic = 0;
+	REFUSED(-EIO);
+	RESTORE();
+	m->version = IPCD_RING_VERSION + 1;
+	REFUSED(-EPROTO);
+	m->version = 1;		/* a mapping of version 1 says so where this one does */
+	REFUSED(-EPROTO);
+	RESTORE();
+	m->features |= unknown_feature();
+	REFUSED(-EIO);
+	RESTORE();
+	m->features = IPCD_RING_F_MESSAGE | IPCD_RING_F_DUPLEX;	/* one ring */
+	REFUSED(-EIO);
+	RESTORE();
+	m->hdr_size = sizeof(*m) - 8;
+	REFUSED(-EIO);
+	m->hdr_size = IPCD_MAP_RING_SLOT + 1;
+	REFUSED(-EIO);
+	RESTORE();
+	m->nrings = 0;
+	REFUSED(-EIO);
+	m->nrings = IPCD_MAP_RINGS_MAX + 1;
+	REFUSED(-EIO);
+	RESTORE();
+	m->desc_size = 24;
+	REFUSED(-EIO);
+	RESTORE();
+	m->desc_off = 8;	/* inside the directory header */
+	REFUSED(-EIO);
+	m->desc_off = IPCD_MAP_RING_SLOT - 16;	/* runs past its slot */
+	REFUSED(-EIO);
+	m->desc_off = 65;
+	REFUSED(-EIO);
+	RESTORE();
+	m->map_size = t.len + 4096;	/* longer than what is mapped */
+	REFUSED(-EINVAL);
+	m->map_size = IPCD_MAP_HDR_SIZE;
+	REFUSED(-EIO);
+	m->map_size = t.len - 1;
+	REFUSED(-EIO);
+	RESTORE();
+
+	/* The ring's entry. */
+	d->kind = IPCD_RING_KIND_BYTES;	/* a message channel's rings hold records */
+	REFUSED(-EIO);
+	d->kind = 0;
+	REFUSED(-EIO);
+	RESTORE();
+	d->role = 1;
+	REFUSED(-EIO);
+	RESTORE();
+	d->hdr_off = 0;		/* on the directory */
+	REFUSED(-EIO);
+	d->hdr_off = IPCD_MAP_RING_SLOT + 8;
+	REFUSED(-EIO);
+	d->hdr_off = IPCD_MAP_HDR_SIZE - 64;	/* runs past the first page */
+	REFUSED(-EIO);
+	d->hdr_off = UINT64_MAX - 63;
+	REFUSED(-EIO);
+	RESTORE();
+	d->capacity = 6000;
+	REFUSED(-EIO);
+	d->capacity = 2048;
+	REFUSED(-EIO);
+	d->capacity = 16384;		/* valid, but past the mapping */
+	REFUSED(-EIO);
+	RESTORE();
+	d->data_off = IPCD_MAP_HDR_SIZE * 2;
+	REFUSED(-EIO);
+	d->data_off = 512;
+	REFUSED(-EIO);
+	d->data_off = UINT64_MAX & ~4095ull;
+	REFUSED(-EIO);
+	RESTORE();
+
+	/* The ring's own header must say what the directory says. */
 	r->magic = 0;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
+	REFUSED(-EIO);
 	RESTORE();
-	r->version = IPCD_RING_VERSION + 1;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EPROTO);
-	r->version = 0;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EPROTO);
+	r->capacity = 4096;
+	REFUSED(-EIO);
 	RESTORE();
-	r->features |= unknown_feature();
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
-	RESTORE();
-	r->features = 1u << 31;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
-	RESTORE();
-	r->msg_max = 8192 - 7;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
-	r->msg_max = 0;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
-	r->msg_max = 8192 - 8;		/* the largest that fits */
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), 0);
-	ck_assert_uint_eq(v.msg_max, 8192 - 8);
-	RESTORE();
-	r->capacity = 6000;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
-	r->capacity = 2048;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
-	r->capacity = 4096;		/* valid, but map_size disagrees */
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
+	r->data_off = IPCD_MAP_HDR_SIZE * 2;
+	REFUSED(-EIO);
 	RESTORE();
 	r->map_size = t.len + 4096;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
-	RESTORE();
-	r->data_off = IPCD_RING_HDR_SIZE * 2;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
+	REFUSED(-EIO);
 	RESTORE();
 	r->hdr_size = sizeof(*r) - 8;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
-	r->hdr_size = IPCD_RING_HDR_SIZE + 1;
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), -EIO);
+	REFUSED(-EIO);
+	RESTORE();
+	r->features = 0;
+	REFUSED(-EIO);
+	RESTORE();
+	m->msg_max = r->msg_max = 8192 - 7;
+	REFUSED(-EIO);
+	m->msg_max = r->msg_max = 0;
+	REFUSED(-EIO);
+	m->msg_max = r->msg_max = 8192 - 8;	/* the largest that fits */
+	REFUSED(0);
+	ck_assert_uint_eq(v.msg_max, 8192 - 8);
+	RESTORE();
+	/* The directory may put the ring's header elsewhere in the page. */
+	memcpy(t.map + 3 * IPCD_MAP_RING_SLOT, r, sizeof(*r));
+	d->hdr_off = 3 * IPCD_MAP_RING_SLOT;
+	REFUSED(0);
+	ck_assert_ptr_eq(v.r, t.map + 3 * IPCD_MAP_RING_SLOT);
 	RESTORE();
 	/* A longer mapping than needed is fine. */
-	ck_assert_int_eq(ipcd_view_attach(&v, t.map, t.len), 0);
+	REFUSED(0);
+#undef REFUSED
 #undef RESTORE
 	free(save);
 	ring_close(&t);
@@ -502,8 +623,8 @@ START_TEST(test_attach_view)
 	struct ipcd_view v;
 
 	ring_open(&t, 65536, 0, 0);
-	ck_assert_ptr_eq(t.v.r, t.map);
-	ck_assert_ptr_eq(t.v.data, t.map + IPCD_RING_HDR_SIZE);
+	ck_assert_ptr_eq(t.v.r, t.map + IPCD_MAP_RING_SLOT);
+	ck_assert_ptr_eq(t.v.data, t.map + IPCD_MAP_HDR_SIZE);
 	ck_assert_uint_eq(t.v.cap, 65536);
 	ck_assert_uint_eq(t.v.features, 0);
 	ck_assert_uint_eq(t.v.msg_max, 0);

@@ -2,7 +2,7 @@
  * ring_peer - a misbehaving peer for the fault tests: it maps a channel's
  * ring directly and damages it or sits on its lock.
  *
- *   ring_peer scribble PATH ROUNDS SEED   write random bytes over the header
+ *   ring_peer scribble PATH ROUNDS SEED   write random bytes over the headers
  *                                         and data, ROUNDS times
  *   ring_peer hold-lock PATH              take the producer lock, say
  *                                         "locked", and sleep until killed
@@ -63,16 +63,43 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	m = map_chan(argv[2], &len);
-	r = (struct ipcd_ring *)m;
+	/* The ring of role 0, where the directory says it is; where the
+	 * daemon puts it if an earlier scribble damaged the directory. */
+	{
+		const struct ipcd_map *d = (const struct ipcd_map *)m;
+		const struct ipcd_ring_desc *e;
+		uint64_t at = IPCD_MAP_RING_SLOT;
+
+		if (len < IPCD_MAP_HDR_SIZE) {
+			fprintf(stderr, "ring_peer: %s: mapping too short\n", argv[2]);
+			return 1;
+		}
+		if (d->magic == IPCD_RING_MAGIC && d->desc_off % 8 == 0 &&
+		    d->desc_off <= IPCD_MAP_HDR_SIZE - sizeof(*e)) {
+			e = (const struct ipcd_ring_desc *)(m + d->desc_off);
+			if (e->hdr_off % 64 == 0 &&
+			    e->hdr_off <= IPCD_MAP_HDR_SIZE - sizeof(*r))
+				at = e->hdr_off;
+		}
+		r = (struct ipcd_ring *)(m + at);
+	}
 	if (!strcmp(argv[1], "scribble") && argc >= 5) {
 		rounds = atol(argv[3]);
 		seed = strtoull(argv[4], NULL, 0) | 1;
 		for (i = 0; i < rounds; i++) {
-			/* Mostly the header's live words, sometimes anywhere. */
-			if (rng(&seed) % 4)
-				off = rng(&seed) % sizeof(struct ipcd_ring);
-			else
+			/* Mostly the ring header's live words, sometimes the
+			 * directory, sometimes anywhere. */
+			switch (rng(&seed) % 8) {
+			case 0:
 				off = rng(&seed) % len;
+				break;
+			case 1:
+				off = rng(&seed) % IPCD_MAP_RING_SLOT;
+				break;
+			default:
+				off = (size_t)((unsigned char *)r - m) +
+				      rng(&seed) % sizeof(struct ipcd_ring);
+			}
 			m[off] = (unsigned char)rng(&seed);
 			if (i % 64 == 0)
 				usleep(100);

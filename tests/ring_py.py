@@ -122,13 +122,19 @@ import time
 # ---- the ABI (core/ipcd/ring.h) ------------------------------------------
 
 RING_MAGIC = 0x52435049          # "IPCR" in memory order
-RING_VERSION = 1
-RING_HDR_SIZE = 4096             # bytes before the data area
+RING_VERSION = 2
+MAP_HDR_SIZE = 4096              # the directory and the ring headers
+MAP_RING_SLOT = 512              # room of one ring header
+MAP_RINGS_MAX = 7
+MAP_STRUCT_SIZE = 64             # sizeof(struct ipcd_map)
+DESC_SIZE = 32                   # sizeof(struct ipcd_ring_desc)
+RING_KIND_BYTES = 1
+RING_KIND_RECORDS = 2
 RING_MIN_CAPACITY = 4096
 RING_MAX_CAPACITY = 1 << 30
 RING_STRUCT_SIZE = 448           # sizeof(struct ipcd_ring)
 RING_F_MESSAGE = 1 << 0
-RING_F_DUPLEX = 1 << 1           # a second ring follows at map_size
+RING_F_DUPLEX = 1 << 1           # two rings, one per direction
 RING_F_KNOWN = RING_F_MESSAGE | RING_F_DUPLEX
 RING_S_BROKEN = 1 << 0
 LOCK_WAITERS = 0x80000000
@@ -147,8 +153,13 @@ RINGS_DIR = ".rings"             # ring files, by inode number, under the root
 IOC_WAKE = 0x0000AB05            # _IO(0xab, 5): the doorbell
 PIPE_BUF = 4096
 
-# Cache line 0, written once by the daemon: magic, version, hdr_size,
-# features, msg_max, data_off, capacity, map_size (host byte order).
+# The directory: magic, version, hdr_size, features, msg_max, map_size,
+# anon, nrings, desc_off, desc_size; each ring's entry: kind, role, hdr_off,
+# data_off, capacity; a ring header's cache line 0, the directory's copy:
+# magic, version, hdr_size, features, msg_max, data_off, capacity, map_size
+# (host byte order).
+_MAP = struct.Struct("=IHHIIQIIII")
+_DESC = struct.Struct("=IIQQQ")
 _HDR = struct.Struct("=IHHIIQQQ")
 _REC = struct.Struct("=II")
 _FILEINFO = struct.Struct("=IIII")     # roles, side, eof_epoch, reserved
@@ -205,45 +216,80 @@ def valid_capacity(cap):
             cap & (cap - 1) == 0)
 
 
-def ring_map_size(cap):
-    return RING_HDR_SIZE + cap if valid_capacity(cap) else 0
+def map_len(cap, features):
+    """Bytes a mapping needs with rings of cap (two for a duplex channel)."""
+    if not valid_capacity(cap) or features & ~RING_F_KNOWN:
+        return 0
+    return MAP_HDR_SIZE + cap * (2 if features & RING_F_DUPLEX else 1)
 
 
 def rec_size(length):
     return REC_HDR_SIZE + ((length + REC_ALIGN - 1) & ~(REC_ALIGN - 1))
 
 
-def check_header(buf, map_len):
-    """Validate a ring header exactly as ring.c's ipcd_view_attach does, and
-    return its fields.  Raises OSError with the errno the C side returns:
-    EINVAL (mapping too short), EIO (not a ring, or a corrupt header),
-    EPROTO (another ABI version)."""
-    if map_len < RING_HDR_SIZE:
+def check_map(buf, length, role):
+    """Validate a mapping's directory and the header of its ring of `role`
+    exactly as ring.c's ipcd_view_attach_role does, and return that ring's
+    fields.  Raises OSError with the errno the C side returns: EINVAL
+    (mapping too short, no ring of that role), EIO (not a channel, or
+    corruption), EPROTO (another ABI version)."""
+    if length < MAP_HDR_SIZE:
         raise _err(errno.EINVAL, "mapping of %d bytes is shorter than the "
-                   "ring header" % map_len)
-    (magic, version, hdr_size, features, msg_max, data_off, cap,
-     map_size) = _HDR.unpack_from(buf, 0)
+                   "directory" % length)
+    (magic, version, hdr_size, features, msg_max, map_size, anon, nrings,
+     desc_off, desc_size) = _MAP.unpack_from(buf, 0)
     if magic != RING_MAGIC:
         raise _err(errno.EIO, "bad ring magic 0x%08x" % magic)
     if version != RING_VERSION:
         raise _err(errno.EPROTO, "ring ABI version %d, not %d"
                    % (version, RING_VERSION))
-    if (hdr_size < RING_STRUCT_SIZE or hdr_size > RING_HDR_SIZE or
-            data_off != RING_HDR_SIZE or not valid_capacity(cap) or
-            map_size != ring_map_size(cap) or features & ~RING_F_KNOWN):
-        raise _err(errno.EIO, "corrupt ring header (hdr_size=%d data_off=%d "
-                   "capacity=%d map_size=%d features=0x%x)"
-                   % (hdr_size, data_off, cap, map_size, features))
-    if map_len < map_size:
-        raise _err(errno.EINVAL, "mapping of %d bytes, ring needs %d"
-                   % (map_len, map_size))
+    if (hdr_size < MAP_STRUCT_SIZE or hdr_size > MAP_RING_SLOT or
+            not 1 <= nrings <= MAP_RINGS_MAX or desc_size != DESC_SIZE or
+            desc_off < hdr_size or desc_off % 8 or
+            desc_off + nrings * DESC_SIZE > MAP_RING_SLOT or
+            features & ~RING_F_KNOWN or
+            nrings != (2 if features & RING_F_DUPLEX else 1) or
+            map_size <= MAP_HDR_SIZE or map_size % MAP_HDR_SIZE):
+        raise _err(errno.EIO, "corrupt directory (hdr_size=%d nrings=%d "
+                   "desc_off=%d map_size=%d features=0x%x)"
+                   % (hdr_size, nrings, desc_off, map_size, features))
+    if length < map_size:
+        raise _err(errno.EINVAL, "mapping of %d bytes, the channel needs %d"
+                   % (length, map_size))
+    kind = RING_KIND_RECORDS if features & RING_F_MESSAGE else RING_KIND_BYTES
+    found = None
+    for i in range(nrings):
+        (d_kind, d_role, hdr_off, data_off, cap) = \
+            _DESC.unpack_from(buf, desc_off + i * DESC_SIZE)
+        if (d_kind != kind or d_role >= nrings or hdr_off < MAP_RING_SLOT or
+                hdr_off % 64 or hdr_off + RING_STRUCT_SIZE > MAP_HDR_SIZE or
+                not valid_capacity(cap) or data_off < MAP_HDR_SIZE or
+                data_off % MAP_HDR_SIZE or data_off > map_size or
+                cap > map_size - data_off):
+            raise _err(errno.EIO, "corrupt entry %d of the directory" % i)
+        if d_role == role:
+            if found:
+                raise _err(errno.EIO, "two rings of role %d" % role)
+            found = (hdr_off, data_off, cap)
+    if not found:
+        raise _err(errno.EINVAL, "no ring of role %d" % role)
+    hdr_off, data_off, cap = found
+    (r_magic, r_version, r_hdr_size, r_features, r_msg_max, r_data_off, r_cap,
+     r_map_size) = _HDR.unpack_from(buf, hdr_off)
+    if (r_magic != RING_MAGIC or r_version != RING_VERSION or
+            r_hdr_size != RING_STRUCT_SIZE or r_features != features or
+            r_msg_max != msg_max or r_data_off != data_off or r_cap != cap or
+            r_map_size != map_size):
+        raise _err(errno.EIO, "the header of ring %d differs from the "
+                   "directory" % role)
     if features & RING_F_MESSAGE and (msg_max == 0 or
                                       msg_max > cap - REC_HDR_SIZE):
         raise _err(errno.EIO, "corrupt ring header (msg_max=%d, capacity=%d)"
                    % (msg_max, cap))
-    return {"magic": magic, "version": version, "hdr_size": hdr_size,
-            "features": features, "msg_max": msg_max, "data_off": data_off,
-            "capacity": cap, "map_size": map_size}
+    return {"magic": magic, "version": version, "hdr_size": r_hdr_size,
+            "features": features, "msg_max": msg_max, "hdr_off": hdr_off,
+            "data_off": data_off, "capacity": cap, "map_size": map_size,
+            "anon": anon, "nrings": nrings}
 
 
 def _tid_alive(tid):
@@ -260,16 +306,19 @@ class _Ring:
     """One ring of a mapping: views of its shared words and data area, and
     the copies of its header this process trusts from now on."""
 
-    def __init__(self, whole, base, hdr):
+    def __init__(self, whole, hdr):
+        base = hdr["hdr_off"]
         self.base = base
+        self.map_size = hdr["map_size"]
         self.capacity = hdr["capacity"]
         self.features = hdr["features"]
         self.msg_max = hdr["msg_max"]
         self.is_message = bool(self.features & RING_F_MESSAGE)
         self.mask = self.capacity - 1
-        self.q = whole[base:base + RING_HDR_SIZE].cast("Q")
-        self.w = whole[base:base + RING_HDR_SIZE].cast("I")
-        self.data = whole[base + RING_HDR_SIZE:base + RING_HDR_SIZE + self.capacity]
+        self.q = whole[base:base + MAP_RING_SLOT].cast("Q")
+        self.w = whole[base:base + MAP_RING_SLOT].cast("I")
+        off = hdr["data_off"]
+        self.data = whole[off:off + self.capacity]
         if self.q.itemsize != 8 or self.w.itemsize != 4:
             raise _err(errno.ENOTSUP, "native Q/I are not 8/4 bytes")
         self.eof_epoch = 0      # the daemon's, for the ring we read (GETINFO)
@@ -301,7 +350,7 @@ class _Ring:
         d = {"kind": "message" if self.is_message else "stream",
              "capacity": self.capacity, "msg_max": self.msg_max,
              "hdr_size": _HDR.unpack_from(self.w, 0)[2],
-             "map_size": RING_HDR_SIZE + self.capacity,
+             "map_size": self.map_size,
              "head": self.q[_Q_HEAD], "tail": self.q[_Q_TAIL],
              "wlock": self.w[_I_WLOCK], "rlock": self.w[_I_RLOCK],
              "rd_sleepers": self.w[_I_RD_SLEEPERS],
@@ -397,7 +446,7 @@ class Channel:
                 raise _err(errno.ENOTSUP, "%s is not an ipcd channel" % path)
             raise
         size = pages * 4096
-        if size < RING_HDR_SIZE:
+        if size < MAP_HDR_SIZE:
             raise _err(errno.ENOTSUP, "%s is not an ipcd channel" % path)
         if self.roles & got & 3 != self.roles:
             raise _err(errno.EBADF, "the open file lacks a role asked for")
@@ -414,15 +463,12 @@ class Channel:
         finally:
             os.close(rfd)
         self._whole = memoryview(self._mm)
-        first = check_header(self._whole, size)
-        self._rings.append(_Ring(self._whole, 0, first))
+        # The directory says where each ring sits: the one side 0 writes
+        # (role 0), and a duplex channel's that side 1 writes (role 1).
+        first = check_map(self._whole, size, 0)
+        self._rings.append(_Ring(self._whole, first))
         if first["features"] & RING_F_DUPLEX:
-            base = first["map_size"]
-            second = check_header(self._whole[base:], size - base)
-            if (second["features"] != first["features"] or
-                    second["capacity"] != first["capacity"]):
-                raise _err(errno.EIO, "the two rings of a duplex channel differ")
-            self._rings.append(_Ring(self._whole, base, second))
+            self._rings.append(_Ring(self._whole, check_map(self._whole, size, 1)))
         # Side s writes ring s and reads the other (one ring: both).
         self._out = self._rings[self.side if len(self._rings) == 2 else 0]
         self._in = self._rings[1 - self.side if len(self._rings) == 2 else 0]

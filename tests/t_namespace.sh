@@ -294,6 +294,11 @@ for k in duplex-stream duplex-message message stream; do
 	t "set kind $k" setfattr -n user.ipcd.kind -v "$k" "$X2"
 	t "get kind $k" eq "$(xget "$X2" user.ipcd.kind)" "$k"
 	t "info says kind=$k" eq "$(info_field "$X2" kind)" "$k"
+	case $k in
+	duplex-*) blocks=$(((4096 + 2 * RING) / 512)) ;;	# two rings, one first page
+	*) blocks=$(((4096 + RING) / 512)) ;;
+	esac
+	t "st_blocks of a $k channel: its mapping" eq "$(stat -c %b "$X2")" "$blocks"
 done
 rm -f "$X2"
 t "a removed channel's memory back" wait_for 50 mem_is "$mb"

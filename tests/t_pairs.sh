@@ -73,7 +73,13 @@ def status(key):
     return int(dict(f.split("=", 1) for f in v.split() if "=" in f)[key])
 
 # Ring 0's header (ipcd-ring(7)): tail, limit, head, creator, holders.
+# Offsets in the header of the ring of role 0, which the directory places:
+# its first entry (at desc_off, offset 32 of the directory) has hdr_off at 8.
 TAIL, LIMIT, HEAD, CREATOR, HOLDERS = 64, 76, 128, 208, 320
+
+def r0(m):
+    desc_off = struct.unpack_from("<I", m, 32)[0]
+    return struct.unpack_from("<Q", m, desc_off + 8)[0]
 
 def ring(fd):
     # Through the channel's ring file, whose size is the mapping's (Python's
@@ -86,8 +92,13 @@ def ring(fd):
 
 def u64(m, off, v=None):
     if v is not None:
-        struct.pack_into("<Q", m, off, v)
-    return struct.unpack_from("<Q", m, off)[0]
+        struct.pack_into("<Q", m, r0(m) + off, v)
+    return struct.unpack_from("<Q", m, r0(m) + off)[0]
+
+def u32(m, off, v=None):
+    if v is not None:
+        struct.pack_into("<I", m, r0(m) + off, v)
+    return struct.unpack_from("<I", m, r0(m) + off)[0]
 
 s = connect()
 ask(s, 2)
@@ -99,7 +110,7 @@ m = ring(a[0])
 tail = u64(m, TAIL) + 5
 u64(m, TAIL, tail)
 u64(m, CREATOR, 12345)
-struct.pack_into("<I", m, LIMIT, 4096)
+u32(m, LIMIT, 4096)
 m.close()
 ia, reused = ino(a[0]), status("reused")
 give(s, a)
@@ -112,7 +123,7 @@ check(status("reused") == reused + 1, "its reuse is counted")
 m = ring(c[0])
 check(u64(m, HEAD) == tail and u64(m, TAIL) == tail, "it comes back emptied (head = tail)")
 check(u64(m, CREATOR) == 0, "with no creator")
-check(struct.unpack_from("<I", m, LIMIT)[0] == 65536, "its limit a pipe's again")
+check(u32(m, LIMIT) == 65536, "its limit a pipe's again")
 check(all(u64(m, HOLDERS + 8 * i) == 0 for i in range(16)), "no holder in its slots")
 m.close()
 check(fcntl.fcntl(c[1], fcntl.F_GETFL) & os.O_APPEND and

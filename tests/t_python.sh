@@ -77,43 +77,81 @@ import errno, struct, sys
 sys.path.insert(0, sys.argv[1])
 import ring_py as R
 
-def header(**kw):
-    f = dict(magic=R.RING_MAGIC, version=1, hdr_size=448, features=0,
-             msg_max=0, data_off=4096, capacity=65536, map_size=4096 + 65536)
+def mapping(nrings=1, ring=None, **kw):
+    """A directory of version 2 with its ring headers, as ring.c lays it
+    out; kw and ring (a dict per ring index) change fields."""
+    cap = 65536
+    f = dict(magic=R.RING_MAGIC, version=2, hdr_size=64, features=0,
+             msg_max=0, map_size=4096 + nrings * cap, anon=0, nrings=nrings,
+             desc_off=64, desc_size=32)
     f.update(kw)
     buf = bytearray(4096)
-    struct.pack_into("=IHHIIQQQ", buf, 0, f["magic"], f["version"],
-                     f["hdr_size"], f["features"], f["msg_max"],
-                     f["data_off"], f["capacity"], f["map_size"])
+    struct.pack_into("=IHHIIQIIII", buf, 0, f["magic"], f["version"],
+                     f["hdr_size"], f["features"], f["msg_max"], f["map_size"],
+                     f["anon"], f["nrings"], f["desc_off"], f["desc_size"])
+    for i in range(nrings):
+        d = dict(kind=2 if f["features"] & 1 else 1, role=i,
+                 hdr_off=512 * (i + 1), data_off=4096 + i * cap, capacity=cap,
+                 r_magic=R.RING_MAGIC, r_version=2, r_hdr_size=448,
+                 r_features=f["features"], r_msg_max=f["msg_max"],
+                 r_map_size=f["map_size"])
+        d.update((ring or {}).get(i, {}))
+        struct.pack_into("=IIQQQ", buf, 64 + 32 * i, d["kind"], d["role"],
+                         d["hdr_off"], d["data_off"], d["capacity"])
+        if d["hdr_off"] + 64 <= len(buf):
+            struct.pack_into("=IHHIIQQQ", buf, d["hdr_off"], d["r_magic"],
+                             d["r_version"], d["r_hdr_size"], d["r_features"],
+                             d["r_msg_max"], d["data_off"], d["capacity"],
+                             d["r_map_size"])
     return buf
 
-def expect(code, buf, map_len=4096 + 65536):
+def expect(code, buf, map_len=4096 + 65536, role=0):
     try:
-        R.check_header(buf, map_len)
+        R.check_map(buf, map_len, role)
     except OSError as e:
         assert e.errno == code, (e, errno.errorcode[code])
         return
     raise AssertionError("accepted, wanted %s" % errno.errorcode[code])
 
-assert R.check_header(header(), 4096 + 65536)["capacity"] == 65536
-assert R.check_header(header(hdr_size=4096), 4096 + 65536)
-assert R.check_header(header(features=2), 4096 + 65536)       # duplex
-m = header(features=1, msg_max=65528)
-assert R.check_header(m, 4096 + 65536)["msg_max"] == 65528
-expect(errno.EINVAL, header(), 4095)
-expect(errno.EIO, header(magic=0))
-expect(errno.EPROTO, header(version=2))
-expect(errno.EIO, header(hdr_size=447))
-expect(errno.EIO, header(hdr_size=4097))
-expect(errno.EIO, header(data_off=8192))
-expect(errno.EIO, header(capacity=65536 + 4096, map_size=4096 + 65536 + 4096))
-expect(errno.EIO, header(capacity=2048, map_size=4096 + 2048))
-expect(errno.EIO, header(capacity=1 << 31, map_size=4096 + (1 << 31)))
-expect(errno.EIO, header(map_size=65536))
-expect(errno.EIO, header(features=4))
-expect(errno.EINVAL, header(), 4096 + 65535)
-expect(errno.EIO, header(features=1, msg_max=0))
-expect(errno.EIO, header(features=1, msg_max=65529))
+ok = R.check_map(mapping(), 4096 + 65536, 0)
+assert ok["capacity"] == 65536 and ok["hdr_off"] == 512 and ok["data_off"] == 4096
+d = mapping(2, features=2)                                      # duplex
+assert R.check_map(d, 4096 + 2 * 65536, 1)["data_off"] == 4096 + 65536
+# The directory may put a ring anywhere it fits: readers follow it.
+moved = mapping(ring={0: dict(hdr_off=3072)})
+assert R.check_map(moved, 4096 + 65536, 0)["hdr_off"] == 3072
+m = mapping(features=1, msg_max=65528)
+assert R.check_map(m, 4096 + 65536, 0)["msg_max"] == 65528
+expect(errno.EINVAL, mapping(), 4095)
+expect(errno.EINVAL, mapping(), 4096 + 65535)
+expect(errno.EINVAL, mapping(), role=1)                         # no such ring
+expect(errno.EIO, mapping(magic=0))
+expect(errno.EPROTO, mapping(version=1))    # what a client of version 1 meets too
+expect(errno.EPROTO, mapping(version=3))
+expect(errno.EIO, mapping(hdr_size=63))
+expect(errno.EIO, mapping(nrings=0))
+expect(errno.EIO, mapping(nrings=8))
+expect(errno.EIO, mapping(desc_size=24))
+expect(errno.EIO, mapping(desc_off=4))
+expect(errno.EIO, mapping(features=4))
+expect(errno.EIO, mapping(features=2))                          # duplex, one ring
+expect(errno.EIO, mapping(map_size=65536))
+expect(errno.EIO, mapping(ring={0: dict(kind=2)}))
+expect(errno.EIO, mapping(ring={0: dict(kind=0)}))
+expect(errno.EIO, mapping(ring={0: dict(role=1)}))
+expect(errno.EIO, mapping(ring={0: dict(hdr_off=0)}))            # on the directory
+expect(errno.EIO, mapping(ring={0: dict(hdr_off=520)}))          # not aligned
+expect(errno.EIO, mapping(ring={0: dict(hdr_off=3712)}))         # past the first page
+expect(errno.EIO, mapping(ring={0: dict(data_off=2048)}))
+expect(errno.EIO, mapping(ring={0: dict(data_off=8192)}))        # past the mapping
+expect(errno.EIO, mapping(ring={0: dict(capacity=2048)}))
+expect(errno.EIO, mapping(ring={0: dict(capacity=1 << 31)}))
+expect(errno.EIO, mapping(2, features=2, ring={1: dict(role=0)}), 4096 + 2 * 65536)
+expect(errno.EIO, mapping(ring={0: dict(r_magic=0)}))            # header and directory differ
+expect(errno.EIO, mapping(ring={0: dict(r_hdr_size=4096)}))
+expect(errno.EIO, mapping(ring={0: dict(r_map_size=8192)}))
+expect(errno.EIO, mapping(features=1, msg_max=0))
+expect(errno.EIO, mapping(features=1, msg_max=65529))
 print("ok - ring_py refuses the headers ring.c refuses, with the same errno")
 PY
 pass "ring_py reads the daemon's header (capacity, kind, hdr_size, daemon_pid)"

@@ -1,18 +1,33 @@
 /*
- * ipcd/ring.h - the shared-memory ring of an ipcd channel (ABI version 1).
+ * ipcd/ring.h - the shared-memory rings of an ipcd channel (ABI version 2).
  *
  * This header is the one contract shared by the daemon, the shim, the C API
  * and any program in any language that maps a channel file.  ipcd-ring(7)
  * restates it for readers who do not speak C.
  *
- * Layout of a mapping (all integers little-endian, as the host):
+ * A mapping is a directory of rings (all integers little-endian, as the
+ * host):
  *
- *	0            struct ipcd_ring (IPCD_RING_HDR_SIZE bytes, 5 cache lines
- *	             used, the rest reserved and zero)
- *	data_off     data area of `capacity` bytes (a power of two)
- *	map_size     duplex channels only (IPCD_RING_F_DUPLEX): the second ring,
- *	             laid out the same way; side 0 writes the first ring and
- *	             reads the second, side 1 the other way round
+ *	0            struct ipcd_map: the channel's kind, how many rings, how
+ *	             much to map, and at desc_off one struct ipcd_ring_desc
+ *	             per ring: its kind, its role, where its header and its
+ *	             data area sit, and its capacity
+ *	hdr_off      each ring's header, struct ipcd_ring, in the first
+ *	             IPCD_MAP_HDR_SIZE bytes (the daemon puts ring i's at
+ *	             IPCD_MAP_RING_SLOT * (i + 1))
+ *	data_off     each ring's data area of `capacity` bytes (a power of
+ *	             two), page-aligned, after the first IPCD_MAP_HDR_SIZE bytes
+ *
+ * Readers never assume where a ring sits: they find it in the directory,
+ * by its role.  A simplex channel has one ring (role 0: its writers write
+ * it, its readers read it); a duplex channel (IPCD_RING_F_DUPLEX) has two,
+ * and side s writes the ring of role s and reads the other.  The header
+ * of a ring repeats, in its cache line 0, what the directory says of it
+ * (a copy that attach checks), so that code holding only a ring finds its
+ * capacity and data.  A mapping whose magic is right and whose version is
+ * not IPCD_RING_VERSION is refused with EPROTO (a client of version 1 reads
+ * the directory's version at the same offset as its ring's and refuses
+ * too); any other inconsistency is corruption, and users report EIO.
  *
  * A channel file reports size 0 (it is not a regular file with bytes at
  * offsets): its st_blocks (512-byte units) and IPCD_IOC_GETINFO say how
@@ -94,14 +109,17 @@
 #endif
 
 #define IPCD_RING_MAGIC		0x52435049u	/* "IPCR" in memory order */
-#define IPCD_RING_VERSION	1u
-#define IPCD_RING_HDR_SIZE	4096u		/* bytes before the data area */
+#define IPCD_RING_VERSION	2u
+#define IPCD_MAP_HDR_SIZE	4096u		/* directory and ring headers */
+#define IPCD_RING_HDR_SIZE	IPCD_MAP_HDR_SIZE	/* (its name in version 1) */
+#define IPCD_MAP_RING_SLOT	512u		/* room of one ring header */
+#define IPCD_MAP_RINGS_MAX	7u		/* rings a directory lists */
 #define IPCD_RING_MIN_CAPACITY	4096u		/* at least PIPE_BUF */
 #define IPCD_RING_MAX_CAPACITY	(1u << 30)
 
 /* Feature bits (ipcd_ring.features), fixed when the ring is made. */
 #define IPCD_RING_F_MESSAGE	(1u << 0)	/* records keep write boundaries */
-#define IPCD_RING_F_DUPLEX	(1u << 1)	/* a second ring follows at map_size */
+#define IPCD_RING_F_DUPLEX	(1u << 1)	/* two rings, one per direction */
 #define IPCD_RING_F_KNOWN	(IPCD_RING_F_MESSAGE | IPCD_RING_F_DUPLEX)
 
 /*
@@ -254,20 +272,51 @@ struct ipcd_ring_rec {
 	uint32_t flags;		/* IPCD_REC_*; other bits must be zero */
 };
 
+/*
+ * The directory (ipcd_map at offset 0 of every mapping).  Its first eight
+ * bytes are laid out as a version-1 ring header's were: magic, version.
+ */
+#define IPCD_RING_KIND_BYTES	1u	/* a byte stream */
+#define IPCD_RING_KIND_RECORDS	2u	/* message records (IPCD_RING_F_MESSAGE) */
+#define IPCD_RING_KIND_NAMES	{ "", "bytes", "records" }
+
+struct ipcd_ring_desc {
+	uint32_t kind;		/* IPCD_RING_KIND_* */
+	uint32_t role;		/* the side that writes it: 0, or 1 (duplex) */
+	uint64_t hdr_off;	/* its struct ipcd_ring, from the mapping's start */
+	uint64_t data_off;	/* its data area, page-aligned */
+	uint64_t capacity;	/* bytes in the data area, a power of two */
+};
+
+struct ipcd_map {
+	uint32_t magic;		/* IPCD_RING_MAGIC */
+	uint16_t version;	/* IPCD_RING_VERSION */
+	uint16_t hdr_size;	/* sizeof(struct ipcd_map) */
+	uint32_t features;	/* IPCD_RING_F_*: the channel's kind */
+	uint32_t msg_max;	/* largest message payload (message channels) */
+	uint64_t map_size;	/* bytes to map: every ring's data included */
+	uint32_t anon;		/* IPCD_ANON_*, as in each ring's header */
+	uint32_t nrings;	/* entries at desc_off, 1..IPCD_MAP_RINGS_MAX */
+	uint32_t desc_off;	/* offset of the first struct ipcd_ring_desc */
+	uint32_t desc_size;	/* sizeof(struct ipcd_ring_desc) */
+	uint64_t reserved[3];	/* zero */
+};
+
 /* writers_epoch packs two daemon-written counters into one atomic word. */
 #define IPCD_WRITERS(we)	((uint32_t)((we) & 0xffffffffu))
 #define IPCD_WEPOCH(we)		((uint32_t)((we) >> 32))
 
 struct ipcd_ring {
-	/* Cache line 0: written once by the daemon when the ring is made. */
+	/* Cache line 0: written once by the daemon when the ring is made, a
+	 * copy of what the directory says (checked at attach). */
 	uint32_t magic;		/* IPCD_RING_MAGIC */
 	uint16_t version;	/* IPCD_RING_VERSION */
 	uint16_t hdr_size;	/* sizeof(struct ipcd_ring) */
-	uint32_t features;	/* IPCD_RING_F_* */
+	uint32_t features;	/* IPCD_RING_F_*: the channel's */
 	uint32_t msg_max;	/* largest message payload (message rings) */
 	uint64_t data_off;	/* offset of the data area in the mapping */
 	uint64_t capacity;	/* size of the data area, a power of two */
-	uint64_t map_size;	/* data_off + capacity: the size to map */
+	uint64_t map_size;	/* the whole mapping's, as the directory's */
 	uint32_t anon;		/* IPCD_ANON_*: what an anonymous channel
 				   stands in for; 0 for a named channel */
 	uint32_t reserved0a;	/* zero */
@@ -327,6 +376,14 @@ struct ipcd_ring {
 #ifndef __cplusplus
 _Static_assert(sizeof(struct ipcd_ring_rec) == 8, "record header is 8 bytes");
 _Static_assert(sizeof(struct ipcd_ring) == 448, "ring header is 7 cache lines");
+_Static_assert(sizeof(struct ipcd_ring) <= IPCD_MAP_RING_SLOT, "a ring header fits its slot");
+_Static_assert(sizeof(struct ipcd_map) == 64, "directory header is 64 bytes");
+_Static_assert(sizeof(struct ipcd_ring_desc) == 32, "ring descriptor is 32 bytes");
+_Static_assert(64 + IPCD_MAP_RINGS_MAX * 32 <= IPCD_MAP_RING_SLOT, "directory fits slot 0");
+_Static_assert(IPCD_MAP_RING_SLOT * (IPCD_MAP_RINGS_MAX + 1) <= IPCD_MAP_HDR_SIZE,
+	       "ring headers fit the first page");
+_Static_assert(__builtin_offsetof(struct ipcd_map, version) == 4, "version where v1 had it");
+_Static_assert(__builtin_offsetof(struct ipcd_map, nrings) == 28, "nrings");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, tail) == 64, "tail on line 1");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, wlock) == 72, "wlock on line 1");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, head) == 128, "head on line 2");
