@@ -485,6 +485,44 @@ ssize_t ipcd_recv_anc(struct ipcd_chan *c, void *buf, size_t len, int flags,
 	}
 }
 
+int ipcd_peek(struct ipcd_chan *c, struct iovec iov[2], int flags)
+{
+	struct ipcd_span sp[2];
+	ssize_t n;
+	int r;
+
+	if (!(c->roles & IPCD_ROLE_READ))
+		return -EBADF;
+	if (!iov)
+		return -EFAULT;
+	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
+	for (;;) {
+		n = ipcd_ring_peek(&c->in, sp, ipcd_tid());
+		if (n >= 0) {
+			iov[0].iov_base = (void *)sp[0].p;
+			iov[0].iov_len = sp[0].n;
+			iov[1].iov_base = (void *)sp[1].p;
+			iov[1].iov_len = sp[1].n;
+			return 1;
+		}
+		if (n == IPCD_EOF)
+			return 0;
+		if (n == -EBUSY)
+			r = ipcd_ring_lock_wait(&c->in, IPCD_WAIT_DATA);
+		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
+			r = chan_sleep(c, IPCD_WAIT_DATA, 0, NULL, spin_ns(), 0);
+		else
+			r = (int)n;
+		if (r < 0)
+			return r;
+	}
+}
+
+int ipcd_consume(struct ipcd_chan *c, size_t n)
+{
+	return ipcd_ring_consume(&c->in, n);
+}
+
 void ipcd_marks(const struct ipcd_chan *c, uint64_t m[2])
 {
 	const uint64_t k = 0x9e3779b97f4a7c15ull;

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <ipcd/ring.h>
 
@@ -73,6 +74,22 @@ ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags);
  * bytes read, 0 at end of file, or -EAGAIN, -EINTR, -EIO, -EBADF,
  * -ECONNABORTED (the daemon died and no writer can be seen). */
 ssize_t ipcd_recv(struct ipcd_chan *c, void *buf, size_t len, int flags);
+
+/* Read in place, for a transport that sends straight from ring memory.
+ * ipcd_peek waits as ipcd_recv does (not with IPCD_NONBLOCK or on a
+ * nonblocking channel: -EAGAIN), then shows what ipcd_recv would return
+ * next without taking it: on a stream, every byte queued, in iov[0] and,
+ * where the ring wraps, iov[1]; on a message channel, the next message in
+ * iov[0] (iov[1] empty).  Returns 1 when it shows something (an empty
+ * message shows 0 bytes), 0 at end of file, or -EAGAIN, -EINTR, -EIO,
+ * -EBADF, -EALREADY (a peek is in progress), -ECONNABORTED.  The memory
+ * shown stays valid, and the channel's other readers wait, until the same
+ * thread calls ipcd_consume, which takes n bytes of what a stream showed
+ * (0: none), or n messages (0 or 1), and ends the peek; -EINVAL without a
+ * peek or for more than it showed.  Attachments are passed over, as by
+ * ipcd_recv. */
+int ipcd_peek(struct ipcd_chan *c, struct iovec iov[2], int flags);
+int ipcd_consume(struct ipcd_chan *c, size_t n);
 
 /* Wait for POLLIN and/or POLLOUT; returns the events that hold (POLLIN,
  * POLLOUT, POLLHUP, POLLERR), 0 on timeout (timeout_ms < 0: forever), or

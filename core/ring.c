@@ -995,6 +995,125 @@ ssize_t ipcd_ring_read_anc(struct ipcd_view *v, void *buf, size_t len,
 	return n;
 }
 
+/* ---- peek and consume: reading in place ---------------------------------- */
+
+ssize_t ipcd_ring_peek(struct ipcd_view *v, struct ipcd_span sp[2], uint32_t tid)
+{
+	struct ipcd_ring_rec rec;
+	uint64_t head, tail, used, pos, to_end;
+	bool moved = false;
+	ssize_t n;
+	int gone, r;
+
+	if (v->peeking)
+		return -EALREADY;
+	if (broken(v))
+		return -EIO;
+	r = lock_try(&v->r->rlock, tid);
+	if (r)
+		return r;
+	gone = writers_gone(v);
+	if (load_used(v, &head, &tail)) {
+		n = -EIO;
+		goto out;
+	}
+	used = tail - head;
+	sp[0].p = sp[1].p = NULL;
+	sp[0].n = sp[1].n = 0;
+	pos = head & (v->cap - 1);
+	to_end = v->cap - pos;
+	if (used && (v->features & IPCD_RING_F_MESSAGE)) {
+		if (used < sizeof(rec)) {
+			n = -EIO;
+			goto out;
+		}
+		memcpy(&rec, v->data + pos, sizeof(rec));
+		if (rec.flags & IPCD_REC_PAD) {
+			/* A pad fills exactly the rest of the data area: past
+			 * it at once, as a read would go. */
+			if (rec.flags != IPCD_REC_PAD || rec.len != to_end - sizeof(rec) ||
+			    used < to_end) {
+				n = -EIO;
+				goto out;
+			}
+			head += to_end;
+			used -= to_end;
+			atomic_store_explicit(&v->r->head, head, RELEASE);
+			moved = true;
+			pos = 0;
+			to_end = v->cap;
+			if (used && used < sizeof(rec)) {
+				n = -EIO;
+				goto out;
+			}
+			if (used)
+				memcpy(&rec, v->data, sizeof(rec));
+		}
+		if (used && (rec.flags != 0 || rec.len > v->msg_max ||
+			     rec_size(rec.len) > used || rec_size(rec.len) > to_end)) {
+			n = -EIO;
+			goto out;
+		}
+	}
+	if (used == 0) {
+		n = gone && atomic_load_explicit(&v->r->tail, ACQUIRE) == head ? IPCD_EOF
+									       : -EAGAIN;
+		goto out;
+	}
+	if (v->features & IPCD_RING_F_MESSAGE) {
+		sp[0].p = v->data + pos + sizeof(rec);
+		sp[0].n = rec.len;
+		v->peek_end = head + rec_size(rec.len);
+		n = rec.len;
+	} else {
+		sp[0].p = v->data + pos;
+		sp[0].n = used < to_end ? used : to_end;
+		if (used > to_end) {
+			sp[1].p = v->data;
+			sp[1].n = used - to_end;
+		}
+		v->peek_end = tail;
+		n = (ssize_t)used;
+	}
+	/* The read lock stays ours until ipcd_ring_consume. */
+	v->peek_head = head;
+	v->peeking = true;
+	return n;
+out:
+	if (n == -EIO)
+		hints_drop(v);
+	lock_drop(&v->r->rlock);
+	if (moved)
+		wake(v, IPCD_WAIT_SPACE);	/* a pad was consumed */
+	return n;
+}
+
+int ipcd_ring_consume(struct ipcd_view *v, uint64_t n)
+{
+	uint64_t head;
+
+	if (!v->peeking)
+		return -EINVAL;
+	if (v->features & IPCD_RING_F_MESSAGE) {
+		if (n > 1)
+			return -EINVAL;
+		head = n ? v->peek_end : v->peek_head;
+	} else {
+		if (n > v->peek_end - v->peek_head)
+			return -EINVAL;
+		head = v->peek_head + n;
+	}
+	v->peeking = false;
+	if (head != v->peek_head)
+		/* Release: the caller's reads of the bytes are done before the
+		 * producer may reuse them. */
+		atomic_store_explicit(&v->r->head, head, RELEASE);
+	lock_drop(&v->r->rlock);
+	if (head != v->peek_head)
+		wake(v, IPCD_WAIT_SPACE);
+	return 0;
+}
+
 /* ---- waiting ------------------------------------------------------------ */
 
 static uint64_t now_ns(void)

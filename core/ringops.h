@@ -84,8 +84,17 @@ struct ipcd_view {
 	 * read this ring; NULL for a named channel. */
 	struct ipcd_ring *ends;
 	uint8_t wend, rend;
+	/* A peek in progress (ipcd_ring_peek): the read lock is held, head was
+	 * peek_head, and what it showed ends at peek_end. */
+	bool peeking;
+	uint64_t peek_head, peek_end;
 };
 
+/* A span of ring memory that a peek shows. */
+struct ipcd_span {
+	const void *p;
+	size_t n;
+};
 
 /* Flags for ipcd_ring_read and ipcd_ring_write. */
 #define IPCD_IO_PEEK	(1u << 0)	/* read without consuming */
@@ -209,6 +218,20 @@ ssize_t ipcd_ring_write_anc(struct ipcd_view *v, const void *buf, size_t len,
 ssize_t ipcd_ring_read_anc(struct ipcd_view *v, void *buf, size_t len,
 			   uint32_t tid, unsigned flags, size_t *full,
 			   const struct ipcd_anc_ops *anc);
+
+/*
+ * Read in place.  peek takes the read lock and shows what a read would
+ * take, without taking it: every byte queued (in up to two spans, as the
+ * data area wraps) or the next message (sp[0]); it returns their length,
+ * -EAGAIN (empty), IPCD_EOF, -EBUSY (another live reader holds the lock),
+ * -EALREADY (a peek of v is in progress) or -EIO.  Attachments are passed
+ * over, as by ipcd_ring_read.  The spans stay valid, and other readers
+ * wait, until consume, which takes n bytes (at most those shown), or n
+ * messages (0 or 1), and lets the lock go; -EINVAL without a peek or for
+ * more than it showed.
+ */
+ssize_t ipcd_ring_peek(struct ipcd_view *v, struct ipcd_span sp[2], uint32_t tid);
+int ipcd_ring_consume(struct ipcd_view *v, uint64_t n);
 
 /* Bytes (stream) or bytes of the next message (message ring) readable now;
  * -EIO if corrupt. */

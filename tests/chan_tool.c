@@ -4,6 +4,11 @@
  *
  *   chan_tool send PATH [BLOCK]     copy stdin into the channel
  *   chan_tool recv PATH [BLOCK]     copy the channel to stdout until EOF
+ *   chan_tool peek-recv PATH [BLOCK]
+ *                                   the same, written to stdout straight from
+ *                                   ring memory (ipcd_peek, ipcd_consume), at
+ *                                   most BLOCK bytes a time; a message
+ *                                   channel's messages one per line
  *   chan_tool sendmsg PATH MSG...   send each argument as one message
  *   chan_tool recvmsg PATH N        print N messages, one per line
  *   chan_tool mkchan PATH [stream|message] [CAPACITY]
@@ -22,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -97,6 +103,37 @@ static int do_recv(const char *path, size_t block)
 	ipcd_close(c);
 	free(buf);
 	return n < 0 ? fail("recv", path, (int)-n) : 0;
+}
+
+static int do_peek_recv(const char *path, size_t block)
+{
+	struct ipcd_chan *c;
+	struct iovec iov[3];
+	size_t n, i;
+	ssize_t w;
+	int msg, r = ipcd_open(path, O_RDONLY | side_flag(), &c);
+
+	if (r)
+		return fail("open", path, -r);
+	msg = ipcd_is_message(c);
+	while ((r = ipcd_peek(c, iov, 0)) > 0) {
+		/* At most block bytes of what is shown, as it lies in the ring. */
+		for (n = 0, i = 0; i < 2; i++) {
+			if (!msg && iov[i].iov_len > block - n)
+				iov[i].iov_len = block - n;
+			n += iov[i].iov_len;
+		}
+		iov[2].iov_base = "\n";
+		iov[2].iov_len = msg ? 1 : 0;
+		w = writev(1, iov, 3);
+		if (w != (ssize_t)(n + iov[2].iov_len))
+			return fail("write", "stdout", w < 0 ? errno : EIO);
+		r = ipcd_consume(c, msg ? 1 : n);
+		if (r)
+			return fail("consume", path, -r);
+	}
+	ipcd_close(c);
+	return r < 0 ? fail("peek", path, -r) : 0;
 }
 
 static int do_sendmsg(const char *path, int argc, char **argv)
@@ -183,7 +220,7 @@ int main(int argc, char **argv)
 	int r;
 
 	if (argc > 3 && (!strcmp(argv[1], "send") || !strcmp(argv[1], "recv") ||
-			 !strcmp(argv[1], "count-send")))
+			 !strcmp(argv[1], "peek-recv") || !strcmp(argv[1], "count-send")))
 		block = strtoul(argv[3], NULL, 0);
 	if (argc < 3 || block == 0) {
 		fprintf(stderr, "usage: chan_tool send|recv|sendmsg|recvmsg|mkchan|"
@@ -199,6 +236,8 @@ int main(int argc, char **argv)
 			      argc > 3 ? strtoull(argv[3], NULL, 0) : 1);
 	if (!strcmp(argv[1], "recv"))
 		return do_recv(argv[2], block);
+	if (!strcmp(argv[1], "peek-recv"))
+		return do_peek_recv(argv[2], block);
 	if (!strcmp(argv[1], "sendmsg"))
 		return do_sendmsg(argv[2], argc - 3, argv + 3);
 	if (!strcmp(argv[1], "recvmsg"))

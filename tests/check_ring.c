@@ -1056,6 +1056,137 @@ START_TEST(test_stream_peek)
 }
 END_TEST
 
+/* Reading in place: what a peek shows is what a read would take, in ring
+ * memory, and stays until consume says how much of it is taken. */
+START_TEST(test_stream_peek_consume)
+{
+	struct tring t;
+	struct ipcd_span sp[2];
+	unsigned char in[64], out[64];
+	uint32_t tid = ipcd_tid();
+
+	ring_open(&t, 4096, 0, 0);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), -EAGAIN);
+	ck_assert_uint_eq(atomic_load(&t.r->rlock), 0);	/* not kept */
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 0), -EINVAL);	/* no peek */
+	ck_assert_int_eq(ipcd_ring_write(&t.v, "abcdef", 6, tid), 6);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), 6);
+	ck_assert_ptr_eq(sp[0].p, t.v.data);
+	ck_assert_uint_eq(sp[0].n, 6);
+	ck_assert_uint_eq(sp[1].n, 0);
+	ck_assert_mem_eq(sp[0].p, "abcdef", 6);
+	/* The read lock is ours meanwhile: another reader waits. */
+	ck_assert_uint_eq(atomic_load(&t.r->rlock) & ~IPCD_LOCK_WAITERS, tid);
+	ck_assert_int_eq(ipcd_ring_read(&t.v, out, 64, tid + 1, 0, NULL), -EBUSY);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), -EALREADY);
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 7), -EINVAL);	/* more than shown */
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 2), 0);
+	ck_assert_uint_eq(load_head(&t), 2);
+	ck_assert_uint_eq(atomic_load(&t.r->rlock), 0);
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 0), -EINVAL);	/* ended */
+	/* Consuming nothing leaves it all. */
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), 4);
+	ck_assert_mem_eq(sp[0].p, "cdef", 4);
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 0), 0);
+	ck_assert_uint_eq(load_head(&t), 2);
+	ck_assert_int_eq(ipcd_ring_read(&t.v, out, 64, tid, 0, NULL), 4);
+	ck_assert_mem_eq(out, "cdef", 4);
+
+	/* Across the end of the data area: two spans. */
+	set_indexes(&t, 4096 - 10, 4096 - 10);
+	fill(in, 40, 9);
+	ck_assert_int_eq(ipcd_ring_write(&t.v, in, 40, tid), 40);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), 40);
+	ck_assert_ptr_eq(sp[0].p, t.v.data + 4096 - 10);
+	ck_assert_uint_eq(sp[0].n, 10);
+	ck_assert_ptr_eq(sp[1].p, t.v.data);
+	ck_assert_uint_eq(sp[1].n, 30);
+	ck_assert_mem_eq(sp[0].p, in, 10);
+	ck_assert_mem_eq(sp[1].p, in + 10, 30);
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 40), 0);
+	ck_assert_uint_eq(load_head(&t), 4096 + 30);
+
+	/* At the end of file: no lock kept, and IPCD_EOF. */
+	set_peers(t.r, 1, 0, 1);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), IPCD_EOF);
+	ck_assert_uint_eq(atomic_load(&t.r->rlock), 0);
+	/* Queued bytes first, then the end. */
+	set_peers(t.r, 1, 1, 2);
+	ck_assert_int_eq(ipcd_ring_write(&t.v, "xy", 2, tid), 2);
+	set_peers(t.r, 1, 0, 2);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), 2);
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 2), 0);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), IPCD_EOF);
+
+	/* Damaged indexes: EIO, and the lock is not kept. */
+	set_indexes(&t, 0, 8192);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), -EIO);
+	ck_assert_uint_eq(atomic_load(&t.r->rlock), 0);
+	ring_close(&t);
+}
+END_TEST
+
+START_TEST(test_msg_peek_consume)
+{
+	struct tring t;
+	struct ipcd_span sp[2];
+	unsigned char in[4000], out[4096];
+	uint32_t tid = ipcd_tid();
+
+	ring_open(&t, 4096, IPCD_RING_F_MESSAGE, 4088);
+	ck_assert_int_eq(ipcd_ring_write(&t.v, "one", 3, tid), 3);
+	ck_assert_int_eq(ipcd_ring_write(&t.v, "", 0, tid), 0);
+	ck_assert_int_eq(ipcd_ring_write(&t.v, "three", 5, tid), 5);
+	/* One message at a time, whatever is queued behind it. */
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), 3);
+	ck_assert_ptr_eq(sp[0].p, t.v.data + 8);
+	ck_assert_mem_eq(sp[0].p, "one", 3);
+	ck_assert_uint_eq(sp[1].n, 0);
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 2), -EINVAL);	/* messages: 0 or 1 */
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 0), 0);	/* left */
+	ck_assert_uint_eq(load_head(&t), 0);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), 3);
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 1), 0);
+	ck_assert_uint_eq(load_head(&t), 16);
+	/* An empty message is shown as 0 bytes, and taken as one message. */
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), 0);
+	ck_assert_uint_eq(sp[0].n, 0);
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 1), 0);
+	ck_assert_uint_eq(load_head(&t), 24);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), 5);
+	ck_assert_mem_eq(sp[0].p, "three", 5);
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 1), 0);
+	ck_assert_int_eq(ipcd_ring_read(&t.v, out, sizeof(out), tid, 0, NULL), -EAGAIN);
+
+	/* A pad before the message: passed over at once, as a read does. */
+	set_indexes(&t, 4008, 4008);
+	fill(in, 100, 11);
+	ck_assert_int_eq(ipcd_ring_write(&t.v, in, 100, tid), 100);
+	ck_assert_uint_eq(rec_at(&t, 4008).flags, IPCD_REC_PAD);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), 100);
+	ck_assert_ptr_eq(sp[0].p, t.v.data + 8);
+	ck_assert_mem_eq(sp[0].p, in, 100);
+	ck_assert_uint_eq(load_head(&t), 4096);
+	ck_assert_int_eq(ipcd_ring_consume(&t.v, 1), 0);
+	ck_assert_uint_eq(load_head(&t), 4096 + 112);
+	/* A lone pad: passed over, then nothing. */
+	set_indexes(&t, 8192 - 16, 8192 - 16);
+	ck_assert_int_eq(ipcd_ring_write(&t.v, in, 100, tid), 100);
+	ck_assert_int_eq(ipcd_ring_read(&t.v, out, sizeof(out), tid, 0, NULL), 100);
+	set_indexes(&t, 8192 - 16, 8192);
+	memcpy(t.v.data + 4096 - 16, &(struct ipcd_ring_rec){ 8, IPCD_REC_PAD }, 8);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), -EAGAIN);
+	ck_assert_uint_eq(load_head(&t), 8192);
+	ck_assert_uint_eq(atomic_load(&t.r->rlock), 0);
+	/* A record that lies about its length: EIO. */
+	set_indexes(&t, 8192, 8192 + 16);
+	memcpy(t.v.data, &(struct ipcd_ring_rec){ 4000, 0 }, 8);
+	ck_assert_int_eq(ipcd_ring_peek(&t.v, sp, tid), -EIO);
+	ck_assert_uint_eq(atomic_load(&t.r->rlock), 0);
+	ring_close(&t);
+}
+END_TEST
+
 /* The counters are 64-bit and may wrap; only differences matter. */
 START_TEST(test_counter_wrap)
 {
@@ -3289,6 +3420,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_stream_eof);
 	tcase_add_test(tc, test_stream_eof_generation);
 	tcase_add_test(tc, test_stream_peek);
+	tcase_add_test(tc, test_stream_peek_consume);
 	tcase_add_test(tc, test_counter_wrap);
 	suite_add_tcase(s, tc);
 
@@ -3304,6 +3436,7 @@ static Suite *ring_suite(void)
 	tcase_add_test(tc, test_msg_random);
 	tcase_add_test(tc, test_msg_eof);
 	tcase_add_test(tc, test_msg_readable_lone_pad);
+	tcase_add_test(tc, test_msg_peek_consume);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("corruption");

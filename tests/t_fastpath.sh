@@ -4,6 +4,7 @@
 #   - a C program writes through mmap while cat reads through the daemon;
 #   - echo and dd write through the daemon while a C program reads via mmap;
 #   - C to C over mmap, streams and message channels (boundaries kept);
+#   - reading in place (ipcd_peek, ipcd_consume), streams and messages;
 #   - the channel really took the fast path: the daemon saw no data requests
 #     (its counters of bytes moved match, with zero slow-path opens of data);
 #   - a reader that opened with no writer waits for one, then sees EOF.
@@ -50,6 +51,28 @@ after=$(info_field "$C" written)
 [ $((after - before)) -eq 5000000 ] || fail "ring counters moved $((after - before))"
 pass "C to C over mmap, 5 MB, counters agree"
 
+# 3b. Read in place (ipcd_peek, ipcd_consume): 5 MB through a 64 KiB ring
+#     written to stdout straight from ring memory, spans that wrap
+#     included, taken in pieces of 3000 bytes; mmap and the daemon's
+#     writers alike.
+P=$MNT/peek
+"$CHAN_TOOL" mkchan "$P" stream 65536 || fail "mkchan peek"
+timeout 20 "$CHAN_TOOL" peek-recv "$P" 3000 > "$TMPD/out3b" &
+rd=$!
+wait_for 50 readers_at_least "$P" 1 || fail "peek reader did not open"
+timeout 20 "$CHAN_TOOL" send "$P" 8191 < "$TMPD/in3" || fail "send to the peek reader"
+wait "$rd" || fail "peek-recv"
+cmp "$TMPD/in3" "$TMPD/out3b" || fail "C -> C read in place differs"
+timeout 20 "$CHAN_TOOL" peek-recv "$P" > "$TMPD/out3c" &
+rd=$!
+wait_for 50 readers_at_least "$P" 1 || fail "peek reader did not open"
+dd if="$TMPD/rand" of="$P" bs=4096 status=none || fail "dd to the peek reader"
+wait "$rd" || fail "peek-recv of dd's bytes"
+cmp "$TMPD/rand" "$TMPD/out3c" || fail "dd -> read in place differs"
+[ "$(info_field "$P" read)" = $((5000000 + 300000)) ] ||
+	fail "ring read counter $(info_field "$P" read) after reading in place"
+pass "read in place (peek, consume): 5 MB from C and 300 kB from dd, byte-exact"
+
 # 4. Message channel: boundaries kept, on both paths.
 M=$MNT/msgs
 "$CHAN_TOOL" mkchan "$M" message || fail "mkchan message"
@@ -61,6 +84,15 @@ timeout 10 "$CHAN_TOOL" sendmsg "$M" one "two two" "" "four" || fail "sendmsg"
 wait "$rd" || fail "recvmsg"
 printf 'one\ntwo two\n\nfour\n' | cmp - "$TMPD/out4" || fail "message boundaries"
 pass "message channel keeps boundaries over mmap"
+
+# Messages read in place, the empty one included, until the writer ends.
+timeout 20 "$CHAN_TOOL" peek-recv "$M" > "$TMPD/out4b" &
+rd=$!
+wait_for 50 readers_at_least "$M" 1 || fail "msg peek reader did not open"
+timeout 10 "$CHAN_TOOL" sendmsg "$M" one "two two" "" "four" || fail "sendmsg"
+wait "$rd" || fail "peek-recv of messages"
+printf 'one\ntwo two\n\nfour\n' | cmp - "$TMPD/out4b" || fail "messages read in place"
+pass "messages read in place keep their boundaries"
 
 timeout 20 python3 - "$M" <<'PY' &
 import os, sys
