@@ -83,9 +83,57 @@ static int valid_capacity(uint64_t cap)
 	       (cap & (cap - 1)) == 0;
 }
 
-static unsigned rings_of(uint32_t features)
+/* The largest record of the ring d: a message channel's largest message;
+ * a stream channel's queue takes a write of up to its capacity less the
+ * record header in one record. */
+static uint32_t ring_msg_max(const struct ipcd_map *m, const struct ipcd_ring_desc *d)
+{
+	if (m->features & IPCD_RING_F_MESSAGE)
+		return m->msg_max;
+	if (d->kind == IPCD_RING_KIND_RECORDS)
+		return (uint32_t)(d->capacity - sizeof(struct ipcd_ring_rec) < UINT32_MAX ?
+				  d->capacity - sizeof(struct ipcd_ring_rec) : UINT32_MAX);
+	return 0;
+}
+
+static unsigned sides_of(uint32_t features)
 {
 	return (features & IPCD_RING_F_DUPLEX) ? 2 : 1;
+}
+
+/* The layout the daemon gives n rings: entries from 64, headers in slots
+ * of IPCD_MAP_RING_SLOT from the first slot after the entries, and the
+ * header area whole pages. */
+static uint64_t first_slot(unsigned n)
+{
+	uint64_t end = sizeof(struct ipcd_map) + (uint64_t)n * sizeof(struct ipcd_ring_desc);
+
+	return (end + IPCD_MAP_RING_SLOT - 1) / IPCD_MAP_RING_SLOT * IPCD_MAP_RING_SLOT;
+}
+
+/* Reader slots a channel of queues gets: one a ring, at least 8. */
+static unsigned rslots_for(uint32_t coord, unsigned n)
+{
+	if (coord != IPCD_COORD_QUEUES)
+		return 0;
+	return n < 8 ? 8 : n > IPCD_RSLOTS_MAX ? IPCD_RSLOTS_MAX : n;
+}
+
+static uint64_t area_of(unsigned n, unsigned nrslots)
+{
+	uint64_t end = first_slot(n) + (uint64_t)n * IPCD_MAP_RING_SLOT +
+		       (uint64_t)nrslots * sizeof(struct ipcd_rslot);
+
+	return (end + IPCD_MAP_HDR_SIZE - 1) / IPCD_MAP_HDR_SIZE * IPCD_MAP_HDR_SIZE;
+}
+
+/* Rings of a channel: nqueues per side with queues, else one. */
+static unsigned rings_for(uint32_t features, uint32_t coord, uint32_t nqueues)
+{
+	if (coord > IPCD_COORD_MAX || (coord == IPCD_COORD_QUEUES) != (nqueues != 0) ||
+	    nqueues > IPCD_QUEUES_MAX)
+		return 0;
+	return sides_of(features) * (coord == IPCD_COORD_QUEUES ? nqueues : 1);
 }
 
 size_t ipcd_ring_map_size(uint64_t capacity)
@@ -95,19 +143,34 @@ size_t ipcd_ring_map_size(uint64_t capacity)
 
 size_t ipcd_map_len(uint64_t capacity, uint32_t features)
 {
-	if (!valid_capacity(capacity) || (features & ~IPCD_RING_F_KNOWN))
+	return ipcd_map_len_coord(capacity, features, IPCD_COORD_LOCK, 0);
+}
+
+size_t ipcd_map_len_coord(uint64_t capacity, uint32_t features, uint32_t coord,
+			  uint32_t nqueues)
+{
+	unsigned n = rings_for(features, coord, nqueues);
+
+	if (!valid_capacity(capacity) || (features & ~IPCD_RING_F_KNOWN) || !n)
 		return 0;
-	return IPCD_MAP_HDR_SIZE + (size_t)capacity * rings_of(features);
+	return (size_t)area_of(n, rslots_for(coord, n)) + (size_t)capacity * n;
 }
 
 int ipcd_ring_format(void *map, size_t map_len, uint64_t capacity,
 		     uint32_t features, uint32_t msg_max)
 {
+	return ipcd_map_format(map, map_len, capacity, features, msg_max, IPCD_COORD_LOCK, 0);
+}
+
+int ipcd_map_format(void *map, size_t map_len, uint64_t capacity, uint32_t features,
+		    uint32_t msg_max, uint32_t coord, uint32_t nqueues)
+{
 	struct ipcd_map *m = map;
 	struct ipcd_ring_desc *d;
 	struct ipcd_ring *r;
-	size_t len = ipcd_map_len(capacity, features);
-	unsigned i, n = rings_of(features);
+	size_t len = ipcd_map_len_coord(capacity, features, coord, nqueues);
+	unsigned i, n = rings_for(features, coord, nqueues), per = n / sides_of(features);
+	bool records;
 
 	if (!len || map_len < len)
 		return -EINVAL;
@@ -116,6 +179,9 @@ int ipcd_ring_format(void *map, size_t map_len, uint64_t capacity,
 		return -EINVAL;
 	if (!(features & IPCD_RING_F_MESSAGE))
 		msg_max = 0;
+	/* Queues hold records whatever the channel's kind, so that a reader
+	 * takes turns between writers at the boundaries of their writes. */
+	records = (features & IPCD_RING_F_MESSAGE) || coord == IPCD_COORD_QUEUES;
 	m->version = IPCD_RING_VERSION;
 	m->hdr_size = sizeof(*m);
 	m->features = features;
@@ -124,19 +190,23 @@ int ipcd_ring_format(void *map, size_t map_len, uint64_t capacity,
 	m->nrings = n;
 	m->desc_off = sizeof(*m);
 	m->desc_size = sizeof(*d);
+	m->coord = coord;
+	m->nqueues = coord == IPCD_COORD_QUEUES ? nqueues : 0;
+	m->nrslots = rslots_for(coord, n);
+	m->rslot_off = m->nrslots ? (uint32_t)(first_slot(n) + (uint64_t)n * IPCD_MAP_RING_SLOT) : 0;
+	m->hdr_area = area_of(n, m->nrslots);
 	for (i = 0; i < n; i++) {
 		d = (struct ipcd_ring_desc *)((char *)map + m->desc_off) + i;
-		d->kind = (features & IPCD_RING_F_MESSAGE) ? IPCD_RING_KIND_RECORDS
-							   : IPCD_RING_KIND_BYTES;
-		d->role = i;
-		d->hdr_off = (uint64_t)IPCD_MAP_RING_SLOT * (i + 1);
-		d->data_off = IPCD_MAP_HDR_SIZE + (uint64_t)capacity * i;
+		d->kind = records ? IPCD_RING_KIND_RECORDS : IPCD_RING_KIND_BYTES;
+		d->role = IPCD_ROLE(i / per, i % per);
+		d->hdr_off = first_slot(n) + (uint64_t)IPCD_MAP_RING_SLOT * i;
+		d->data_off = m->hdr_area + (uint64_t)capacity * i;
 		d->capacity = capacity;
 		r = (struct ipcd_ring *)((char *)map + d->hdr_off);
 		r->version = IPCD_RING_VERSION;
 		r->hdr_size = sizeof(*r);
 		r->features = features;
-		r->msg_max = msg_max;
+		r->msg_max = ring_msg_max(m, d);
 		r->data_off = d->data_off;
 		r->capacity = capacity;
 		r->map_size = len;
@@ -154,7 +224,7 @@ const struct ipcd_ring_desc *ipcd_map_desc(const void *map, size_t map_len, uint
 {
 	const struct ipcd_map *m = map;
 	const struct ipcd_ring_desc *d, *found = NULL;
-	unsigned i;
+	unsigned i, n;
 	int e = -EIO;
 
 	if (map_len < IPCD_MAP_HDR_SIZE) {
@@ -167,25 +237,35 @@ const struct ipcd_ring_desc *ipcd_map_desc(const void *map, size_t map_len, uint
 		e = -EPROTO;
 		goto out;
 	}
-	if (m->hdr_size < sizeof(*m) || m->hdr_size > IPCD_MAP_RING_SLOT ||
-	    m->nrings < 1 || m->nrings > IPCD_MAP_RINGS_MAX ||
-	    m->desc_size != sizeof(*d) || m->desc_off < m->hdr_size || m->desc_off % 8 ||
-	    m->desc_off + (uint64_t)m->nrings * sizeof(*d) > IPCD_MAP_RING_SLOT ||
-	    (m->features & ~IPCD_RING_F_KNOWN) || m->nrings != rings_of(m->features) ||
-	    m->map_size <= IPCD_MAP_HDR_SIZE || m->map_size % IPCD_MAP_HDR_SIZE)
+	n = rings_for(m->features, m->coord, m->nqueues);
+	if (m->hdr_size < sizeof(*m) || m->hdr_size > IPCD_MAP_RING_SLOT || !n ||
+	    m->nrings != n || m->desc_size != sizeof(*d) || m->desc_off < m->hdr_size ||
+	    m->desc_off % 8 || (m->features & ~IPCD_RING_F_KNOWN) ||
+	    m->hdr_area < IPCD_MAP_HDR_SIZE || m->hdr_area > IPCD_MAP_AREA_MAX ||
+	    m->hdr_area % IPCD_MAP_HDR_SIZE ||
+	    m->desc_off + (uint64_t)n * sizeof(*d) > m->hdr_area ||
+	    m->map_size <= m->hdr_area || m->map_size % IPCD_MAP_HDR_SIZE ||
+	    (m->coord == IPCD_COORD_QUEUES ?
+	     m->nrslots < 1 || m->nrslots > IPCD_RSLOTS_MAX || m->rslot_off % 64 ||
+	     m->rslot_off < m->desc_off + (uint64_t)n * sizeof(*d) ||
+	     m->rslot_off + (uint64_t)m->nrslots * sizeof(struct ipcd_rslot) > m->hdr_area :
+	     m->nrslots != 0 || m->rslot_off != 0))
 		goto out;
 	if (map_len < m->map_size) {
 		e = -EINVAL;
 		goto out;
 	}
-	for (i = 0; i < m->nrings; i++) {
+	for (i = 0; i < n; i++) {
 		d = (const struct ipcd_ring_desc *)((const char *)map + m->desc_off) + i;
-		if (d->kind != ((m->features & IPCD_RING_F_MESSAGE) ? IPCD_RING_KIND_RECORDS
-								    : IPCD_RING_KIND_BYTES) ||
-		    d->role >= m->nrings || d->hdr_off < IPCD_MAP_RING_SLOT ||
-		    d->hdr_off % 64 ||
-		    d->hdr_off > IPCD_MAP_HDR_SIZE - sizeof(struct ipcd_ring) ||
-		    !valid_capacity(d->capacity) || d->data_off < IPCD_MAP_HDR_SIZE ||
+		if (d->kind != ((m->features & IPCD_RING_F_MESSAGE) ||
+				m->coord == IPCD_COORD_QUEUES ? IPCD_RING_KIND_RECORDS
+							      : IPCD_RING_KIND_BYTES) ||
+		    IPCD_ROLE_SIDE(d->role) >= sides_of(m->features) ||
+		    IPCD_ROLE_QUEUE(d->role) >= n / sides_of(m->features) ||
+		    d->role > 0xffff ||
+		    d->hdr_off < m->desc_off + (uint64_t)n * sizeof(*d) || d->hdr_off % 64 ||
+		    d->hdr_off > m->hdr_area - sizeof(struct ipcd_ring) ||
+		    !valid_capacity(d->capacity) || d->data_off < m->hdr_area ||
 		    d->data_off % IPCD_MAP_HDR_SIZE || d->data_off > m->map_size ||
 		    d->capacity > m->map_size - d->data_off)
 			goto out;
@@ -220,16 +300,18 @@ int ipcd_view_attach_role(struct ipcd_view *v, void *map, size_t map_len, uint32
 	/* The ring's own copy must say what the directory says. */
 	if (r->magic != IPCD_RING_MAGIC || r->version != IPCD_RING_VERSION ||
 	    r->hdr_size != sizeof(*r) || r->features != m->features ||
-	    r->msg_max != m->msg_max || r->data_off != d->data_off || r->capacity != cap ||
-	    r->map_size != m->map_size)
+	    r->msg_max != ring_msg_max(m, d) || r->data_off != d->data_off ||
+	    r->capacity != cap || r->map_size != m->map_size)
 		return -EIO;
-	if ((r->features & IPCD_RING_F_MESSAGE) &&
+	if (d->kind == IPCD_RING_KIND_RECORDS &&
 	    (r->msg_max == 0 || r->msg_max > cap - sizeof(struct ipcd_ring_rec)))
 		return -EIO;
 	v->r = r;
 	v->data = (unsigned char *)map + d->data_off;
 	v->cap = cap;
-	v->features = r->features;
+	/* A ring of records is read and written as a message ring's, whatever
+	 * the channel (a stream channel's queues). */
+	v->features = r->features | (d->kind == IPCD_RING_KIND_RECORDS ? IPCD_RING_F_MESSAGE : 0);
 	v->msg_max = r->msg_max;
 	v->map_len = map_len;
 	v->seen_head = 0;
@@ -319,6 +401,11 @@ static void lock_drop(_Atomic uint32_t *l)
 static int tid_alive(uint32_t tid)
 {
 	return kill((pid_t)tid, 0) == 0 || errno == EPERM;
+}
+
+int ipcd_tid_alive(uint32_t tid)
+{
+	return tid != 0 && tid <= IPCD_LOCK_TID_MAX && tid_alive(tid);
 }
 
 int ipcd_ring_daemon_alive(const struct ipcd_view *v)
@@ -993,6 +1080,166 @@ ssize_t ipcd_ring_read_anc(struct ipcd_view *v, void *buf, size_t len,
 		return writers_gone(v) &&
 		       atomic_load_explicit(&v->r->tail, ACQUIRE) == head ? IPCD_EOF : -EAGAIN;
 	return n;
+}
+
+/* ---- a ring with one producer and one consumer at a time (queues) ------------- */
+
+/* The longest record payload that fits at tail now, a pad first if that
+ * gives more; 0 if none. */
+static size_t fit_now(const struct ipcd_view *v, uint64_t head, uint64_t tail)
+{
+	uint64_t space = room(v, head, tail), to_end = v->cap - (tail & (v->cap - 1));
+	uint64_t here = space < to_end ? space : to_end;
+	uint64_t after = space > to_end ? space - to_end : 0, best;
+
+	best = here > after ? here : after;
+	if (best < sizeof(struct ipcd_ring_rec) + IPCD_REC_ALIGN)
+		return 0;
+	best = (best - sizeof(struct ipcd_ring_rec)) & ~(uint64_t)(IPCD_REC_ALIGN - 1);
+	return best < v->msg_max ? (size_t)best : v->msg_max;
+}
+
+ssize_t ipcd_ring_put_owned(struct ipcd_view *v, const void *buf, size_t len, bool stream)
+{
+	uint64_t head, tail, old, pub;
+	ssize_t n;
+	size_t fit;
+
+	if (broken(v))
+		return -EIO;
+	if (readers_now(v) == 0)
+		return -EPIPE;
+	if (stream) {
+		if (len == 0)
+			return 0;
+		if (len > v->msg_max)
+			len = v->msg_max;
+	}
+	/* The only producer: our own stores of tail are the last ones. */
+	old = atomic_load_explicit(&v->r->tail, RELAXED);
+	n = put_locked(v, buf, len, &tail);
+	if (n == -EAGAIN && stream && len > PIPE_BUF &&
+	    !load_used(v, &head, &pub)) {
+		/* A stream write longer than PIPE_BUF takes what fits, from
+		 * the published tail: the pad the first try laid (unpublished)
+		 * is laid again only if the record goes after it. */
+		fit = fit_now(v, head, pub);
+		if (fit)
+			n = put_locked(v, buf, fit < len ? fit : len, &tail);
+	}
+	if (n != -EIO && tail != old) {
+		atomic_store_explicit(&v->r->writes,
+				      atomic_load_explicit(&v->r->writes, RELAXED) + 1, RELAXED);
+		atomic_store_explicit(&v->r->tail, tail, RELEASE);
+	}
+	return n;
+}
+
+/* The record at head, a pad before it passed over (*headp moves past it):
+ * 0 and *rec, *pos; -EAGAIN if none; -EIO if it cannot be right. */
+static int rec_next(const struct ipcd_view *v, uint64_t *headp, uint64_t tail,
+		    struct ipcd_ring_rec *rec, uint64_t *pos)
+{
+	uint64_t head = *headp, used = tail - head, to_end;
+
+	if (used == 0)
+		return -EAGAIN;
+	*pos = head & (v->cap - 1);
+	to_end = v->cap - *pos;
+	if (used < sizeof(*rec))
+		return -EIO;
+	memcpy(rec, v->data + *pos, sizeof(*rec));
+	if (rec->flags & IPCD_REC_PAD) {
+		if (rec->flags != IPCD_REC_PAD || rec->len != to_end - sizeof(*rec) ||
+		    used < to_end)
+			return -EIO;
+		head += to_end;
+		used -= to_end;
+		*headp = head;
+		if (used == 0)
+			return -EAGAIN;
+		*pos = 0;
+		to_end = v->cap;
+		if (used < sizeof(*rec))
+			return -EIO;
+		memcpy(rec, v->data, sizeof(*rec));
+	}
+	if (rec->flags != 0 || rec->len > v->msg_max || rec_size(rec->len) > used ||
+	    rec_size(rec->len) > to_end)
+		return -EIO;
+	return 0;
+}
+
+ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigned flags,
+			     size_t *full, bool stream)
+{
+	uint64_t head, tail, old, pos;
+	struct ipcd_ring_rec rec;
+	size_t got = 0, k;
+	uint32_t off;
+	ssize_t res;
+	int r = 0;
+
+	*full = 0;
+	if (broken(v))
+		return -EIO;
+	/* Acquire both: the last consumer's head and offset (who may have
+	 * been another process before a claim moved), and the producer's
+	 * bytes. */
+	if (load_used(v, &head, &tail)) {
+		hints_drop(v);
+		return -EIO;
+	}
+	old = head;
+	off = atomic_load_explicit(&v->r->roff, RELAXED);
+	if (!stream) {
+		r = rec_next(v, &head, tail, &rec, &pos);
+		if (r == 0) {
+			k = len < rec.len ? len : rec.len;
+			memcpy(buf, v->data + pos + sizeof(rec), k);
+			*full = rec.len;
+			got = k;
+			head += rec_size(rec.len);
+		}
+	} else {
+		/* Bytes of one writer, record after record, the first from
+		 * where the last read stopped in it. */
+		while (got < len && (r = rec_next(v, &head, tail, &rec, &pos)) == 0) {
+			if (off > rec.len) {
+				r = -EIO;
+				break;
+			}
+			k = rec.len - off < len - got ? rec.len - off : len - got;
+			memcpy((char *)buf + got, v->data + pos + sizeof(rec) + off, k);
+			got += k;
+			if (off + k < rec.len) {
+				off += (uint32_t)k;
+				break;
+			}
+			head += rec_size(rec.len);
+			off = 0;
+		}
+		*full = got;
+	}
+	if (r == -EIO) {
+		hints_drop(v);
+		return -EIO;
+	}
+	res = stream ? (got ? (ssize_t)got : -EAGAIN) : (r ? r : (ssize_t)got);
+	if (flags & IPCD_IO_PEEK)
+		return res;
+	if (stream)
+		atomic_store_explicit(&v->r->roff, off, RELAXED);
+	if (head != old)
+		/* Release: our reads of the slots (and roff) are done first. */
+		atomic_store_explicit(&v->r->head, head, RELEASE);
+	return res;
+}
+
+void ipcd_ring_wake(struct ipcd_view *v, enum ipcd_dir dir)
+{
+	atomic_thread_fence(SEQCST);
+	wake(v, dir);
 }
 
 /* ---- peek and consume: reading in place ---------------------------------- */

@@ -9,6 +9,7 @@
 #define IPCD_RINGOPS_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -156,6 +157,15 @@ size_t ipcd_ring_map_size(uint64_t capacity);
  * features (a duplex one has two rings); 0 if either is invalid. */
 size_t ipcd_map_len(uint64_t capacity, uint32_t features);
 
+/* The same with coordination coord (IPCD_COORD_*) and, for queues,
+ * nqueues rings a side (else 0). */
+size_t ipcd_map_len_coord(uint64_t capacity, uint32_t features, uint32_t coord,
+			  uint32_t nqueues);
+
+/* ipcd_ring_format with coordination coord and nqueues (as above). */
+int ipcd_map_format(void *map, size_t map_len, uint64_t capacity, uint32_t features,
+		    uint32_t msg_max, uint32_t coord, uint32_t nqueues);
+
 /* The directory entry of the ring of `role` in the mapping at map, checked
  * with the whole directory; NULL with *err (if err) -EIO for corruption,
  * -EPROTO for another version, -EINVAL for a mapping too short or no ring
@@ -220,6 +230,22 @@ ssize_t ipcd_ring_read_anc(struct ipcd_view *v, void *buf, size_t len,
 			   const struct ipcd_anc_ops *anc);
 
 /*
+ * A queue (IPCD_COORD_QUEUES): a ring of records that one thread writes and
+ * one reads at a time, each sure of it by its claim (coord_queues.c), so no
+ * lock is taken.  put_owned adds one record (stream: a write longer than
+ * PIPE_BUF takes what fits, at least one byte, as one record) and returns
+ * what ipcd_ring_write does, less -EBUSY; take_owned takes one record
+ * (message; *full its length) or, on a stream, bytes of consecutive
+ * records from where the last read stopped (roff), and returns bytes,
+ * -EAGAIN or -EIO.  Neither wakes anyone: ipcd_ring_wake does, a full
+ * barrier first.
+ */
+ssize_t ipcd_ring_put_owned(struct ipcd_view *v, const void *buf, size_t len, bool stream);
+ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigned flags,
+			     size_t *full, bool stream);
+void ipcd_ring_wake(struct ipcd_view *v, enum ipcd_dir dir);
+
+/*
  * Read in place.  peek takes the read lock and shows what a read would
  * take, without taking it: every byte queued (in up to two spans, as the
  * data area wraps) or the next message (sp[0]); it returns their length,
@@ -239,6 +265,10 @@ ssize_t ipcd_ring_readable(const struct ipcd_view *v);
 
 /* Payload bytes of everything queued (all messages); -EIO if corrupt. */
 ssize_t ipcd_ring_queued(const struct ipcd_view *v);
+
+/* Whether thread id tid (a lock owner, a queue's owner or claimant) can be
+ * alive: not 0, in range, and a thread of that id exists. */
+int ipcd_tid_alive(uint32_t tid);
 
 /* Free bytes below the limit; -EIO if corrupt. */
 ssize_t ipcd_ring_space(const struct ipcd_view *v);

@@ -125,7 +125,12 @@ RING_MAGIC = 0x52435049          # "IPCR" in memory order
 RING_VERSION = 2
 MAP_HDR_SIZE = 4096              # the directory and the ring headers
 MAP_RING_SLOT = 512              # room of one ring header
-MAP_RINGS_MAX = 7
+MAP_RINGS_MAX = 64
+MAP_AREA_MAX = 16 * 4096
+COORD_LOCK = 0
+COORD_QUEUES = 1
+QUEUES_MAX = 16
+RSLOTS_MAX = 64
 MAP_STRUCT_SIZE = 64             # sizeof(struct ipcd_map)
 DESC_SIZE = 32                   # sizeof(struct ipcd_ring_desc)
 RING_KIND_BYTES = 1
@@ -154,11 +159,12 @@ IOC_WAKE = 0x0000AB05            # _IO(0xab, 5): the doorbell
 PIPE_BUF = 4096
 
 # The directory: magic, version, hdr_size, features, msg_max, map_size,
-# anon, nrings, desc_off, desc_size; each ring's entry: kind, role, hdr_off,
-# data_off, capacity; a ring header's cache line 0, the directory's copy:
+# anon, nrings, desc_off, desc_size, coord, nqueues, hdr_area, rslot_off,
+# nrslots; each ring's
+# entry: kind, role, hdr_off, data_off, capacity; a ring header's cache line 0, the directory's copy:
 # magic, version, hdr_size, features, msg_max, data_off, capacity, map_size
 # (host byte order).
-_MAP = struct.Struct("=IHHIIQIIII")
+_MAP = struct.Struct("=IHHIIQIIIIIIQII")
 _DESC = struct.Struct("=IIQQQ")
 _HDR = struct.Struct("=IHHIIQQQ")
 _REC = struct.Struct("=II")
@@ -237,33 +243,47 @@ def check_map(buf, length, role):
         raise _err(errno.EINVAL, "mapping of %d bytes is shorter than the "
                    "directory" % length)
     (magic, version, hdr_size, features, msg_max, map_size, anon, nrings,
-     desc_off, desc_size) = _MAP.unpack_from(buf, 0)
+     desc_off, desc_size, coord, nqueues, hdr_area, rslot_off,
+     nrslots) = _MAP.unpack_from(buf, 0)
     if magic != RING_MAGIC:
         raise _err(errno.EIO, "bad ring magic 0x%08x" % magic)
     if version != RING_VERSION:
         raise _err(errno.EPROTO, "ring ABI version %d, not %d"
                    % (version, RING_VERSION))
-    if (hdr_size < MAP_STRUCT_SIZE or hdr_size > MAP_RING_SLOT or
-            not 1 <= nrings <= MAP_RINGS_MAX or desc_size != DESC_SIZE or
-            desc_off < hdr_size or desc_off % 8 or
-            desc_off + nrings * DESC_SIZE > MAP_RING_SLOT or
-            features & ~RING_F_KNOWN or
-            nrings != (2 if features & RING_F_DUPLEX else 1) or
-            map_size <= MAP_HDR_SIZE or map_size % MAP_HDR_SIZE):
+    sides = 2 if features & RING_F_DUPLEX else 1
+    if coord > COORD_QUEUES or (coord == COORD_QUEUES) != (nqueues != 0) or \
+            nqueues > QUEUES_MAX:
+        n = 0
+    else:
+        n = sides * (nqueues if coord == COORD_QUEUES else 1)
+    if (hdr_size < MAP_STRUCT_SIZE or hdr_size > MAP_RING_SLOT or not n or
+            nrings != n or desc_size != DESC_SIZE or
+            desc_off < hdr_size or desc_off % 8 or features & ~RING_F_KNOWN or
+            hdr_area < MAP_HDR_SIZE or hdr_area > MAP_AREA_MAX or
+            hdr_area % MAP_HDR_SIZE or desc_off + n * DESC_SIZE > hdr_area or
+            map_size <= hdr_area or map_size % MAP_HDR_SIZE or
+            (not 1 <= nrslots <= RSLOTS_MAX or rslot_off % 64 or
+             rslot_off < desc_off + n * DESC_SIZE or
+             rslot_off + nrslots * 64 > hdr_area
+             if coord == COORD_QUEUES else nrslots or rslot_off)):
         raise _err(errno.EIO, "corrupt directory (hdr_size=%d nrings=%d "
-                   "desc_off=%d map_size=%d features=0x%x)"
-                   % (hdr_size, nrings, desc_off, map_size, features))
+                   "desc_off=%d map_size=%d hdr_area=%d coord=%d features=0x%x)"
+                   % (hdr_size, nrings, desc_off, map_size, hdr_area, coord,
+                      features))
     if length < map_size:
         raise _err(errno.EINVAL, "mapping of %d bytes, the channel needs %d"
                    % (length, map_size))
-    kind = RING_KIND_RECORDS if features & RING_F_MESSAGE else RING_KIND_BYTES
+    kind = (RING_KIND_RECORDS if features & RING_F_MESSAGE or
+            coord == COORD_QUEUES else RING_KIND_BYTES)
     found = None
     for i in range(nrings):
         (d_kind, d_role, hdr_off, data_off, cap) = \
             _DESC.unpack_from(buf, desc_off + i * DESC_SIZE)
-        if (d_kind != kind or d_role >= nrings or hdr_off < MAP_RING_SLOT or
-                hdr_off % 64 or hdr_off + RING_STRUCT_SIZE > MAP_HDR_SIZE or
-                not valid_capacity(cap) or data_off < MAP_HDR_SIZE or
+        if (d_kind != kind or d_role & 0xff >= sides or
+                (d_role >> 8) & 0xff >= n // sides or d_role > 0xffff or
+                hdr_off < desc_off + n * DESC_SIZE or
+                hdr_off % 64 or hdr_off + RING_STRUCT_SIZE > hdr_area or
+                not valid_capacity(cap) or data_off < hdr_area or
                 data_off % MAP_HDR_SIZE or data_off > map_size or
                 cap > map_size - data_off):
             raise _err(errno.EIO, "corrupt entry %d of the directory" % i)
@@ -274,11 +294,15 @@ def check_map(buf, length, role):
     if not found:
         raise _err(errno.EINVAL, "no ring of role %d" % role)
     hdr_off, data_off, cap = found
+    # A queue of a stream channel takes a write of up to its capacity less
+    # the record header in one record.
+    ring_max = msg_max if features & RING_F_MESSAGE else (
+        cap - REC_HDR_SIZE if kind == RING_KIND_RECORDS else 0)
     (r_magic, r_version, r_hdr_size, r_features, r_msg_max, r_data_off, r_cap,
      r_map_size) = _HDR.unpack_from(buf, hdr_off)
     if (r_magic != RING_MAGIC or r_version != RING_VERSION or
             r_hdr_size != RING_STRUCT_SIZE or r_features != features or
-            r_msg_max != msg_max or r_data_off != data_off or r_cap != cap or
+            r_msg_max != ring_max or r_data_off != data_off or r_cap != cap or
             r_map_size != map_size):
         raise _err(errno.EIO, "the header of ring %d differs from the "
                    "directory" % role)
@@ -289,7 +313,7 @@ def check_map(buf, length, role):
     return {"magic": magic, "version": version, "hdr_size": r_hdr_size,
             "features": features, "msg_max": msg_max, "hdr_off": hdr_off,
             "data_off": data_off, "capacity": cap, "map_size": map_size,
-            "anon": anon, "nrings": nrings}
+            "anon": anon, "nrings": nrings, "coord": coord}
 
 
 def _tid_alive(tid):
@@ -466,6 +490,9 @@ class Channel:
         # The directory says where each ring sits: the one side 0 writes
         # (role 0), and a duplex channel's that side 1 writes (role 1).
         first = check_map(self._whole, size, 0)
+        if first["coord"] != COORD_LOCK:
+            raise _err(errno.ENOTSUP, "%s: coordination %d: this client knows "
+                       "only the lock (coord=lock)" % (path, first["coord"]))
         self._rings.append(_Ring(self._whole, first))
         if first["features"] & RING_F_DUPLEX:
             self._rings.append(_Ring(self._whole, check_map(self._whole, size, 1)))

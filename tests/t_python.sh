@@ -83,12 +83,15 @@ def mapping(nrings=1, ring=None, **kw):
     cap = 65536
     f = dict(magic=R.RING_MAGIC, version=2, hdr_size=64, features=0,
              msg_max=0, map_size=4096 + nrings * cap, anon=0, nrings=nrings,
-             desc_off=64, desc_size=32)
+             desc_off=64, desc_size=32, coord=0, nqueues=0, hdr_area=4096,
+             rslot_off=0, nrslots=0)
     f.update(kw)
     buf = bytearray(4096)
-    struct.pack_into("=IHHIIQIIII", buf, 0, f["magic"], f["version"],
+    struct.pack_into("=IHHIIQIIIIIIQII", buf, 0, f["magic"], f["version"],
                      f["hdr_size"], f["features"], f["msg_max"], f["map_size"],
-                     f["anon"], f["nrings"], f["desc_off"], f["desc_size"])
+                     f["anon"], f["nrings"], f["desc_off"], f["desc_size"],
+                     f["coord"], f["nqueues"], f["hdr_area"], f["rslot_off"],
+                     f["nrslots"])
     for i in range(nrings):
         d = dict(kind=2 if f["features"] & 1 else 1, role=i,
                  hdr_off=512 * (i + 1), data_off=4096 + i * cap, capacity=cap,
@@ -130,7 +133,16 @@ expect(errno.EPROTO, mapping(version=1))    # what a client of version 1 meets t
 expect(errno.EPROTO, mapping(version=3))
 expect(errno.EIO, mapping(hdr_size=63))
 expect(errno.EIO, mapping(nrings=0))
-expect(errno.EIO, mapping(nrings=8))
+expect(errno.EIO, mapping(nrings=2))
+expect(errno.EIO, mapping(coord=2))
+expect(errno.EIO, mapping(coord=1))                             # queues, none
+expect(errno.EIO, mapping(nqueues=1))                           # lock, queues
+expect(errno.EIO, mapping(hdr_area=0))
+expect(errno.EIO, mapping(hdr_area=6000))
+expect(errno.EIO, mapping(hdr_area=65536 + 4096))
+expect(errno.EIO, mapping(hdr_area=4096 + 65536))               # no data left
+expect(errno.EIO, mapping(nrslots=1))                           # lock, reader slots
+expect(errno.EIO, mapping(rslot_off=1024))
 expect(errno.EIO, mapping(desc_size=24))
 expect(errno.EIO, mapping(desc_off=4))
 expect(errno.EIO, mapping(features=4))
@@ -141,7 +153,9 @@ expect(errno.EIO, mapping(ring={0: dict(kind=0)}))
 expect(errno.EIO, mapping(ring={0: dict(role=1)}))
 expect(errno.EIO, mapping(ring={0: dict(hdr_off=0)}))            # on the directory
 expect(errno.EIO, mapping(ring={0: dict(hdr_off=520)}))          # not aligned
-expect(errno.EIO, mapping(ring={0: dict(hdr_off=3712)}))         # past the first page
+expect(errno.EIO, mapping(ring={0: dict(hdr_off=3712)}))         # past the header area
+expect(errno.EIO, mapping(ring={0: dict(hdr_off=64)}))           # on the entries
+expect(errno.EIO, mapping(ring={0: dict(role=0x100)}))           # queue 1 of 1
 expect(errno.EIO, mapping(ring={0: dict(data_off=2048)}))
 expect(errno.EIO, mapping(ring={0: dict(data_off=8192)}))        # past the mapping
 expect(errno.EIO, mapping(ring={0: dict(capacity=2048)}))

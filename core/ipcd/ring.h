@@ -8,20 +8,41 @@
  * A mapping is a directory of rings (all integers little-endian, as the
  * host):
  *
- *	0            struct ipcd_map: the channel's kind, how many rings, how
- *	             much to map, and at desc_off one struct ipcd_ring_desc
- *	             per ring: its kind, its role, where its header and its
- *	             data area sit, and its capacity
- *	hdr_off      each ring's header, struct ipcd_ring, in the first
- *	             IPCD_MAP_HDR_SIZE bytes (the daemon puts ring i's at
- *	             IPCD_MAP_RING_SLOT * (i + 1))
+ *	0            struct ipcd_map: the channel's kind, how its ends are
+ *	             coordinated, how many rings, how much to map, and at
+ *	             desc_off one struct ipcd_ring_desc per ring: its kind, its
+ *	             role, where its header and its data area sit, and its
+ *	             capacity
+ *	hdr_off      each ring's header, struct ipcd_ring, in the header area
+ *	             (the first hdr_area bytes, at least IPCD_MAP_HDR_SIZE)
  *	data_off     each ring's data area of `capacity` bytes (a power of
- *	             two), page-aligned, after the first IPCD_MAP_HDR_SIZE bytes
+ *	             two), page-aligned, after the header area
  *
  * Readers never assume where a ring sits: they find it in the directory,
- * by its role.  A simplex channel has one ring (role 0: its writers write
- * it, its readers read it); a duplex channel (IPCD_RING_F_DUPLEX) has two,
- * and side s writes the ring of role s and reads the other.  The header
+ * by its role.  A role is the side that writes the ring (bits 0-7) and,
+ * where the side has several rings (coord IPCD_COORD_QUEUES), the ring's
+ * index among them (bits 8-15).  A simplex channel's side is 0: its writers
+ * write, its readers read; a duplex channel (IPCD_RING_F_DUPLEX) has sides
+ * 0 and 1, and side s writes the rings of side s and reads the other's.
+ *
+ * Coordination (ipcd_map.coord): how the processes that share an end take
+ * turns.  IPCD_COORD_LOCK: one ring per side, its producers and its
+ * consumers each take a lock word (wlock, rlock) per operation.
+ * IPCD_COORD_QUEUES: nqueues rings per side, each written by one thread at
+ * a time, the one whose id it holds in `owner`, taken by compare-and-swap
+ * once (from 0) and given back by a store of 0.  Each consuming thread
+ * takes a reader slot (struct ipcd_rslot, at rslot_off) the same way, and
+ * a queue's `rclaim` names the slot whose thread may take from it; it
+ * keeps the claim across operations.  A consumer takes from a queue only
+ * while its slot's `inside` names the queue, stored and then checked
+ * against `rclaim` across a full barrier; another consumer may take the
+ * claim over by compare-and-swap when the holder's slot shows it outside
+ * (it looks after the swap and a full barrier, and gives the claim back
+ * otherwise).
+ * Nobody waits for a lock: a writer with no queue free writes through the
+ * daemon; a consumer that finds a queue in use reads the others.  What a
+ * dead thread held is taken over by the next that finds it dead, or by the
+ * daemon.  The header
  * of a ring repeats, in its cache line 0, what the directory says of it
  * (a copy that attach checks), so that code holding only a ring finds its
  * capacity and data.  A mapping whose magic is right and whose version is
@@ -113,7 +134,21 @@
 #define IPCD_MAP_HDR_SIZE	4096u		/* directory and ring headers */
 #define IPCD_RING_HDR_SIZE	IPCD_MAP_HDR_SIZE	/* (its name in version 1) */
 #define IPCD_MAP_RING_SLOT	512u		/* room of one ring header */
-#define IPCD_MAP_RINGS_MAX	7u		/* rings a directory lists */
+#define IPCD_MAP_RINGS_MAX	64u		/* rings a directory lists */
+#define IPCD_MAP_AREA_MAX	(16u * IPCD_MAP_HDR_SIZE)	/* largest header area */
+
+/* Coordination of the processes that share an end (ipcd_map.coord). */
+#define IPCD_COORD_LOCK		0u	/* one ring a side, lock words */
+#define IPCD_COORD_QUEUES	1u	/* a ring per writer, claimed once */
+#define IPCD_COORD_MAX		1u
+#define IPCD_COORD_NAMES	{ "lock", "queues" }
+#define IPCD_QUEUES_MAX		16u	/* rings a side may have */
+#define IPCD_RSLOTS_MAX		64u	/* reader slots a channel may have */
+
+/* A ring's role (struct ipcd_ring_desc). */
+#define IPCD_ROLE_SIDE(role)	((role) & 0xffu)
+#define IPCD_ROLE_QUEUE(role)	(((role) >> 8) & 0xffu)
+#define IPCD_ROLE(side, queue)	((uint32_t)(side) | ((uint32_t)(queue) << 8))
 #define IPCD_RING_MIN_CAPACITY	4096u		/* at least PIPE_BUF */
 #define IPCD_RING_MAX_CAPACITY	(1u << 30)
 
@@ -207,6 +242,7 @@
 #define IPCD_XATTR_INFO		IPCD_XATTR_PREFIX "info"
 #define IPCD_XATTR_ANON		IPCD_XATTR_PREFIX "anon"
 #define IPCD_XATTR_STATUS	IPCD_XATTR_PREFIX "status"	/* of the mount's root */
+#define IPCD_XATTR_COORD	IPCD_XATTR_PREFIX "coord"	/* IPCD_COORD_NAMES */
 #define IPCD_KIND_NAMES		{ "stream", "message", "duplex-stream", "duplex-message" }
 
 /* The directory of ring files under a mount's root (not listed). */
@@ -282,7 +318,7 @@ struct ipcd_ring_rec {
 
 struct ipcd_ring_desc {
 	uint32_t kind;		/* IPCD_RING_KIND_* */
-	uint32_t role;		/* the side that writes it: 0, or 1 (duplex) */
+	uint32_t role;		/* IPCD_ROLE(side that writes it, queue index) */
 	uint64_t hdr_off;	/* its struct ipcd_ring, from the mapping's start */
 	uint64_t data_off;	/* its data area, page-aligned */
 	uint64_t capacity;	/* bytes in the data area, a power of two */
@@ -299,7 +335,20 @@ struct ipcd_map {
 	uint32_t nrings;	/* entries at desc_off, 1..IPCD_MAP_RINGS_MAX */
 	uint32_t desc_off;	/* offset of the first struct ipcd_ring_desc */
 	uint32_t desc_size;	/* sizeof(struct ipcd_ring_desc) */
-	uint64_t reserved[3];	/* zero */
+	uint32_t coord;		/* IPCD_COORD_* */
+	uint32_t nqueues;	/* rings a side has: 1, or 1..IPCD_QUEUES_MAX (queues) */
+	uint64_t hdr_area;	/* bytes of directory and ring headers, whole pages */
+	uint32_t rslot_off;	/* queues: offset of the reader slots, else 0 */
+	uint32_t nrslots;	/* queues: 1..IPCD_RSLOTS_MAX, else 0 */
+};
+
+/* A reader's slot (queues), one cache line, written by its thread only,
+ * but for the compare-and-swap that takes it. */
+struct ipcd_rslot {
+	IPCD_ATOMIC(uint32_t) tid;	/* the reading thread's id, or 0 */
+	IPCD_ATOMIC(uint32_t) inside;	/* 1 + the role of the queue it takes
+					   from now, or 0 */
+	uint32_t reserved[14];		/* zero */
 };
 
 /* writers_epoch packs two daemon-written counters into one atomic word. */
@@ -332,12 +381,17 @@ struct ipcd_ring {
 					   makes a new pipe of the pair */
 	IPCD_ATOMIC(uint32_t) writes;	/* writes that published bytes, modulo
 					   2^32.  Under wlock only */
-	uint32_t reserved1[10];		/* zero */
+	IPCD_ATOMIC(uint32_t) owner;	/* queues: the writer's thread id, or 0 */
+	uint32_t reserved1[9];		/* zero */
 
 	/* Cache line 2: written by the consumer holding rlock. */
 	IPCD_ATOMIC(uint64_t) head;	/* bytes ever consumed */
 	IPCD_ATOMIC(uint32_t) rlock;	/* consumer lock: 0 or tid | WAITERS */
-	uint32_t reserved2[13];		/* zero */
+	IPCD_ATOMIC(uint32_t) rclaim;	/* queues: 1 + the reader slot that
+					   may take from it, or 0 */
+	IPCD_ATOMIC(uint32_t) roff;	/* queues, stream: bytes of the record at
+					   head already read */
+	uint32_t reserved2[11];		/* zero */
 
 	/* Cache line 3: sleeping and waking; rarely written. */
 	IPCD_ATOMIC(uint32_t) data_seq;	   /* futex: producers bump it to wake readers */
@@ -379,9 +433,15 @@ _Static_assert(sizeof(struct ipcd_ring) == 448, "ring header is 7 cache lines");
 _Static_assert(sizeof(struct ipcd_ring) <= IPCD_MAP_RING_SLOT, "a ring header fits its slot");
 _Static_assert(sizeof(struct ipcd_map) == 64, "directory header is 64 bytes");
 _Static_assert(sizeof(struct ipcd_ring_desc) == 32, "ring descriptor is 32 bytes");
-_Static_assert(64 + IPCD_MAP_RINGS_MAX * 32 <= IPCD_MAP_RING_SLOT, "directory fits slot 0");
-_Static_assert(IPCD_MAP_RING_SLOT * (IPCD_MAP_RINGS_MAX + 1) <= IPCD_MAP_HDR_SIZE,
-	       "ring headers fit the first page");
+_Static_assert(IPCD_MAP_RING_SLOT * (IPCD_MAP_RINGS_MAX + 1) + 64 * 32 + 64 * IPCD_RSLOTS_MAX <=
+	       IPCD_MAP_AREA_MAX, "the largest directory fits the largest header area");
+_Static_assert(__builtin_offsetof(struct ipcd_map, coord) == 40, "coord");
+_Static_assert(__builtin_offsetof(struct ipcd_map, hdr_area) == 48, "hdr_area");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, owner) == 88, "owner on line 1");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, rclaim) == 140, "rclaim on line 2");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, roff) == 144, "roff on line 2");
+_Static_assert(sizeof(struct ipcd_rslot) == 64, "a reader slot is a cache line");
+_Static_assert(__builtin_offsetof(struct ipcd_map, rslot_off) == 56, "rslot_off");
 _Static_assert(__builtin_offsetof(struct ipcd_map, version) == 4, "version where v1 had it");
 _Static_assert(__builtin_offsetof(struct ipcd_map, nrings) == 28, "nrings");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, tail) == 64, "tail on line 1");

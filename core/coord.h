@@ -1,0 +1,71 @@
+/*
+ * coord.h - how the processes that share a channel end take turns without a
+ * lock (<ipcd/ring.h>, "Coordination").  One side of a channel is a set of
+ * queues: rings of records, each written by one thread (its owner) and
+ * read by one thread at a time (its claimant).  coord_queues.c holds the
+ * protocol; the daemon, the C API and the shim use it through these calls.
+ * Every call is non-blocking and returns a count or -errno, as ringops.h.
+ */
+#ifndef IPCD_COORD_H
+#define IPCD_COORD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ringops.h"
+
+struct ipcd_qset {
+	unsigned n;			/* queues of the side */
+	unsigned side;
+	bool stream;			/* the channel is a stream: reads cross records */
+	struct ipcd_view q[IPCD_QUEUES_MAX];
+	struct ipcd_rslot *rs;		/* the channel's reader slots */
+	unsigned nrs;
+	_Atomic uint64_t wcache;	/* (tid << 32) | (queue + 1): a writer's queue */
+	_Atomic uint64_t rcache;	/* (tid << 32) | (slot + 1): a reader's slot */
+	_Atomic unsigned next;		/* the queue a reader looks at first */
+};
+
+/* The queues that side `side` of the channel mapped at map (len bytes)
+ * writes; -EINVAL if the channel is not coordinated by queues, or as
+ * ipcd_view_attach. */
+int ipcd_qset_attach(struct ipcd_qset *s, void *map, size_t len, unsigned side);
+
+/*
+ * Write buf as one record of the queue thread `tid` owns, taking a free
+ * queue (or a dead thread's) the first time.  Returns bytes taken (a stream
+ * write longer than PIPE_BUF may take fewer), -EAGAIN (the queue is full:
+ * wait for space on ipcd_qset_wq), -ENOSPC (every queue has a live owner:
+ * write through the daemon), -EPIPE, -EMSGSIZE or -EIO.
+ */
+ssize_t ipcd_qset_write(struct ipcd_qset *s, const void *buf, size_t len, uint32_t tid);
+
+/* The queue thread tid writes, for waiting on its space; NULL if none. */
+struct ipcd_view *ipcd_qset_wq(struct ipcd_qset *s, uint32_t tid);
+
+/*
+ * Read from whichever queue has data and is free to take from, in turn:
+ * one record (message channel; *full its length) or bytes of one writer
+ * (stream).  Returns bytes, IPCD_EOF (every queue empty and every writer
+ * gone), -EAGAIN (nothing to read), -EBUSY (a queue with data is being
+ * read by another live thread: look again soon) or -EIO.  flags:
+ * IPCD_IO_PEEK.
+ */
+ssize_t ipcd_qset_read(struct ipcd_qset *s, void *buf, size_t len, uint32_t tid,
+		       unsigned flags, size_t *full);
+
+/* Whether a read would not wait: data in some queue, end of file, or a
+ * broken or damaged ring. */
+int ipcd_qset_can_read(const struct ipcd_qset *s);
+
+/* Bytes in every queue (payload of every record); -EIO if damaged. */
+ssize_t ipcd_qset_queued(const struct ipcd_qset *s);
+
+/* Give back what thread tid holds: its queue, its reader slot, and the
+ * claims that name the slot. */
+void ipcd_qset_release(struct ipcd_qset *s, uint32_t tid);
+
+/* Free what dead threads hold (the daemon, now and then); how many. */
+unsigned ipcd_qset_reap(struct ipcd_qset *s);
+
+#endif /* IPCD_COORD_H */

@@ -1,0 +1,374 @@
+/*
+ * coord_queues.c - coordination by queues (IPCD_COORD_QUEUES): every thread
+ * that writes a side of a channel has a ring of its own, so writers never
+ * meet; readers take turns on each ring by a claim they keep across reads.
+ *
+ * Writing.  A thread looks for the queue whose owner is its thread id; the
+ * first time, it takes one whose owner is 0, or a dead thread's, by one
+ * compare-and-swap.  From then on it is the ring's only producer: a record
+ * goes in with plain stores (ipcd_ring_put_owned), and a full barrier
+ * before it looks for sleeping readers.  A thread that dies in the middle
+ * of a record leaves it unpublished: tail never moved.
+ *
+ * Reading.  Each reading thread has a slot of its own (struct ipcd_rslot),
+ * taken once as a writer takes a queue.  A reader takes from queue q only
+ * while its slot's `inside` names q and q's rclaim still names its slot
+ * after a full barrier:
+ *
+ *	holder (slot h):                another reader (slot o) taking over:
+ *	store rs[h].inside = q          CAS rclaim: h -> o
+ *	full barrier                    full barrier
+ *	load rclaim == h? take : stop   load rs[h].inside == q (and h alive)?
+ *	store rs[h].inside = 0              CAS rclaim back : the claim is o's
+ *
+ * One of the two sees the other's store (Dekker), so no two readers take
+ * from one queue at once, and the holder's reads cost no read-modify-write.
+ * Each thread writes only its own slot, so no one's store undoes
+ * another's.  A holder stopped or killed outside a read holds nothing
+ * back; one stopped inside a read holds back that queue only, until it
+ * continues (a dead one is passed over).
+ *
+ * Turns.  Readers start at the queue after the one last read, so every
+ * writer gets its turn; a stream read takes bytes of one writer only, so a
+ * write of at most PIPE_BUF bytes (one record) reaches a reader whole.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "coord.h"
+
+#define RELAXED memory_order_relaxed
+#define ACQUIRE memory_order_acquire
+#define RELEASE memory_order_release
+#define SEQCST memory_order_seq_cst
+
+int ipcd_qset_attach(struct ipcd_qset *s, void *map, size_t len, unsigned side)
+{
+	const struct ipcd_map *m = map;
+	unsigned i;
+	int r;
+
+	if (len < IPCD_MAP_HDR_SIZE || m->coord != IPCD_COORD_QUEUES ||
+	    m->nqueues == 0 || m->nqueues > IPCD_QUEUES_MAX)
+		return -EINVAL;
+	memset(s, 0, sizeof(*s));
+	s->n = m->nqueues;
+	s->side = side;
+	s->stream = !(m->features & IPCD_RING_F_MESSAGE);
+	for (i = 0; i < s->n; i++) {
+		r = ipcd_view_attach_role(&s->q[i], map, len, IPCD_ROLE(side, i));
+		if (r)
+			return r;
+	}
+	/* Checked with the directory by the attach: in the header area. */
+	s->rs = (struct ipcd_rslot *)((char *)map + m->rslot_off);
+	s->nrs = m->nrslots;
+	return 0;
+}
+
+/* ---- writing ------------------------------------------------------------------ */
+
+static int find_mine(struct ipcd_qset *s, uint32_t tid)
+{
+	uint64_t c = atomic_load_explicit(&s->wcache, RELAXED);
+	unsigned i;
+
+	if ((uint32_t)(c >> 32) == tid && (uint32_t)c != 0 && (uint32_t)c <= s->n &&
+	    atomic_load_explicit(&s->q[(uint32_t)c - 1].r->owner, RELAXED) == tid)
+		return (int)(uint32_t)c - 1;
+	for (i = 0; i < s->n; i++)
+		if (atomic_load_explicit(&s->q[i].r->owner, RELAXED) == tid)
+			goto found;
+	return -1;
+found:
+	atomic_store_explicit(&s->wcache, (uint64_t)tid << 32 | (i + 1), RELAXED);
+	return (int)i;
+}
+
+static int take_queue(struct ipcd_qset *s, uint32_t tid)
+{
+	unsigned k, i;
+	uint32_t o;
+	int q = find_mine(s, tid);
+
+	if (q >= 0)
+		return q;
+	/* A free queue first, then a dead thread's; start where the thread
+	 * id points, so that writers arriving together spread out. */
+	for (k = 0; k < 2 * s->n; k++) {
+		i = (tid + k) % s->n;
+		o = atomic_load_explicit(&s->q[i].r->owner, RELAXED);
+		if (k < s->n ? o != 0 : (o == 0 || ipcd_tid_alive(o)))
+			continue;
+		/* Acquire: the last owner's records are all in before ours. */
+		if (atomic_compare_exchange_strong_explicit(&s->q[i].r->owner, &o, tid,
+							    ACQUIRE, RELAXED)) {
+			atomic_store_explicit(&s->wcache, (uint64_t)tid << 32 | (i + 1), RELAXED);
+			return (int)i;
+		}
+	}
+	return -ENOSPC;
+}
+
+ssize_t ipcd_qset_write(struct ipcd_qset *s, const void *buf, size_t len, uint32_t tid)
+{
+	struct ipcd_view *v;
+	uint64_t old;
+	ssize_t n;
+	int q = take_queue(s, tid);
+
+	if (q < 0)
+		return q;
+	v = &s->q[q];
+	old = atomic_load_explicit(&v->r->tail, RELAXED);
+	n = ipcd_ring_put_owned(v, buf, len, s->stream);
+	/* Readers of every queue sleep on the first one's word. */
+	if (atomic_load_explicit(&v->r->tail, RELAXED) != old)
+		ipcd_ring_wake(&s->q[0], IPCD_WAIT_DATA);
+	return n;
+}
+
+struct ipcd_view *ipcd_qset_wq(struct ipcd_qset *s, uint32_t tid)
+{
+	int q = find_mine(s, tid);
+
+	return q < 0 ? NULL : &s->q[q];
+}
+
+/* ---- reading ------------------------------------------------------------------ */
+
+/* Whether q has a record (or a pad) to take; -EIO if its indexes cannot
+ * be right. */
+static int has_data(const struct ipcd_view *v)
+{
+	uint64_t head = atomic_load_explicit(&v->r->head, ACQUIRE);
+	uint64_t tail = atomic_load_explicit(&v->r->tail, ACQUIRE);
+
+	if (tail - head > v->cap || ((head | tail) & (IPCD_REC_ALIGN - 1)))
+		return -EIO;
+	return head != tail;
+}
+
+/* The reader slot of thread tid, taken the first time (a free one, then a
+ * dead thread's); -ENOSPC if every slot has a live thread. */
+static int my_slot(struct ipcd_qset *s, uint32_t tid)
+{
+	uint64_t c = atomic_load_explicit(&s->rcache, RELAXED);
+	unsigned k, i;
+	uint32_t t;
+
+	if ((uint32_t)(c >> 32) == tid && (uint32_t)c != 0 && (uint32_t)c <= s->nrs &&
+	    atomic_load_explicit(&s->rs[(uint32_t)c - 1].tid, RELAXED) == tid)
+		return (int)(uint32_t)c - 1;
+	for (i = 0; i < s->nrs; i++)
+		if (atomic_load_explicit(&s->rs[i].tid, RELAXED) == tid)
+			goto found;
+	for (k = 0; k < 2 * s->nrs; k++) {
+		i = (tid + k) % s->nrs;
+		t = atomic_load_explicit(&s->rs[i].tid, RELAXED);
+		if (k < s->nrs ? t != 0 : (t == 0 || ipcd_tid_alive(t)))
+			continue;
+		if (atomic_compare_exchange_strong_explicit(&s->rs[i].tid, &t, tid, ACQUIRE,
+							    RELAXED)) {
+			atomic_store_explicit(&s->rs[i].inside, 0, RELAXED);
+			goto found;
+		}
+	}
+	return -ENOSPC;
+found:
+	atomic_store_explicit(&s->rcache, (uint64_t)tid << 32 | (i + 1), RELAXED);
+	return (int)i;
+}
+
+/* Whether slot h (1 + index, as rclaim holds it) is inside queue `role`
+ * with a live thread. */
+static bool holder_inside(const struct ipcd_qset *s, uint32_t h, uint32_t role)
+{
+	uint32_t t;
+
+	if (h == 0 || h > s->nrs)
+		return false;
+	if (atomic_load_explicit(&s->rs[h - 1].inside, ACQUIRE) != role + 1)
+		return false;
+	t = atomic_load_explicit(&s->rs[h - 1].tid, RELAXED);
+	return ipcd_tid_alive(t);
+}
+
+/* Become the reader inside queue i as slot me: 0, or -EBUSY if another
+ * reader is inside it (or took it over). */
+static int enter(struct ipcd_qset *s, unsigned i, unsigned me)
+{
+	struct ipcd_view *v = &s->q[i];
+	uint32_t role = IPCD_ROLE(s->side, i), mine = me + 1;
+	uint32_t c = atomic_load_explicit(&v->r->rclaim, ACQUIRE), back;
+
+	if (c != mine) {
+		if (!atomic_compare_exchange_strong_explicit(&v->r->rclaim, &c, mine, SEQCST,
+							     RELAXED))
+			return -EBUSY;
+		/* After the swap, a full barrier: a holder inside stored its
+		 * slot's inside before it checked rclaim, or sees our swap. */
+		atomic_thread_fence(SEQCST);
+		if (holder_inside(s, c, role)) {
+			back = mine;
+			atomic_compare_exchange_strong_explicit(&v->r->rclaim, &back, c, RELEASE,
+								RELAXED);
+			return -EBUSY;
+		}
+	}
+	atomic_store_explicit(&s->rs[me].inside, role + 1, RELAXED);
+	atomic_thread_fence(SEQCST);
+	if (atomic_load_explicit(&v->r->rclaim, ACQUIRE) != mine) {
+		atomic_store_explicit(&s->rs[me].inside, 0, RELEASE);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+static void leave(struct ipcd_qset *s, unsigned me)
+{
+	/* Release: our stores of head and roff come first, for whoever
+	 * takes the claim over next. */
+	atomic_store_explicit(&s->rs[me].inside, 0, RELEASE);
+}
+
+static int writers_gone(const struct ipcd_qset *s)
+{
+	return ipcd_ring_hup(&s->q[0]);
+}
+
+ssize_t ipcd_qset_read(struct ipcd_qset *s, void *buf, size_t len, uint32_t tid,
+		       unsigned flags, size_t *full)
+{
+	unsigned k, i, start = atomic_load_explicit(&s->next, RELAXED);
+	int gone, d, me, busy = 0;
+	bool part;
+	size_t dummy;
+	ssize_t n;
+
+	if (!full)
+		full = &dummy;
+	*full = 0;
+	me = my_slot(s, tid);
+	if (me < 0)
+		return me;
+	/* Before the indexes: if the writers were gone, their last records
+	 * are in. */
+	gone = writers_gone(s);
+	for (k = 0; k < s->n; k++) {
+		i = (start + k) % s->n;
+		d = has_data(&s->q[i]);
+		if (d < 0)
+			return d;
+		if (!d)
+			continue;
+		if (enter(s, i, (unsigned)me)) {
+			busy = 1;
+			continue;
+		}
+		n = ipcd_ring_take_owned(&s->q[i], buf, len, flags, full, s->stream);
+		/* Stopped inside a record: the rest of that write comes next,
+		 * so that it reaches this reader whole; else the next queue's
+		 * turn. */
+		part = s->stream && atomic_load_explicit(&s->q[i].r->roff, RELAXED);
+		leave(s, (unsigned)me);
+		if (n == -EAGAIN)
+			continue;	/* a pad alone, or taken just before us */
+		if (n >= 0 && !(flags & IPCD_IO_PEEK)) {
+			atomic_store_explicit(&s->next, part ? i : (i + 1) % s->n, RELAXED);
+			ipcd_ring_wake(&s->q[i], IPCD_WAIT_SPACE);
+		}
+		return n;
+	}
+	if (busy)
+		return -EBUSY;
+	return gone ? IPCD_EOF : -EAGAIN;
+}
+
+int ipcd_qset_can_read(const struct ipcd_qset *s)
+{
+	unsigned i;
+
+	if (writers_gone(s))
+		return 1;
+	for (i = 0; i < s->n; i++)
+		if (has_data(&s->q[i]) ||
+		    (atomic_load_explicit(&s->q[i].r->state, RELAXED) & IPCD_RING_S_BROKEN))
+			return 1;
+	return 0;
+}
+
+ssize_t ipcd_qset_queued(const struct ipcd_qset *s)
+{
+	ssize_t sum = 0, n;
+	unsigned i;
+
+	uint32_t off;
+
+	for (i = 0; i < s->n; i++) {
+		n = ipcd_ring_queued(&s->q[i]);
+		if (n < 0)
+			return n;
+		/* Less what a stream read took of the record at head. */
+		off = s->stream ? atomic_load_explicit(&s->q[i].r->roff, RELAXED) : 0;
+		if (n > 0 && off > (size_t)n)
+			return -EIO;
+		sum += n > 0 ? n - (ssize_t)off : 0;
+	}
+	return sum;
+}
+
+/* ---- giving back ----------------------------------------------------------------- */
+
+void ipcd_qset_release(struct ipcd_qset *s, uint32_t tid)
+{
+	unsigned i, j;
+	uint32_t t;
+
+	for (i = 0; i < s->n; i++) {
+		/* Release: our records are in before the queue is free. */
+		t = tid;
+		atomic_compare_exchange_strong_explicit(&s->q[i].r->owner, &t, 0, RELEASE,
+							RELAXED);
+	}
+	for (j = 0; j < s->nrs; j++) {
+		if (atomic_load_explicit(&s->rs[j].tid, RELAXED) != tid)
+			continue;
+		for (i = 0; i < s->n; i++) {
+			t = j + 1;
+			atomic_compare_exchange_strong_explicit(&s->q[i].r->rclaim, &t, 0,
+								RELEASE, RELAXED);
+		}
+		atomic_store_explicit(&s->rs[j].inside, 0, RELAXED);
+		t = tid;
+		atomic_compare_exchange_strong_explicit(&s->rs[j].tid, &t, 0, RELEASE, RELAXED);
+	}
+	if ((uint32_t)(atomic_load_explicit(&s->wcache, RELAXED) >> 32) == tid)
+		atomic_store_explicit(&s->wcache, 0, RELAXED);
+	if ((uint32_t)(atomic_load_explicit(&s->rcache, RELAXED) >> 32) == tid)
+		atomic_store_explicit(&s->rcache, 0, RELAXED);
+}
+
+unsigned ipcd_qset_reap(struct ipcd_qset *s)
+{
+	unsigned i, freed = 0;
+	uint32_t t;
+
+	for (i = 0; i < s->n; i++) {
+		t = atomic_load_explicit(&s->q[i].r->owner, RELAXED);
+		if (t && !ipcd_tid_alive(t) &&
+		    atomic_compare_exchange_strong_explicit(&s->q[i].r->owner, &t, 0, RELEASE,
+							    RELAXED))
+			freed++;
+	}
+	for (i = 0; i < s->nrs; i++) {
+		t = atomic_load_explicit(&s->rs[i].tid, RELAXED);
+		if (t && !ipcd_tid_alive(t) &&
+		    atomic_compare_exchange_strong_explicit(&s->rs[i].tid, &t, 0, RELEASE,
+							    RELAXED)) {
+			atomic_store_explicit(&s->rs[i].inside, 0, RELAXED);
+			freed++;
+		}
+	}
+	return freed;
+}
