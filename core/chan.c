@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "chanint.h"
+#include "coord.h"
 #include "ipcd.h"
 #include "ringops.h"
 
@@ -31,6 +33,14 @@ struct ipcd_chan {
 	void *map;
 	size_t map_len;
 	bool owns_map;		/* ipcd_detach unmaps it (else the caller does) */
+	/* Coordination by queues (coord.h): the sets of queues we read and
+	 * write (the same for a simplex channel), else NULL; in and out are
+	 * then their first queues. */
+	struct ipcd_qset *qin, *qout;
+	struct ipcd_qset *qsets;	/* what to free */
+	_Atomic uint32_t slow_tid;	/* a thread that wrote through the daemon,
+					   into its queue (the first): it takes a
+					   queue of its own only once that is empty */
 };
 
 /*
@@ -202,6 +212,35 @@ static int attach_rings(struct ipcd_view *first, struct ipcd_view *second, void 
 	return 0;
 }
 
+/* A channel coordinated by queues: the sets of queues c reads and writes
+ * on side `side`, in and out their first queues; nothing otherwise. */
+static int attach_queues(struct ipcd_chan *c, void *map, size_t len, unsigned side)
+{
+	const struct ipcd_map *m = map;
+	unsigned sides = (m->features & IPCD_RING_F_DUPLEX) ? 2 : 1, i;
+	int r;
+
+	c->qsets = c->qin = c->qout = NULL;
+	if (m->coord != IPCD_COORD_QUEUES)
+		return 0;
+	c->qsets = calloc(sides, sizeof(*c->qsets));
+	if (!c->qsets)
+		return -ENOMEM;
+	for (i = 0; i < sides; i++) {
+		r = ipcd_qset_attach(&c->qsets[i], map, len, i);
+		if (r) {
+			free(c->qsets);
+			c->qsets = NULL;
+			return r;
+		}
+	}
+	c->qout = &c->qsets[sides == 2 ? side : 0];
+	c->qin = &c->qsets[sides == 2 ? 1 - side : 0];
+	c->in = c->qin->q[0];
+	c->out = c->qout->q[0];
+	return 0;
+}
+
 /* Map the ring(s) of fd into c; side is that of fd's open file, len the
  * length the daemon gave (0: learn it from the header). */
 static int chan_map(struct ipcd_chan *c, int fd, size_t len, unsigned side)
@@ -218,6 +257,9 @@ static int chan_map(struct ipcd_chan *c, int fd, size_t len, unsigned side)
 		goto err;
 	c->out = side ? second : first;
 	c->in = side ? first : second;
+	r = attach_queues(c, map, len, side);
+	if (r)
+		goto err;
 	c->map = map;
 	c->map_len = len;
 	c->owns_map = true;
@@ -297,6 +339,8 @@ int ipcd_attach(int fd, int flags, struct ipcd_chan **out)
 	/* The end-of-file rule belongs to the open file, which may be older
 	 * than this mapping (inherited across exec): the daemon knows it. */
 	c->in.eof_epoch = fi.eof_epoch;
+	if (c->qin)
+		c->qin->q[0].eof_epoch = fi.eof_epoch;
 	c->fd = fd;
 	c->roles = roles;
 	c->nonblock = !!(flags & O_NONBLOCK);
@@ -327,6 +371,14 @@ void ipcd_detach(struct ipcd_chan *c)
 {
 	if (!c)
 		return;
+	if (c->qsets) {
+		/* What this thread holds is free again; other threads' go
+		 * when they end (a dead thread's is taken over). */
+		ipcd_qset_release(c->qin, ipcd_tid());
+		if (c->qout != c->qin)
+			ipcd_qset_release(c->qout, ipcd_tid());
+		free(c->qsets);
+	}
 	if (c->owns_map)
 		munmap(c->map, c->map_len);
 	chan_free(c);
@@ -345,6 +397,8 @@ void ipcd_close(struct ipcd_chan *c)
 
 ssize_t ipcd_readable(const struct ipcd_chan *c)
 {
+	if (c->qin)
+		return ipcd_qset_readable(c->qin);
 	return ipcd_ring_readable(&c->in);
 }
 
@@ -355,6 +409,8 @@ uint32_t ipcd_daemon_pid(const struct ipcd_chan *c)
 
 ssize_t ipcd_queued(const struct ipcd_chan *c)
 {
+	if (c->qin)
+		return ipcd_qset_queued(c->qin);
 	return ipcd_ring_queued(&c->in);
 }
 
@@ -400,6 +456,65 @@ static int wait_left(const struct ipcd_wopt *w, uint64_t *t0, struct timespec *l
 	return 0;
 }
 
+/* ipcd_send on a channel of queues: into this thread's queue; with none
+ * free, through the daemon (a write(2) on the channel file). */
+static ssize_t send_queued(struct ipcd_chan *c, const void *buf, size_t len, int flags,
+			   const struct ipcd_wopt *w)
+{
+	const char *p = buf;
+	const struct timespec *tp;
+	struct timespec left;
+	struct ipcd_view *own;
+	uint32_t tid = ipcd_tid();
+	unsigned wflags = w ? w->wflags : 0;
+	uint64_t t0 = 0;
+	size_t done = 0;
+	ssize_t n;
+	int r;
+
+	for (;;) {
+		/* Bytes of ours still in the daemon's queue come first. */
+		if (atomic_load_explicit(&c->slow_tid, memory_order_relaxed) == tid &&
+		    !ipcd_qset_wq(c->qout, tid) &&
+		    atomic_load(&c->qout->q[0].r->head) != atomic_load(&c->qout->q[0].r->tail))
+			n = -ENOSPC;
+		else
+			n = ipcd_qset_write(c->qout, p + done, len - done, tid);
+		if (n == -ENOSPC) {
+			atomic_store_explicit(&c->slow_tid, tid, memory_order_relaxed);
+			n = write(c->fd, p + done, len - done);
+			if (n < 0)
+				n = -errno;
+		}
+		if (n >= 0) {
+			done += (size_t)n;
+			if (done == len || ipcd_is_message(c))
+				return (ssize_t)done;
+			continue;
+		}
+		own = ipcd_qset_wq(c->qout, tid);
+		if (n == -EAGAIN && own && !(flags & IPCD_NONBLOCK)) {
+			/* Room in our own queue is what we wait for. */
+			r = wait_left(w, &t0, &left, &tp);
+			if (!r) {
+				struct ipcd_view keep = c->out;
+
+				c->out = *own;
+				r = chan_sleep(c, IPCD_WAIT_SPACE | wflags,
+					       ipcd_ring_need(own, len - done), tp, spin_ns(),
+					       w ? w->sigmark : 0);
+				c->out = keep;
+			}
+			if (r == -ETIMEDOUT)
+				r = -EAGAIN;
+		} else {
+			r = (int)n;
+		}
+		if (r < 0)
+			return done ? (ssize_t)done : r;
+	}
+}
+
 ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flags,
 		      const struct ipcd_anc_ops *anc, const struct ipcd_wopt *w)
 {
@@ -415,6 +530,8 @@ ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flag
 	if (!(c->roles & IPCD_ROLE_WRITE))
 		return -EBADF;
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
+	if (c->qout)
+		return send_queued(c, buf, len, flags, w);
 	for (;;) {
 		n = ipcd_ring_write_anc(&c->out, p + done, len - done, ipcd_tid(), anc);
 		if (n >= 0) {
@@ -463,12 +580,20 @@ ssize_t ipcd_recv_anc(struct ipcd_chan *c, void *buf, size_t len, int flags,
 		return -EBADF;
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
 	for (;;) {
-		n = ipcd_ring_read_anc(&c->in, buf, len, ipcd_tid(), ioflags, &full, anc);
+		if (c->qin)
+			n = ipcd_qset_read(c->qin, buf, len, ipcd_tid(), ioflags, &full);
+		else
+			n = ipcd_ring_read_anc(&c->in, buf, len, ipcd_tid(), ioflags, &full, anc);
 		if (n >= 0)
 			return (flags & IPCD_TRUNC) ? (ssize_t)full : n;
 		if (n == IPCD_EOF)
 			return 0;
-		if (n == -EBUSY) {
+		if (n == -EBUSY && c->qin) {
+			/* Another reader is inside the only queue with data:
+			 * it is done in a moment. */
+			sched_yield();
+			r = 0;
+		} else if (n == -EBUSY) {
 			r = ipcd_ring_lock_wait(&c->in, IPCD_WAIT_DATA);
 		} else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK)) {
 			r = wait_left(w, &t0, &left, &tp);
@@ -495,6 +620,8 @@ int ipcd_peek(struct ipcd_chan *c, struct iovec iov[2], int flags)
 		return -EBADF;
 	if (!iov)
 		return -EFAULT;
+	if (c->qin)
+		return -EOPNOTSUPP;	/* records of several queues: not yet */
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
 	for (;;) {
 		n = ipcd_ring_peek(&c->in, sp, ipcd_tid());
@@ -547,6 +674,9 @@ static short revents(const struct ipcd_chan *c, short events)
 		 * writer is gone, data or not, as for a pipe. */
 		if (atomic_load(&c->in.r->tail) != atomic_load(&c->in.r->head))
 			rev |= POLLIN;
+		for (unsigned i = 1; c->qin && i < c->qin->n; i++)
+			if (atomic_load(&c->qin->q[i].r->tail) != atomic_load(&c->qin->q[i].r->head))
+				rev |= POLLIN;
 		if (ipcd_ring_hup(&c->in))
 			rev |= POLLHUP;
 	}

@@ -58,11 +58,16 @@ ssize_t ipcd_qset_read(struct ipcd_qset *s, void *buf, size_t len, uint32_t tid,
  * broken or damaged ring. */
 int ipcd_qset_can_read(const struct ipcd_qset *s);
 
+/* What ipcd_readable tells: bytes queued (stream), or the length of a
+ * message a read would take; -EIO if damaged. */
+ssize_t ipcd_qset_readable(const struct ipcd_qset *s);
+
 /* Bytes in every queue (payload of every record); -EIO if damaged. */
 ssize_t ipcd_qset_queued(const struct ipcd_qset *s);
 
-/* Give back what thread tid holds: its queue, its reader slot, and the
- * claims that name the slot. */
+/* Give back what thread tid holds: its queue (once empty: until then, its
+ * records come before any it may write elsewhere), its reader slot, and
+ * the claims that name the slot. */
 void ipcd_qset_release(struct ipcd_qset *s, uint32_t tid);
 
 /* Free what dead threads hold (the daemon, now and then); how many. */

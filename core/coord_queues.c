@@ -33,6 +33,7 @@
  * write of at most PIPE_BUF bytes (one record) reaches a reader whole.
  */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include "coord.h"
@@ -63,6 +64,7 @@ int ipcd_qset_attach(struct ipcd_qset *s, void *map, size_t len, unsigned side)
 	/* Checked with the directory by the attach: in the header area. */
 	s->rs = (struct ipcd_rslot *)((char *)map + m->rslot_off);
 	s->nrs = m->nrslots;
+	s->q[0].qs = s;		/* waiting for data waits for any queue */
 	return 0;
 }
 
@@ -139,13 +141,23 @@ struct ipcd_view *ipcd_qset_wq(struct ipcd_qset *s, uint32_t tid)
 
 /* Whether q has a record (or a pad) to take; -EIO if its indexes cannot
  * be right. */
-static int has_data(const struct ipcd_view *v)
+static bool plausible(const struct ipcd_view *v, uint64_t head, uint64_t tail)
+{
+	return tail - head <= v->cap && !((head | tail) & (IPCD_REC_ALIGN - 1));
+}
+
+static int has_data(struct ipcd_view *v)
 {
 	uint64_t head = atomic_load_explicit(&v->r->head, ACQUIRE);
-	uint64_t tail = atomic_load_explicit(&v->r->tail, ACQUIRE);
+	uint64_t tail = atomic_load_explicit(&v->qtail, ACQUIRE);
 
-	if (tail - head > v->cap || ((head | tail) & (IPCD_REC_ALIGN - 1)))
+	/* The hint understates the tail: data it shows is there. */
+	if (tail != head && plausible(v, head, tail))
+		return 1;
+	tail = atomic_load_explicit(&v->r->tail, ACQUIRE);
+	if (!plausible(v, head, tail))
 		return -EIO;
+	atomic_store_explicit(&v->qtail, tail, RELEASE);
 	return head != tail;
 }
 
@@ -292,9 +304,25 @@ int ipcd_qset_can_read(const struct ipcd_qset *s)
 	if (writers_gone(s))
 		return 1;
 	for (i = 0; i < s->n; i++)
-		if (has_data(&s->q[i]) ||
+		if (has_data((struct ipcd_view *)&s->q[i]) ||
 		    (atomic_load_explicit(&s->q[i].r->state, RELAXED) & IPCD_RING_S_BROKEN))
 			return 1;
+	return 0;
+}
+
+ssize_t ipcd_qset_readable(const struct ipcd_qset *s)
+{
+	ssize_t n;
+	unsigned i;
+
+	if (s->stream)
+		return ipcd_qset_queued(s);
+	/* The next message of the first queue that has one. */
+	for (i = 0; i < s->n; i++) {
+		n = ipcd_ring_readable(&s->q[i]);
+		if (n != 0)
+			return n;
+	}
 	return 0;
 }
 
@@ -326,6 +354,12 @@ void ipcd_qset_release(struct ipcd_qset *s, uint32_t tid)
 	uint32_t t;
 
 	for (i = 0; i < s->n; i++) {
+		/* A queue with records of ours still in it stays ours: a
+		 * write of ours into another queue could be read first. */
+		if (atomic_load_explicit(&s->q[i].r->owner, RELAXED) != tid ||
+		    atomic_load_explicit(&s->q[i].r->head, ACQUIRE) !=
+		    atomic_load_explicit(&s->q[i].r->tail, RELAXED))
+			continue;
 		/* Release: our records are in before the queue is free. */
 		t = tid;
 		atomic_compare_exchange_strong_explicit(&s->q[i].r->owner, &t, 0, RELEASE,

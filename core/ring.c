@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ringops.h"
+#include "coord.h"
 
 #define RELAXED memory_order_relaxed
 #define ACQUIRE memory_order_acquire
@@ -318,6 +319,9 @@ int ipcd_view_attach_role(struct ipcd_view *v, void *map, size_t map_len, uint32
 	v->seen_tail = 0;
 	v->ends = NULL;
 	v->wend = v->rend = 0;
+	v->qs = NULL;
+	v->peeking = false;
+	atomic_store_explicit(&v->qtail, 0, RELAXED);
 	hints_drop(v);
 	ipcd_view_mark_open(v);
 	return 0;
@@ -725,6 +729,9 @@ int ipcd_ring_can_read(const struct ipcd_view *v)
 {
 	uint64_t head, tail;
 
+	/* The first queue of a side stands for all of them (coord.h). */
+	if (v->qs)
+		return ipcd_qset_can_read(v->qs);
 	if (broken(v) || load_used(v, &head, &tail))
 		return 1;
 	return head != tail || writers_gone(v);
@@ -1178,6 +1185,7 @@ ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigne
 	size_t got = 0, k;
 	uint32_t off;
 	ssize_t res;
+	bool reloaded = false;
 	int r = 0;
 
 	*full = 0;
@@ -1185,10 +1193,14 @@ ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigne
 		return -EIO;
 	/* Acquire both: the last consumer's head and offset (who may have
 	 * been another process before a claim moved), and the producer's
-	 * bytes. */
-	if (load_used(v, &head, &tail)) {
-		hints_drop(v);
-		return -EIO;
+	 * bytes; tail from the hint while it shows any. */
+	head = atomic_load_explicit(&v->r->head, ACQUIRE);
+	tail = atomic_load_explicit(&v->qtail, ACQUIRE);
+	if (tail == head || !plausible(v, head, tail)) {
+		tail = atomic_load_explicit(&v->r->tail, ACQUIRE);
+		if (!plausible(v, head, tail))
+			return -EIO;
+		atomic_store_explicit(&v->qtail, tail, RELEASE);
 	}
 	old = head;
 	off = atomic_load_explicit(&v->r->roff, RELAXED);
@@ -1204,7 +1216,21 @@ ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigne
 	} else {
 		/* Bytes of one writer, record after record, the first from
 		 * where the last read stopped in it. */
-		while (got < len && (r = rec_next(v, &head, tail, &rec, &pos)) == 0) {
+		for (;;) {
+			if (got >= len)
+				break;
+			r = rec_next(v, &head, tail, &rec, &pos);
+			if (r == -EAGAIN && !reloaded) {
+				/* The hint ran out: all there is, as a pipe gives. */
+				reloaded = true;
+				tail = atomic_load_explicit(&v->r->tail, ACQUIRE);
+				if (!plausible(v, head, tail))
+					return -EIO;
+				atomic_store_explicit(&v->qtail, tail, RELEASE);
+				continue;
+			}
+			if (r)
+				break;
 			if (off > rec.len) {
 				r = -EIO;
 				break;
@@ -1221,10 +1247,8 @@ ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigne
 		}
 		*full = got;
 	}
-	if (r == -EIO) {
-		hints_drop(v);
+	if (r == -EIO)
 		return -EIO;
-	}
 	res = stream ? (got ? (ssize_t)got : -EAGAIN) : (r ? r : (ssize_t)got);
 	if (flags & IPCD_IO_PEEK)
 		return res;

@@ -85,11 +85,21 @@ struct ipcd_view {
 	 * read this ring; NULL for a named channel. */
 	struct ipcd_ring *ends;
 	uint8_t wend, rend;
+	/* A queue's tail as some thread of this process last loaded it: an
+	 * understatement, so bytes it shows past head are there (release
+	 * and acquire: whoever uses it sees them); saves loading the
+	 * producer's line for every record. */
+	_Atomic uint64_t qtail;
+	/* The first queue of a side of queues stands for the whole set in
+	 * ipcd_ring_can_read, and so in waiting for data; else NULL. */
+	const struct ipcd_qset *qs;
 	/* A peek in progress (ipcd_ring_peek): the read lock is held, head was
 	 * peek_head, and what it showed ends at peek_end. */
 	bool peeking;
 	uint64_t peek_head, peek_end;
 };
+
+struct ipcd_qset;
 
 /* A span of ring memory that a peek shows. */
 struct ipcd_span {

@@ -58,16 +58,40 @@ static void publish_peers(struct chan *ch)
 			     ((uint64_t)rs->epoch << 32) | rs->writers);
 		atomic_store(&rs->v.r->readers, rs->readers);
 		atomic_store(&rs->v.r->daemon_pid, (uint32_t)getpid());
+		/* Queues: every queue of the side says the same. */
+		for (unsigned q = 1; ch->qs && q < ch->qs[i].n; q++) {
+			struct ipcd_ring *r = ch->qs[i].q[q].r;
+
+			atomic_store(&r->writers_epoch, ((uint64_t)rs->epoch << 32) | rs->writers);
+			atomic_store(&r->readers, rs->readers);
+			atomic_store(&r->daemon_pid, (uint32_t)getpid());
+		}
 	}
+}
+
+/* The daemon's own thread id in queues and reader slots: its pid, alive
+ * as long as it serves the channel. */
+static uint32_t daemon_id(void)
+{
+	return (uint32_t)getpid();
 }
 
 static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
 {
-	size_t len = ipcd_map_len(capacity, features);
 	unsigned i, n = (features & IPCD_RING_F_DUPLEX) ? 2 : 1;
+	uint32_t coord = ch->coord;
+	unsigned nq = coord == IPCD_COORD_QUEUES ? ipcd->queues : 0;
+	/* Queues share the channel's capacity. */
+	uint64_t qcap = nq ? capacity / nq : capacity;
+	size_t len;
 	void *map;
 	int r;
 
+	while (qcap & (qcap - 1))	/* a power of two, at most the share */
+		qcap &= qcap - 1;
+	if (qcap < IPCD_RING_MIN_CAPACITY)
+		qcap = IPCD_RING_MIN_CAPACITY;
+	len = ipcd_map_len_coord(qcap, features, coord, nq);
 	if (!len)
 		return -EINVAL;
 	if (ftruncate(ch->memfd, 0) < 0 || ftruncate(ch->memfd, (off_t)len) < 0)
@@ -75,12 +99,28 @@ static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
 	map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, ch->memfd, 0);
 	if (map == MAP_FAILED)
 		return -errno;
-	/* rs[i] is the ring side i writes. */
-	r = ipcd_ring_format(map, len, capacity, features, msg_max_for(capacity));
-	for (i = 0; i < n && !r; i++)
+	/* rs[i] is the ring side i writes (with queues, its first). */
+	r = ipcd_map_format(map, len, qcap, features, msg_max_for(qcap), coord, nq);
+	free(ch->qs);
+	ch->qs = NULL;
+	if (!r && nq && !(ch->qs = calloc(2, sizeof(*ch->qs))))
+		r = -ENOMEM;
+	for (i = 0; i < n && !r; i++) {
 		r = ipcd_view_attach_role(&ch->rs[i].v, map, len, i);
+		if (!r && nq) {
+			r = ipcd_qset_attach(&ch->qs[i], map, len, i);
+			/* The first queue is the daemon's, for the slow path's
+			 * writes: no thread of a client ever owns it. */
+			if (!r) {
+				atomic_store(&ch->qs[i].q[0].r->owner, daemon_id());
+				ch->rs[i].v = ch->qs[i].q[0];
+			}
+		}
+	}
 	if (r) {
 		munmap(map, len);
+		free(ch->qs);
+		ch->qs = NULL;
 		return r;
 	}
 	ch->map = map;
@@ -88,6 +128,7 @@ static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
 	ch->cap = capacity;
 	ch->features = features;
 	ch->nrings = n;
+	ch->nq = nq;
 	publish_peers(ch);
 	return 0;
 }
@@ -114,6 +155,7 @@ int chan_create(struct inode *in, uint64_t capacity, uint32_t features)
 	CDS_INIT_LIST_HEAD(&ch->rs[0].ancs);
 	CDS_INIT_LIST_HEAD(&ch->rs[1].ancs);
 	CDS_INIT_LIST_HEAD(&ch->watch);
+	ch->coord = ipcd->coord_default;
 	ch->memfd = memfd_create("ipcd-ring", MFD_CLOEXEC);
 	if (ch->memfd < 0) {
 		r = -errno;
@@ -123,6 +165,7 @@ int chan_create(struct inode *in, uint64_t capacity, uint32_t features)
 	r = map_ring(ch, capacity, features);
 	if (r) {
 		close(ch->memfd);
+		free(ch->qs);
 		free(ch);
 		return r;
 	}
@@ -169,6 +212,39 @@ int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features)
 	return 0;
 }
 
+int chan_set_coord(struct chan *ch, uint32_t coord)
+{
+	uint32_t old = ch->coord;
+	int r;
+
+	if (coord > IPCD_COORD_MAX)
+		return -EINVAL;
+	if (ch->anon)
+		return coord == IPCD_COORD_LOCK ? 0 : -EBUSY;
+	if (coord == old)
+		return 0;
+	ch->coord = coord;
+	r = chan_reformat(ch, ch->cap, ch->features);
+	if (r)
+		ch->coord = old;
+	return r;
+}
+
+const char *chan_coord(const struct chan *ch)
+{
+	static const char *const names[] = IPCD_COORD_NAMES;
+
+	return names[ch->coord <= IPCD_COORD_MAX ? ch->coord : 0];
+}
+
+void chan_reap(struct chan *ch)
+{
+	unsigned i;
+
+	for (i = 0; ch->qs && ch->map && i < ch->nrings; i++)
+		ipcd_qset_reap(&ch->qs[i]);
+}
+
 /* The ring features an anonymous channel of kind anon needs. */
 uint32_t chan_anon_features(uint32_t anon)
 {
@@ -196,7 +272,9 @@ int chan_set_anon(struct chan *ch, uint32_t anon)
 		return -EINVAL;
 	if (ch->opens || ch->anon)
 		return -EBUSY;
-	if (features != ch->features) {
+	/* The shim reads a pair's ring itself: pairs keep the lock. */
+	if (ch->coord != IPCD_COORD_LOCK || features != ch->features) {
+		ch->coord = IPCD_COORD_LOCK;
 		r = chan_reformat(ch, ch->cap, features);
 		if (r)
 			return r;
@@ -246,13 +324,28 @@ static const char *kind_name(uint32_t features)
 }
 
 /* Bytes ever written into the channel's rings (by any path). */
+/* Side i's tail (tails) or head, summed over its queues. */
+static uint64_t side_sum(const struct chan *ch, unsigned i, bool tails)
+{
+	uint64_t sum = 0;
+	unsigned q;
+
+	if (!ch->map)
+		return 0;
+	if (!ch->qs)
+		return atomic_load(tails ? &ch->rs[i].v.r->tail : &ch->rs[i].v.r->head);
+	for (q = 0; q < ch->qs[i].n; q++)
+		sum += atomic_load(tails ? &ch->qs[i].q[q].r->tail : &ch->qs[i].q[q].r->head);
+	return sum;
+}
+
 uint64_t chan_bytes(const struct chan *ch)
 {
 	uint64_t sum = 0;
 	unsigned i;
 
 	for (i = 0; ch->map && i < ch->nrings; i++)
-		sum += atomic_load(&ch->rs[i].v.r->tail);
+		sum += side_sum(ch, i, true);
 	return sum;
 }
 
@@ -371,6 +464,7 @@ void chan_destroy(struct chan *ch)
 		free(h);
 	}
 	chan_free_ring(ch);
+	free(ch->qs);
 	free(ch);
 }
 
@@ -380,13 +474,15 @@ int chan_info(struct chan *ch, char *buf, size_t len)
 	unsigned i;
 	int n;
 
-	n = snprintf(buf, len, "kind=%s capacity=%llu opens=%u fastpath=%s state=%s",
+	n = snprintf(buf, len, "kind=%s capacity=%llu opens=%u fastpath=%s state=%s coord=%s",
 		     chan_kind(ch), (unsigned long long)ch->cap, ch->opens,
-		     ch->backing_id ? "on" : "off", ch->broken ? "broken" : "ok");
+		     ch->backing_id ? "on" : "off", ch->broken ? "broken" : "ok", chan_coord(ch));
+	if (ch->qs && n > 0 && (size_t)n < len)
+		n += snprintf(buf + n, len - (size_t)n, " queues=%u", ch->nq);
 	for (i = 0; i < ch->nrings && n > 0 && (size_t)n < len; i++) {
 		struct rstate *rs = &ch->rs[i];
-		uint64_t head = ch->map ? atomic_load(&rs->v.r->head) : 0;
-		uint64_t tail = ch->map ? atomic_load(&rs->v.r->tail) : 0;
+		uint64_t head = side_sum(ch, i, false);
+		uint64_t tail = side_sum(ch, i, true);
 		const char *sfx = ch->nrings == 1 ? "" : i ? "1" : "0";
 
 		at = (size_t)n;
@@ -524,6 +620,23 @@ static ssize_t do_read(struct handle *h, void *buf, size_t size)
 	/* Our own read must not wake the core for our own space interest;
 	 * chan_progress counts us again afterwards. */
 	want(in_ring(h), in_ring(h)->want_data, false);
+	if (ch->qs) {
+		/* Queues: read as a reader like any other, with this open
+		 * file's end-of-file rule. */
+		struct ipcd_qset *qs = &ch->qs[in_ring(h) - ch->rs];
+
+		qs->q[0].eof_epoch = h->eof_epoch;
+		n = ipcd_qset_read(qs, buf, size, daemon_id(), 0, NULL);
+		if (n == -EBUSY) {
+			in_ring(h)->busy = true;	/* look again soon */
+			n = -EAGAIN;
+		}
+		if (n == -EIO)
+			chan_break(ch);
+		if (n > 0)
+			ipcd->slow_bytes += (uint64_t)n;
+		return n;
+	}
 	v = read_view(h);
 	n = ipcd_ring_read(&v, buf, size, ipcd_tid(), 0, NULL);
 	if (n == -EBUSY)
@@ -553,7 +666,11 @@ static int do_write(struct handle *h, const unsigned char *buf, size_t size,
 	/* Likewise: our own write must not wake the core for our data interest. */
 	want(out, false, out->want_space);
 	while (*done < size || (size == 0 && *done == 0)) {
-		n = ipcd_ring_write(&out->v, buf + *done, size - *done, ipcd_tid());
+		if (ch->qs)	/* the daemon writes its own queue, the first */
+			n = ipcd_qset_write(&ch->qs[out - ch->rs], buf + *done, size - *done,
+					    daemon_id());
+		else
+			n = ipcd_ring_write(&out->v, buf + *done, size - *done, ipcd_tid());
 		if (n == -EBUSY)
 			n = after_busy(out, &out->v, IPCD_WAIT_SPACE, n);
 		if (n == -EAGAIN && !again++)
@@ -584,12 +701,15 @@ static short handle_revents(struct handle *h)
 	if (ch->broken || !ch->map)
 		return POLLERR;
 	v = read_view(h);
-	if (ipcd_ring_readable(&v) < 0 || ipcd_ring_space(&out->v) < 0) {
+	if (ipcd_ring_readable(&v) < 0 || ipcd_ring_space(&out->v) < 0 ||
+	    (ch->qs && ipcd_qset_queued(&ch->qs[in_ring(h) - ch->rs]) < 0)) {
 		chan_break(ch);
 		return POLLERR;
 	}
 	if (h->roles & IPCD_ROLE_READ) {
-		if (atomic_load(&v.r->tail) != atomic_load(&v.r->head))
+		unsigned side = (unsigned)(in_ring(h) - ch->rs);
+
+		if (side_sum(ch, side, true) != side_sum(ch, side, false))
 			rev |= POLLIN | POLLRDNORM;
 		if (ipcd_ring_hup(&v))
 			rev |= POLLHUP;	/* as a pipe: data or not */
@@ -612,8 +732,8 @@ static void snapshot(struct handle *h, uint64_t snap[8])
 	for (i = 0; i < ch->nrings; i++) {
 		struct ipcd_ring *r = ch->rs[i].v.r;
 
-		snap[4 * i] = atomic_load(&r->tail);
-		snap[4 * i + 1] = atomic_load(&r->head);
+		snap[4 * i] = side_sum(ch, i, true);
+		snap[4 * i + 1] = side_sum(ch, i, false);
 		/* The counts as the rules see them: holders leaving count. */
 		snap[4 * i + 2] = atomic_load(&r->writers_epoch) ^
 				  (uint64_t)ipcd_ring_hup(&ch->rs[i].v) << 31;
@@ -1023,8 +1143,10 @@ void chan_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	free(h->back);
 	free(h);
 	ch->opens--;
-	if (ch->map)
+	if (ch->map) {
+		chan_reap(ch);	/* the closer may have been the last of a process */
 		chan_progress(ch);
+	}
 	if (ch->opens == 0 && ch->inode->nlink == 0) {
 		chan_free_ring(ch);
 		ns_maybe_free(ch->inode);

@@ -24,6 +24,7 @@
 #include <urcu/rculfhash.h>
 
 #include "../core/ringops.h"
+#include "../core/coord.h"
 
 struct chan;
 
@@ -126,7 +127,11 @@ struct chan {
 	size_t map_len;
 	uint64_t cap;			/* capacity of each ring */
 	uint32_t features;		/* IPCD_RING_F_* */
-	unsigned nrings;		/* 1, or 2 for a duplex channel */
+	unsigned nrings;		/* 1, or 2 for a duplex channel: sides */
+	uint32_t coord;			/* IPCD_COORD_* */
+	unsigned nq;			/* queues a side (coord queues), else 0 */
+	struct ipcd_qset *qs;		/* queues: one set a side, else NULL;
+					   rs[i].v is side i's first queue */
 	struct rstate rs[2];
 	unsigned opens;
 	uint32_t anon;			/* IPCD_ANON_*, or 0 for a named channel */
@@ -156,6 +161,8 @@ struct ipcd_fs {
 	uint64_t max_channels;
 	uint64_t mem_limit;		/* sum of capacities */
 	enum fastpath_mode fastpath_mode;
+	uint32_t coord_default;		/* IPCD_COORD_* of a new channel */
+	unsigned queues;		/* queues a side with coord=queues */
 
 	/* Passthrough state (set before the session loop, then read only,
 	 * except fastpath which falls to false once if the kernel refuses). */
@@ -214,6 +221,12 @@ bool factory_lookup_ok(pid_t tid);
 int chan_create(struct inode *in, uint64_t capacity, uint32_t features);
 bool chan_busy(const struct chan *ch);
 int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features);
+/* Change how the channel's ends are coordinated (IPCD_COORD_*); only while
+ * nobody has it open, and not for an anonymous one. */
+int chan_set_coord(struct chan *ch, uint32_t coord);
+const char *chan_coord(const struct chan *ch);
+/* Free the queues and reader slots of dead threads (queues). */
+void chan_reap(struct chan *ch);
 int chan_set_anon(struct chan *ch, uint32_t anon);
 uint32_t chan_anon_features(uint32_t anon);
 void chan_free_ring(struct chan *ch);

@@ -42,7 +42,7 @@ void ipcd_log(int prio, const char *fmt, ...)
 }
 
 struct options {
-	char *ring_size, *max_ring_size, *max_channels, *mem_limit, *fastpath;
+	char *ring_size, *max_ring_size, *max_channels, *mem_limit, *fastpath, *coord, *queues;
 	int help, version, foreground, debug;
 	char *args[3];
 	int nargs;
@@ -55,6 +55,8 @@ static const struct fuse_opt opt_spec[] = {
 	{ "max_channels=%s", offsetof(struct options, max_channels), 0 },
 	{ "mem_limit=%s", offsetof(struct options, mem_limit), 0 },
 	{ "fastpath=%s", offsetof(struct options, fastpath), 0 },
+	{ "coord=%s", offsetof(struct options, coord), 0 },
+	{ "queues=%s", offsetof(struct options, queues), 0 },
 	OPT("-h", help),
 	OPT("--help", help),
 	OPT("-V", version),
@@ -105,11 +107,16 @@ static void usage(void)
 	       "  -o fastpath=MODE      auto (default): mmap fast path when the kernel and\n"
 	       "                        privileges allow, else slow path only, said once;\n"
 	       "                        require: refuse to start without it; off: never\n"
+	       "  -o coord=MODE         how processes sharing a channel end take turns:\n"
+	       "                        lock (default): a lock word per operation;\n"
+	       "                        queues: a ring per writing thread, no lock\n"
+	       "  -o queues=N           rings a side has with coord=queues (default 8,\n"
+	       "                        2 to %u; the first is the daemon's)\n"
 	       "  -o OPT                any FUSE mount option (allow_other,\n"
 	       "                        default_permissions, ...); as root both of\n"
 	       "                        those are on by default\n"
 	       "\n"
-	       "See ipcd(8) and ipcd(7).\n");
+	       "See ipcd(8) and ipcd(7).\n", IPCD_QUEUES_MAX);
 }
 
 int ipcd_parse_size(const char *s, uint64_t *out)
@@ -331,6 +338,26 @@ static int run(void)
 			o.fastpath);
 		return 2;
 	}
+	if (!o.coord || !strcmp(o.coord, "lock")) {
+		fs.coord_default = IPCD_COORD_LOCK;
+	} else if (!strcmp(o.coord, "queues")) {
+		fs.coord_default = IPCD_COORD_QUEUES;
+	} else {
+		fprintf(stderr, "ipcd: coord must be lock or queues, not '%s'\n", o.coord);
+		return 2;
+	}
+	fs.queues = 8;
+	if (o.queues) {
+		char *end;
+		unsigned long q = strtoul(o.queues, &end, 10);
+
+		if (*end || end == o.queues || q < 2 || q > IPCD_QUEUES_MAX) {
+			fprintf(stderr, "ipcd: queues must be a number from 2 to %u, not '%s'\n",
+				IPCD_QUEUES_MAX, o.queues);
+			return 2;
+		}
+		fs.queues = (unsigned)q;
+	}
 	if (o.debug) {
 		o.foreground = 1;
 		fuse_opt_add_arg(&args, "-odebug");
@@ -474,6 +501,8 @@ int main(int argc, char *argv[])
 	anc_end();	/* after the session: closing may need no answer */
 	free(fs.rbuf);
 	fuse_opt_free_args(&args);
+	free(o.coord);
+	free(o.queues);
 	free(o.ring_size);
 	free(o.max_ring_size);
 	free(o.max_channels);

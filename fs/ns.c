@@ -20,6 +20,7 @@
 
 #define XA_KIND		IPCD_XATTR_KIND
 #define XA_CAPACITY	IPCD_XATTR_CAPACITY
+#define XA_COORD	IPCD_XATTR_COORD
 #define XA_INFO		IPCD_XATTR_INFO
 #define XA_STATUS	IPCD_XATTR_STATUS
 #define XA_LABEL	IPCD_XATTR_LABEL
@@ -891,7 +892,7 @@ static void ns_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	}
 	ch = in->chan;
 	if (strcmp(name, XA_KIND) && strcmp(name, XA_CAPACITY) &&
-	    strcmp(name, XA_LABEL) && strcmp(name, XA_ANON)) {
+	    strcmp(name, XA_LABEL) && strcmp(name, XA_ANON) && strcmp(name, XA_COORD)) {
 		err = strncmp(name, IPCD_XATTR_PREFIX, sizeof(IPCD_XATTR_PREFIX) - 1) ? ENOTSUP : EPERM;
 		goto out;
 	}
@@ -909,6 +910,17 @@ static void ns_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			ch->cred_uid = fuse_req_ctx(req)->uid;
 			ch->cred_gid = fuse_req_ctx(req)->gid;
 		}
+		goto out;
+	}
+	if (!strcmp(name, XA_COORD)) {
+		static const char *const coords[] = IPCD_COORD_NAMES;
+
+		err = EINVAL;
+		for (uint32_t k = 0; k <= IPCD_COORD_MAX; k++)
+			if (strlen(coords[k]) == size && !memcmp(value, coords[k], size))
+				err = -chan_set_coord(ch, k);
+		if (!err)
+			touch(in, false);
 		goto out;
 	}
 	if (!strcmp(name, XA_LABEL)) {
@@ -1000,6 +1012,8 @@ static void ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	else if (!strcmp(name, XA_CAPACITY))
 		len = snprintf(v, sizeof(v), "%llu",
 			       (unsigned long long)in->chan->cap);
+	else if (!strcmp(name, XA_COORD))
+		len = snprintf(v, sizeof(v), "%s", chan_coord(in->chan));
 	else if (!strcmp(name, XA_LABEL) && in->chan->label[0])
 		len = snprintf(v, sizeof(v), "%s", in->chan->label);
 	else if (!strcmp(name, XA_ANON) && in->chan->anon)
@@ -1017,7 +1031,7 @@ static void ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 
 static void ns_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	static const char chan_names[] = XA_KIND "\0" XA_CAPACITY "\0" XA_INFO
+	static const char chan_names[] = XA_KIND "\0" XA_CAPACITY "\0" XA_COORD "\0" XA_INFO
 					 "\0" XA_LABEL;	/* the label last */
 	static const char root_names[] = XA_STATUS;
 	struct inode *in;

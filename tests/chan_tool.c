@@ -12,6 +12,9 @@
  *   chan_tool sendmsg PATH MSG...   send each argument as one message
  *   chan_tool recvmsg PATH N        print N messages, one per line
  *   chan_tool mkchan PATH [stream|message] [CAPACITY]
+ *   chan_tool seqsend PATH ID COUNT
+ *                                   COUNT lines "ID SEQ", padded with dots to
+ *                                   32 bytes, one write each (seq from 0)
  *   chan_tool wait-readers PATH N   wait until N readers have it open
  *   chan_tool gen BYTES [SEED]      write a deterministic pseudo-random stream
  *   chan_tool count-send PATH BLOCK stdin into the channel, printing the bytes
@@ -136,6 +139,31 @@ static int do_peek_recv(const char *path, size_t block)
 	return r < 0 ? fail("peek", path, -r) : 0;
 }
 
+static int do_seqsend(const char *path, const char *id, long count)
+{
+	struct ipcd_chan *c;
+	char line[33];
+	ssize_t w;
+	long i;
+	int r = ipcd_open(path, O_WRONLY | side_flag(), &c);
+
+	if (r)
+		return fail("open", path, -r);
+	for (i = 0; i < count; i++) {
+		int n = snprintf(line, sizeof(line), "%s %ld ", id, i);
+
+		if (n < 0 || n > 31)
+			return fail("seqsend", "line", EINVAL);
+		memset(line + n, '.', (size_t)(31 - n));
+		line[31] = '\n';
+		w = ipcd_send(c, line, 32, 0);
+		if (w != 32)
+			return fail("send", path, w < 0 ? (int)-w : EIO);
+	}
+	ipcd_close(c);
+	return 0;
+}
+
 static int do_sendmsg(const char *path, int argc, char **argv)
 {
 	struct ipcd_chan *c;
@@ -236,6 +264,8 @@ int main(int argc, char **argv)
 			      argc > 3 ? strtoull(argv[3], NULL, 0) : 1);
 	if (!strcmp(argv[1], "recv"))
 		return do_recv(argv[2], block);
+	if (!strcmp(argv[1], "seqsend") && argc > 4)
+		return do_seqsend(argv[2], argv[3], atol(argv[4]));
 	if (!strcmp(argv[1], "peek-recv"))
 		return do_peek_recv(argv[2], block);
 	if (!strcmp(argv[1], "sendmsg"))

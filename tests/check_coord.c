@@ -351,7 +351,18 @@ START_TEST(test_queues_run_out)
 		ck_assert_int_eq(ipcd_qset_write(&s2, "c", 1, 1), 1);
 		ck_assert_uint_eq(atomic_load(&t.s.q[1].r->owner), 1);
 	}
-	/* Given back, a queue is free again; the reaper frees the dead's. */
+	/* Given back with records of a in it, a queue stays a's: what a
+	 * writes next must not be read before them.  Once read, it is free. */
+	ck_assert_int_eq(ipcd_qset_write(&t.s, "a", 1, a), 1);
+	ipcd_qset_release(&t.s, a);
+	ck_assert_uint_eq(atomic_load(&t.s.q[0].r->owner), a);
+	{
+		char out[8];
+		size_t full;
+
+		while (ipcd_qset_read(&t.s, out, sizeof(out), a, 0, &full) > 0)
+			;
+	}
 	ipcd_qset_release(&t.s, a);
 	ck_assert_uint_eq(atomic_load(&t.s.q[0].r->owner), 0);
 	atomic_store(&t.s.q[0].r->owner, gone);
@@ -588,6 +599,15 @@ START_TEST(test_more_writers_than_queues)
 	ck_assert_int_eq(ipcd_qset_write(&t.s, "x", 1, a), 1);
 	ck_assert_int_eq(ipcd_qset_write(&t.s, "y", 1, b), 1);
 	ck_assert_int_eq(ipcd_qset_write(&t.s, "z", 1, 1), -ENOSPC);
+	ipcd_qset_release(&t.s, b);	/* "y" is still in it: kept */
+	ck_assert_int_eq(ipcd_qset_write(&t.s, "z", 1, 1), -ENOSPC);
+	{
+		char out[8];
+		size_t full;
+
+		while (ipcd_qset_read(&t.s, out, sizeof(out), a, 0, &full) > 0)
+			;
+	}
 	ipcd_qset_release(&t.s, b);
 	ck_assert_int_eq(ipcd_qset_write(&t.s, "z", 1, 1), 1);
 	tq_close(&t);

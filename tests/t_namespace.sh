@@ -332,7 +332,7 @@ info_fields() {
 		tr ' ' '\n' | grep -v -e '^fastpath=' -e '^$' | sort | tr '\n' ' '
 }
 t "info fields with an O_RDWR open and 3 bytes buffered" eq "$(info_fields "$X")" \
-	"buffered=3 capacity=65536 kind=stream opens=1 read=0 readers=1 state=ok writers=1 written=3 "
+	"buffered=3 capacity=65536 coord=lock kind=stream opens=1 read=0 readers=1 state=ok writers=1 written=3 "
 t "info fastpath is on or off" sh -c 'case "$1" in on|off) exit 0;; esac; exit 1' sh "$(info_field "$X" fastpath)"
 t "read the 3 bytes back" eq "$(timeout 5 head -c 3 <&5)" abc
 t "info after reading: buffered=0 read=3" \

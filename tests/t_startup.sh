@@ -5,7 +5,8 @@
 #     whether the fast path is available here);
 #   - bad usage exits 2 with a message: no mount point, unknown option -x,
 #     -o bogus, a third argument, bad values (ring_size=1000, ring_size=abc,
-#     ring_size over max_ring_size, max_channels=0, fastpath=maybe);
+#     ring_size over max_ring_size, max_channels=0, fastpath=maybe,
+#     coord=shared, queues out of range or not a number);
 #   - start-up failures exit 1 with a message: mount point missing (the path
 #     named), a file, already an ipcd mounted there ("busy"), no /dev/fuse
 #     (a private mount namespace with an empty /dev; skipped if unshare fails);
@@ -173,6 +174,14 @@ t "max_channels=0: exit 2" eq $rc 2
 run_ipcd "$E" -f -o fastpath=maybe "$D"; rc=$?
 t "fastpath=maybe: exit 2" eq $rc 2
 t "fastpath=maybe: lists the modes" has "$E" "auto, require or off.*maybe"
+run_ipcd "$E" -f -o coord=shared "$D"; rc=$?
+t "coord=shared: exit 2" eq $rc 2
+t "coord=shared: lists the modes" has "$E" "lock or queues.*shared"
+for q in 1 17 x 4x ""; do
+	run_ipcd "$E" -f -o "queues=$q" "$D"; rc=$?
+	t "queues=$q: exit 2" eq $rc 2
+	t "queues=$q: says the range" has "$E" "queues must be a number from 2 to 16"
+done
 t "nothing was mounted by the bad command lines" gone "$D"
 
 # ---- start-up failures: exit 1 ---------------------------------------------------

@@ -1,0 +1,237 @@
+#!/bin/bash
+# t_coord.sh - channels coordinated by queues (-o coord=queues, and the
+# attribute user.ipcd.coord), through a real mount:
+#   - the attribute: read, set before any open, refused while open, on an
+#     anonymous pair, and for a bad value; the mount's default;
+#   - fan-in: 4 writers over mmap into one stream, each writer's lines whole
+#     and in order, every line once;
+#   - fan-out: 3 readers share the read end, every line reaches exactly one;
+#   - writers through the daemon (cat, dd) and over mmap side by side, and
+#     a reader through the daemon of what mmap writers wrote;
+#   - message channels keep boundaries with several writers;
+#   - end of file after the last writer, EPIPE with no reader;
+#   - a writer stopped (SIGSTOP) holds nobody back, one killed (SIGKILL) in
+#     the middle of its stream leaves no broken line, and queues of dead
+#     writers are taken over by new ones (more writers in turn than queues).
+. "$top_srcdir/tests/lib.sh"
+
+command -v getfattr >/dev/null && command -v setfattr >/dev/null ||
+	skip "getfattr/setfattr (the attr package) are not installed"
+mount_ipcd -o coord=queues,queues=5,ring_size=64k
+[ "$(status_field fastpath 2>/dev/null || echo on)" ] || true
+[ "$(getfattr --only-values -n user.ipcd.status "$MNT" | tr ' ' '\n' | sed -n 's/^fastpath=//p')" = on ] ||
+	skip "no mmap fast path here (queues are the fast path's)"
+
+coord_of() { getfattr --only-values -n user.ipcd.coord "$1" 2>/dev/null; }
+
+# check_lines FILE WRITERS COUNT [partial]: every line "ID SEQ ....", whole;
+# each writer's sequence 0..COUNT-1 in order, every line once; "partial":
+# each writer's sequence only rising (lines may be missing).
+check_lines() {
+	awk -v w="$2" -v n="$3" -v part="${4:-}" '
+		length($0) != 31 || $1 !~ /^w[0-9]+$/ || $3 !~ /^\.*$/ { print "bad line " NR ": " $0; bad = 1; exit }
+		{ id = substr($1, 2) + 0; if (id >= w) { print "bad writer " $1; bad = 1; exit }
+		  if (part == "" ? $2 != next_[id] + 0 : $2 < next_[id] + 0) {
+			print "writer " id ": " $2 " after " next_[id] - 1; bad = 1; exit }
+		  next_[id] = $2 + 1 }
+		END { if (bad) exit 1
+		      if (part == "") for (i = 0; i < w; i++) if (next_[i] + 0 != n) { print "writer " i ": " next_[i] + 0 " of " n; exit 1 } }
+	' "$1"
+}
+
+# ---- the attribute -------------------------------------------------------------
+C=$MNT/c
+: > "$C"
+[ "$(coord_of "$C")" = queues ] || fail "a new channel on a coord=queues mount: $(coord_of "$C")"
+info_field "$C" queues | grep -qx 5 || fail "info shows queues=5: $(getfattr --only-values -n user.ipcd.info "$C")"
+setfattr -n user.ipcd.coord -v lock "$C" || fail "set coord lock"
+[ "$(coord_of "$C")" = lock ] || fail "coord lock read back"
+setfattr -n user.ipcd.coord -v queues "$C" || fail "set coord queues"
+[ "$(coord_of "$C")" = queues ] || fail "coord queues read back"
+setfattr -n user.ipcd.coord -v shared "$C" 2>/dev/null && fail "an unknown coordination was accepted"
+setfattr -n user.ipcd.coord -v "" "$C" 2>/dev/null && fail "an empty coordination was accepted"
+exec 7<>"$C"
+setfattr -n user.ipcd.coord -v lock "$C" 2>"$TMPD/busy" && fail "coord changed while the channel is open"
+grep -q 'busy' "$TMPD/busy" || fail "not EBUSY while open: $(cat "$TMPD/busy")"
+exec 7>&-
+getfattr -d -m - "$C" 2>/dev/null | grep -q '^user.ipcd.coord=' || fail "user.ipcd.coord is not listed"
+pass "user.ipcd.coord: the mount's default, set before opening, refused while open or unknown"
+
+# ---- fan-in over mmap ------------------------------------------------------------
+F=$MNT/fanin
+"$CHAN_TOOL" mkchan "$F" || fail "mkchan fanin"
+timeout 60 "$CHAN_TOOL" recv "$F" > "$TMPD/fanin" &
+rd=$!
+wait_for 50 readers_at_least "$F" 1 || fail "fan-in reader did not open"
+# Held open as a writer until all have started, so that the end of file
+# does not come between a writer that ends early and one that starts late.
+exec 8>"$F"
+pids=
+for i in 0 1 2 3; do
+	timeout 60 "$CHAN_TOOL" seqsend "$F" "w$i" 20000 & pids="$pids $!"
+done
+for p in $pids; do wait "$p" || fail "a fan-in writer failed"; done
+exec 8>&-
+wait "$rd" || fail "fan-in reader failed"
+check_lines "$TMPD/fanin" 4 20000 || fail "fan-in lines"
+[ "$(getfattr --only-values -n user.ipcd.status "$MNT" | tr ' ' '\n' | sed -n 's/^slow_bytes=//p')" = 0 ] ||
+	fail "fan-in went through the daemon"
+pass "fan-in: 4 writers x 20000 lines over mmap, each writer's whole and in order, no daemon"
+
+# More writers than queues (4 of a client's): the others write through the
+# daemon, and each writer's order holds all the same.
+F=$MNT/fanin7
+"$CHAN_TOOL" mkchan "$F" || fail "mkchan fanin7"
+timeout 60 "$CHAN_TOOL" recv "$F" > "$TMPD/fanin7" &
+rd=$!
+wait_for 50 readers_at_least "$F" 1 || fail "fan-in reader did not open"
+exec 8>"$F"
+pids=
+for i in 0 1 2 3 4 5 6; do
+	timeout 60 "$CHAN_TOOL" seqsend "$F" "w$i" 10000 & pids="$pids $!"
+done
+for p in $pids; do wait "$p" || fail "a writer of 7 failed"; done
+exec 8>&-
+wait "$rd" || fail "reader of 7 writers failed"
+check_lines "$TMPD/fanin7" 7 10000 || fail "7 writers on 4 queues"
+pass "7 writers on 4 queues: the rest through the daemon, each writer's lines in order, all once"
+
+# ---- fan-out ----------------------------------------------------------------------
+O=$MNT/fanout
+"$CHAN_TOOL" mkchan "$O" || fail "mkchan fanout"
+rds=
+for i in 0 1 2; do
+	timeout 60 "$CHAN_TOOL" recv "$O" 32 > "$TMPD/fanout.$i" & rds="$rds $!"
+done
+wait_for 50 readers_at_least "$O" 3 || fail "fan-out readers did not open"
+timeout 60 "$CHAN_TOOL" seqsend "$O" w0 30000 || fail "fan-out writer"
+for p in $rds; do wait "$p" || fail "a fan-out reader failed"; done
+for i in 0 1 2; do
+	check_lines "$TMPD/fanout.$i" 1 30000 partial || fail "fan-out reader $i out of order"
+done
+cat "$TMPD"/fanout.* | sort -k2,2n > "$TMPD/fanout.all"
+check_lines "$TMPD/fanout.all" 1 30000 || fail "fan-out: not every line exactly once"
+pass "fan-out: 3 readers share 30000 lines, each exactly once, in order as each saw them"
+
+# ---- through the daemon and over mmap together --------------------------------------
+M=$MNT/mixed
+"$CHAN_TOOL" mkchan "$M" || fail "mkchan mixed"
+timeout 60 cat "$M" > "$TMPD/mixed" &
+rd=$!
+wait_for 50 readers_at_least "$M" 1 || fail "cat did not open"
+exec 8>"$M"
+pids=
+for i in 0 1; do
+	timeout 60 "$CHAN_TOOL" seqsend "$M" "w$i" 10000 & pids="$pids $!"
+done
+# One writer through the daemon: whole 32-byte lines, one write each.
+awk 'BEGIN { for (i = 0; i < 10000; i++) { s = "w2 " i " "; while (length(s) < 31) s = s "."; print s } }' |
+	timeout 60 dd of="$M" bs=32 iflag=fullblock status=none || fail "dd through the daemon"
+for p in $pids; do wait "$p" || fail "an mmap writer failed"; done
+exec 8>&-
+wait "$rd" || fail "cat failed"
+check_lines "$TMPD/mixed" 3 10000 || fail "mixed writers through cat"
+pass "two mmap writers and dd through the daemon, read by cat through the daemon"
+
+# ---- messages ---------------------------------------------------------------------
+G=$MNT/msg
+"$CHAN_TOOL" mkchan "$G" message || fail "mkchan message"
+timeout 30 "$CHAN_TOOL" recvmsg "$G" 600 > "$TMPD/msg" &
+rd=$!
+wait_for 50 readers_at_least "$G" 1 || fail "message reader did not open"
+exec 8>"$G"
+pids=
+for i in 0 1 2; do
+	(args=; for j in $(seq 0 199); do args="$args m$i-$j"; done
+	 exec timeout 30 "$CHAN_TOOL" sendmsg "$G" $args) & pids="$pids $!"
+done
+for p in $pids; do wait "$p" || fail "a message writer failed"; done
+exec 8>&-
+wait "$rd" || fail "message reader"
+for i in 0 1 2; do
+	grep "^m$i-" "$TMPD/msg" | sed "s/^m$i-//" | awk '$1 != NR - 1 { exit 1 }' ||
+		fail "messages of writer $i out of order or cut"
+done
+[ "$(wc -l < "$TMPD/msg")" = 600 ] || fail "messages: $(wc -l < "$TMPD/msg") of 600"
+pass "messages: 3 writers x 200, boundaries kept, each writer's in order"
+
+# ---- end of file and no reader -----------------------------------------------------------
+E=$MNT/eof
+"$CHAN_TOOL" mkchan "$E" || fail "mkchan eof"
+timeout 10 "$CHAN_TOOL" recv "$E" > "$TMPD/eof" &
+rd=$!
+wait_for 50 readers_at_least "$E" 1 || fail "eof reader did not open"
+echo one | timeout 10 "$CHAN_TOOL" send "$E" || fail "first writer"
+wait "$rd" || fail "no end of file after the last writer"
+[ "$(cat "$TMPD/eof")" = one ] || fail "eof data: $(cat "$TMPD/eof")"
+echo x | timeout 10 "$CHAN_TOOL" send "$E" 2>"$TMPD/epipe" && fail "a write with no reader succeeded"
+grep -q 'Broken pipe' "$TMPD/epipe" || fail "no EPIPE: $(cat "$TMPD/epipe")"
+pass "end of file after the last writer; EPIPE with no reader"
+
+# ---- a writer stopped, a writer killed -------------------------------------------------------
+S=$MNT/stop
+"$CHAN_TOOL" mkchan "$S" || fail "mkchan stop"
+timeout 60 "$CHAN_TOOL" recv "$S" 32 > "$TMPD/stop" 2>"$TMPD/stop.err" &
+rd=$!
+wait_for 50 readers_at_least "$S" 1 || fail "stop reader did not open"
+# Held open as a writer, so that the end of file waits.
+exec 8>"$S"
+# The writer itself (not under timeout, which would get the signals).
+"$CHAN_TOOL" seqsend "$S" w0 100000000 & victim=$!
+EXTRA_CLEANUP='kill -9 $victim 2>/dev/null'
+sleep 0.3
+kill -STOP "$victim"
+lines0=$(wc -l < "$TMPD/stop")
+t0=$EPOCHREALTIME
+# While it is stopped (anywhere in its stream), another writer's lines flow.
+timeout 30 "$CHAN_TOOL" seqsend "$S" w1 100 || fail "the other writer"
+wait_for 100 sh -c "[ \$(grep -c '^w1 ' '$TMPD/stop') -ge 100 ]" ||
+	fail "lines of another writer did not get through while one was stopped"
+t1=$EPOCHREALTIME
+kill -KILL "$victim"
+wait "$victim" 2>/dev/null
+exec 8>&-
+wait "$rd" || fail "stop reader: status $?, $(cat "$TMPD/stop.err")"
+grep -v '^w1 ' "$TMPD/stop" > "$TMPD/stop.w0"
+check_lines "$TMPD/stop.w0" 1 0 partial || fail "the killed writer left a broken or missing line"
+grep '^w1 ' "$TMPD/stop" > "$TMPD/stop.w1"
+check_lines "$TMPD/stop.w1" 2 100 partial || fail "the other writer's lines"
+[ "$(wc -l < "$TMPD/stop.w1")" = 100 ] || fail "the other writer's lines: $(wc -l < "$TMPD/stop.w1")"
+pass "a stopped writer held nobody back ($(((${t1/./} - ${t0/./}) / 1000)) ms for 100 lines of another), a killed one left whole lines ($lines0+ before)"
+
+# Queues of dead writers are taken over: 12 writers in turn, killed, on 4 queues.
+slow_bytes() {
+	getfattr --only-values -n user.ipcd.status "$MNT" | tr ' ' '\n' | sed -n 's/^slow_bytes=//p'
+}
+K=$MNT/reuse
+"$CHAN_TOOL" mkchan "$K" || fail "mkchan reuse"
+slow0=$(slow_bytes)
+timeout 60 "$CHAN_TOOL" recv "$K" 32 > "$TMPD/reuse" &
+rd=$!
+wait_for 50 readers_at_least "$K" 1 || fail "reuse reader did not open"
+exec 8>"$K"
+for i in $(seq 0 11); do
+	"$CHAN_TOOL" seqsend "$K" "w$i" 100000000 & v=$!
+	EXTRA_CLEANUP='kill -9 $v 2>/dev/null'
+	sleep 0.05
+	kill -KILL "$v"
+	wait "$v" 2>/dev/null
+done
+timeout 30 "$CHAN_TOOL" seqsend "$K" w12 1 || fail "the last writer"
+exec 8>&-
+wait "$rd" || fail "reuse reader"
+check_lines "$TMPD/reuse" 13 0 partial || fail "lines of writers killed in turn"
+grep -q '^w12 0 ' "$TMPD/reuse" || fail "the last writer's line"
+[ "$(slow_bytes)" = "$slow0" ] ||
+	fail "writers went through the daemon ($(($(slow_bytes) - slow0)) bytes): no queue taken over"
+pass "12 writers killed in turn on 4 queues: each dead one's queue taken over, lines whole"
+
+# ---- anonymous pairs keep the lock ----------------------------------------------------------
+command -v python3 >/dev/null || skip_rest=1
+if [ -z "${skip_rest:-}" ]; then
+	P=$MNT/pair
+	: > "$P"
+	setfattr -n user.ipcd.anon -v pipe "$P" || fail "set anon"
+	[ "$(coord_of "$P")" = lock ] || fail "an anonymous pair is coordinated by $(coord_of "$P")"
+	pass "an anonymous pair keeps the lock (the shim reads its ring itself)"
+fi
