@@ -479,6 +479,9 @@ int chan_info(struct chan *ch, char *buf, size_t len)
 		     ch->backing_id ? "on" : "off", ch->broken ? "broken" : "ok", chan_coord(ch));
 	if (ch->qs && n > 0 && (size_t)n < len)
 		n += snprintf(buf + n, len - (size_t)n, " queues=%u", ch->nq);
+	if (n > 0 && (size_t)n < len)
+		n += snprintf(buf + n, len - (size_t)n, " core_us=%llu",
+			      (unsigned long long)(ch->core_ns / 1000));
 	for (i = 0; i < ch->nrings && n > 0 && (size_t)n < len; i++) {
 		struct rstate *rs = &ch->rs[i];
 		uint64_t head = side_sum(ch, i, false);

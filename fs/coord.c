@@ -65,6 +65,15 @@ static void add_wait(struct futex_waitv *w, unsigned *n, _Atomic uint32_t *word,
 	(*n)++;
 }
 
+/* CPU time of the calling thread. */
+static uint64_t thread_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void *coord_main(void *arg)
 {
 	struct ipcd_fs *fs = arg;
@@ -72,6 +81,7 @@ static void *coord_main(void *arg)
 	struct chan *ch, *tmp;
 	struct timespec deadline;
 	unsigned n, watched, i;
+	uint64_t t0;
 	long ms;
 	bool busy, again, wd[2], ws[2];
 
@@ -99,7 +109,9 @@ static void *coord_main(void *arg)
 				if (ws[i])
 					add_wait(w, &n, &ch->rs[i].v.r->space_seq, 0);
 			}
+			t0 = thread_ns();
 			chan_progress(ch);
+			ch->core_ns += thread_ns() - t0;
 			busy |= chan_busy(ch);
 			/* A word we did not take: go round before sleeping. */
 			for (i = 0; i < ch->nrings; i++)
@@ -108,6 +120,7 @@ static void *coord_main(void *arg)
 			watched++;
 		}
 		pthread_mutex_unlock(&fs->mu);
+		atomic_store_explicit(&fs->core_ns, thread_ns(), memory_order_relaxed);
 
 		/* A lock held by a peer, or more rings than one wait can take:
 		 * look again soon.  Otherwise sleep; the long timeout only

@@ -146,6 +146,7 @@ struct chan {
 	struct cds_list_head watch;	/* in fs->watched while watched */
 	struct cds_list_head all;	/* in fs->chans while it has a ring */
 	bool watched;
+	uint64_t core_ns;		/* CPU time the coordination core spent on it */
 };
 
 enum fastpath_mode { FASTPATH_AUTO, FASTPATH_REQUIRE, FASTPATH_OFF };
@@ -188,6 +189,7 @@ struct ipcd_fs {
 	uint64_t freed_reused;		/* reuses counted by pairs now freed */
 	uint64_t freed_served;		/* pipes served by pairs now freed */
 	uint64_t slow_bytes;		/* bytes the daemon read or wrote for clients */
+	_Atomic uint64_t core_ns;	/* CPU time of the coordination core's thread */
 
 	/* Coordination core. */
 	struct cds_list_head watched;	/* struct chan, under mu */

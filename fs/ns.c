@@ -978,7 +978,7 @@ static int status_line(char *v, size_t len)
 	}
 	return snprintf(v, len,
 			"fastpath=%s%s%s channels=%llu memory=%llu/%llu created=%llu "
-			"reused=%llu served=%llu bytes=%llu slow_bytes=%llu\n",
+			"reused=%llu served=%llu bytes=%llu slow_bytes=%llu core_us=%llu\n",
 			ipcd->fastpath ? "on" : "off",
 			ipcd->fastpath ? "" : " reason=",
 			ipcd->fastpath ? "" : ipcd->fastpath_why,
@@ -989,7 +989,8 @@ static int status_line(char *v, size_t len)
 			(unsigned long long)reused,
 			(unsigned long long)served,
 			(unsigned long long)bytes,
-			(unsigned long long)ipcd->slow_bytes);
+			(unsigned long long)ipcd->slow_bytes,
+			(unsigned long long)(atomic_load(&ipcd->core_ns) / 1000));
 }
 
 static void ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,

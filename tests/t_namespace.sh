@@ -332,7 +332,7 @@ info_fields() {
 		tr ' ' '\n' | grep -v -e '^fastpath=' -e '^$' | sort | tr '\n' ' '
 }
 t "info fields with an O_RDWR open and 3 bytes buffered" eq "$(info_fields "$X")" \
-	"buffered=3 capacity=65536 coord=lock kind=stream opens=1 read=0 readers=1 state=ok writers=1 written=3 "
+	"buffered=3 capacity=65536 coord=lock core_us=0 kind=stream opens=1 read=0 readers=1 state=ok writers=1 written=3 "
 t "info fastpath is on or off" sh -c 'case "$1" in on|off) exit 0;; esac; exit 1' sh "$(info_field "$X" fastpath)"
 t "read the 3 bytes back" eq "$(timeout 5 head -c 3 <&5)" abc
 t "info after reading: buffered=0 read=3" \
@@ -350,7 +350,7 @@ t "every attribute listxattr names can be read (getfattr -d)" eq "$errs_ok" ""
 t "listxattr of the root names status" \
 	eq "$(getfattr -m - "$M" 2>/dev/null | grep ^user | tr '\n' ' ')" "user.ipcd.status "
 t "status has fastpath, channels, memory and byte counts" \
-	sh -c 'getfattr --absolute-names --only-values -n user.ipcd.status "$1" | grep -Eq "^fastpath=(on|off( reason=.+)?) channels=[0-9]+ memory=[0-9]+/[0-9]+ created=[0-9]+ reused=[0-9]+ served=[0-9]+ bytes=[0-9]+ slow_bytes=[0-9]+$"' sh "$M"
+	sh -c 'getfattr --absolute-names --only-values -n user.ipcd.status "$1" | grep -Eq "^fastpath=(on|off( reason=.+)?) channels=[0-9]+ memory=[0-9]+/[0-9]+ created=[0-9]+ reused=[0-9]+ served=[0-9]+ bytes=[0-9]+ slow_bytes=[0-9]+ core_us=[0-9]+$"' sh "$M"
 errs "set an unknown user.* xattr: not supported" "Operation not supported" \
 	setfattr -n user.other -v 1 "$X"
 errs "get an unknown user.* xattr: no such attribute" "No such attribute" \
