@@ -40,6 +40,10 @@ int ipcd_qset_attach(struct ipcd_qset *s, void *map, size_t len, unsigned side);
  */
 ssize_t ipcd_qset_write(struct ipcd_qset *s, const void *buf, size_t len, uint32_t tid);
 
+/* The index of the queue thread tid writes, taken for it the first time;
+ * -ENOSPC if every queue has a live owner. */
+int ipcd_qset_take(struct ipcd_qset *s, uint32_t tid);
+
 /* The queue thread tid writes, for waiting on its space; NULL if none. */
 struct ipcd_view *ipcd_qset_wq(struct ipcd_qset *s, uint32_t tid);
 

@@ -130,6 +130,11 @@ ssize_t ipcd_qset_write(struct ipcd_qset *s, const void *buf, size_t len, uint32
 	return n;
 }
 
+int ipcd_qset_take(struct ipcd_qset *s, uint32_t tid)
+{
+	return take_queue(s, tid);
+}
+
 struct ipcd_view *ipcd_qset_wq(struct ipcd_qset *s, uint32_t tid)
 {
 	int q = find_mine(s, tid);

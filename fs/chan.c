@@ -1404,6 +1404,31 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 			fuse_reply_ioctl(req, 0, &uc, sizeof(uc));
 		return;
 	}
+	if (cmd == IPCD_IOC_QUEUE) {
+		pid_t tid = fuse_req_ctx(req)->pid;
+		int q;
+
+		if (out_bufsz < sizeof(v)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		pthread_mutex_lock(&ipcd->mu);
+		if (!(h->roles & IPCD_ROLE_WRITE))
+			q = -EBADF;
+		else if (!h->ch->qs || !h->ch->map)
+			q = -EINVAL;
+		else if (tid <= 0)
+			q = -ENOSPC;
+		else
+			q = ipcd_qset_take(&h->ch->qs[out_ring(h) - h->ch->rs], (uint32_t)tid);
+		pthread_mutex_unlock(&ipcd->mu);
+		v = q < 0 ? 0 : (uint32_t)q;
+		if (q < 0)
+			fuse_reply_err(req, -q);
+		else
+			fuse_reply_ioctl(req, 0, &v, sizeof(v));
+		return;
+	}
 	if (cmd == IPCD_IOC_SYNC) {
 		/* Requests are handled in order: every release the kernel
 		 * queued before this one is through. */

@@ -156,6 +156,7 @@ IOC_SETSIDE = 0x4004AB03         # _IOW(0xab, 3, uint32_t)
 IOC_GETINFO = 0x8010AB04         # _IOR(0xab, 4, struct ipcd_fileinfo)
 RINGS_DIR = ".rings"             # ring files, by inode number, under the root
 IOC_WAKE = 0x0000AB05            # _IO(0xab, 5): the doorbell
+IOC_QUEUE = 0x8004AB0B           # _IOR(0xab, 11, uint32_t): our queue
 PIPE_BUF = 4096
 
 # The directory: magic, version, hdr_size, features, msg_max, map_size,
@@ -176,6 +177,7 @@ _Q_HEAD = 128 // 8
 _Q_WRITERS_EPOCH = 256 // 8
 _I_WLOCK = 72 // 4
 _I_WRITES = 84 // 4
+_I_OWNER = 88 // 4
 _I_RLOCK = 136 // 4
 _I_DATA_SEQ = 192 // 4
 _I_RD_SLEEPERS = 196 // 4
@@ -313,7 +315,8 @@ def check_map(buf, length, role):
     return {"magic": magic, "version": version, "hdr_size": r_hdr_size,
             "features": features, "msg_max": msg_max, "hdr_off": hdr_off,
             "data_off": data_off, "capacity": cap, "map_size": map_size,
-            "anon": anon, "nrings": nrings, "coord": coord}
+            "anon": anon, "nrings": nrings, "coord": coord, "nqueues": nqueues,
+            "records": kind == RING_KIND_RECORDS, "ring_max": ring_max}
 
 
 def _tid_alive(tid):
@@ -336,8 +339,10 @@ class _Ring:
         self.map_size = hdr["map_size"]
         self.capacity = hdr["capacity"]
         self.features = hdr["features"]
-        self.msg_max = hdr["msg_max"]
-        self.is_message = bool(self.features & RING_F_MESSAGE)
+        # A ring of records (a message channel's, or any queue) is written
+        # and read as a message ring.
+        self.msg_max = hdr["ring_max"]
+        self.is_message = hdr["records"]
         self.mask = self.capacity - 1
         self.q = whole[base:base + MAP_RING_SLOT].cast("Q")
         self.w = whole[base:base + MAP_RING_SLOT].cast("I")
@@ -490,20 +495,32 @@ class Channel:
         # The directory says where each ring sits: the one side 0 writes
         # (role 0), and a duplex channel's that side 1 writes (role 1).
         first = check_map(self._whole, size, 0)
-        if first["coord"] != COORD_LOCK:
-            raise _err(errno.ENOTSUP, "%s: coordination %d: this client knows "
-                       "only the lock (coord=lock)" % (path, first["coord"]))
-        self._rings.append(_Ring(self._whole, first))
-        if first["features"] & RING_F_DUPLEX:
-            self._rings.append(_Ring(self._whole, check_map(self._whole, size, 1)))
-        # Side s writes ring s and reads the other (one ring: both).
-        self._out = self._rings[self.side if len(self._rings) == 2 else 0]
-        self._in = self._rings[1 - self.side if len(self._rings) == 2 else 0]
+        self.coord = first["coord"]
+        if self.coord == COORD_QUEUES and self.roles & ROLE_READ:
+            raise _err(errno.ENOTSUP, "%s: reading a channel of queues: this "
+                       "client writes them only (coord=queues)" % path)
+        nq = first["nqueues"] or 1
+        sides = 2 if first["features"] & RING_F_DUPLEX else 1
+        # Each side's rings by role: the side, and the queue's index.
+        for sd in range(sides):
+            for q in range(nq):
+                self._rings.append(_Ring(self._whole, check_map(
+                    self._whole, size, sd | q << 8)))
+        # Side s writes ring(s) s and reads the other's (one side: both).
+        out_side = self.side if sides == 2 else 0
+        in_side = 1 - self.side if sides == 2 else 0
+        self._out = self._rings[out_side * nq]
+        self._in = self._rings[in_side * nq]
+        # Queues: the side's rings we may write, and the one the daemon
+        # gave this thread (IOC_QUEUE), once asked.
+        self._queues = self._rings[out_side * nq:(out_side + 1) * nq]
+        self._queue = None
         self._in.eof_epoch = eof_epoch
         self.capacity = first["capacity"]
-        self.msg_max = first["msg_max"]
+        self.msg_max = first["msg_max"] if first["features"] & RING_F_MESSAGE \
+            else first["ring_max"]
         self.is_message = bool(first["features"] & RING_F_MESSAGE)
-        self.is_duplex = len(self._rings) == 2
+        self.is_duplex = sides == 2
         # The nudge of note 1: a poll that may wait makes the daemon look at
         # the rings and answer what it parked; it returns early once data
         # is there to read.
@@ -511,6 +528,13 @@ class Channel:
     # ---- life ----------------------------------------------------------
 
     def close(self):
+        q = getattr(self, "_queue", None)
+        if q is not None and self._rings:
+            # Our queue is free again once every record of ours is read.
+            if (q.w[_I_OWNER] == threading.get_native_id() and
+                    q.q[_Q_HEAD] == q.q[_Q_TAIL]):
+                q.w[_I_OWNER] = 0
+            self._queue = None
         for r in self._rings:
             r.release()
         self._rings = []
@@ -625,6 +649,8 @@ class Channel:
         BrokenPipeError with no reader, OSError EMSGSIZE or EIO."""
         if not self.roles & ROLE_WRITE:
             raise _err(errno.EBADF, "channel not opened for writing")
+        if self.coord == COORD_QUEUES:
+            return self._try_write_queue(data)
         ring = self._out
         src = memoryview(data).cast("B")
         if ring.broken():
@@ -646,6 +672,43 @@ class Channel:
             self._unlock(ring, _I_WLOCK)
         if tail != old:
             self._wake(ring, _I_RD_SLEEPERS, _I_DATA_SEQ)
+        return n
+
+    def _try_write_queue(self, data):
+        """try_write on a channel of queues (ipcd-ring(7), "Coordination by
+        queues"): a record into the queue the daemon gave this thread, with
+        no lock, as its only producer; a stream write of more than msg_max
+        bytes takes msg_max.  With no queue free, through the daemon."""
+        src = memoryview(data).cast("B")
+        if self._queue is None or \
+                self._queue.w[_I_OWNER] != threading.get_native_id():
+            try:
+                (idx,) = struct.unpack("=I", fcntl.ioctl(
+                    self._fd, IOC_QUEUE, bytes(4)))
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                return os.write(self._fd, src)  # every queue has a live owner
+            if idx >= len(self._queues):
+                raise _err(errno.EIO, "the daemon gave queue %d of %d"
+                           % (idx, len(self._queues)))
+            self._queue = self._queues[idx]
+        ring = self._queue
+        if ring.broken():
+            raise _err(errno.EIO, "the daemon marked the ring broken")
+        if ring.w[_I_READERS] == 0:
+            raise _err(errno.EPIPE, "the channel has no reader")
+        if not self.is_message:
+            if len(src) == 0:
+                return 0
+            src = src[:ring.msg_max]
+        old = ring.q[_Q_TAIL]
+        n, tail = self._put_locked(ring, src)
+        if tail != old:
+            ring.w[_I_WRITES] = (ring.w[_I_WRITES] + 1) & _M32
+            ring.q[_Q_TAIL] = tail          # TSO: the record is in first
+            # Readers of every queue sleep on the first queue's word.
+            self._wake(self._queues[0], _I_RD_SLEEPERS, _I_DATA_SEQ)
         return n
 
     def _put_locked(self, ring, src):

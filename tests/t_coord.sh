@@ -96,6 +96,49 @@ wait "$rd" || fail "reader of 7 writers failed"
 check_lines "$TMPD/fanin7" 7 10000 || fail "7 writers on 4 queues"
 pass "7 writers on 4 queues: the rest through the daemon, each writer's lines in order, all once"
 
+# The Python client (mmap and struct only) as one of the writers: the
+# daemon gives it a queue (it cannot compare-and-swap), its records go in
+# with plain stores, and it rings the doorbell for sleeping readers.
+PY=
+if [ -n "${PYTHON3:-}" ] && command -v "$PYTHON3" >/dev/null 2>&1 && [ "$(uname -m)" = x86_64 ]; then
+	PY=$("$PYTHON3" -c 'import sys; assert sys.version_info >= (3, 8); print(sys.executable)' 2>/dev/null) || PY=
+fi
+if [ -n "$PY" ]; then
+	F=$MNT/fanin_py
+	"$CHAN_TOOL" mkchan "$F" || fail "mkchan fanin_py"
+	timeout 60 "$CHAN_TOOL" recv "$F" > "$TMPD/fanin_py" &
+	rd=$!
+	wait_for 50 readers_at_least "$F" 1 || fail "reader did not open"
+	exec 8>"$F"
+	pids=
+	for i in 0 1 2; do
+		timeout 60 "$CHAN_TOOL" seqsend "$F" "w$i" 10000 & pids="$pids $!"
+	done
+	timeout 60 "$PY" -B - "$top_srcdir/tests" "$F" <<'PY' & pids="$pids $!"
+import sys
+sys.path.insert(0, sys.argv[1])
+import ring_py as R
+w = R.Channel(sys.argv[2], "write")
+for i in range(10000):
+    line = ("w3 %d " % i).ljust(31, ".") + "\n"
+    assert w.send(line.encode()) == 32
+w.close()
+PY
+	for p in $pids; do wait "$p" || fail "a writer (C or Python) failed"; done
+	exec 8>&-
+	wait "$rd" || fail "reader of C and Python writers"
+	check_lines "$TMPD/fanin_py" 4 10000 || fail "3 C writers and the Python client"
+	"$PY" -B - "$top_srcdir/tests" "$F" <<'PY' 2>"$TMPD/pyread" && fail "the Python client read a channel of queues"
+import sys
+sys.path.insert(0, sys.argv[1])
+import ring_py as R
+R.Channel(sys.argv[2], "read")
+PY
+	grep -q 'Operation not supported.*writes them only' "$TMPD/pyread" ||
+		fail "reading queues from Python: not a clear error: $(tail -1 "$TMPD/pyread")"
+	pass "the Python client writes as one of 4 writers (lines whole, in order); reading says it cannot"
+fi
+
 # ---- fan-out ----------------------------------------------------------------------
 O=$MNT/fanout
 "$CHAN_TOOL" mkchan "$O" || fail "mkchan fanout"

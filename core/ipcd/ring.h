@@ -557,6 +557,14 @@ struct ipcd_anc_take {
 /* GETCRED: who made the anonymous channel (a socket pair's SO_PEERCRED):
  * struct ucred { int32 pid; uint32 uid; uint32 gid; }. */
 #define IPCD_IOC_GETCRED	0x800cab0au	/* _IOR(0xab, 10, struct ucred) */
+
+/* QUEUE (coord queues): the index of the queue the calling thread writes
+ * on this open file's side, taken for it the first time (a free one or a
+ * dead thread's) as a compare-and-swap of its owner would: for peers that
+ * cannot make one.  ENOSPC if every queue has a live owner (write through
+ * the daemon), EINVAL on a channel without queues, EBADF without the
+ * writer role. */
+#define IPCD_IOC_QUEUE		0x8004ab0bu	/* _IOR(0xab, 11, uint32_t) */
 #ifndef __cplusplus
 _Static_assert(sizeof(struct ipcd_anc_bind) == 1032, "anc_bind is 1032 bytes");
 _Static_assert(sizeof(struct ipcd_anc_take) == 32, "anc_take is 32 bytes");
