@@ -7,10 +7,13 @@
  * checks each record whole, each writer's order as it sees it, and the
  * books balance at the end (every record once).
  *
- *   bench/coord [-n RECORDS] [-s SIZE] [-w W,W...] [-r R,R...] [-t pipe,lock,queues]
+ *   bench/coord [-n RECORDS] [-s SIZE] [-w W,W...] [-r R,R...] [-t pipe,lock,queues] [-S]
  *
  * Prints one line per case: records per second, the ratio to the pipe of
- * the same shape, and the CPU time per record of all processes.
+ * the same shape, and the CPU time per record of all processes.  With -S,
+ * writer 0 is stopped (SIGSTOP) for 20 ms of every 30 until it is done,
+ * wherever it is, a lock held included: what a stopped process costs the
+ * others.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -46,6 +49,7 @@ struct rec {
 };
 
 static unsigned nrec = 200000, size = 64;
+static int stopper;
 static struct shared *sh;
 static unsigned char *map;
 static size_t map_len;
@@ -309,7 +313,27 @@ static int run(const char *mode, unsigned writers, unsigned readers, double *rat
 		close(pfd[0]);
 		close(pfd[1]);
 	}
+	if (stopper) {
+		/* Writer 0 (the first after the readers) stopped now and then. */
+		pid_t w0 = kids[readers];
+
+		for (;;) {
+			usleep(10000);
+			if (kill(w0, SIGSTOP) < 0)
+				break;
+			usleep(20000);
+			kill(w0, SIGCONT);
+			if (waitpid(w0, &st, WNOHANG) == w0) {
+				if (!WIFEXITED(st) || WEXITSTATUS(st))
+					fail = 1;
+				kids[readers] = 0;
+				break;
+			}
+		}
+	}
 	for (i = 0; i < nk; i++) {
+		if (!kids[i])
+			continue;
 		if (waitpid(kids[i], &st, 0) != kids[i] || !WIFEXITED(st) || WEXITSTATUS(st))
 			fail = 1;
 	}
@@ -343,16 +367,17 @@ int main(int argc, char **argv)
 	double rate, cpu, base;
 	int opt, bad = 0;
 
-	while ((opt = getopt(argc, argv, "n:s:w:r:t:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:s:w:r:t:S")) != -1) {
 		switch (opt) {
 		case 'n': nrec = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 's': size = (unsigned)strtoul(optarg, NULL, 0); break;
 		case 'w': nw = parse_list(optarg, ws); break;
 		case 'r': nr = parse_list(optarg, rs); break;
 		case 't': types = optarg; break;
+		case 'S': stopper = 1; break;
 		default:
 			fprintf(stderr, "usage: coord [-n RECORDS] [-s SIZE] [-w LIST] [-r LIST] "
-				"[-t pipe,lock,queues]\n");
+				"[-t pipe,lock,queues] [-S]\n");
 			return 2;
 		}
 	}
@@ -374,8 +399,9 @@ int main(int argc, char **argv)
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (map == MAP_FAILED || sh == MAP_FAILED)
 		return 1;
-	printf("coord: %u records of %u bytes per writer; %ld CPUs online\n", nrec, size,
-	       sysconf(_SC_NPROCESSORS_ONLN));
+	printf("coord: %u records of %u bytes per writer; %ld CPUs online%s\n", nrec, size,
+	       sysconf(_SC_NPROCESSORS_ONLN),
+	       stopper ? "; writer 0 stopped 20 ms of every 30" : "");
 	printf("%-7s %7s %7s %14s %10s %12s  %s\n", "mode", "writers", "readers", "records/s",
 	       "vs pipe", "cpu_us/rec", "result");
 	for (i = 0; i < nw; i++) {

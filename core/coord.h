@@ -66,7 +66,8 @@ int ipcd_qset_can_read(const struct ipcd_qset *s);
  * message a read would take; -EIO if damaged. */
 ssize_t ipcd_qset_readable(const struct ipcd_qset *s);
 
-/* Bytes in every queue (payload of every record); -EIO if damaged. */
+/* Bytes in every queue: of their records, headers and pads included,
+ * less what a stream read already took; -EIO if damaged. */
 ssize_t ipcd_qset_queued(const struct ipcd_qset *s);
 
 /* Give back what thread tid holds: its queue (once empty: until then, its

@@ -16,10 +16,14 @@
  * after a full barrier:
  *
  *	holder (slot h):                another reader (slot o) taking over:
- *	store rs[h].inside = q          CAS rclaim: h -> o
+ *	store rs[h].inside = q          CAS rclaim: h -> moving(h to o)
  *	full barrier                    full barrier
  *	load rclaim == h? take : stop   load rs[h].inside == q (and h alive)?
- *	store rs[h].inside = 0              CAS rclaim back : the claim is o's
+ *	store rs[h].inside = 0              store rclaim = h : store rclaim = o
+ *
+ * While the claim moves, it names the slot it moves from, and nobody else
+ * takes it (unless the mover died: then the next carries the move on), so
+ * no third reader can take it from o and miss h inside.
  *
  * One of the two sees the other's store (Dekker), so no two readers take
  * from one queue at once, and the holder's reads cost no read-modify-write.
@@ -151,17 +155,41 @@ static bool plausible(const struct ipcd_view *v, uint64_t head, uint64_t tail)
 	return tail - head <= v->cap && !((head | tail) & (IPCD_REC_ALIGN - 1));
 }
 
+/*
+ * The indexes of a queue as a thread that is not inside it sees them: a
+ * head read before and after the tail, the same both times (another reader
+ * may be moving it).  0 with *head and *tail; -EAGAIN if the head kept
+ * moving; -EIO if, with the head still, they cannot be right.
+ */
+static int stable(const struct ipcd_view *v, uint64_t *head, uint64_t *tail)
+{
+	uint64_t h;
+	int k;
+
+	for (k = 0; k < 4; k++) {
+		*head = atomic_load_explicit(&v->r->head, ACQUIRE);
+		*tail = atomic_load_explicit(&v->r->tail, ACQUIRE);
+		h = atomic_load_explicit(&v->r->head, ACQUIRE);
+		if (h == *head)
+			return plausible(v, *head, *tail) ? 0 : -EIO;
+	}
+	return -EAGAIN;
+}
+
 static int has_data(struct ipcd_view *v)
 {
 	uint64_t head = atomic_load_explicit(&v->r->head, ACQUIRE);
 	uint64_t tail = atomic_load_explicit(&v->qtail, ACQUIRE);
+	int r;
 
 	/* The hint understates the tail: data it shows is there. */
 	if (tail != head && plausible(v, head, tail))
 		return 1;
-	tail = atomic_load_explicit(&v->r->tail, ACQUIRE);
-	if (!plausible(v, head, tail))
-		return -EIO;
+	r = stable(v, &head, &tail);
+	if (r == -EAGAIN)
+		return 1;	/* readers at work: let entering tell */
+	if (r)
+		return r;
 	atomic_store_explicit(&v->qtail, tail, RELEASE);
 	return head != tail;
 }
@@ -197,41 +225,65 @@ found:
 	return (int)i;
 }
 
-/* Whether slot h (1 + index, as rclaim holds it) is inside queue `role`
- * with a live thread. */
+/*
+ * rclaim: bits 0-7 the claimant slot + 1 (0: none); while a claim moves
+ * (CLAIM_MOVING), bits 8-15 the slot + 1 it moves from, whose reader may
+ * still be inside until the mover has looked.  Nobody takes a moving
+ * claim from a live mover: it would lose sight of the reader inside.
+ */
+#define CLAIM_MOVING	(1u << 16)
+#define CLAIM_HOLDER(c)	((c) & 0xffu)
+#define CLAIM_FROM(c)	(((c) >> 8) & 0xffu)
+
+/* Whether the thread of slot h (1 + index) lives. */
+static bool slot_alive(const struct ipcd_qset *s, uint32_t h)
+{
+	return h != 0 && h <= s->nrs &&
+	       ipcd_tid_alive(atomic_load_explicit(&s->rs[h - 1].tid, RELAXED));
+}
+
+/* Whether slot h is inside queue `role` with a live thread. */
 static bool holder_inside(const struct ipcd_qset *s, uint32_t h, uint32_t role)
 {
-	uint32_t t;
-
 	if (h == 0 || h > s->nrs)
 		return false;
 	if (atomic_load_explicit(&s->rs[h - 1].inside, ACQUIRE) != role + 1)
 		return false;
-	t = atomic_load_explicit(&s->rs[h - 1].tid, RELAXED);
-	return ipcd_tid_alive(t);
+	return slot_alive(s, h);
 }
 
 /* Become the reader inside queue i as slot me: 0, or -EBUSY if another
- * reader is inside it (or took it over). */
+ * reader is inside it (or is taking it). */
 static int enter(struct ipcd_qset *s, unsigned i, unsigned me)
 {
 	struct ipcd_view *v = &s->q[i];
 	uint32_t role = IPCD_ROLE(s->side, i), mine = me + 1;
-	uint32_t c = atomic_load_explicit(&v->r->rclaim, ACQUIRE), back;
+	uint32_t c = atomic_load_explicit(&v->r->rclaim, ACQUIRE), from, moving;
 
 	if (c != mine) {
-		if (!atomic_compare_exchange_strong_explicit(&v->r->rclaim, &c, mine, SEQCST,
+		if (c & CLAIM_MOVING) {
+			/* Another reader is taking it: wait, unless it died
+			 * doing so (then carry its move on). */
+			if (slot_alive(s, CLAIM_HOLDER(c)))
+				return -EBUSY;
+			from = CLAIM_FROM(c);
+		} else {
+			from = CLAIM_HOLDER(c);
+		}
+		moving = CLAIM_MOVING | from << 8 | mine;
+		if (!atomic_compare_exchange_strong_explicit(&v->r->rclaim, &c, moving, SEQCST,
 							     RELAXED))
 			return -EBUSY;
 		/* After the swap, a full barrier: a holder inside stored its
 		 * slot's inside before it checked rclaim, or sees our swap. */
 		atomic_thread_fence(SEQCST);
-		if (holder_inside(s, c, role)) {
-			back = mine;
-			atomic_compare_exchange_strong_explicit(&v->r->rclaim, &back, c, RELEASE,
-								RELAXED);
+		if (holder_inside(s, from, role)) {
+			atomic_store_explicit(&v->r->rclaim, from, RELEASE);	/* back */
 			return -EBUSY;
 		}
+		/* Acquire: what the last holder stored (head, roff) before it
+		 * left, as its release store of inside ordered it. */
+		atomic_store_explicit(&v->r->rclaim, mine, RELEASE);
 	}
 	atomic_store_explicit(&s->rs[me].inside, role + 1, RELAXED);
 	atomic_thread_fence(SEQCST);
@@ -317,38 +369,59 @@ int ipcd_qset_can_read(const struct ipcd_qset *s)
 
 ssize_t ipcd_qset_readable(const struct ipcd_qset *s)
 {
-	ssize_t n;
+	struct ipcd_ring_rec rec;
+	uint64_t head, tail, pos;
 	unsigned i;
+	int r;
 
 	if (s->stream)
 		return ipcd_qset_queued(s);
-	/* The next message of the first queue that has one. */
+	/* The next message of the first queue that has one: its header is
+	 * read at a head that stayed put, so no writer reused the slot. */
 	for (i = 0; i < s->n; i++) {
-		n = ipcd_ring_readable(&s->q[i]);
-		if (n != 0)
-			return n;
+		const struct ipcd_view *v = &s->q[i];
+
+		r = stable(v, &head, &tail);
+		if (r == -EIO)
+			return r;
+		if (r || head == tail)
+			continue;
+		pos = head & (v->cap - 1);
+		if (tail - head < sizeof(rec) || v->cap - pos < sizeof(rec))
+			return -EIO;
+		memcpy(&rec, v->data + pos, sizeof(rec));
+		if (atomic_load_explicit(&v->r->head, ACQUIRE) != head)
+			continue;
+		if (rec.flags & IPCD_REC_PAD)
+			continue;	/* the message after a pad: for the reader */
+		if (rec.flags || rec.len > v->msg_max)
+			return -EIO;
+		return rec.len;
 	}
 	return 0;
 }
 
 ssize_t ipcd_qset_queued(const struct ipcd_qset *s)
 {
-	ssize_t sum = 0, n;
+	uint64_t head, tail, sum = 0;
 	unsigned i;
+	int r;
 
-	uint32_t off;
-
+	/* Bytes between head and tail, record headers and pads included, less
+	 * what a stream read took of the record at head: what another reader
+	 * may be taking cannot be parsed safely from outside. */
 	for (i = 0; i < s->n; i++) {
-		n = ipcd_ring_queued(&s->q[i]);
-		if (n < 0)
-			return n;
-		/* Less what a stream read took of the record at head. */
-		off = s->stream ? atomic_load_explicit(&s->q[i].r->roff, RELAXED) : 0;
-		if (n > 0 && off > (size_t)n)
-			return -EIO;
-		sum += n > 0 ? n - (ssize_t)off : 0;
+		r = stable(&s->q[i], &head, &tail);
+		if (r == -EIO)
+			return r;
+		if (r || head == tail)
+			continue;
+		sum += tail - head;
+		if (s->stream)
+			sum -= atomic_load_explicit(&s->q[i].r->roff, RELAXED) < tail - head ?
+			       atomic_load_explicit(&s->q[i].r->roff, RELAXED) : 0;
 	}
-	return sum;
+	return (ssize_t)sum;
 }
 
 /* ---- giving back ----------------------------------------------------------------- */
@@ -374,7 +447,7 @@ void ipcd_qset_release(struct ipcd_qset *s, uint32_t tid)
 		if (atomic_load_explicit(&s->rs[j].tid, RELAXED) != tid)
 			continue;
 		for (i = 0; i < s->n; i++) {
-			t = j + 1;
+			t = j + 1;	/* not a claim moving: its mover decides */
 			atomic_compare_exchange_strong_explicit(&s->q[i].r->rclaim, &t, 0,
 								RELEASE, RELAXED);
 		}
