@@ -456,17 +456,34 @@ static int wait_left(const struct ipcd_wopt *w, uint64_t *t0, struct timespec *l
 	return 0;
 }
 
+/* A send found no room for `need` bytes in out (c->out, or the thread's
+ * own queue): wait for it as w says; 0 to try again, else -errno (-EAGAIN
+ * once the caller's time is up). */
+static int send_wait(struct ipcd_chan *c, const struct ipcd_view *out, size_t need,
+		     const struct ipcd_wopt *w, uint64_t *t0)
+{
+	const struct timespec *tp;
+	struct timespec left;
+	struct ipcd_view keep = c->out;
+	int r = wait_left(w, t0, &left, &tp);
+
+	if (!r) {
+		c->out = *out;
+		r = chan_sleep(c, IPCD_WAIT_SPACE | (w ? w->wflags : 0), need, tp, spin_ns(),
+			       w ? w->sigmark : 0);
+		c->out = keep;
+	}
+	return r == -ETIMEDOUT ? -EAGAIN : r;
+}
+
 /* ipcd_send on a channel of queues: into this thread's queue; with none
  * free, through the daemon (a write(2) on the channel file). */
 static ssize_t send_queued(struct ipcd_chan *c, const void *buf, size_t len, int flags,
 			   const struct ipcd_wopt *w)
 {
 	const char *p = buf;
-	const struct timespec *tp;
-	struct timespec left;
 	struct ipcd_view *own;
 	uint32_t tid = ipcd_tid();
-	unsigned wflags = w ? w->wflags : 0;
 	uint64_t t0 = 0;
 	size_t done = 0;
 	ssize_t n;
@@ -493,23 +510,11 @@ static ssize_t send_queued(struct ipcd_chan *c, const void *buf, size_t len, int
 			continue;
 		}
 		own = ipcd_qset_wq(c->qout, tid);
-		if (n == -EAGAIN && own && !(flags & IPCD_NONBLOCK)) {
+		if (n == -EAGAIN && own && !(flags & IPCD_NONBLOCK))
 			/* Room in our own queue is what we wait for. */
-			r = wait_left(w, &t0, &left, &tp);
-			if (!r) {
-				struct ipcd_view keep = c->out;
-
-				c->out = *own;
-				r = chan_sleep(c, IPCD_WAIT_SPACE | wflags,
-					       ipcd_ring_need(own, len - done), tp, spin_ns(),
-					       w ? w->sigmark : 0);
-				c->out = keep;
-			}
-			if (r == -ETIMEDOUT)
-				r = -EAGAIN;
-		} else {
+			r = send_wait(c, own, ipcd_ring_need(own, len - done), w, &t0);
+		else
 			r = (int)n;
-		}
 		if (r < 0)
 			return done ? (ssize_t)done : r;
 	}
@@ -519,9 +524,6 @@ ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flag
 		      const struct ipcd_anc_ops *anc, const struct ipcd_wopt *w)
 {
 	const char *p = buf;
-	const struct timespec *tp;
-	struct timespec left;
-	unsigned wflags = w ? w->wflags : 0;
 	uint64_t t0 = 0;
 	size_t done = 0;
 	ssize_t n;
@@ -543,17 +545,10 @@ ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flag
 		}
 		if (n == -EBUSY)
 			r = ipcd_ring_lock_wait(&c->out, IPCD_WAIT_SPACE);
-		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK)) {
-			r = wait_left(w, &t0, &left, &tp);
-			if (!r)
-				r = chan_sleep(c, IPCD_WAIT_SPACE | wflags,
-					       ipcd_ring_need(&c->out, len - done), tp,
-					       spin_ns(), w ? w->sigmark : 0);
-			if (r == -ETIMEDOUT)
-				r = -EAGAIN;
-		} else {
+		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
+			r = send_wait(c, &c->out, ipcd_ring_need(&c->out, len - done), w, &t0);
+		else
 			r = (int)n;
-		}
 		if (r < 0)
 			return done ? (ssize_t)done : r;
 	}

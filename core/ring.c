@@ -874,6 +874,15 @@ static ssize_t put_locked(struct ipcd_view *v, const void *buf, size_t len,
 	return (ssize_t)len;
 }
 
+/* Why nothing may be written into v: -EIO (broken), -EPIPE (no reader),
+ * or 0. */
+static int put_refused(const struct ipcd_view *v)
+{
+	if (broken(v))
+		return -EIO;
+	return readers_now(v) == 0 ? -EPIPE : 0;
+}
+
 ssize_t ipcd_ring_write(struct ipcd_view *v, const void *buf, size_t len,
 			uint32_t tid)
 {
@@ -887,10 +896,8 @@ ssize_t ipcd_ring_write_anc(struct ipcd_view *v, const void *buf, size_t len,
 	ssize_t n;
 	int r;
 
-	if (broken(v))
-		return -EIO;
-	if (readers_now(v) == 0)
-		return -EPIPE;
+	if ((r = put_refused(v)))
+		return r;
 	if (len == 0 && !(v->features & IPCD_RING_F_MESSAGE))
 		return 0;
 	r = lock_try(&v->r->wlock, tid);
@@ -1111,11 +1118,10 @@ ssize_t ipcd_ring_put_owned(struct ipcd_view *v, const void *buf, size_t len, bo
 	uint64_t head, tail, old, pub;
 	ssize_t n;
 	size_t fit;
+	int r;
 
-	if (broken(v))
-		return -EIO;
-	if (readers_now(v) == 0)
-		return -EPIPE;
+	if ((r = put_refused(v)))
+		return r;
 	if (stream) {
 		if (len == 0)
 			return 0;

@@ -57,43 +57,35 @@ exec 7>&-
 getfattr -d -m - "$C" 2>/dev/null | grep -q '^user.ipcd.coord=' || fail "user.ipcd.coord is not listed"
 pass "user.ipcd.coord: the mount's default, set before opening, refused while open or unknown"
 
-# ---- fan-in over mmap ------------------------------------------------------------
-F=$MNT/fanin
-"$CHAN_TOOL" mkchan "$F" || fail "mkchan fanin"
-timeout 60 "$CHAN_TOOL" recv "$F" > "$TMPD/fanin" &
-rd=$!
-wait_for 50 readers_at_least "$F" 1 || fail "fan-in reader did not open"
-# Held open as a writer until all have started, so that the end of file
+# fan_in NAME WRITERS COUNT: a new channel NAME, one reader over mmap into
+# $TMPD/NAME, WRITERS seqsend writers of COUNT lines each.  The channel is
+# held open as a writer until all have started, so that the end of file
 # does not come between a writer that ends early and one that starts late.
-exec 8>"$F"
-pids=
-for i in 0 1 2 3; do
-	timeout 60 "$CHAN_TOOL" seqsend "$F" "w$i" 20000 & pids="$pids $!"
-done
-for p in $pids; do wait "$p" || fail "a fan-in writer failed"; done
-exec 8>&-
-wait "$rd" || fail "fan-in reader failed"
-check_lines "$TMPD/fanin" 4 20000 || fail "fan-in lines"
+fan_in() {
+	local f=$MNT/$1 rd p pids= i
+	"$CHAN_TOOL" mkchan "$f" || fail "mkchan $1"
+	timeout 60 "$CHAN_TOOL" recv "$f" > "$TMPD/$1" &
+	rd=$!
+	wait_for 50 readers_at_least "$f" 1 || fail "$1: the reader did not open"
+	exec 8>"$f"
+	for i in $(seq 0 $(($2 - 1))); do
+		timeout 60 "$CHAN_TOOL" seqsend "$f" "w$i" "$3" & pids="$pids $!"
+	done
+	for p in $pids; do wait "$p" || fail "$1: a writer failed"; done
+	exec 8>&-
+	wait "$rd" || fail "$1: the reader failed"
+	check_lines "$TMPD/$1" "$2" "$3" || fail "$1: lines of $2 writers"
+}
+
+# ---- fan-in over mmap ------------------------------------------------------------
+fan_in fanin 4 20000
 [ "$(getfattr --only-values -n user.ipcd.status "$MNT" | tr ' ' '\n' | sed -n 's/^slow_bytes=//p')" = 0 ] ||
 	fail "fan-in went through the daemon"
 pass "fan-in: 4 writers x 20000 lines over mmap, each writer's whole and in order, no daemon"
 
 # More writers than queues (4 of a client's): the others write through the
 # daemon, and each writer's order holds all the same.
-F=$MNT/fanin7
-"$CHAN_TOOL" mkchan "$F" || fail "mkchan fanin7"
-timeout 60 "$CHAN_TOOL" recv "$F" > "$TMPD/fanin7" &
-rd=$!
-wait_for 50 readers_at_least "$F" 1 || fail "fan-in reader did not open"
-exec 8>"$F"
-pids=
-for i in 0 1 2 3 4 5 6; do
-	timeout 60 "$CHAN_TOOL" seqsend "$F" "w$i" 10000 & pids="$pids $!"
-done
-for p in $pids; do wait "$p" || fail "a writer of 7 failed"; done
-exec 8>&-
-wait "$rd" || fail "reader of 7 writers failed"
-check_lines "$TMPD/fanin7" 7 10000 || fail "7 writers on 4 queues"
+fan_in fanin7 7 10000
 pass "7 writers on 4 queues: the rest through the daemon, each writer's lines in order, all once"
 
 # The Python client (mmap and struct only) as one of the writers: the
