@@ -58,6 +58,12 @@ struct ipcd_view *ipcd_qset_wq(struct ipcd_qset *s, uint32_t tid);
 ssize_t ipcd_qset_read(struct ipcd_qset *s, void *buf, size_t len, uint32_t tid,
 		       unsigned flags, size_t *full);
 
+/* For a reader that cannot compare-and-swap (the daemon does it for it):
+ * take a reader slot for thread tid and the claim of queue i for it, as a
+ * read would; returns the slot's index, -EBUSY (another reader is inside
+ * or taking it), -ENOSPC (no slot free) or -EINVAL. */
+int ipcd_qset_claim(struct ipcd_qset *s, unsigned i, uint32_t tid);
+
 /* Whether a read would not wait: data in some queue, end of file, or a
  * broken or damaged ring. */
 int ipcd_qset_can_read(const struct ipcd_qset *s);

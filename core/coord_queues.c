@@ -252,39 +252,48 @@ static bool holder_inside(const struct ipcd_qset *s, uint32_t h, uint32_t role)
 	return slot_alive(s, h);
 }
 
-/* Become the reader inside queue i as slot me: 0, or -EBUSY if another
- * reader is inside it (or is taking it). */
-static int enter(struct ipcd_qset *s, unsigned i, unsigned me)
+/* Make the claim of queue i slot me's: 0, or -EBUSY if another reader is
+ * inside it (or is taking it). */
+static int claim(struct ipcd_qset *s, unsigned i, unsigned me)
 {
 	struct ipcd_view *v = &s->q[i];
 	uint32_t role = IPCD_ROLE(s->side, i), mine = me + 1;
 	uint32_t c = atomic_load_explicit(&v->r->rclaim, ACQUIRE), from, moving;
 
-	if (c != mine) {
-		if (c & CLAIM_MOVING) {
-			/* Another reader is taking it: wait, unless it died
-			 * doing so (then carry its move on). */
-			if (slot_alive(s, CLAIM_HOLDER(c)))
-				return -EBUSY;
-			from = CLAIM_FROM(c);
-		} else {
-			from = CLAIM_HOLDER(c);
-		}
-		moving = CLAIM_MOVING | from << 8 | mine;
-		if (!atomic_compare_exchange_strong_explicit(&v->r->rclaim, &c, moving, SEQCST,
-							     RELAXED))
+	if (c == mine)
+		return 0;
+	if (c & CLAIM_MOVING) {
+		/* Another reader is taking it: wait, unless it died doing so
+		 * (then carry its move on). */
+		if (slot_alive(s, CLAIM_HOLDER(c)))
 			return -EBUSY;
-		/* After the swap, a full barrier: a holder inside stored its
-		 * slot's inside before it checked rclaim, or sees our swap. */
-		atomic_thread_fence(SEQCST);
-		if (holder_inside(s, from, role)) {
-			atomic_store_explicit(&v->r->rclaim, from, RELEASE);	/* back */
-			return -EBUSY;
-		}
-		/* Acquire: what the last holder stored (head, roff) before it
-		 * left, as its release store of inside ordered it. */
-		atomic_store_explicit(&v->r->rclaim, mine, RELEASE);
+		from = CLAIM_FROM(c);
+	} else {
+		from = CLAIM_HOLDER(c);
 	}
+	moving = CLAIM_MOVING | from << 8 | mine;
+	if (!atomic_compare_exchange_strong_explicit(&v->r->rclaim, &c, moving, SEQCST, RELAXED))
+		return -EBUSY;
+	/* After the swap, a full barrier: a holder inside stored its slot's
+	 * inside before it checked rclaim, or sees our swap. */
+	atomic_thread_fence(SEQCST);
+	if (holder_inside(s, from, role)) {
+		atomic_store_explicit(&v->r->rclaim, from, RELEASE);	/* back */
+		return -EBUSY;
+	}
+	atomic_store_explicit(&v->r->rclaim, mine, RELEASE);
+	return 0;
+}
+
+/* Become the reader inside queue i as slot me: 0, or -EBUSY if another
+ * reader is inside it (or took it over). */
+static int enter(struct ipcd_qset *s, unsigned i, unsigned me)
+{
+	struct ipcd_view *v = &s->q[i];
+	uint32_t role = IPCD_ROLE(s->side, i), mine = me + 1;
+
+	if (claim(s, i, me))
+		return -EBUSY;
 	atomic_store_explicit(&s->rs[me].inside, role + 1, RELAXED);
 	atomic_thread_fence(SEQCST);
 	if (atomic_load_explicit(&v->r->rclaim, ACQUIRE) != mine) {
@@ -292,6 +301,18 @@ static int enter(struct ipcd_qset *s, unsigned i, unsigned me)
 		return -EBUSY;
 	}
 	return 0;
+}
+
+int ipcd_qset_claim(struct ipcd_qset *s, unsigned i, uint32_t tid)
+{
+	int me;
+
+	if (i >= s->n)
+		return -EINVAL;
+	me = my_slot(s, tid);
+	if (me < 0)
+		return me;
+	return claim(s, i, (unsigned)me) ? -EBUSY : me;
 }
 
 static void leave(struct ipcd_qset *s, unsigned me)

@@ -1429,6 +1429,32 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 			fuse_reply_ioctl(req, 0, &v, sizeof(v));
 		return;
 	}
+	if (cmd == IPCD_IOC_CLAIM) {
+		pid_t tid = fuse_req_ctx(req)->pid;
+		int q;
+
+		if (in_bufsz < sizeof(v) || out_bufsz < sizeof(v)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		memcpy(&v, in_buf, sizeof(v));
+		pthread_mutex_lock(&ipcd->mu);
+		if (!(h->roles & IPCD_ROLE_READ))
+			q = -EBADF;
+		else if (!h->ch->qs || !h->ch->map)
+			q = -EINVAL;
+		else if (tid <= 0)
+			q = -ENOSPC;
+		else
+			q = ipcd_qset_claim(&h->ch->qs[in_ring(h) - h->ch->rs], v, (uint32_t)tid);
+		pthread_mutex_unlock(&ipcd->mu);
+		v = q < 0 ? 0 : (uint32_t)q;
+		if (q < 0)
+			fuse_reply_err(req, -q);
+		else
+			fuse_reply_ioctl(req, 0, &v, sizeof(v));
+		return;
+	}
 	if (cmd == IPCD_IOC_SYNC) {
 		/* Requests are handled in order: every release the kernel
 		 * queued before this one is through. */

@@ -157,6 +157,7 @@ IOC_GETINFO = 0x8010AB04         # _IOR(0xab, 4, struct ipcd_fileinfo)
 RINGS_DIR = ".rings"             # ring files, by inode number, under the root
 IOC_WAKE = 0x0000AB05            # _IO(0xab, 5): the doorbell
 IOC_QUEUE = 0x8004AB0B           # _IOR(0xab, 11, uint32_t): our queue
+IOC_CLAIM = 0xC004AB0C           # _IOWR(0xab, 12, uint32_t): a queue's claim
 PIPE_BUF = 4096
 
 # The directory: magic, version, hdr_size, features, msg_max, map_size,
@@ -179,6 +180,8 @@ _I_WLOCK = 72 // 4
 _I_WRITES = 84 // 4
 _I_OWNER = 88 // 4
 _I_RLOCK = 136 // 4
+_I_RCLAIM = 140 // 4
+_I_ROFF = 144 // 4
 _I_DATA_SEQ = 192 // 4
 _I_RD_SLEEPERS = 196 // 4
 _I_SPACE_SEQ = 200 // 4
@@ -316,6 +319,7 @@ def check_map(buf, length, role):
             "features": features, "msg_max": msg_max, "hdr_off": hdr_off,
             "data_off": data_off, "capacity": cap, "map_size": map_size,
             "anon": anon, "nrings": nrings, "coord": coord, "nqueues": nqueues,
+            "rslot_off": rslot_off, "nrslots": nrslots,
             "records": kind == RING_KIND_RECORDS, "ring_max": ring_max}
 
 
@@ -496,9 +500,6 @@ class Channel:
         # (role 0), and a duplex channel's that side 1 writes (role 1).
         first = check_map(self._whole, size, 0)
         self.coord = first["coord"]
-        if self.coord == COORD_QUEUES and self.roles & ROLE_READ:
-            raise _err(errno.ENOTSUP, "%s: reading a channel of queues: this "
-                       "client writes them only (coord=queues)" % path)
         nq = first["nqueues"] or 1
         sides = 2 if first["features"] & RING_F_DUPLEX else 1
         # Each side's rings by role: the side, and the queue's index.
@@ -515,6 +516,16 @@ class Channel:
         # gave this thread (IOC_QUEUE), once asked.
         self._queues = self._rings[out_side * nq:(out_side + 1) * nq]
         self._queue = None
+        # Queues, reading: the other side's rings, our reader slot (given
+        # by the daemon with a queue's claim, IOC_CLAIM), where we start.
+        self._rqueues = self._rings[in_side * nq:(in_side + 1) * nq]
+        self._in_side = in_side
+        self._slot = None
+        self._rnext = 0
+        self._rslots = None
+        if self.coord == COORD_QUEUES:
+            off = first["rslot_off"]
+            self._rslots = self._whole[off:off + 64 * first["nrslots"]].cast("I")
         self._in.eof_epoch = eof_epoch
         self.capacity = first["capacity"]
         self.msg_max = first["msg_max"] if first["features"] & RING_F_MESSAGE \
@@ -535,6 +546,9 @@ class Channel:
                     q.q[_Q_HEAD] == q.q[_Q_TAIL]):
                 q.w[_I_OWNER] = 0
             self._queue = None
+        if getattr(self, "_rslots", None) is not None:
+            self._rslots.release()
+            self._rslots = None
         for r in self._rings:
             r.release()
         self._rings = []
@@ -751,6 +765,8 @@ class Channel:
         None when there is nothing yet, or EOF.  Raises OSError EIO."""
         if not self.roles & ROLE_READ:
             raise _err(errno.EBADF, "channel not opened for reading")
+        if self.coord == COORD_QUEUES:
+            return self._try_read_queue(maxlen)
         ring = self._in
         if ring.broken():
             raise _err(errno.EIO, "the daemon marked the ring broken")
@@ -766,6 +782,105 @@ class Channel:
         if head != old:
             self._wake(ring, _I_WR_SLEEPERS, _I_SPACE_SEQ)
         return out
+
+    def _try_read_queue(self, maxlen):
+        """try_read on a channel of queues (ipcd-ring(7), "Coordination by
+        queues"): from a queue whose claim is our slot's (the daemon moves
+        a claim for us, IOC_CLAIM), inside it by our slot's `inside`
+        checked against the claim across a full barrier."""
+        q0 = self._rqueues[0]
+        gone = q0.writers_gone(q0.q[_Q_WRITERS_EPOCH])     # before the indexes
+        busy = False
+        n = len(self._rqueues)
+        for k in range(n):
+            i = (self._rnext + k) % n
+            ring = self._rqueues[i]
+            if ring.broken():
+                raise _err(errno.EIO, "the daemon marked the ring broken")
+            head = ring.q[_Q_HEAD]
+            tail = ring.q[_Q_TAIL]
+            if ring.q[_Q_HEAD] != head:
+                busy = True             # another reader at work
+                continue
+            if ring.used(head, tail) == 0:
+                continue
+            if self._slot is None or ring.w[_I_RCLAIM] != self._slot + 1:
+                try:
+                    (slot,) = struct.unpack("=I", fcntl.ioctl(
+                        self._fd, IOC_CLAIM, struct.pack("=I", i)))
+                except OSError as e:
+                    if e.errno != errno.EBUSY:
+                        raise
+                    busy = True
+                    continue
+                if 64 * (slot + 1) > len(self._rslots) * 4:
+                    raise _err(errno.EIO, "the daemon gave slot %d" % slot)
+                self._slot = slot
+            inside = self._slot * 16 + 1        # the slot's second word
+            self._rslots[inside] = (self._in_side | i << 8) + 1
+            full_fence()
+            if ring.w[_I_RCLAIM] != self._slot + 1:
+                self._rslots[inside] = 0
+                busy = True
+                continue
+            try:
+                old = ring.q[_Q_HEAD]
+                if self.is_message:
+                    out, head = self._take_locked(ring, maxlen)
+                    off = 0
+                else:
+                    out, head, off = self._take_records(ring, maxlen)
+                    # TSO: the offset lands before the head that goes with it.
+                    ring.w[_I_ROFF] = off
+                if head != old:
+                    ring.q[_Q_HEAD] = head
+            finally:
+                self._rslots[inside] = 0
+            if head != old:
+                self._wake(ring, _I_WR_SLEEPERS, _I_SPACE_SEQ)
+            if out is None or out is EOF:
+                continue                # a pad alone
+            # Stopped inside a record: the rest of that write comes next.
+            self._rnext = i if off else (i + 1) % n
+            return out
+        if busy:
+            return None
+        return EOF if gone else None
+
+    def _take_records(self, ring, maxlen):
+        """A stream's bytes from a queue's records, from roff into the one
+        at head, record after record: (bytes, new head, new roff)."""
+        head = ring.q[_Q_HEAD]
+        tail = ring.q[_Q_TAIL]
+        ring.used(head, tail)
+        off = ring.w[_I_ROFF]
+        parts = []
+        got = 0
+        while got < maxlen and head != tail:
+            pos = head & ring.mask
+            to_end = ring.capacity - pos
+            length, flags = _REC.unpack_from(ring.data, pos)
+            if flags & REC_PAD:
+                if flags != REC_PAD or length != to_end - REC_HDR_SIZE or \
+                        ring.used(head, tail) < to_end:
+                    raise _err(errno.EIO, "bad pad record")
+                head = (head + to_end) & _M64
+                continue
+            rs = rec_size(length)
+            if flags or length > ring.msg_max or rs > ring.used(head, tail) or \
+                    rs > to_end or off > length:
+                raise _err(errno.EIO, "bad record (len=%d flags=0x%x off=%d)"
+                           % (length, flags, off))
+            k = min(length - off, maxlen - got)
+            start = pos + REC_HDR_SIZE + off
+            parts.append(ring.data[start:start + k].tobytes())
+            got += k
+            if off + k < length:
+                off += k
+                break
+            head = (head + rs) & _M64
+            off = 0
+        return (b"".join(parts) if parts else None), head, off
 
     def _take_locked(self, ring, maxlen):
         we = ring.q[_Q_WRITERS_EPOCH]       # before tail: note 4

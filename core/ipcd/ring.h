@@ -565,6 +565,15 @@ struct ipcd_anc_take {
  * the daemon), EINVAL on a channel without queues, EBADF without the
  * writer role. */
 #define IPCD_IOC_QUEUE		0x8004ab0bu	/* _IOR(0xab, 11, uint32_t) */
+
+/* CLAIM (coord queues): in, the index of a queue of the side this open
+ * file reads; the daemon takes a reader slot for the calling thread (the
+ * first time) and the queue's claim for that slot, as a compare-and-swap
+ * would (ipcd-ring(7), "Coordination by queues"); out, the slot's index.
+ * EBUSY if another reader is inside the queue or taking it, ENOSPC if no
+ * slot is free, EINVAL on a channel without queues or for no such queue,
+ * EBADF without the reader role. */
+#define IPCD_IOC_CLAIM		0xc004ab0cu	/* _IOWR(0xab, 12, uint32_t) */
 #ifndef __cplusplus
 _Static_assert(sizeof(struct ipcd_anc_bind) == 1032, "anc_bind is 1032 bytes");
 _Static_assert(sizeof(struct ipcd_anc_take) == 32, "anc_take is 32 bytes");
