@@ -67,6 +67,13 @@ What a pure-Python end can and cannot do
    space_seq are bumped by load and store, not fetch-add: a concurrent C
    bump can swallow ours, which is why the doorbell of 1 follows it.
 
+   On a channel coordinated by queues (coord=queues) none of this limits
+   it: it asks the daemon for its queue (IPCD_IOC_QUEUE) and for a queue's
+   claim (IPCD_IOC_CLAIM), where a C end makes a compare-and-swap, and
+   then writes as the queue's only producer, or reads inside the queue by
+   its reader slot, with plain stores and full_fence(): one of several
+   writers or readers, in Python or C, at the same time.
+
 3. Memory ordering, and how the shared words are touched.
    * Every shared header word is loaded and stored through memoryview casts
      of the mapping ('Q' for 64-bit, 'I' for 32-bit words).  Item get and
