@@ -7,13 +7,15 @@
  *   slow   two ipcd channel files driven with open/read/write (every byte
  *          goes through the daemon)
  *   fast   two ipcd channels driven through the C API (the mapped ring)
+ *   queues the same, the channels coordinated by queues (user.ipcd.coord):
+ *          no lock word taken per message
  *
  * Each transport runs with both processes pinned to one CPU and, when there
  * are two CPUs to use, pinned to two different CPUs.  A round trip is: the
  * pinger sends a message, the ponger receives it and sends it back, the
  * pinger receives the echo and checks that every byte came back.
  *
- *   pingpong [-n ROUNDS] [-w WARMUP] [-t pipe,slow,fast] [-d MOUNTDIR]
+ *   pingpong [-n ROUNDS] [-w WARMUP] [-t pipe,slow,fast,queues] [-d MOUNTDIR]
  *            [-p DAEMON_PID] [-T SECONDS]
  *
  * Exit status: 0 all cases ran, 1 a case failed, 2 usage.
@@ -59,8 +61,14 @@ struct msg {
 };
 _Static_assert(sizeof(struct msg) == MSG_SIZE, "a message is 64 bytes");
 
-enum transport { T_PIPE, T_SLOW, T_FAST, T_COUNT };
-static const char *const tnames[T_COUNT] = { "pipe", "slow", "fast" };
+enum transport { T_PIPE, T_SLOW, T_FAST, T_QUEUES, T_COUNT };
+static const char *const tnames[T_COUNT] = { "pipe", "slow", "fast", "queues" };
+
+/* Transports that go through the C API and the mapped rings. */
+static bool mapped(enum transport t)
+{
+	return t == T_FAST || t == T_QUEUES;
+}
 
 enum placement { P_SAME, P_CROSS, P_COUNT };
 static const char *const pnames[P_COUNT] = { "same-cpu", "cross-cpu" };
@@ -242,6 +250,7 @@ static int open_in(struct ends *e, const char *path)
 		e->rfd = open(path, O_RDONLY | O_CLOEXEC);
 		return e->rfd < 0 ? -errno : 0;
 	case T_FAST:
+	case T_QUEUES:
 		r = ipcd_open(path, O_RDONLY, &e->rc);
 		return r;
 	default:
@@ -256,6 +265,7 @@ static int open_out(struct ends *e, const char *path)
 		e->wfd = open(path, O_WRONLY | O_CLOEXEC);
 		return e->wfd < 0 ? -errno : 0;
 	case T_FAST:
+	case T_QUEUES:
 		return ipcd_open(path, O_WRONLY, &e->wc);
 	default:
 		return 0;
@@ -270,7 +280,7 @@ static int send_msg(struct ends *e, const struct msg *m)
 	ssize_t n;
 
 	while (done < sizeof(*m)) {
-		if (e->t == T_FAST) {
+		if (mapped(e->t)) {
 			n = ipcd_send(e->wc, p + done, sizeof(*m) - done, 0);
 			if (n < 0)
 				return (int)n;
@@ -294,7 +304,7 @@ static int recv_msg(struct ends *e, struct msg *m)
 	ssize_t n;
 
 	while (done < sizeof(*m)) {
-		if (e->t == T_FAST) {
+		if (mapped(e->t)) {
 			n = ipcd_recv(e->rc, p + done, sizeof(*m) - done, 0);
 			if (n < 0)
 				return (int)n;
@@ -536,6 +546,12 @@ static void run_case(enum transport t, enum placement p, uint64_t *lat,
 			fail(res, "make channels in %s: %s", opt.dir, strerror(-r));
 			goto out_unlink;
 		}
+		if (t == T_QUEUES &&
+		    (setxattr(ab, IPCD_XATTR_COORD, "queues", 6, 0) < 0 ||
+		     setxattr(ba, IPCD_XATTR_COORD, "queues", 6, 0) < 0)) {
+			fail(res, "coord=queues: %s", strerror(errno));
+			goto out_unlink;
+		}
 	}
 	if (pipe2(ctl, O_CLOEXEC) < 0) {
 		fail(res, "pipe: %s", strerror(errno));
@@ -654,11 +670,11 @@ out_unlink:
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: pingpong [-n ROUNDS] [-w WARMUP] [-t pipe,slow,fast] [-d MOUNTDIR]\n"
+		"usage: pingpong [-n ROUNDS] [-w WARMUP] [-t pipe,slow,fast,queues] [-d MOUNTDIR]\n"
 		"                [-p DAEMON_PID] [-T SECONDS]\n"
 		"  -n ROUNDS   measured round trips per case (default %d)\n"
 		"  -w WARMUP   round trips before measuring (default %d)\n"
-		"  -t LIST     transports, comma-separated (default pipe,slow,fast)\n"
+		"  -t LIST     transports, comma-separated (default pipe,slow,fast,queues)\n"
 		"  -d DIR      a directory on an ipcd mount (needed for slow and fast)\n"
 		"  -p PID      the ipcd daemon, to charge its CPU time to each case\n"
 		"  -T SECONDS  time limit per case, warm-up included (default %d)\n"
@@ -691,7 +707,7 @@ static void parse_transports(char *list)
 			if (!strcmp(tok, tnames[t]))
 				break;
 		if (t == T_COUNT) {
-			fprintf(stderr, "pingpong: unknown transport '%s' (pipe, slow, fast)\n",
+			fprintf(stderr, "pingpong: unknown transport '%s' (pipe, slow, fast, queues)\n",
 				tok);
 			exit(2);
 		}
@@ -772,7 +788,7 @@ static bool good(const struct result *r)
 
 static void print_results(struct result res[P_COUNT][T_COUNT])
 {
-	char buf[4][40];
+	char buf[6][40];
 	int p, t;
 
 	printf("\n%-9s  %-9s  %7s  %10s  %10s  %14s  %14s  %9s\n", "placement",
@@ -800,20 +816,23 @@ static void print_results(struct result res[P_COUNT][T_COUNT])
 
 	printf("\nratios to the kernel pipe (pipe latency / transport latency; "
 	       "above 1: faster than the pipe, below 1: slower)\n");
-	printf("%-9s  %-22s  %-22s  %-22s  %s\n", "placement", "pipe/slow median",
-	       "pipe/slow p99", "pipe/fast median", "pipe/fast p99");
+	printf("%-9s  %-22s  %-22s  %-22s  %-22s  %-22s  %s\n", "placement",
+	       "pipe/slow median", "pipe/slow p99", "pipe/fast median", "pipe/fast p99",
+	       "pipe/queues median", "pipe/queues p99");
 	for (p = 0; p < P_COUNT; p++) {
 		const struct result *pp = &res[p][T_PIPE], *s = &res[p][T_SLOW],
-				    *f = &res[p][T_FAST];
+				    *f = &res[p][T_FAST], *q = &res[p][T_QUEUES];
 
-		if (!pp->ran && !s->ran && !f->ran)
+		if (!pp->ran && !s->ran && !f->ran && !q->ran)
 			continue;
 		ratio_str(buf[0], sizeof(buf[0]), pp->med_us, s->med_us, good(pp) && good(s));
 		ratio_str(buf[1], sizeof(buf[1]), pp->p99_us, s->p99_us, good(pp) && good(s));
 		ratio_str(buf[2], sizeof(buf[2]), pp->med_us, f->med_us, good(pp) && good(f));
 		ratio_str(buf[3], sizeof(buf[3]), pp->p99_us, f->p99_us, good(pp) && good(f));
-		printf("%-9s  %-22s  %-22s  %-22s  %s\n", pnames[p], buf[0], buf[1],
-		       buf[2], buf[3]);
+		ratio_str(buf[4], sizeof(buf[4]), pp->med_us, q->med_us, good(pp) && good(q));
+		ratio_str(buf[5], sizeof(buf[5]), pp->p99_us, q->p99_us, good(pp) && good(q));
+		printf("%-9s  %-22s  %-22s  %-22s  %-22s  %-22s  %s\n", pnames[p], buf[0],
+		       buf[1], buf[2], buf[3], buf[4], buf[5]);
 	}
 	printf("\nlatency: one round trip (send 64 bytes, receive the 64-byte echo), "
 	       "nearest-rank percentiles\n"
@@ -835,7 +854,7 @@ static void print_results(struct result res[P_COUNT][T_COUNT])
 int main(int argc, char **argv)
 {
 	static struct result res[P_COUNT][T_COUNT];
-	char tlist[] = "pipe,slow,fast", why[256], status[512], cpus[64];
+	char tlist[] = "pipe,slow,fast,queues", why[256], status[512], cpus[64];
 	const char *spin_env = getenv("IPCD_SPIN_NS");
 	struct sigaction sa;
 	uint64_t *lat;
@@ -863,12 +882,12 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	if ((opt.want[T_SLOW] || opt.want[T_FAST]) && !opt.dir) {
+	if ((opt.want[T_SLOW] || opt.want[T_FAST] || opt.want[T_QUEUES]) && !opt.dir) {
 		fprintf(stderr, "pingpong: the slow and fast transports need -d "
 			"MOUNTDIR (a directory on an ipcd mount), or use -t pipe\n");
 		return 2;
 	}
-	if (opt.want[T_SLOW] || opt.want[T_FAST]) {
+	if (opt.want[T_SLOW] || opt.want[T_FAST] || opt.want[T_QUEUES]) {
 		struct statfs sfs;
 
 		if (statfs(opt.dir, &sfs) < 0) {
@@ -930,11 +949,11 @@ int main(int argc, char **argv)
 	if (opt.daemon)
 		printf("daemon: pid %d, may run on cpus %s\n", (int)opt.daemon,
 		       daemon_cpus(cpus, sizeof(cpus)));
-	else if (opt.want[T_SLOW] || opt.want[T_FAST])
+	else if (opt.want[T_SLOW] || opt.want[T_FAST] || opt.want[T_QUEUES])
 		printf("daemon: pid unknown (no -p), its CPU time is not measured\n");
-	if (opt.want[T_FAST] && probe_fast(why, sizeof(why))) {
+	if ((opt.want[T_FAST] || opt.want[T_QUEUES]) && probe_fast(why, sizeof(why))) {
 		printf("fast path unavailable, skipped: %s\n", why);
-		opt.want[T_FAST] = false;
+		opt.want[T_FAST] = opt.want[T_QUEUES] = false;
 		any_failed = true;
 	}
 	fflush(stdout);
