@@ -426,6 +426,9 @@ int ipcd_fd(const struct ipcd_chan *c)
 
 int ipcd_is_message(const struct ipcd_chan *c)
 {
+	/* A channel of queues holds records whatever its kind. */
+	if (c->qin)
+		return !c->qin->stream;
 	return !!(c->in.features & IPCD_RING_F_MESSAGE);
 }
 

@@ -1118,10 +1118,14 @@ ssize_t ipcd_ring_put_owned(struct ipcd_view *v, const void *buf, size_t len, bo
 	uint64_t head, tail, old, pub;
 	ssize_t n;
 	size_t fit;
+	bool cut;
 	int r;
 
 	if ((r = put_refused(v)))
 		return r;
+	/* Whether the write may be cut, as a pipe's: by the length asked for,
+	 * not the record it becomes. */
+	cut = stream && len > PIPE_BUF;
 	if (stream) {
 		if (len == 0)
 			return 0;
@@ -1131,8 +1135,7 @@ ssize_t ipcd_ring_put_owned(struct ipcd_view *v, const void *buf, size_t len, bo
 	/* The only producer: our own stores of tail are the last ones. */
 	old = atomic_load_explicit(&v->r->tail, RELAXED);
 	n = put_locked(v, buf, len, &tail);
-	if (n == -EAGAIN && stream && len > PIPE_BUF &&
-	    !load_used(v, &head, &pub)) {
+	if (n == -EAGAIN && cut && !load_used(v, &head, &pub)) {
 		/* A stream write longer than PIPE_BUF takes what fits, from
 		 * the published tail: the pad the first try laid (unpublished)
 		 * is laid again only if the record goes after it. */

@@ -61,14 +61,18 @@ static int do_send(const char *path, size_t block, int report)
 	if (r)
 		return fail("open", path, -r);
 	while ((n = read(0, buf, block)) > 0) {
-		w = ipcd_send(c, buf, (size_t)n, 0);
-		if (w != n) {
-			ipcd_close(c);
-			return fail("send", path, w < 0 ? (int)-w : EIO);
+		/* A send cut short (a signal, the reader gone) says why at the
+		 * next one, as write(2) does. */
+		for (ssize_t done = 0; done < n; done += w) {
+			w = ipcd_send(c, buf + done, (size_t)(n - done), 0);
+			if (w <= 0) {
+				ipcd_close(c);
+				return fail("send", path, w < 0 ? (int)-w : EIO);
+			}
+			total += (unsigned long long)w;
+			if (report)
+				fprintf(stderr, "%llu\n", total);
 		}
-		total += (unsigned long long)w;
-		if (report)
-			fprintf(stderr, "%llu\n", total);
 	}
 	ipcd_close(c);
 	free(buf);

@@ -331,6 +331,13 @@ START_TEST(test_wrap_and_full)
 	ck_assert_mem_eq(out, in, 6000);
 	ck_assert_mem_eq(out + 6000, in, (size_t)n);
 	tq_close(&t);
+	/* A write longer than PIPE_BUF may be cut even where its record
+	 * (at most the capacity less 8) would not be longer than PIPE_BUF. */
+	tq_open(&t, 4096, 0, 1);
+	ck_assert_int_eq(ipcd_qset_write(&t.s, in, 4000, a), 4000);
+	ck_assert_int_eq(ipcd_qset_write(&t.s, in, 8192, a), 4096 - 4008 - 8);
+	ck_assert_int_eq(ipcd_qset_read(&t.s, out, sizeof(out), a, 0, &full), 4000 + 80);
+	tq_close(&t);
 }
 END_TEST
 

@@ -66,7 +66,9 @@ is_mounted() { grep -q " $1 fuse" /proc/mounts; }
 mount_ipcd() {
 	require_fuse
 	MNT=$(mktemp -d /tmp/ipcd-mnt.XXXXXX)
-	"$IPCD" -f "$@" "$MNT" 2>"$TMPD/daemon.log" &
+	# IPCD_TEST_COORD: the coordination of the mount's channels (the suite
+	# runs once per design); a test that names its own comes after.
+	"$IPCD" -f ${IPCD_TEST_COORD:+-o coord=$IPCD_TEST_COORD} "$@" "$MNT" 2>"$TMPD/daemon.log" &
 	DAEMON_PID=$!
 	for _ in $(seq 1 100); do
 		is_mounted "$MNT" && return 0

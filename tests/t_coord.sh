@@ -194,6 +194,19 @@ wait "$rd" || fail "cat failed"
 check_lines "$TMPD/mixed" 3 10000 || fail "mixed writers through cat"
 pass "two mmap writers and dd through the daemon, read by cat through the daemon"
 
+# A stream write longer than a queue (ring_size=64k over 5 queues: 8 KiB
+# each) goes in piece by piece, whole in the end.
+B=$MNT/big
+"$CHAN_TOOL" mkchan "$B" || fail "mkchan big"
+head -c 1000000 /dev/urandom > "$TMPD/big.in"
+timeout 30 "$CHAN_TOOL" recv "$B" > "$TMPD/big.out" &
+rd=$!
+wait_for 50 readers_at_least "$B" 1 || fail "big: the reader did not open"
+timeout 30 "$CHAN_TOOL" send "$B" 65536 < "$TMPD/big.in" || fail "big: a 64 KiB send into 8 KiB queues"
+wait "$rd" || fail "big: the reader"
+cmp "$TMPD/big.in" "$TMPD/big.out" || fail "big: the bytes differ"
+pass "sends of 64 KiB through queues of 8 KiB: 1 MB whole"
+
 # ---- messages ---------------------------------------------------------------------
 G=$MNT/msg
 "$CHAN_TOOL" mkchan "$G" message || fail "mkchan message"
