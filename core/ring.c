@@ -958,6 +958,41 @@ static ssize_t anc_limit(struct ipcd_view *v, uint64_t head, uint64_t tail,
 	return 0;
 }
 
+/* The record at head, a pad before it passed over (*headp moves past it):
+ * 0 and *rec, *pos; -EAGAIN if none; -EIO if it cannot be right. */
+static int rec_next(const struct ipcd_view *v, uint64_t *headp, uint64_t tail,
+		    struct ipcd_ring_rec *rec, uint64_t *pos)
+{
+	uint64_t head = *headp, used = tail - head, to_end;
+
+	if (used == 0)
+		return -EAGAIN;
+	*pos = head & (v->cap - 1);
+	to_end = v->cap - *pos;
+	if (used < sizeof(*rec))
+		return -EIO;
+	memcpy(rec, v->data + *pos, sizeof(*rec));
+	if (rec->flags & IPCD_REC_PAD) {
+		if (rec->flags != IPCD_REC_PAD || rec->len != to_end - sizeof(*rec) ||
+		    used < to_end)
+			return -EIO;
+		head += to_end;
+		used -= to_end;
+		*headp = head;
+		if (used == 0)
+			return -EAGAIN;
+		*pos = 0;
+		to_end = v->cap;
+		if (used < sizeof(*rec))
+			return -EIO;
+		memcpy(rec, v->data, sizeof(*rec));
+	}
+	if (rec->flags != 0 || rec->len > v->msg_max || rec_size(rec->len) > used ||
+	    rec_size(rec->len) > to_end)
+		return -EIO;
+	return 0;
+}
+
 /* take_locked's work on the indexes head and tail (checked by the caller);
  * gone: the writers were gone before tail was loaded. */
 static ssize_t take_at(struct ipcd_view *v, void *buf, size_t len,
@@ -965,10 +1000,11 @@ static ssize_t take_at(struct ipcd_view *v, void *buf, size_t len,
 		       uint64_t tail, int gone, unsigned flags,
 		       const struct ipcd_anc_ops *anc)
 {
-	uint64_t used, pos, to_end;
+	uint64_t used, pos;
 	struct ipcd_ring_rec rec;
 	size_t n;
 	ssize_t e;
+	int r;
 
 	used = tail - head;
 	*headp = head;
@@ -983,30 +1019,12 @@ static ssize_t take_at(struct ipcd_view *v, void *buf, size_t len,
 		*full = n;
 		return (ssize_t)n;
 	}
-	pos = head & (v->cap - 1);
-	to_end = v->cap - pos;
-	if (used < sizeof(rec))
-		return -EIO;
-	memcpy(&rec, v->data + pos, sizeof(rec));
-	if (rec.flags & IPCD_REC_PAD) {
-		/* A pad fills exactly the rest of the data area. */
-		if (rec.flags != IPCD_REC_PAD || rec.len != to_end - sizeof(rec) ||
-		    used < to_end)
-			return -EIO;
-		head += to_end;
-		used -= to_end;
-		*headp = head;
-		if (used == 0)
-			return -EAGAIN;
-		pos = 0;
-		to_end = v->cap;
-		if (used < sizeof(rec))
-			return -EIO;
-		memcpy(&rec, v->data, sizeof(rec));
-	}
-	if (rec.flags != 0 || rec.len > v->msg_max || rec_size(rec.len) > used ||
-	    rec_size(rec.len) > to_end)
-		return -EIO;
+	/* A pad before the record is passed over (it fills exactly the rest
+	 * of the data area); *headp shows it even when nothing follows. */
+	r = rec_next(v, &head, tail, &rec, &pos);
+	*headp = head;
+	if (r)
+		return r;
 	n = len < rec.len ? len : rec.len;
 	memcpy(buf, v->data + pos + sizeof(rec), n);
 	*headp = head + rec_size(rec.len);
@@ -1149,41 +1167,6 @@ ssize_t ipcd_ring_put_owned(struct ipcd_view *v, const void *buf, size_t len, bo
 		atomic_store_explicit(&v->r->tail, tail, RELEASE);
 	}
 	return n;
-}
-
-/* The record at head, a pad before it passed over (*headp moves past it):
- * 0 and *rec, *pos; -EAGAIN if none; -EIO if it cannot be right. */
-static int rec_next(const struct ipcd_view *v, uint64_t *headp, uint64_t tail,
-		    struct ipcd_ring_rec *rec, uint64_t *pos)
-{
-	uint64_t head = *headp, used = tail - head, to_end;
-
-	if (used == 0)
-		return -EAGAIN;
-	*pos = head & (v->cap - 1);
-	to_end = v->cap - *pos;
-	if (used < sizeof(*rec))
-		return -EIO;
-	memcpy(rec, v->data + *pos, sizeof(*rec));
-	if (rec->flags & IPCD_REC_PAD) {
-		if (rec->flags != IPCD_REC_PAD || rec->len != to_end - sizeof(*rec) ||
-		    used < to_end)
-			return -EIO;
-		head += to_end;
-		used -= to_end;
-		*headp = head;
-		if (used == 0)
-			return -EAGAIN;
-		*pos = 0;
-		to_end = v->cap;
-		if (used < sizeof(*rec))
-			return -EIO;
-		memcpy(rec, v->data, sizeof(*rec));
-	}
-	if (rec->flags != 0 || rec->len > v->msg_max || rec_size(rec->len) > used ||
-	    rec_size(rec->len) > to_end)
-		return -EIO;
-	return 0;
 }
 
 ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigned flags,

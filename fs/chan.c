@@ -1330,6 +1330,46 @@ static void anc_ioctl(fuse_req_t req, struct handle *h, unsigned cmd,
 		fuse_reply_ioctl(req, 0, NULL, 0);
 }
 
+/*
+ * QUEUE and CLAIM: what a compare-and-swap would do, for a peer that cannot
+ * make one, on the queues this handle writes (QUEUE: the calling thread's
+ * queue) or reads (CLAIM: the claim of the queue whose index comes in, for
+ * the calling thread's reader slot).  The answer is the queue's or the
+ * slot's index.
+ */
+static void queue_ioctl(fuse_req_t req, struct handle *h, unsigned cmd, const void *in_buf,
+			size_t in_bufsz, size_t out_bufsz)
+{
+	pid_t tid = fuse_req_ctx(req)->pid;
+	bool claim = cmd == IPCD_IOC_CLAIM;
+	uint32_t v = 0;
+	int q;
+
+	if (out_bufsz < sizeof(v) || (claim && in_bufsz < sizeof(v))) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (claim)
+		memcpy(&v, in_buf, sizeof(v));
+	pthread_mutex_lock(&ipcd->mu);
+	if (!(h->roles & (claim ? IPCD_ROLE_READ : IPCD_ROLE_WRITE)))
+		q = -EBADF;
+	else if (!h->ch->qs || !h->ch->map)
+		q = -EINVAL;
+	else if (tid <= 0)
+		q = -ENOSPC;
+	else if (claim)
+		q = ipcd_qset_claim(&h->ch->qs[in_ring(h) - h->ch->rs], v, (uint32_t)tid);
+	else
+		q = ipcd_qset_take(&h->ch->qs[out_ring(h) - h->ch->rs], (uint32_t)tid);
+	pthread_mutex_unlock(&ipcd->mu);
+	v = q < 0 ? 0 : (uint32_t)q;
+	if (q < 0)
+		fuse_reply_err(req, -q);
+	else
+		fuse_reply_ioctl(req, 0, &v, sizeof(v));
+}
+
 void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		struct fuse_file_info *fi, unsigned flags, const void *in_buf,
 		size_t in_bufsz, size_t out_bufsz)
@@ -1404,55 +1444,8 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 			fuse_reply_ioctl(req, 0, &uc, sizeof(uc));
 		return;
 	}
-	if (cmd == IPCD_IOC_QUEUE) {
-		pid_t tid = fuse_req_ctx(req)->pid;
-		int q;
-
-		if (out_bufsz < sizeof(v)) {
-			fuse_reply_err(req, EINVAL);
-			return;
-		}
-		pthread_mutex_lock(&ipcd->mu);
-		if (!(h->roles & IPCD_ROLE_WRITE))
-			q = -EBADF;
-		else if (!h->ch->qs || !h->ch->map)
-			q = -EINVAL;
-		else if (tid <= 0)
-			q = -ENOSPC;
-		else
-			q = ipcd_qset_take(&h->ch->qs[out_ring(h) - h->ch->rs], (uint32_t)tid);
-		pthread_mutex_unlock(&ipcd->mu);
-		v = q < 0 ? 0 : (uint32_t)q;
-		if (q < 0)
-			fuse_reply_err(req, -q);
-		else
-			fuse_reply_ioctl(req, 0, &v, sizeof(v));
-		return;
-	}
-	if (cmd == IPCD_IOC_CLAIM) {
-		pid_t tid = fuse_req_ctx(req)->pid;
-		int q;
-
-		if (in_bufsz < sizeof(v) || out_bufsz < sizeof(v)) {
-			fuse_reply_err(req, EINVAL);
-			return;
-		}
-		memcpy(&v, in_buf, sizeof(v));
-		pthread_mutex_lock(&ipcd->mu);
-		if (!(h->roles & IPCD_ROLE_READ))
-			q = -EBADF;
-		else if (!h->ch->qs || !h->ch->map)
-			q = -EINVAL;
-		else if (tid <= 0)
-			q = -ENOSPC;
-		else
-			q = ipcd_qset_claim(&h->ch->qs[in_ring(h) - h->ch->rs], v, (uint32_t)tid);
-		pthread_mutex_unlock(&ipcd->mu);
-		v = q < 0 ? 0 : (uint32_t)q;
-		if (q < 0)
-			fuse_reply_err(req, -q);
-		else
-			fuse_reply_ioctl(req, 0, &v, sizeof(v));
+	if (cmd == IPCD_IOC_QUEUE || cmd == IPCD_IOC_CLAIM) {
+		queue_ioctl(req, h, cmd, in_buf, in_bufsz, out_bufsz);
 		return;
 	}
 	if (cmd == IPCD_IOC_SYNC) {
