@@ -701,6 +701,11 @@ class Channel:
         no lock, as its only producer; a stream write of more than msg_max
         bytes takes msg_max.  With no queue free, through the daemon."""
         src = memoryview(data).cast("B")
+        q0 = self._queues[0]
+        if getattr(self, "_slow", False) and q0.q[_Q_HEAD] != q0.q[_Q_TAIL]:
+            # Bytes of ours may still be in the daemon's queue: they come
+            # first, so ours go the same way until it is empty.
+            return os.write(self._fd, src)
         if self._queue is None or \
                 self._queue.w[_I_OWNER] != threading.get_native_id():
             try:
@@ -709,7 +714,8 @@ class Channel:
             except OSError as e:
                 if e.errno != errno.ENOSPC:
                     raise
-                return os.write(self._fd, src)  # every queue has a live owner
+                self._slow = True               # every queue has a live owner
+                return os.write(self._fd, src)
             if idx >= len(self._queues):
                 raise _err(errno.EIO, "the daemon gave queue %d of %d"
                            % (idx, len(self._queues)))
