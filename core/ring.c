@@ -1169,6 +1169,17 @@ ssize_t ipcd_ring_put_owned(struct ipcd_view *v, const void *buf, size_t len, bo
 	return n;
 }
 
+/* The queue's tail, loaded (acquire) into *tail and the hint; -EIO if it
+ * cannot be right with head. */
+static int qtail_load(struct ipcd_view *v, uint64_t head, uint64_t *tail)
+{
+	*tail = atomic_load_explicit(&v->r->tail, ACQUIRE);
+	if (!plausible(v, head, *tail))
+		return -EIO;
+	atomic_store_explicit(&v->qtail, *tail, RELEASE);
+	return 0;
+}
+
 ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigned flags,
 			     size_t *full, bool stream)
 {
@@ -1188,12 +1199,8 @@ ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigne
 	 * bytes; tail from the hint while it shows any. */
 	head = atomic_load_explicit(&v->r->head, ACQUIRE);
 	tail = atomic_load_explicit(&v->qtail, ACQUIRE);
-	if (tail == head || !plausible(v, head, tail)) {
-		tail = atomic_load_explicit(&v->r->tail, ACQUIRE);
-		if (!plausible(v, head, tail))
-			return -EIO;
-		atomic_store_explicit(&v->qtail, tail, RELEASE);
-	}
+	if ((tail == head || !plausible(v, head, tail)) && qtail_load(v, head, &tail))
+		return -EIO;
 	old = head;
 	off = atomic_load_explicit(&v->r->roff, RELAXED);
 	if (!stream) {
@@ -1208,17 +1215,13 @@ ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigne
 	} else {
 		/* Bytes of one writer, record after record, the first from
 		 * where the last read stopped in it. */
-		for (;;) {
-			if (got >= len)
-				break;
+		while (got < len) {
 			r = rec_next(v, &head, tail, &rec, &pos);
 			if (r == -EAGAIN && !reloaded) {
 				/* The hint ran out: all there is, as a pipe gives. */
 				reloaded = true;
-				tail = atomic_load_explicit(&v->r->tail, ACQUIRE);
-				if (!plausible(v, head, tail))
+				if (qtail_load(v, head, &tail))
 					return -EIO;
-				atomic_store_explicit(&v->qtail, tail, RELEASE);
 				continue;
 			}
 			if (r)
