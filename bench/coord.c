@@ -1,13 +1,14 @@
 /*
  * coord.c - how the processes that share a channel end take turns, measured
  * side by side in one run: a kernel pipe, the ring with lock words
- * (coord=lock) and a ring per writer (coord=queues).  W writer processes
+ * (coord=lock), a ring per writer (coord=queues) and one ring of cells
+ * reserved by fetch-and-add (coord=shared).  W writer processes
  * and R reader processes share one end, on memory of their own (no daemon):
  * every writer sends its records (writer, sequence, a check), every reader
  * checks each record whole, each writer's order as it sees it, and the
  * books balance at the end (every record once).
  *
- *   bench/coord [-n RECORDS] [-s SIZE] [-w W,W...] [-r R,R...] [-t pipe,lock,queues] [-S]
+ *   bench/coord [-n RECORDS] [-s SIZE] [-w W,W...] [-r R,R...] [-t pipe,lock,queues,shared] [-S]
  *
  * Prints one line per case: records per second, the ratio to the pipe of
  * the same shape, and the CPU time per record of all processes.  With -S,
@@ -206,6 +207,58 @@ static void q_reader(unsigned writers)
 	_exit(0);
 }
 
+/* ---- one ring of cells, reserved by fetch-and-add -------------------------------- */
+
+static void sh_writer(unsigned w, unsigned writers)
+{
+	struct ipcd_shared s;
+	unsigned char buf[4096];
+	uint32_t seq, tid = ipcd_tid();
+	ssize_t n;
+
+	ipcd_shared_attach(&s, map, map_len, 0);
+	for (seq = 0; seq < nrec; seq++) {
+		fill(buf, w, seq);
+		while ((n = ipcd_shared_write(&s, buf, size, tid)) < 0) {
+			if (n != -EAGAIN)
+				_exit(2);
+			ipcd_ring_wait(&s.v, IPCD_WAIT_SPACE, size, NULL, SPIN);
+		}
+	}
+	ipcd_shared_release(&s, tid);
+	if (atomic_fetch_sub(&sh->writers_left, 1) == 1) {
+		set_peers(&s.v, 1, 1, 0, 1);
+		ipcd_ring_wake_all(&s.v, IPCD_WAIT_DATA);
+	}
+	(void)writers;
+	_exit(0);
+}
+
+static void sh_reader(unsigned writers)
+{
+	struct ipcd_shared s;
+	unsigned char buf[4096];
+	uint32_t last[MAXP], tid = ipcd_tid();
+	size_t full;
+	ssize_t n;
+
+	memset(last, 0xff, sizeof(last));
+	ipcd_shared_attach(&s, map, map_len, 0);
+	s.v.eof_epoch = 1;
+	for (;;) {
+		n = ipcd_shared_read(&s, buf, size, tid, 0, &full);
+		if (n == IPCD_EOF)
+			break;
+		if (n == -EAGAIN)
+			ipcd_ring_wait(&s.v, IPCD_WAIT_DATA, 0, NULL, SPIN);
+		else if (n == (ssize_t)size)
+			check(buf, last, writers);
+		else
+			_exit(3);
+	}
+	_exit(0);
+}
+
 /* ---- a kernel pipe -------------------------------------------------------------- */
 
 static int pfd[2];
@@ -274,13 +327,19 @@ static int run(const char *mode, unsigned writers, unsigned readers, double *rat
 		ipcd_ring_format(map, map_len, CAP, 0, 0);
 		ipcd_view_attach(&v, map, map_len);
 		set_peers(&v, 1, readers, writers, 1);
-	} else {
+	} else if (!strcmp(mode, "queues")) {
 		struct ipcd_qset s;
 
 		ipcd_map_format(map, map_len, CAP / nq < 65536 ? 65536 : CAP / nq, 0, 0,
 				IPCD_COORD_QUEUES, nq);
 		ipcd_qset_attach(&s, map, map_len, 0);
 		set_peers(s.q, s.n, readers, writers, 1);
+	} else {
+		struct ipcd_shared s;
+
+		ipcd_map_format(map, map_len, CAP, 0, 0, IPCD_COORD_SHARED, 0);
+		ipcd_shared_attach(&s, map, map_len, 0);
+		set_peers(&s.v, 1, readers, writers, 1);
 	}
 	t0 = now();
 	for (i = 0; i < readers + writers; i++) {
@@ -294,8 +353,10 @@ static int run(const char *mode, unsigned writers, unsigned readers, double *rat
 					pipe_reader(writers);
 				else if (!strcmp(mode, "lock"))
 					lock_reader(writers);
-				else
+				else if (!strcmp(mode, "queues"))
 					q_reader(writers);
+				else
+					sh_reader(writers);
 			} else {
 				unsigned w = i - readers;
 
@@ -303,8 +364,10 @@ static int run(const char *mode, unsigned writers, unsigned readers, double *rat
 					pipe_writer(w, writers);
 				else if (!strcmp(mode, "lock"))
 					lock_writer(w, writers);
-				else
+				else if (!strcmp(mode, "queues"))
 					q_writer(w, writers);
+				else
+					sh_writer(w, writers);
 			}
 		}
 		kids[nk++] = p;
@@ -362,8 +425,8 @@ static unsigned parse_list(const char *s, unsigned *out)
 int main(int argc, char **argv)
 {
 	unsigned ws[8] = { 1, 2, 4 }, rs[8] = { 1 }, nw = 3, nr = 1, i, j, k;
-	const char *modes[3] = { "pipe", "lock", "queues" };
-	const char *types = "pipe,lock,queues";
+	const char *modes[4] = { "pipe", "lock", "queues", "shared" };
+	const char *types = "pipe,lock,queues,shared";
 	double rate, cpu, base;
 	int opt, bad = 0;
 
@@ -377,7 +440,7 @@ int main(int argc, char **argv)
 		case 'S': stopper = 1; break;
 		default:
 			fprintf(stderr, "usage: coord [-n RECORDS] [-s SIZE] [-w LIST] [-r LIST] "
-				"[-t pipe,lock,queues] [-S]\n");
+				"[-t pipe,lock,queues,shared] [-S]\n");
 			return 2;
 		}
 	}
@@ -391,6 +454,9 @@ int main(int argc, char **argv)
 		size_t q = ipcd_map_len_coord(65536 * 16 > CAP ? 65536 : CAP / 16, 0,
 					      IPCD_COORD_QUEUES, 16);
 
+		if (q > map_len)
+			map_len = q;
+		q = ipcd_map_len_coord(CAP, 0, IPCD_COORD_SHARED, 0);
 		if (q > map_len)
 			map_len = q;
 		map_len += 16 * CAP;	/* room for any split of the queues */
@@ -407,7 +473,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < nw; i++) {
 		for (j = 0; j < nr; j++) {
 			base = 0;
-			for (k = 0; k < 3; k++) {
+			for (k = 0; k < 4; k++) {
 				int r;
 
 				if (!strstr(types, modes[k]))

@@ -14,6 +14,21 @@
 
 #include "ringops.h"
 
+/*
+ * Queues, reader slots and writer slots are taken alike: an entry whose
+ * word (word(set, i)) holds the thread's id is the thread's; the first
+ * time it takes one whose word is 0, or else a dead thread's, by one
+ * compare-and-swap.  *cache keeps (tid << 32) | (index + 1) of the last
+ * answer.  Returns the index, -ENOENT (none yet, take false) or -ENOSPC
+ * (every entry has a live thread); *fresh says whether it was taken now
+ * (a dead thread's may still show what that thread left).
+ */
+typedef _Atomic uint32_t *(*ipcd_word_fn)(void *set, unsigned i);
+int ipcd_entry_of(void *set, unsigned n, ipcd_word_fn word, _Atomic uint64_t *cache,
+		  uint32_t tid, bool take, bool *fresh);
+/* Free the entries whose word names a dead thread; how many. */
+unsigned ipcd_entry_free_dead(void *set, unsigned n, ipcd_word_fn word);
+
 struct ipcd_qset {
 	unsigned n;			/* queues of the side */
 	unsigned side;
@@ -83,5 +98,50 @@ void ipcd_qset_release(struct ipcd_qset *s, uint32_t tid);
 
 /* Free what dead threads hold (the daemon, now and then); how many. */
 unsigned ipcd_qset_reap(struct ipcd_qset *s);
+
+/*
+ * One shared ring of cells (IPCD_COORD_SHARED, coord_shared.c): writers
+ * reserve cells by fetch-and-add, readers take committed records by
+ * compare-and-swap.  Calls as the queues' above.
+ */
+struct ipcd_shared {
+	struct ipcd_view v;		/* the side's ring; v.data: the payload */
+	struct ipcd_cell *cell;		/* one entry per cell */
+	uint64_t ncells;		/* a power of two */
+	uint64_t room;			/* cells a writer may see reserved */
+	uint32_t rec_max;		/* largest record (stream: PIPE_BUF) */
+	bool stream;
+	struct ipcd_wslot *ws;		/* writer slots */
+	unsigned nws;
+	_Atomic uint64_t wcache;	/* (tid << 32) | (slot + 1) */
+};
+
+int ipcd_shared_attach(struct ipcd_shared *s, void *map, size_t len, unsigned side);
+
+/* Write buf as one record (a stream write longer than PIPE_BUF may take
+ * less): bytes taken, -EAGAIN (no room: wait on s->v for space),
+ * -ENOSPC (every writer slot has a live thread: write through the
+ * daemon), -EPIPE, -EMSGSIZE or -EIO. */
+ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, uint32_t tid);
+
+/* Read one record (message; *full its length) or, from a stream, bytes
+ * of records in turn: bytes, IPCD_EOF, -EAGAIN or -EIO.  flags:
+ * IPCD_IO_PEEK. */
+ssize_t ipcd_shared_read(struct ipcd_shared *s, void *buf, size_t len, uint32_t tid,
+			 unsigned flags, size_t *full);
+
+int ipcd_shared_can_read(const struct ipcd_shared *s);
+int ipcd_shared_can_write(const struct ipcd_shared *s, size_t need);
+
+/* Bytes (stream) or the next message's length readable now; -EIO. */
+ssize_t ipcd_shared_readable(const struct ipcd_shared *s);
+
+/* Give back thread tid's writer slot (it has no reservation between
+ * calls). */
+void ipcd_shared_release(struct ipcd_shared *s, uint32_t tid);
+
+/* Free what dead threads hold: their reservations (never published) and
+ * the records they were taking (back to be taken); how many. */
+unsigned ipcd_shared_reap(struct ipcd_shared *s);
 
 #endif /* IPCD_COORD_H */

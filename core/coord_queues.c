@@ -74,66 +74,22 @@ int ipcd_qset_attach(struct ipcd_qset *s, void *map, size_t len, unsigned side)
 
 /* ---- writing ------------------------------------------------------------------ */
 
-/*
- * Queues and reader slots are taken alike: an entry whose word holds the
- * thread's id is the thread's; the first time it takes one whose word is 0,
- * or else a dead thread's, by one compare-and-swap, starting where the
- * thread id points so that threads arriving together spread out.  *cache
- * keeps (tid << 32) | (index + 1) of the last answer.  Returns the index,
- * -ENOENT (none yet, take false) or -ENOSPC (every entry has a live thread);
- * *fresh says whether it was taken now.
- */
-typedef _Atomic uint32_t *(*word_fn)(struct ipcd_qset *s, unsigned i);
-
-static _Atomic uint32_t *owner_word(struct ipcd_qset *s, unsigned i)
+/* Queues and reader slots are taken alike (ipcd_entry_of, coord.c). */
+static _Atomic uint32_t *owner_word(void *p, unsigned i)
 {
-	return &s->q[i].r->owner;
+	return &((struct ipcd_qset *)p)->q[i].r->owner;
 }
 
-static _Atomic uint32_t *slot_word(struct ipcd_qset *s, unsigned i)
+static _Atomic uint32_t *slot_word(void *p, unsigned i)
 {
-	return &s->rs[i].tid;
-}
-
-static int entry_of(struct ipcd_qset *s, unsigned n, word_fn word, _Atomic uint64_t *cache,
-		    uint32_t tid, bool take, bool *fresh)
-{
-	uint64_t c = atomic_load_explicit(cache, RELAXED);
-	unsigned k, i;
-	uint32_t o;
-
-	*fresh = false;
-	if ((uint32_t)(c >> 32) == tid && (uint32_t)c != 0 && (uint32_t)c <= n &&
-	    atomic_load_explicit(word(s, (uint32_t)c - 1), RELAXED) == tid)
-		return (int)(uint32_t)c - 1;
-	for (i = 0; i < n; i++)
-		if (atomic_load_explicit(word(s, i), RELAXED) == tid)
-			goto found;
-	if (!take)
-		return -ENOENT;
-	for (k = 0; k < 2 * n; k++) {
-		i = (tid + k) % n;
-		o = atomic_load_explicit(word(s, i), RELAXED);
-		if (k < n ? o != 0 : (o == 0 || ipcd_tid_alive(o)))
-			continue;
-		/* Acquire: what the last holder did with it comes first. */
-		if (atomic_compare_exchange_strong_explicit(word(s, i), &o, tid, ACQUIRE,
-							    RELAXED)) {
-			*fresh = true;
-			goto found;
-		}
-	}
-	return -ENOSPC;
-found:
-	atomic_store_explicit(cache, (uint64_t)tid << 32 | (i + 1), RELAXED);
-	return (int)i;
+	return &((struct ipcd_qset *)p)->rs[i].tid;
 }
 
 static int take_queue(struct ipcd_qset *s, uint32_t tid)
 {
 	bool fresh;
 
-	return entry_of(s, s->n, owner_word, &s->wcache, tid, true, &fresh);
+	return ipcd_entry_of(s, s->n, owner_word, &s->wcache, tid, true, &fresh);
 }
 
 ssize_t ipcd_qset_write(struct ipcd_qset *s, const void *buf, size_t len, uint32_t tid)
@@ -162,7 +118,7 @@ int ipcd_qset_take(struct ipcd_qset *s, uint32_t tid)
 struct ipcd_view *ipcd_qset_wq(struct ipcd_qset *s, uint32_t tid)
 {
 	bool fresh;
-	int q = entry_of(s, s->n, owner_word, &s->wcache, tid, false, &fresh);
+	int q = ipcd_entry_of(s, s->n, owner_word, &s->wcache, tid, false, &fresh);
 
 	return q < 0 ? NULL : &s->q[q];
 }
@@ -220,7 +176,7 @@ static int has_data(struct ipcd_view *v)
 static int my_slot(struct ipcd_qset *s, uint32_t tid)
 {
 	bool fresh;
-	int i = entry_of(s, s->nrs, slot_word, &s->rcache, tid, true, &fresh);
+	int i = ipcd_entry_of(s, s->nrs, slot_word, &s->rcache, tid, true, &fresh);
 
 	if (fresh)	/* a dead thread's may say it was inside */
 		atomic_store_explicit(&s->rs[i].inside, 0, RELAXED);
@@ -484,25 +440,11 @@ void ipcd_qset_release(struct ipcd_qset *s, uint32_t tid)
 		atomic_store_explicit(&s->rcache, 0, RELAXED);
 }
 
-/* Free the entries of n whose word names a dead thread. */
-static unsigned free_dead(struct ipcd_qset *s, unsigned n, word_fn word)
-{
-	unsigned i, freed = 0;
-	uint32_t t;
-
-	for (i = 0; i < n; i++) {
-		t = atomic_load_explicit(word(s, i), RELAXED);
-		if (t && !ipcd_tid_alive(t) &&
-		    atomic_compare_exchange_strong_explicit(word(s, i), &t, 0, RELEASE, RELAXED))
-			freed++;
-	}
-	return freed;
-}
-
 unsigned ipcd_qset_reap(struct ipcd_qset *s)
 {
 	/* A freed slot's inside is left as it was: its next thread clears it
 	 * when it takes the slot, and no one trusts it of a slot without a
 	 * live thread. */
-	return free_dead(s, s->n, owner_word) + free_dead(s, s->nrs, slot_word);
+	return ipcd_entry_free_dead(s, s->n, owner_word) +
+	       ipcd_entry_free_dead(s, s->nrs, slot_word);
 }

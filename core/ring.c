@@ -91,6 +91,8 @@ static uint32_t ring_msg_max(const struct ipcd_map *m, const struct ipcd_ring_de
 {
 	if (m->features & IPCD_RING_F_MESSAGE)
 		return m->msg_max;
+	if (d->kind == IPCD_RING_KIND_CELLS)
+		return PIPE_BUF;	/* a stream's reservations: whole up to PIPE_BUF */
 	if (d->kind == IPCD_RING_KIND_RECORDS)
 		return (uint32_t)(d->capacity - sizeof(struct ipcd_ring_rec) < UINT32_MAX ?
 				  d->capacity - sizeof(struct ipcd_ring_rec) : UINT32_MAX);
@@ -112,12 +114,40 @@ static uint64_t first_slot(unsigned n)
 	return (end + IPCD_MAP_RING_SLOT - 1) / IPCD_MAP_RING_SLOT * IPCD_MAP_RING_SLOT;
 }
 
-/* Reader slots a channel of queues gets: one a ring, at least 8. */
+/* Writer slots of a ring of cells, at most (the layout's room). */
+#define WSLOTS_MAX 16u
+
+/* Reader slots a channel of queues gets: one a ring, at least 8; room for
+ * the writer slots of a shared ring. */
 static unsigned rslots_for(uint32_t coord, unsigned n)
 {
+	if (coord == IPCD_COORD_SHARED)
+		return WSLOTS_MAX;
 	if (coord != IPCD_COORD_QUEUES)
 		return 0;
 	return n < 8 ? 8 : n > IPCD_RSLOTS_MAX ? IPCD_RSLOTS_MAX : n;
+}
+
+/* The writer slots a ring of cells of capacity cap and largest record
+ * rec_max gets: as many as leave half the cells free of what writers
+ * between their check and their fetch-and-add may reserve beyond room
+ * (ring.h); 0 if not even one fits. */
+static unsigned wslots_for(uint64_t cap, uint32_t rec_max)
+{
+	uint64_t kmax = ipcd_cells_of(rec_max), n = cap / IPCD_CELL_SIZE / 2 / kmax;
+
+	return n > WSLOTS_MAX ? WSLOTS_MAX : (unsigned)n;
+}
+
+/* Bytes one ring's data takes: a ring of cells has its cell entries after
+ * the payload, to a whole page. */
+static uint64_t span_of(uint32_t coord, uint64_t cap)
+{
+	uint64_t meta = cap / IPCD_CELL_SIZE * sizeof(struct ipcd_cell);
+
+	if (coord != IPCD_COORD_SHARED)
+		return cap;
+	return cap + (meta + IPCD_MAP_HDR_SIZE - 1) / IPCD_MAP_HDR_SIZE * IPCD_MAP_HDR_SIZE;
 }
 
 static uint64_t area_of(unsigned n, unsigned nrslots)
@@ -154,7 +184,17 @@ size_t ipcd_map_len_coord(uint64_t capacity, uint32_t features, uint32_t coord,
 
 	if (!valid_capacity(capacity) || (features & ~IPCD_RING_F_KNOWN) || !n)
 		return 0;
-	return (size_t)area_of(n, rslots_for(coord, n)) + (size_t)capacity * n;
+	return (size_t)area_of(n, rslots_for(coord, n)) + (size_t)span_of(coord, capacity) * n;
+}
+
+/* Every cell of a fresh ring of cells waits for its first ticket. */
+static void cells_format(void *map, const struct ipcd_ring_desc *d)
+{
+	struct ipcd_cell *c = (struct ipcd_cell *)((char *)map + d->data_off + d->capacity);
+	uint64_t i, n = d->capacity / IPCD_CELL_SIZE;
+
+	for (i = 0; i < n; i++)
+		atomic_store_explicit(&c[i].word, IPCD_CELL_WORD(IPCD_CELL_FREE, 0, i), RELAXED);
 }
 
 int ipcd_ring_format(void *map, size_t map_len, uint64_t capacity,
@@ -180,6 +220,9 @@ int ipcd_map_format(void *map, size_t map_len, uint64_t capacity, uint32_t featu
 		return -EINVAL;
 	if (!(features & IPCD_RING_F_MESSAGE))
 		msg_max = 0;
+	if (coord == IPCD_COORD_SHARED &&
+	    !wslots_for(capacity, msg_max ? msg_max : PIPE_BUF))
+		return -EINVAL;	/* records too large for the ring */
 	/* Queues hold records whatever the channel's kind, so that a reader
 	 * takes turns between writers at the boundaries of their writes. */
 	records = (features & IPCD_RING_F_MESSAGE) || coord == IPCD_COORD_QUEUES;
@@ -193,15 +236,17 @@ int ipcd_map_format(void *map, size_t map_len, uint64_t capacity, uint32_t featu
 	m->desc_size = sizeof(*d);
 	m->coord = coord;
 	m->nqueues = coord == IPCD_COORD_QUEUES ? nqueues : 0;
-	m->nrslots = rslots_for(coord, n);
+	m->nrslots = coord == IPCD_COORD_SHARED ?
+		     wslots_for(capacity, msg_max ? msg_max : PIPE_BUF) : rslots_for(coord, n);
 	m->rslot_off = m->nrslots ? (uint32_t)(first_slot(n) + (uint64_t)n * IPCD_MAP_RING_SLOT) : 0;
-	m->hdr_area = area_of(n, m->nrslots);
+	m->hdr_area = area_of(n, rslots_for(coord, n));
 	for (i = 0; i < n; i++) {
 		d = (struct ipcd_ring_desc *)((char *)map + m->desc_off) + i;
-		d->kind = records ? IPCD_RING_KIND_RECORDS : IPCD_RING_KIND_BYTES;
+		d->kind = coord == IPCD_COORD_SHARED ? IPCD_RING_KIND_CELLS :
+			  records ? IPCD_RING_KIND_RECORDS : IPCD_RING_KIND_BYTES;
 		d->role = IPCD_ROLE(i / per, i % per);
 		d->hdr_off = first_slot(n) + (uint64_t)IPCD_MAP_RING_SLOT * i;
-		d->data_off = m->hdr_area + (uint64_t)capacity * i;
+		d->data_off = m->hdr_area + span_of(coord, capacity) * i;
 		d->capacity = capacity;
 		r = (struct ipcd_ring *)((char *)map + d->hdr_off);
 		r->version = IPCD_RING_VERSION;
@@ -212,6 +257,8 @@ int ipcd_map_format(void *map, size_t map_len, uint64_t capacity, uint32_t featu
 		r->capacity = capacity;
 		r->map_size = len;
 		r->magic = IPCD_RING_MAGIC;
+		if (coord == IPCD_COORD_SHARED)
+			cells_format(map, d);
 	}
 	/* The directory's magic goes last: a reader that sees it sees the
 	 * whole directory and every header. */
@@ -246,8 +293,9 @@ const struct ipcd_ring_desc *ipcd_map_desc(const void *map, size_t map_len, uint
 	    m->hdr_area % IPCD_MAP_HDR_SIZE ||
 	    m->desc_off + (uint64_t)n * sizeof(*d) > m->hdr_area ||
 	    m->map_size <= m->hdr_area || m->map_size % IPCD_MAP_HDR_SIZE ||
-	    (m->coord == IPCD_COORD_QUEUES ?
+	    (m->coord != IPCD_COORD_LOCK ?
 	     m->nrslots < 1 || m->nrslots > IPCD_RSLOTS_MAX || m->rslot_off % 64 ||
+	     (m->coord == IPCD_COORD_SHARED && m->nrslots > WSLOTS_MAX) ||
 	     m->rslot_off < m->desc_off + (uint64_t)n * sizeof(*d) ||
 	     m->rslot_off + (uint64_t)m->nrslots * sizeof(struct ipcd_rslot) > m->hdr_area :
 	     m->nrslots != 0 || m->rslot_off != 0))
@@ -258,7 +306,8 @@ const struct ipcd_ring_desc *ipcd_map_desc(const void *map, size_t map_len, uint
 	}
 	for (i = 0; i < n; i++) {
 		d = (const struct ipcd_ring_desc *)((const char *)map + m->desc_off) + i;
-		if (d->kind != ((m->features & IPCD_RING_F_MESSAGE) ||
+		if (d->kind != (m->coord == IPCD_COORD_SHARED ? IPCD_RING_KIND_CELLS :
+				(m->features & IPCD_RING_F_MESSAGE) ||
 				m->coord == IPCD_COORD_QUEUES ? IPCD_RING_KIND_RECORDS
 							      : IPCD_RING_KIND_BYTES) ||
 		    IPCD_ROLE_SIDE(d->role) >= sides_of(m->features) ||
@@ -268,7 +317,9 @@ const struct ipcd_ring_desc *ipcd_map_desc(const void *map, size_t map_len, uint
 		    d->hdr_off > m->hdr_area - sizeof(struct ipcd_ring) ||
 		    !valid_capacity(d->capacity) || d->data_off < m->hdr_area ||
 		    d->data_off % IPCD_MAP_HDR_SIZE || d->data_off > m->map_size ||
-		    d->capacity > m->map_size - d->data_off)
+		    span_of(m->coord, d->capacity) > m->map_size - d->data_off ||
+		    (m->coord == IPCD_COORD_SHARED &&
+		     m->nrslots > wslots_for(d->capacity, ring_msg_max(m, d))))
 			goto out;
 		if (d->role == role) {
 			if (found)	/* two rings of one role */
@@ -304,7 +355,7 @@ int ipcd_view_attach_role(struct ipcd_view *v, void *map, size_t map_len, uint32
 	    r->msg_max != ring_msg_max(m, d) || r->data_off != d->data_off ||
 	    r->capacity != cap || r->map_size != m->map_size)
 		return -EIO;
-	if (d->kind == IPCD_RING_KIND_RECORDS &&
+	if (d->kind != IPCD_RING_KIND_BYTES &&
 	    (r->msg_max == 0 || r->msg_max > cap - sizeof(struct ipcd_ring_rec)))
 		return -EIO;
 	v->r = r;
@@ -320,6 +371,7 @@ int ipcd_view_attach_role(struct ipcd_view *v, void *map, size_t map_len, uint32
 	v->ends = NULL;
 	v->wend = v->rend = 0;
 	v->qs = NULL;
+	v->sh = NULL;
 	v->peeking = false;
 	atomic_store_explicit(&v->qtail, 0, RELAXED);
 	hints_drop(v);
@@ -732,6 +784,8 @@ int ipcd_ring_can_read(const struct ipcd_view *v)
 	/* The first queue of a side stands for all of them (coord.h). */
 	if (v->qs)
 		return ipcd_qset_can_read(v->qs);
+	if (v->sh)
+		return ipcd_shared_can_read(v->sh);
 	if (broken(v) || load_used(v, &head, &tail))
 		return 1;
 	return head != tail || writers_gone(v);
@@ -741,6 +795,8 @@ int ipcd_ring_can_write(const struct ipcd_view *v, size_t need)
 {
 	uint64_t head, tail;
 
+	if (v->sh)
+		return ipcd_shared_can_write(v->sh, need);
 	if (broken(v) || load_used(v, &head, &tail))
 		return 1;
 	if (readers_now(v) == 0)

@@ -93,6 +93,8 @@ struct ipcd_view {
 	/* The first queue of a side of queues stands for the whole set in
 	 * ipcd_ring_can_read, and so in waiting for data; else NULL. */
 	const struct ipcd_qset *qs;
+	/* A ring of cells (coord_shared.c): its state, for the same. */
+	const struct ipcd_shared *sh;
 	/* A peek in progress (ipcd_ring_peek): the read lock is held, head was
 	 * peek_head, and what it showed ends at peek_end. */
 	bool peeking;
@@ -100,6 +102,13 @@ struct ipcd_view {
 };
 
 struct ipcd_qset;
+struct ipcd_shared;
+
+/* Cells a record of len payload bytes takes in a ring of cells. */
+static inline uint64_t ipcd_cells_of(uint64_t len)
+{
+	return len ? (len + IPCD_CELL_SIZE - 1) / IPCD_CELL_SIZE : 1;
+}
 
 /* A span of ring memory that a peek shows. */
 struct ipcd_span {

@@ -140,8 +140,9 @@
 /* Coordination of the processes that share an end (ipcd_map.coord). */
 #define IPCD_COORD_LOCK		0u	/* one ring a side, lock words */
 #define IPCD_COORD_QUEUES	1u	/* a ring per writer, claimed once */
-#define IPCD_COORD_MAX		1u
-#define IPCD_COORD_NAMES	{ "lock", "queues" }
+#define IPCD_COORD_SHARED	2u	/* one ring of cells, fetch-and-add */
+#define IPCD_COORD_MAX		2u
+#define IPCD_COORD_NAMES	{ "lock", "queues", "shared" }
 #define IPCD_QUEUES_MAX		16u	/* rings a side may have */
 #define IPCD_RSLOTS_MAX		64u	/* reader slots a channel may have */
 
@@ -314,7 +315,8 @@ struct ipcd_ring_rec {
  */
 #define IPCD_RING_KIND_BYTES	1u	/* a byte stream */
 #define IPCD_RING_KIND_RECORDS	2u	/* message records (IPCD_RING_F_MESSAGE) */
-#define IPCD_RING_KIND_NAMES	{ "", "bytes", "records" }
+#define IPCD_RING_KIND_CELLS	3u	/* cells reserved by fetch-and-add */
+#define IPCD_RING_KIND_NAMES	{ "", "bytes", "records", "cells" }
 
 struct ipcd_ring_desc {
 	uint32_t kind;		/* IPCD_RING_KIND_* */
@@ -338,8 +340,9 @@ struct ipcd_map {
 	uint32_t coord;		/* IPCD_COORD_* */
 	uint32_t nqueues;	/* rings a side has: 1, or 1..IPCD_QUEUES_MAX (queues) */
 	uint64_t hdr_area;	/* bytes of directory and ring headers, whole pages */
-	uint32_t rslot_off;	/* queues: offset of the reader slots, else 0 */
-	uint32_t nrslots;	/* queues: 1..IPCD_RSLOTS_MAX, else 0 */
+	uint32_t rslot_off;	/* queues: offset of the reader slots; shared:
+				   of the writer slots; else 0 */
+	uint32_t nrslots;	/* queues, shared: 1..IPCD_RSLOTS_MAX, else 0 */
 };
 
 /* A reader's slot (queues), one cache line, written by its thread only,
@@ -349,6 +352,75 @@ struct ipcd_rslot {
 	IPCD_ATOMIC(uint32_t) inside;	/* 1 + the role of the queue it takes
 					   from now, or 0 */
 	uint32_t reserved[14];		/* zero */
+};
+
+/*
+ * A ring of cells (coord IPCD_COORD_SHARED, kind IPCD_RING_KIND_CELLS).
+ * Its data area holds capacity / IPCD_CELL_SIZE cells of payload, and
+ * right after them (at data_off + capacity) one struct ipcd_cell per
+ * cell, then padding to a page.  tail counts the cells ever reserved and
+ * head the cells below which every one has been consumed; cell c serves
+ * the tickets (cell numbers) u with u % cells == c, in turn.  A record is
+ * `len` payload bytes in ceil(len / IPCD_CELL_SIZE) consecutive cells (at
+ * least one), which may wrap at the end of the area.
+ *
+ * A cell's word holds a state, a thread id and the low 32 bits of the
+ * ticket it holds or waits for:
+ *	FREE(u)   waiting for ticket u (whose writer may have reserved it)
+ *	CONT(u)   a record's second or later cell, written
+ *	FULL(u)   a record's first cell: len and off are valid
+ *	TAKEN(u)  a record's first cell that reader `tid` is copying
+ * Consuming ticket u stores FREE(u + cells) in every cell of the record.
+ *
+ * Writer (thread tid, in writer slot w, one reservation at a time):
+ *	h = load_acquire(head); t0 = load(tail)
+ *	if t0 + k - h > room: full (room: capacity in cells less
+ *	    nslots * kmax, so the reservations between a check and its
+ *	    fetch-and-add never reach a cell not yet consumed)
+ *	slot[w].rsv = PENDING; t = fetch_add(tail, k); slot[w].rsv = RSV(t, k)
+ *	copy the payload; store CONT(t + i) for i >= 1; store len, off = 0
+ *	store_release(word[t], FULL(t)); slot[w].rsv = 0
+ *	full fence; wake sleeping readers
+ * Reader: from head to tail, the first FULL(u) it can swap to TAKEN(u,
+ * tid); cells that show FREE (reserved, not yet written) are holes, passed
+ * over: having taken u, it looks again at the holes it passed, and takes
+ * one that is FULL now instead (a writer's earlier record is committed
+ * before its later one is reserved, so each writer's order holds).  It
+ * copies, stores FREE(u + i + cells) in each cell of the record (a stream
+ * read that takes part stores off and FULL(u) back), then moves head over
+ * consumed cells by compare-and-swap and wakes sleeping writers.
+ * A writer stopped inside a reservation holds back its own cells only:
+ * readers pass them, and writers go on until tail reaches head + room.
+ * The thread of a writer slot whose rsv is not 0, or of a TAKEN cell,
+ * that no longer exists is reaped: its reservation's cells become FREE
+ * for the next round (never published), its taken record FULL again.
+ */
+#define IPCD_CELL_SIZE		64u
+#define IPCD_CELL_FREE		0u
+#define IPCD_CELL_CONT		1u
+#define IPCD_CELL_FULL		2u
+#define IPCD_CELL_TAKEN		3u
+#define IPCD_CELL_WORD(state, tid, ticket) \
+	((uint64_t)(uint32_t)(ticket) << 32 | (uint64_t)(tid) << 3 | (uint64_t)(state))
+#define IPCD_CELL_STATE(w)	((uint32_t)(w) & 7u)
+#define IPCD_CELL_TID(w)	((uint32_t)(w) >> 3)
+#define IPCD_CELL_TICKET(w)	((uint32_t)((w) >> 32))
+struct ipcd_cell {
+	IPCD_ATOMIC(uint64_t) word;	/* state, thread, ticket */
+	IPCD_ATOMIC(uint32_t) len;	/* FULL/TAKEN: payload bytes */
+	IPCD_ATOMIC(uint32_t) off;	/* stream: bytes of them already read */
+};
+
+/* A writer's slot (shared), one cache line, at rslot_off. */
+#define IPCD_RSV_PENDING	(1ull << 63)	/* reserving: the ticket is not known yet */
+#define IPCD_RSV(t, k)		((uint64_t)(k) << 48 | ((t) & 0xffffffffffffull))
+#define IPCD_RSV_TICKET(r)	((r) & 0xffffffffffffull)
+#define IPCD_RSV_CELLS(r)	((uint32_t)((r) >> 48) & 0x7fffu)
+struct ipcd_wslot {
+	IPCD_ATOMIC(uint32_t) tid;	/* the writing thread's id, or 0 */
+	uint32_t reserved0;		/* zero */
+	IPCD_ATOMIC(uint64_t) rsv;	/* 0, IPCD_RSV_PENDING or IPCD_RSV(t, k) */
+	uint64_t reserved[6];		/* zero */
 };
 
 /* writers_epoch packs two daemon-written counters into one atomic word. */
@@ -441,6 +513,8 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, owner) == 88, "owner on line
 _Static_assert(__builtin_offsetof(struct ipcd_ring, rclaim) == 140, "rclaim on line 2");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, roff) == 144, "roff on line 2");
 _Static_assert(sizeof(struct ipcd_rslot) == 64, "a reader slot is a cache line");
+_Static_assert(sizeof(struct ipcd_wslot) == 64, "a writer slot is a cache line");
+_Static_assert(sizeof(struct ipcd_cell) == 16, "a cell's entry is 16 bytes");
 _Static_assert(__builtin_offsetof(struct ipcd_map, rslot_off) == 56, "rslot_off");
 _Static_assert(__builtin_offsetof(struct ipcd_map, version) == 4, "version where v1 had it");
 _Static_assert(__builtin_offsetof(struct ipcd_map, nrings) == 28, "nrings");

@@ -1,0 +1,520 @@
+/*
+ * coord_shared.c - coordination by one shared ring (IPCD_COORD_SHARED):
+ * every writer of a side reserves cells of the side's one ring with a
+ * fetch-and-add on its tail, fills them and commits the record by a store
+ * to its first cell's word; readers take committed records by one
+ * compare-and-swap on that word.  ipcd/ring.h ("A ring of cells") gives
+ * the protocol; this file follows it.
+ *
+ * Nothing waits for another thread here: a reader passes over the cells
+ * of a record still being written (a hole), and a writer's reservation
+ * never lands on a cell not yet consumed, because a writer reserves only
+ * while tail - head leaves room for every other writer slot's largest
+ * reservation.  What a writer stopped inside its reservation holds back is
+ * head: the others go on until tail reaches head + room.  What a dead
+ * thread holds is reaped: a reservation's cells go to the next round
+ * unpublished, a record being taken goes back to be taken.
+ *
+ * Nothing here trusts the ring: indexes are checked against the caller's
+ * own copy of the cell count, lengths against the largest record.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "coord.h"
+
+#define RELAXED memory_order_relaxed
+#define ACQUIRE memory_order_acquire
+#define RELEASE memory_order_release
+#define SEQCST memory_order_seq_cst
+
+#define FREE(u)		IPCD_CELL_WORD(IPCD_CELL_FREE, 0, u)
+#define CONT(u)		IPCD_CELL_WORD(IPCD_CELL_CONT, 0, u)
+#define FULL(u)		IPCD_CELL_WORD(IPCD_CELL_FULL, 0, u)
+#define TAKEN(u, tid)	IPCD_CELL_WORD(IPCD_CELL_TAKEN, tid, u)
+
+static struct ipcd_cell *cell_at(const struct ipcd_shared *s, uint64_t u)
+{
+	return &s->cell[u & (s->ncells - 1)];
+}
+
+/* Whether a cell showing ticket tk is past ticket u: u was consumed. */
+static bool past(uint32_t tk, uint64_t u)
+{
+	return (int32_t)(tk - (uint32_t)u) > 0;
+}
+
+static bool broken(const struct ipcd_shared *s)
+{
+	return atomic_load_explicit(&s->v.r->state, RELAXED) & IPCD_RING_S_BROKEN;
+}
+
+int ipcd_shared_attach(struct ipcd_shared *s, void *map, size_t len, unsigned side)
+{
+	const struct ipcd_map *m = map;
+	int r;
+
+	if (len < IPCD_MAP_HDR_SIZE || m->coord != IPCD_COORD_SHARED)
+		return -EINVAL;
+	memset(s, 0, sizeof(*s));
+	r = ipcd_view_attach_role(&s->v, map, len, IPCD_ROLE(side, 0));
+	if (r)
+		return r;
+	/* The directory was checked with the ring's span and slots. */
+	s->ncells = s->v.cap / IPCD_CELL_SIZE;
+	s->cell = (struct ipcd_cell *)(s->v.data + s->v.cap);
+	s->rec_max = s->v.msg_max;
+	s->stream = !(m->features & IPCD_RING_F_MESSAGE);
+	s->ws = (struct ipcd_wslot *)((char *)map + m->rslot_off);
+	s->nws = m->nrslots;
+	s->room = s->ncells - (uint64_t)s->nws * ipcd_cells_of(s->rec_max);
+	s->v.sh = s;
+	return 0;
+}
+
+/*
+ * head and tail, or -EIO if they cannot be right: tail never runs more
+ * than the cells ahead of head, but head may move between the two loads,
+ * so only a head that stayed where it was condemns them; -EAGAIN if it
+ * kept moving.
+ */
+static int indexes(const struct ipcd_shared *s, uint64_t *head, uint64_t *tail)
+{
+	uint64_t h;
+	int k;
+
+	for (k = 0; k < 8; k++) {
+		/* Acquire on head first: the tail loaded after it is no older. */
+		*head = atomic_load_explicit(&s->v.r->head, ACQUIRE);
+		*tail = atomic_load_explicit(&s->v.r->tail, ACQUIRE);
+		if (*tail - *head <= s->ncells)
+			return 0;
+		h = atomic_load_explicit(&s->v.r->head, ACQUIRE);
+		if (h == *head)
+			return -EIO;
+	}
+	return -EAGAIN;	/* readers at work: look again */
+}
+
+/* ---- dead threads' reservations ------------------------------------------------ */
+
+/* Give the cells of a reservation that was never published to the next
+ * round; how many (0 if it was published, or is not ours to judge). */
+static unsigned void_rsv(struct ipcd_shared *s, uint64_t rsv)
+{
+	uint64_t t = IPCD_RSV_TICKET(rsv), k = IPCD_RSV_CELLS(rsv), i, w;
+	unsigned n = 0;
+
+	if (!k || k > ipcd_cells_of(s->rec_max))
+		return 0;
+	w = atomic_load_explicit(&cell_at(s, t)->word, ACQUIRE);
+	if (IPCD_CELL_TICKET(w) != (uint32_t)t || IPCD_CELL_STATE(w) != IPCD_CELL_FREE)
+		return 0;	/* published (or consumed): the record stands */
+	for (i = 0; i < k; i++) {
+		struct ipcd_cell *c = cell_at(s, t + i);
+
+		w = atomic_load_explicit(&c->word, RELAXED);
+		if (w != FREE(t + i) && w != CONT(t + i))
+			continue;
+		if (atomic_compare_exchange_strong_explicit(&c->word, &w, FREE(t + i + s->ncells),
+							    RELEASE, RELAXED))
+			n++;
+	}
+	return n;
+}
+
+/* ---- writing ------------------------------------------------------------------ */
+
+static _Atomic uint32_t *wslot_word(void *p, unsigned i)
+{
+	return &((struct ipcd_shared *)p)->ws[i].tid;
+}
+
+/* The writer slot of thread tid, taken the first time; a dead thread's
+ * comes with what it left (its reservation, given to the next round). */
+static int my_wslot(struct ipcd_shared *s, uint32_t tid)
+{
+	bool fresh;
+	int w = ipcd_entry_of(s, s->nws, wslot_word, &s->wcache, tid, true, &fresh);
+	uint64_t rsv;
+
+	if (w >= 0 && fresh) {
+		rsv = atomic_load_explicit(&s->ws[w].rsv, ACQUIRE);
+		if (rsv && rsv != IPCD_RSV_PENDING)
+			void_rsv(s, rsv);
+		/* A dead thread's ticket never noted (PENDING) shows as a hole
+		 * nobody covers: the reaper gives it on. */
+		atomic_store_explicit(&s->ws[w].rsv, 0, RELAXED);
+	}
+	return w;
+}
+
+/* Copy len bytes between buf and the payload of the record at ticket u,
+ * from byte off of it; the payload wraps at the end of the area. */
+static void copy_out(const struct ipcd_shared *s, uint64_t u, uint32_t off, void *buf,
+		     size_t len)
+{
+	uint64_t at = ((u & (s->ncells - 1)) * IPCD_CELL_SIZE + off) & (s->v.cap - 1);
+	size_t first = len < s->v.cap - at ? len : (size_t)(s->v.cap - at);
+
+	memcpy(buf, s->v.data + at, first);
+	memcpy((char *)buf + first, s->v.data, len - first);
+}
+
+static void copy_in(const struct ipcd_shared *s, uint64_t u, const void *buf, size_t len)
+{
+	uint64_t at = (u & (s->ncells - 1)) * IPCD_CELL_SIZE;
+	size_t first = len < s->v.cap - at ? len : (size_t)(s->v.cap - at);
+
+	memcpy(s->v.data + at, buf, first);
+	memcpy(s->v.data, (const char *)buf + first, len - first);
+}
+
+ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, uint32_t tid)
+{
+	struct ipcd_ring *r = s->v.r;
+	struct ipcd_wslot *ws;
+	struct ipcd_cell *c0;
+	uint64_t head, tail, t, k, i;
+	int w, e;
+
+	if (broken(s))
+		return -EIO;
+	if (ipcd_ring_readers(&s->v) == 0)
+		return -EPIPE;
+	if (len > s->rec_max) {
+		if (!s->stream)
+			return -EMSGSIZE;
+		len = s->rec_max;	/* the rest in later records */
+	}
+	k = ipcd_cells_of(len);
+	w = my_wslot(s, tid);
+	if (w < 0)
+		return w;
+	ws = &s->ws[w];
+	e = indexes(s, &head, &tail);
+	if (e)
+		return e;
+	if (tail + k - head > s->room)
+		return -EAGAIN;
+	/* The slot says a reservation is coming before the fetch-and-add
+	 * makes it, so that a reaper that sees the ticket sees the slot
+	 * busy; then which ticket. */
+	atomic_store_explicit(&ws->rsv, IPCD_RSV_PENDING, RELAXED);
+	t = atomic_fetch_add_explicit(&r->tail, k, SEQCST);
+	atomic_store_explicit(&ws->rsv, IPCD_RSV(t, k), RELAXED);
+	/* Acquire: the last round's reader copied out before we copy in. */
+	for (i = 0; i < k; i++)
+		if (atomic_load_explicit(&cell_at(s, t + i)->word, ACQUIRE) != FREE(t + i)) {
+			/* Only a damaged ring (or a peer out of protocol)
+			 * gets here: the room rule keeps rounds apart. */
+			atomic_store_explicit(&ws->rsv, 0, RELAXED);
+			return -EIO;
+		}
+	copy_in(s, t, buf, len);
+	for (i = 1; i < k; i++)
+		atomic_store_explicit(&cell_at(s, t + i)->word, CONT(t + i), RELAXED);
+	c0 = cell_at(s, t);
+	atomic_store_explicit(&c0->len, (uint32_t)len, RELAXED);
+	atomic_store_explicit(&c0->off, 0, RELAXED);
+	/* Release: the payload, the other cells' words and len first. */
+	atomic_store_explicit(&c0->word, FULL(t), RELEASE);
+	atomic_store_explicit(&ws->rsv, 0, RELEASE);
+	ipcd_ring_wake(&s->v, IPCD_WAIT_DATA);
+	return (ssize_t)len;
+}
+
+/* ---- reading ------------------------------------------------------------------ */
+
+/* Move head over the cells consumed from where it is; wake writers if it
+ * moved. */
+static void advance(struct ipcd_shared *s)
+{
+	uint64_t h, t, x;
+
+	if (indexes(s, &h, &t))
+		return;
+	x = h;
+	while (x < t && past(IPCD_CELL_TICKET(atomic_load_explicit(&cell_at(s, x)->word, ACQUIRE)),
+			     x))
+		x++;
+	/* Consumed stays consumed: any head below x may go to x. */
+	while (x > h)
+		if (atomic_compare_exchange_weak_explicit(&s->v.r->head, &h, x, RELEASE, RELAXED)) {
+			ipcd_ring_wake(&s->v, IPCD_WAIT_SPACE);
+			return;
+		}
+}
+
+/* The first ticket in [from, to) whose record is committed and not taken,
+ * or to. */
+static uint64_t first_full(const struct ipcd_shared *s, uint64_t from, uint64_t to,
+			   uint64_t *hole)
+{
+	uint64_t u, w;
+
+	for (u = from; u < to; u++) {
+		w = atomic_load_explicit(&cell_at(s, u)->word, ACQUIRE);
+		if (IPCD_CELL_TICKET(w) != (uint32_t)u) {
+			if (!past(IPCD_CELL_TICKET(w), u) && *hole > u)
+				*hole = u;	/* not yet this round's */
+			continue;
+		}
+		if (IPCD_CELL_STATE(w) == IPCD_CELL_FULL)
+			return u;
+		if (IPCD_CELL_STATE(w) == IPCD_CELL_FREE && *hole > u)
+			*hole = u;	/* reserved, not yet written */
+	}
+	return to;
+}
+
+/* Consume the record at ticket u of k cells: each cell to the next round,
+ * the first last. */
+static void consume(struct ipcd_shared *s, uint64_t u, uint64_t k)
+{
+	uint64_t i;
+
+	for (i = k; i-- > 0;)
+		atomic_store_explicit(&cell_at(s, u + i)->word, FREE(u + i + s->ncells), RELEASE);
+	advance(s);
+}
+
+/*
+ * Take the first committed record a reader may: 0 with *u (its first cell
+ * now TAKEN by tid), -EAGAIN if there is none, -EIO.  Having taken one,
+ * look again at the holes passed on the way: a record committed there
+ * meanwhile may be an earlier one of the same writer, and goes first.
+ */
+static int take(struct ipcd_shared *s, uint32_t tid, uint64_t *up)
+{
+	uint64_t head, tail, u, hole, w, again;
+	struct ipcd_cell *c;
+
+	for (;;) {
+		int r = indexes(s, &head, &tail);
+
+		if (r)
+			return r;
+		hole = UINT64_MAX;
+		u = first_full(s, head, tail, &hole);
+		if (u == tail)
+			return -EAGAIN;
+		c = cell_at(s, u);
+		w = FULL(u);
+		if (!atomic_compare_exchange_strong_explicit(&c->word, &w, TAKEN(u, tid), ACQUIRE,
+							     RELAXED))
+			continue;	/* another reader took it */
+		if (hole < u) {
+			uint64_t h2 = UINT64_MAX;
+
+			again = first_full(s, hole, u, &h2);
+			if (again < u) {
+				/* Give it back, and take the earlier. */
+				atomic_store_explicit(&c->word, FULL(u), RELEASE);
+				continue;
+			}
+		}
+		*up = u;
+		return 0;
+	}
+}
+
+static ssize_t read_one(struct ipcd_shared *s, void *buf, size_t len, uint32_t tid,
+			unsigned flags, size_t *full)
+{
+	struct ipcd_cell *c;
+	uint32_t rl, off;
+	uint64_t u;
+	size_t n;
+	int r = take(s, tid, &u);
+
+	if (r)
+		return r;
+	c = cell_at(s, u);
+	rl = atomic_load_explicit(&c->len, RELAXED);
+	off = atomic_load_explicit(&c->off, RELAXED);
+	if (rl > s->rec_max || off > rl || (off && !s->stream)) {
+		atomic_store_explicit(&c->word, FULL(u), RELEASE);
+		return -EIO;
+	}
+	n = rl - off < len ? rl - off : len;
+	copy_out(s, u, off, buf, n);
+	if (full)
+		*full = rl - off;
+	if ((flags & IPCD_IO_PEEK) || (s->stream && off + n < rl)) {
+		if (!(flags & IPCD_IO_PEEK))
+			atomic_store_explicit(&c->off, off + (uint32_t)n, RELAXED);
+		/* Release: our copy (and off) before the next taker's. */
+		atomic_store_explicit(&c->word, FULL(u), RELEASE);
+		return (ssize_t)n;
+	}
+	consume(s, u, ipcd_cells_of(rl));
+	return (ssize_t)n;
+}
+
+static int writers_gone(const struct ipcd_shared *s)
+{
+	return ipcd_ring_hup(&s->v);
+}
+
+ssize_t ipcd_shared_read(struct ipcd_shared *s, void *buf, size_t len, uint32_t tid,
+			 unsigned flags, size_t *full)
+{
+	uint64_t head, tail;
+	size_t got = 0, f;
+	ssize_t n;
+	int tries;
+
+	if (broken(s))
+		return -EIO;
+	for (tries = 0; tries < 2; tries++) {
+		n = read_one(s, buf, len, tid, flags, &f);
+		if (n != -EAGAIN)
+			break;
+		if (!writers_gone(s))
+			return -EAGAIN;
+		/* Every writer gone: what is left unpublished is a dead
+		 * thread's, which reaping gives on. */
+		n = indexes(s, &head, &tail);
+		if (n)
+			return n;
+		if (head == tail)
+			return IPCD_EOF;
+		if (!ipcd_shared_reap(s))
+			return -EAGAIN;
+	}
+	if (n < 0)
+		return n;
+	if (full)
+		*full = f;
+	got = (size_t)n;
+	/* A stream read goes on through the records that follow, each
+	 * writer's whole (none of PIPE_BUF bytes or less is split). */
+	while (s->stream && !(flags & IPCD_IO_PEEK) && got < len &&
+	       (n = read_one(s, (char *)buf + got, len - got, tid, 0, NULL)) > 0)
+		got += (size_t)n;
+	return (ssize_t)got;
+}
+
+int ipcd_shared_can_read(const struct ipcd_shared *s)
+{
+	uint64_t head, tail, hole = UINT64_MAX;
+
+	if (broken(s) || indexes(s, &head, &tail))
+		return 1;
+	if (first_full(s, head, tail, &hole) < tail)
+		return 1;
+	return writers_gone(s);
+}
+
+int ipcd_shared_can_write(const struct ipcd_shared *s, size_t need)
+{
+	uint64_t head, tail, k;
+
+	if (broken(s) || indexes(s, &head, &tail) || ipcd_ring_readers(&s->v) == 0)
+		return 1;
+	k = ipcd_cells_of(need < s->rec_max ? need : s->rec_max);
+	return tail + k - head <= s->room;
+}
+
+ssize_t ipcd_shared_readable(const struct ipcd_shared *s)
+{
+	uint64_t head, tail, u, w, hole = UINT64_MAX;
+	ssize_t n = 0;
+	struct ipcd_cell *c;
+	uint32_t rl, off;
+	int r = indexes(s, &head, &tail);
+
+	if (r)
+		return r == -EAGAIN ? 0 : r;
+	for (u = first_full(s, head, tail, &hole); u < tail;
+	     u = first_full(s, u + 1, tail, &hole)) {
+		c = cell_at(s, u);
+		rl = atomic_load_explicit(&c->len, RELAXED);
+		off = atomic_load_explicit(&c->off, RELAXED);
+		w = atomic_load_explicit(&c->word, ACQUIRE);
+		if (w != FULL(u))
+			continue;	/* taken meanwhile */
+		if (rl > s->rec_max || off > rl)
+			return -EIO;
+		if (!s->stream)
+			return (ssize_t)rl;
+		n += rl - off;
+	}
+	return n;
+}
+
+/* ---- giving back ----------------------------------------------------------------- */
+
+void ipcd_shared_release(struct ipcd_shared *s, uint32_t tid)
+{
+	bool fresh;
+	int w = ipcd_entry_of(s, s->nws, wslot_word, &s->wcache, tid, false, &fresh);
+
+	if (w < 0)
+		return;
+	atomic_store_explicit(&s->ws[w].rsv, 0, RELAXED);
+	atomic_store_explicit(&s->ws[w].tid, 0, RELEASE);
+	atomic_store_explicit(&s->wcache, 0, RELAXED);
+}
+
+unsigned ipcd_shared_reap(struct ipcd_shared *s)
+{
+	uint64_t head, tail, u, w, rsv[IPCD_RSLOTS_MAX];
+	unsigned i, n = 0;
+	bool pending = false;
+	uint32_t tid;
+
+	/* Writer slots of dead threads: their reservation to the next
+	 * round, the slot free. */
+	for (i = 0; i < s->nws; i++) {
+		tid = atomic_load_explicit(&s->ws[i].tid, ACQUIRE);
+		if (!tid || ipcd_tid_alive(tid))
+			continue;
+		u = atomic_load_explicit(&s->ws[i].rsv, ACQUIRE);
+		if (u && u != IPCD_RSV_PENDING)
+			n += void_rsv(s, u);
+		atomic_store_explicit(&s->ws[i].rsv, 0, RELAXED);
+		if (atomic_compare_exchange_strong_explicit(&s->ws[i].tid, &tid, 0, RELEASE,
+							    RELAXED))
+			n++;
+	}
+	if (indexes(s, &head, &tail))
+		return n;
+	/* Records that dead readers were taking: back to be taken. */
+	for (u = head; u < tail; u++) {
+		w = atomic_load_explicit(&cell_at(s, u)->word, RELAXED);
+		if (IPCD_CELL_STATE(w) == IPCD_CELL_TAKEN && IPCD_CELL_TICKET(w) == (uint32_t)u &&
+		    !ipcd_tid_alive(IPCD_CELL_TID(w)) &&
+		    atomic_compare_exchange_strong_explicit(&cell_at(s, u)->word, &w, FULL(u),
+							    RELEASE, RELAXED))
+			n++;
+	}
+	/* Cells reserved and never written whose reservation no slot shows:
+	 * a thread that died between its fetch-and-add and noting the
+	 * ticket.  Tail first, then the slots (each reservation below that
+	 * tail shows PENDING or its ticket, unless its thread is gone), then
+	 * the cells; a live thread still noting its ticket puts it off. */
+	tail = atomic_load_explicit(&s->v.r->tail, ACQUIRE);
+	for (i = 0; i < s->nws; i++) {
+		rsv[i] = atomic_load_explicit(&s->ws[i].rsv, ACQUIRE);
+		if (rsv[i] == IPCD_RSV_PENDING)
+			pending = true;
+	}
+	head = atomic_load_explicit(&s->v.r->head, ACQUIRE);
+	for (u = head; !pending && u < tail && tail - head <= s->ncells; u++) {
+		w = atomic_load_explicit(&cell_at(s, u)->word, ACQUIRE);
+		if (w != FREE(u))
+			continue;
+		for (i = 0; i < s->nws; i++)
+			if (rsv[i] && u - IPCD_RSV_TICKET(rsv[i]) < IPCD_RSV_CELLS(rsv[i]))
+				break;
+		if (i == s->nws &&
+		    atomic_compare_exchange_strong_explicit(&cell_at(s, u)->word, &w,
+							    FREE(u + s->ncells), RELEASE, RELAXED))
+			n++;
+	}
+	if (n)
+		advance(s);
+	return n;
+}
