@@ -41,6 +41,10 @@ struct ipcd_chan {
 	_Atomic uint32_t slow_tid;	/* a thread that wrote through the daemon,
 					   into its queue (the first): it takes a
 					   queue of its own only once that is empty */
+	/* Coordination by one shared ring (coord.h): the rings we read and
+	 * write, else NULL; in and out are then their views. */
+	struct ipcd_shared *sin, *sout;
+	struct ipcd_shared *shs;	/* what to free */
 };
 
 /*
@@ -241,6 +245,35 @@ static int attach_queues(struct ipcd_chan *c, void *map, size_t len, unsigned si
 	return 0;
 }
 
+/* A channel coordinated by one shared ring: the rings c reads and writes
+ * on side `side`, in and out their views; nothing otherwise. */
+static int attach_shared(struct ipcd_chan *c, void *map, size_t len, unsigned side)
+{
+	const struct ipcd_map *m = map;
+	unsigned sides = (m->features & IPCD_RING_F_DUPLEX) ? 2 : 1, i;
+	int r;
+
+	c->shs = c->sin = c->sout = NULL;
+	if (m->coord != IPCD_COORD_SHARED)
+		return 0;
+	c->shs = calloc(sides, sizeof(*c->shs));
+	if (!c->shs)
+		return -ENOMEM;
+	for (i = 0; i < sides; i++) {
+		r = ipcd_shared_attach(&c->shs[i], map, len, i);
+		if (r) {
+			free(c->shs);
+			c->shs = NULL;
+			return r;
+		}
+	}
+	c->sout = &c->shs[sides == 2 ? side : 0];
+	c->sin = &c->shs[sides == 2 ? 1 - side : 0];
+	c->in = c->sin->v;
+	c->out = c->sout->v;
+	return 0;
+}
+
 /* Map the ring(s) of fd into c; side is that of fd's open file, len the
  * length the daemon gave (0: learn it from the header). */
 static int chan_map(struct ipcd_chan *c, int fd, size_t len, unsigned side)
@@ -258,6 +291,8 @@ static int chan_map(struct ipcd_chan *c, int fd, size_t len, unsigned side)
 	c->out = side ? second : first;
 	c->in = side ? first : second;
 	r = attach_queues(c, map, len, side);
+	if (!r)
+		r = attach_shared(c, map, len, side);
 	if (r)
 		goto err;
 	c->map = map;
@@ -379,6 +414,10 @@ void ipcd_detach(struct ipcd_chan *c)
 			ipcd_qset_release(c->qout, ipcd_tid());
 		free(c->qsets);
 	}
+	if (c->shs) {
+		ipcd_shared_release(c->sout, ipcd_tid());
+		free(c->shs);
+	}
 	if (c->owns_map)
 		munmap(c->map, c->map_len);
 	chan_free(c);
@@ -399,6 +438,8 @@ ssize_t ipcd_readable(const struct ipcd_chan *c)
 {
 	if (c->qin)
 		return ipcd_qset_readable(c->qin);
+	if (c->sin)
+		return ipcd_shared_readable(c->sin);
 	return ipcd_ring_readable(&c->in);
 }
 
@@ -411,6 +452,8 @@ ssize_t ipcd_queued(const struct ipcd_chan *c)
 {
 	if (c->qin)
 		return ipcd_qset_queued(c->qin);
+	if (c->sin)
+		return ipcd_shared_queued(c->sin);
 	return ipcd_ring_queued(&c->in);
 }
 
@@ -523,6 +566,41 @@ static ssize_t send_queued(struct ipcd_chan *c, const void *buf, size_t len, int
 	}
 }
 
+/* ipcd_send on a channel of one shared ring: a record at a time; with no
+ * writer slot free, through the daemon, which has published the bytes
+ * when write(2) returns (so this thread's order holds either way). */
+static ssize_t send_shared(struct ipcd_chan *c, const void *buf, size_t len, int flags,
+			   const struct ipcd_wopt *w)
+{
+	const char *p = buf;
+	uint32_t tid = ipcd_tid();
+	uint64_t t0 = 0;
+	size_t done = 0;
+	ssize_t n;
+	int r;
+
+	for (;;) {
+		n = ipcd_shared_write(c->sout, p + done, len - done, tid);
+		if (n == -ENOSPC) {
+			n = write(c->fd, p + done, len - done);
+			if (n < 0)
+				n = -errno;
+		}
+		if (n >= 0) {
+			done += (size_t)n;
+			if (done == len || ipcd_is_message(c))
+				return (ssize_t)done;
+			continue;
+		}
+		if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
+			r = send_wait(c, &c->out, len - done, w, &t0);
+		else
+			r = (int)n;
+		if (r < 0)
+			return done ? (ssize_t)done : r;
+	}
+}
+
 ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flags,
 		      const struct ipcd_anc_ops *anc, const struct ipcd_wopt *w)
 {
@@ -537,6 +615,8 @@ ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flag
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
 	if (c->qout)
 		return send_queued(c, buf, len, flags, w);
+	if (c->sout)
+		return send_shared(c, buf, len, flags, w);
 	for (;;) {
 		n = ipcd_ring_write_anc(&c->out, p + done, len - done, ipcd_tid(), anc);
 		if (n >= 0) {
@@ -580,6 +660,8 @@ ssize_t ipcd_recv_anc(struct ipcd_chan *c, void *buf, size_t len, int flags,
 	for (;;) {
 		if (c->qin)
 			n = ipcd_qset_read(c->qin, buf, len, ipcd_tid(), ioflags, &full);
+		else if (c->sin)
+			n = ipcd_shared_read(c->sin, buf, len, ipcd_tid(), ioflags, &full);
 		else
 			n = ipcd_ring_read_anc(&c->in, buf, len, ipcd_tid(), ioflags, &full, anc);
 		if (n >= 0)
@@ -618,8 +700,8 @@ int ipcd_peek(struct ipcd_chan *c, struct iovec iov[2], int flags)
 		return -EBADF;
 	if (!iov)
 		return -EFAULT;
-	if (c->qin)
-		return -EOPNOTSUPP;	/* records of several queues: not yet */
+	if (c->qin || c->sin)
+		return -EOPNOTSUPP;	/* records of several writers: not yet */
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
 	for (;;) {
 		n = ipcd_ring_peek(&c->in, sp, ipcd_tid());

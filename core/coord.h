@@ -131,10 +131,14 @@ ssize_t ipcd_shared_read(struct ipcd_shared *s, void *buf, size_t len, uint32_t 
 			 unsigned flags, size_t *full);
 
 int ipcd_shared_can_read(const struct ipcd_shared *s);
+/* Whether a published record is there to take (holes are not). */
+int ipcd_shared_has_data(const struct ipcd_shared *s);
 int ipcd_shared_can_write(const struct ipcd_shared *s, size_t need);
 
 /* Bytes (stream) or the next message's length readable now; -EIO. */
 ssize_t ipcd_shared_readable(const struct ipcd_shared *s);
+/* Payload bytes of every published record not yet taken; -EIO. */
+ssize_t ipcd_shared_queued(const struct ipcd_shared *s);
 
 /* Give back thread tid's writer slot (it has no reservation between
  * calls). */

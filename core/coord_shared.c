@@ -396,15 +396,22 @@ ssize_t ipcd_shared_read(struct ipcd_shared *s, void *buf, size_t len, uint32_t 
 	return (ssize_t)got;
 }
 
-int ipcd_shared_can_read(const struct ipcd_shared *s)
+int ipcd_shared_has_data(const struct ipcd_shared *s)
 {
 	uint64_t head, tail, hole = UINT64_MAX;
 
+	if (indexes(s, &head, &tail))
+		return 0;
+	return first_full(s, head, tail, &hole) < tail;
+}
+
+int ipcd_shared_can_read(const struct ipcd_shared *s)
+{
+	uint64_t head, tail;
+
 	if (broken(s) || indexes(s, &head, &tail))
 		return 1;
-	if (first_full(s, head, tail, &hole) < tail)
-		return 1;
-	return writers_gone(s);
+	return ipcd_shared_has_data(s) || writers_gone(s);
 }
 
 int ipcd_shared_can_write(const struct ipcd_shared *s, size_t need)
@@ -417,7 +424,9 @@ int ipcd_shared_can_write(const struct ipcd_shared *s, size_t need)
 	return tail + k - head <= s->room;
 }
 
-ssize_t ipcd_shared_readable(const struct ipcd_shared *s)
+/* The bytes of published records: the next one's (all false, message
+ * rings), or all of them. */
+static ssize_t published(const struct ipcd_shared *s, bool all)
 {
 	uint64_t head, tail, u, w, hole = UINT64_MAX;
 	ssize_t n = 0;
@@ -437,11 +446,21 @@ ssize_t ipcd_shared_readable(const struct ipcd_shared *s)
 			continue;	/* taken meanwhile */
 		if (rl > s->rec_max || off > rl)
 			return -EIO;
-		if (!s->stream)
+		if (!all)
 			return (ssize_t)rl;
 		n += rl - off;
 	}
 	return n;
+}
+
+ssize_t ipcd_shared_readable(const struct ipcd_shared *s)
+{
+	return published(s, s->stream);
+}
+
+ssize_t ipcd_shared_queued(const struct ipcd_shared *s)
+{
+	return published(s, true);
 }
 
 /* ---- giving back ----------------------------------------------------------------- */

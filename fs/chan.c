@@ -76,6 +76,27 @@ static uint32_t daemon_id(void)
 	return (uint32_t)getpid();
 }
 
+/* The largest message of a shared ring of capacity cap: what leaves
+ * writer slots for SHARED_SLOTS writers (ring.h, "A ring of cells"). */
+#define SHARED_SLOTS	8
+#define SHARED_MIN_CAP	65536u
+
+static uint32_t shared_msg_max(uint64_t cap)
+{
+	uint32_t m = msg_max_for(cap);
+	uint64_t fit = cap / 2 / SHARED_SLOTS;
+
+	return m < fit ? m : (uint32_t)fit;
+}
+
+static void free_coord(struct chan *ch)
+{
+	free(ch->qs);
+	ch->qs = NULL;
+	free(ch->sh);
+	ch->sh = NULL;
+}
+
 static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
 {
 	unsigned i, n = (features & IPCD_RING_F_DUPLEX) ? 2 : 1;
@@ -91,6 +112,10 @@ static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
 		qcap &= qcap - 1;
 	if (qcap < IPCD_RING_MIN_CAPACITY)
 		qcap = IPCD_RING_MIN_CAPACITY;
+	/* A ring of cells leaves room for every writer slot's largest
+	 * record: 64 KiB lets 8 writers reserve PIPE_BUF bytes each. */
+	if (coord == IPCD_COORD_SHARED && qcap < SHARED_MIN_CAP)
+		qcap = SHARED_MIN_CAP;
 	len = ipcd_map_len_coord(qcap, features, coord, nq);
 	if (!len)
 		return -EINVAL;
@@ -100,13 +125,21 @@ static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
 	if (map == MAP_FAILED)
 		return -errno;
 	/* rs[i] is the ring side i writes (with queues, its first). */
-	r = ipcd_map_format(map, len, qcap, features, msg_max_for(qcap), coord, nq);
-	free(ch->qs);
-	ch->qs = NULL;
+	r = ipcd_map_format(map, len, qcap, features,
+			    coord == IPCD_COORD_SHARED ? shared_msg_max(qcap) : msg_max_for(qcap),
+			    coord, nq);
+	free_coord(ch);
 	if (!r && nq && !(ch->qs = calloc(2, sizeof(*ch->qs))))
+		r = -ENOMEM;
+	if (!r && coord == IPCD_COORD_SHARED && !(ch->sh = calloc(2, sizeof(*ch->sh))))
 		r = -ENOMEM;
 	for (i = 0; i < n && !r; i++) {
 		r = ipcd_view_attach_role(&ch->rs[i].v, map, len, i);
+		if (!r && ch->sh) {
+			r = ipcd_shared_attach(&ch->sh[i], map, len, i);
+			if (!r)
+				ch->rs[i].v = ch->sh[i].v;
+		}
 		if (!r && nq) {
 			r = ipcd_qset_attach(&ch->qs[i], map, len, i);
 			/* The first queue is the daemon's, for the slow path's
@@ -119,8 +152,7 @@ static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
 	}
 	if (r) {
 		munmap(map, len);
-		free(ch->qs);
-		ch->qs = NULL;
+		free_coord(ch);
 		return r;
 	}
 	ch->map = map;
@@ -165,7 +197,7 @@ int chan_create(struct inode *in, uint64_t capacity, uint32_t features)
 	r = map_ring(ch, capacity, features);
 	if (r) {
 		close(ch->memfd);
-		free(ch->qs);
+		free_coord(ch);
 		free(ch);
 		return r;
 	}
@@ -243,6 +275,8 @@ void chan_reap(struct chan *ch)
 
 	for (i = 0; ch->qs && ch->map && i < ch->nrings; i++)
 		ipcd_qset_reap(&ch->qs[i]);
+	for (i = 0; ch->sh && ch->map && i < ch->nrings; i++)
+		ipcd_shared_reap(&ch->sh[i]);
 }
 
 /* The ring features an anonymous channel of kind anon needs. */
@@ -332,6 +366,10 @@ static uint64_t side_sum(const struct chan *ch, unsigned i, bool tails)
 
 	if (!ch->map)
 		return 0;
+	/* A ring of cells counts cells: its bytes are cells of 64. */
+	if (ch->sh)
+		return atomic_load(tails ? &ch->rs[i].v.r->tail : &ch->rs[i].v.r->head) *
+		       IPCD_CELL_SIZE;
 	if (!ch->qs)
 		return atomic_load(tails ? &ch->rs[i].v.r->tail : &ch->rs[i].v.r->head);
 	for (q = 0; q < ch->qs[i].n; q++)
@@ -464,7 +502,7 @@ void chan_destroy(struct chan *ch)
 		free(h);
 	}
 	chan_free_ring(ch);
-	free(ch->qs);
+	free_coord(ch);
 	free(ch);
 }
 
@@ -640,6 +678,18 @@ static ssize_t do_read(struct handle *h, void *buf, size_t size)
 			ipcd->slow_bytes += (uint64_t)n;
 		return n;
 	}
+	if (ch->sh) {
+		/* One ring of cells: read as a reader like any other. */
+		struct ipcd_shared *sh = &ch->sh[in_ring(h) - ch->rs];
+
+		sh->v.eof_epoch = h->eof_epoch;
+		n = ipcd_shared_read(sh, buf, size, daemon_id(), 0, NULL);
+		if (n == -EIO)
+			chan_break(ch);
+		if (n > 0)
+			ipcd->slow_bytes += (uint64_t)n;
+		return n;
+	}
 	v = read_view(h);
 	n = ipcd_ring_read(&v, buf, size, ipcd_tid(), 0, NULL);
 	if (n == -EBUSY)
@@ -672,6 +722,9 @@ static int do_write(struct handle *h, const unsigned char *buf, size_t size,
 		if (ch->qs)	/* the daemon writes its own queue, the first */
 			n = ipcd_qset_write(&ch->qs[out - ch->rs], buf + *done, size - *done,
 					    daemon_id());
+		else if (ch->sh)	/* in a writer slot of its own */
+			n = ipcd_shared_write(&ch->sh[out - ch->rs], buf + *done, size - *done,
+					      daemon_id());
 		else
 			n = ipcd_ring_write(&out->v, buf + *done, size - *done, ipcd_tid());
 		if (n == -EBUSY)
@@ -704,15 +757,18 @@ static short handle_revents(struct handle *h)
 	if (ch->broken || !ch->map)
 		return POLLERR;
 	v = read_view(h);
-	if (ipcd_ring_readable(&v) < 0 || ipcd_ring_space(&out->v) < 0 ||
-	    (ch->qs && ipcd_qset_queued(&ch->qs[in_ring(h) - ch->rs]) < 0)) {
+	if (ch->sh ? ipcd_shared_readable(&ch->sh[in_ring(h) - ch->rs]) < 0 :
+		     ipcd_ring_readable(&v) < 0 || ipcd_ring_space(&out->v) < 0 ||
+		     (ch->qs && ipcd_qset_queued(&ch->qs[in_ring(h) - ch->rs]) < 0)) {
 		chan_break(ch);
 		return POLLERR;
 	}
 	if (h->roles & IPCD_ROLE_READ) {
 		unsigned side = (unsigned)(in_ring(h) - ch->rs);
 
-		if (side_sum(ch, side, true) != side_sum(ch, side, false))
+		/* Cells reserved and not yet written are no data. */
+		if (ch->sh ? ipcd_shared_has_data(&ch->sh[side]) :
+			     side_sum(ch, side, true) != side_sum(ch, side, false))
 			rev |= POLLIN | POLLRDNORM;
 		if (ipcd_ring_hup(&v))
 			rev |= POLLHUP;	/* as a pipe: data or not */
@@ -737,6 +793,10 @@ static void snapshot(struct handle *h, uint64_t snap[8])
 
 		snap[4 * i] = side_sum(ch, i, true);
 		snap[4 * i + 1] = side_sum(ch, i, false);
+		/* A ring of cells: a record published after its cells were
+		 * reserved moves no index. */
+		if (ch->sh)
+			snap[4 * i] ^= (uint64_t)ipcd_shared_has_data(&ch->sh[i]) << 63;
 		/* The counts as the rules see them: holders leaving count. */
 		snap[4 * i + 2] = atomic_load(&r->writers_epoch) ^
 				  (uint64_t)ipcd_ring_hup(&ch->rs[i].v) << 31;

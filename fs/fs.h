@@ -132,6 +132,8 @@ struct chan {
 	unsigned nq;			/* queues a side (coord queues), else 0 */
 	struct ipcd_qset *qs;		/* queues: one set a side, else NULL;
 					   rs[i].v is side i's first queue */
+	struct ipcd_shared *sh;		/* shared: one ring of cells a side,
+					   else NULL; rs[i].v is its view */
 	struct rstate rs[2];
 	unsigned opens;
 	uint32_t anon;			/* IPCD_ANON_*, or 0 for a named channel */

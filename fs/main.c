@@ -109,7 +109,8 @@ static void usage(void)
 	       "                        require: refuse to start without it; off: never\n"
 	       "  -o coord=MODE         how processes sharing a channel end take turns:\n"
 	       "                        lock (default): a lock word per operation;\n"
-	       "                        queues: a ring per writing thread, no lock\n"
+	       "                        queues: a ring per writing thread, no lock;\n"
+	       "                        shared: one ring, reserved by fetch-and-add\n"
 	       "  -o queues=N           rings a side has with coord=queues (default 8,\n"
 	       "                        2 to %u; the first is the daemon's)\n"
 	       "  -o OPT                any FUSE mount option (allow_other,\n"
@@ -342,8 +343,11 @@ static int run(void)
 		fs.coord_default = IPCD_COORD_LOCK;
 	} else if (!strcmp(o.coord, "queues")) {
 		fs.coord_default = IPCD_COORD_QUEUES;
+	} else if (!strcmp(o.coord, "shared")) {
+		fs.coord_default = IPCD_COORD_SHARED;
 	} else {
-		fprintf(stderr, "ipcd: coord must be lock or queues, not '%s'\n", o.coord);
+		fprintf(stderr, "ipcd: coord must be lock, queues or shared, not '%s'\n",
+			o.coord);
 		return 2;
 	}
 	fs.queues = 8;

@@ -1,6 +1,8 @@
 #!/bin/bash
-# t_coord.sh - channels coordinated by queues (-o coord=queues, and the
-# attribute user.ipcd.coord), through a real mount:
+# t_coord.sh - channels whose ends processes share without a lock, through
+# a real mount, in either design: coordinated by queues (-o coord=queues,
+# the default here) or by one shared ring (T_COORD=shared: -o
+# coord=shared, as t_shared.sh runs it), and the attribute user.ipcd.coord:
 #   - the attribute: read, set before any open, refused while open, on an
 #     anonymous pair, and for a bad value; the mount's default;
 #   - fan-in: 4 writers over mmap into one stream, each writer's lines whole
@@ -11,18 +13,32 @@
 #   - message channels keep boundaries with several writers;
 #   - end of file after the last writer, EPIPE with no reader;
 #   - a writer stopped (SIGSTOP) holds nobody back, one killed (SIGKILL) in
-#     the middle of its stream leaves no broken line, and queues of dead
-#     writers are taken over by new ones (more writers in turn than queues).
+#     the middle of its stream leaves no broken line, and queues (writer
+#     slots) of dead writers are taken over by new ones (more writers in
+#     turn than there are).
 . "$top_srcdir/tests/lib.sh"
 
 command -v getfattr >/dev/null && command -v setfattr >/dev/null ||
 	skip "getfattr/setfattr (the attr package) are not installed"
-mount_ipcd -o coord=queues,queues=5,ring_size=64k
+DESIGN=${T_COORD:-queues}
+case $DESIGN in
+queues)
+	mount_ipcd -o coord=queues,queues=5,ring_size=64k
+	# What a client's writers have: 4 queues (the first is the daemon's).
+	SLOTS=4 WHAT=queues ;;
+shared)
+	mount_ipcd -o coord=shared,ring_size=64k
+	# A stream ring of 64 KiB has 8 writer slots; the daemon takes one
+	# when it writes for the slow path.
+	SLOTS=7 WHAT="writer slots" ;;
+*)
+	fail "T_COORD=$DESIGN: queues or shared" ;;
+esac
 # status NAME: one field of the mount's user.ipcd.status.
 status() {
 	getfattr --only-values -n user.ipcd.status "$MNT" | tr ' ' '\n' | sed -n "s/^$1=//p"
 }
-[ "$(status fastpath)" = on ] || skip "no mmap fast path here (queues are the fast path's)"
+[ "$(status fastpath)" = on ] || skip "no mmap fast path here (coordination is the fast path's)"
 
 coord_of() { getfattr --only-values -n user.ipcd.coord "$1" 2>/dev/null; }
 
@@ -59,20 +75,23 @@ check_lines() {
 # ---- the attribute -------------------------------------------------------------
 C=$MNT/c
 : > "$C"
-[ "$(coord_of "$C")" = queues ] || fail "a new channel on a coord=queues mount: $(coord_of "$C")"
-info_field "$C" queues | grep -qx 5 || fail "info shows queues=5: $(getfattr --only-values -n user.ipcd.info "$C")"
-setfattr -n user.ipcd.coord -v lock "$C" || fail "set coord lock"
-[ "$(coord_of "$C")" = lock ] || fail "coord lock read back"
-setfattr -n user.ipcd.coord -v queues "$C" || fail "set coord queues"
-[ "$(coord_of "$C")" = queues ] || fail "coord queues read back"
-setfattr -n user.ipcd.coord -v shared "$C" 2>/dev/null && fail "an unknown coordination was accepted"
+[ "$(coord_of "$C")" = "$DESIGN" ] || fail "a new channel on a coord=$DESIGN mount: $(coord_of "$C")"
+if [ "$DESIGN" = queues ]; then
+	info_field "$C" queues | grep -qx 5 ||
+		fail "info shows queues=5: $(getfattr --only-values -n user.ipcd.info "$C")"
+fi
+for d in lock queues shared "$DESIGN"; do
+	setfattr -n user.ipcd.coord -v $d "$C" || fail "set coord $d"
+	[ "$(coord_of "$C")" = $d ] || fail "coord $d read back"
+done
+setfattr -n user.ipcd.coord -v spinlock "$C" 2>/dev/null && fail "an unknown coordination was accepted"
 setfattr -n user.ipcd.coord -v "" "$C" 2>/dev/null && fail "an empty coordination was accepted"
 exec 7<>"$C"
 setfattr -n user.ipcd.coord -v lock "$C" 2>"$TMPD/busy" && fail "coord changed while the channel is open"
 grep -q 'busy' "$TMPD/busy" || fail "not EBUSY while open: $(cat "$TMPD/busy")"
 exec 7>&-
 getfattr -d -m - "$C" 2>/dev/null | grep -q '^user.ipcd.coord=' || fail "user.ipcd.coord is not listed"
-pass "user.ipcd.coord: the mount's default, set before opening, refused while open or unknown"
+pass "user.ipcd.coord: the mount's default ($DESIGN), set before opening, refused while open or unknown"
 
 # fan_in NAME WRITERS COUNT: a new channel NAME, one reader over mmap into
 # $TMPD/NAME, WRITERS seqsend writers of COUNT lines each.
@@ -92,10 +111,10 @@ fan_in fanin 4 20000
 [ "$(status slow_bytes)" = 0 ] || fail "fan-in went through the daemon"
 pass "fan-in: 4 writers x 20000 lines over mmap, each writer's whole and in order, no daemon"
 
-# More writers than queues (4 of a client's): the others write through the
-# daemon, and each writer's order holds all the same.
-fan_in fanin7 7 10000
-pass "7 writers on 4 queues: the rest through the daemon, each writer's lines in order, all once"
+# More writers than $WHAT: the others write through the daemon, and each
+# writer's order holds all the same.
+fan_in fanin_more $((SLOTS + 3)) 10000
+pass "$((SLOTS + 3)) writers on $SLOTS $WHAT: the rest through the daemon, each writer's lines in order, all once"
 
 # The Python client (mmap and struct only) as one of the writers: the
 # daemon gives it a queue (it cannot compare-and-swap), its records go in
@@ -104,7 +123,9 @@ PY=
 if [ -n "${PYTHON3:-}" ] && command -v "$PYTHON3" >/dev/null 2>&1 && [ "$(uname -m)" = x86_64 ]; then
 	PY=$("$PYTHON3" -c 'import sys; assert sys.version_info >= (3, 8); print(sys.executable)' 2>/dev/null) || PY=
 fi
-if [ -z "$PY" ]; then
+if [ "$DESIGN" = shared ]; then
+	echo "# the Python client's part is left out: it reads and writes channels of queues and with the lock, not yet one shared ring"
+elif [ -z "$PY" ]; then
 	echo "# the Python client's part is left out: no python3 3.8 or later on x86-64 here"
 else
 	F=$MNT/fanin_py
@@ -200,7 +221,8 @@ check_lines "$TMPD/mixed" 3 10000 || fail "mixed writers through cat"
 pass "two mmap writers and dd through the daemon, read by cat through the daemon"
 
 # A stream write longer than a queue (ring_size=64k over 5 queues: 8 KiB
-# each) goes in piece by piece, whole in the end.
+# each), or than a shared ring's record (4 KiB), goes in piece by piece,
+# whole in the end.
 B=$MNT/big
 "$CHAN_TOOL" mkchan "$B" || fail "mkchan big"
 head -c 1000000 /dev/urandom > "$TMPD/big.in"
@@ -210,7 +232,7 @@ wait_for 50 readers_at_least "$B" 1 || fail "big: the reader did not open"
 timeout 30 "$CHAN_TOOL" send "$B" 65536 < "$TMPD/big.in" || fail "big: a 64 KiB send into 8 KiB queues"
 wait "$rd" || fail "big: the reader"
 cmp "$TMPD/big.in" "$TMPD/big.out" || fail "big: the bytes differ"
-pass "sends of 64 KiB through queues of 8 KiB: 1 MB whole"
+pass "sends of 64 KiB through $DESIGN: 1 MB whole"
 
 # ---- messages ---------------------------------------------------------------------
 G=$MNT/msg
@@ -278,7 +300,8 @@ check_lines "$TMPD/stop.w1" 2 100 partial || fail "the other writer's lines"
 [ "$(wc -l < "$TMPD/stop.w1")" = 100 ] || fail "the other writer's lines: $(wc -l < "$TMPD/stop.w1")"
 pass "a stopped writer held nobody back ($(((${t1/./} - ${t0/./}) / 1000)) ms for 100 lines of another), a killed one left whole lines ($lines0+ before)"
 
-# Queues of dead writers are taken over: 12 writers in turn, killed, on 4 queues.
+# What dead writers held is taken over: 12 writers in turn, killed, on
+# fewer queues (writer slots).
 K=$MNT/reuse
 "$CHAN_TOOL" mkchan "$K" || fail "mkchan reuse"
 slow0=$(status slow_bytes)
@@ -299,8 +322,8 @@ wait "$rd" || fail "reuse reader"
 check_lines "$TMPD/reuse" 13 0 partial || fail "lines of writers killed in turn"
 grep -q '^w12 0 ' "$TMPD/reuse" || fail "the last writer's line"
 [ "$(status slow_bytes)" = "$slow0" ] ||
-	fail "writers went through the daemon ($(($(status slow_bytes) - slow0)) bytes): no queue taken over"
-pass "12 writers killed in turn on 4 queues: each dead one's queue taken over, lines whole"
+	fail "writers went through the daemon ($(($(status slow_bytes) - slow0)) bytes): nothing taken over"
+pass "12 writers killed in turn on $SLOTS $WHAT: each dead one's taken over, lines whole"
 
 # ---- anonymous pairs keep the lock ----------------------------------------------------------
 P=$MNT/pair

@@ -174,9 +174,9 @@ t "max_channels=0: exit 2" eq $rc 2
 run_ipcd "$E" -f -o fastpath=maybe "$D"; rc=$?
 t "fastpath=maybe: exit 2" eq $rc 2
 t "fastpath=maybe: lists the modes" has "$E" "auto, require or off.*maybe"
-run_ipcd "$E" -f -o coord=shared "$D"; rc=$?
-t "coord=shared: exit 2" eq $rc 2
-t "coord=shared: lists the modes" has "$E" "lock or queues.*shared"
+run_ipcd "$E" -f -o coord=spinlock "$D"; rc=$?
+t "coord=spinlock: exit 2" eq $rc 2
+t "coord=spinlock: lists the modes" has "$E" "lock, queues or shared.*spinlock"
 for q in 1 17 x 4x ""; do
 	run_ipcd "$E" -f -o "queues=$q" "$D"; rc=$?
 	t "queues=$q: exit 2" eq $rc 2
