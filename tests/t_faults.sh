@@ -73,7 +73,7 @@ killed_writer() {	# $1: fast or slow writer
 		gen 1000000000 9 | "$CHAN_TOOL" count-send "$c" 4000 2>"$TMPD/kw.count" &
 	else
 		gen 1000000000 9 | "$PYTHON3" -c '
-import os, sys
+import os, sys; ipcd_kw = 1
 fd = os.open(sys.argv[1], os.O_WRONLY); total = 0
 while True:
     b = sys.stdin.buffer.read(4000)
@@ -81,8 +81,11 @@ while True:
     sys.stderr.write("%d\n" % total); sys.stderr.flush()
 ' "$c" 2>"$TMPD/kw.count" &
 	fi
-	sleep 0.5
-	pkill -9 -f "count-send $c" ; pkill -9 -f "import os, sys" 
+	# Killed once it has written (a writer still starting would never
+	# open the channel, and the reader would wait for one).
+	wait_for 100 grep -q '^[0-9]' "$TMPD/kw.count" || fail "$1: the writer wrote nothing in 10 s"
+	sleep 0.2
+	pkill -9 -f "count-send $c" ; pkill -9 -f "import os, sys; ipcd_kw"
 	wait $r || fail "$1: reader did not end cleanly after the writer died"
 	got=$(stat -c %s "$TMPD/kw.out")
 	reported=$(grep -E '^[0-9]+$' "$TMPD/kw.count" | tail -n 1)
@@ -91,7 +94,9 @@ while True:
 	cmp -s "$TMPD/kw.out" <(gen "$got" 9) || fail "$1: received bytes are not the stream"
 	pass "$1 writer killed: reader got all $reported reported bytes ($got), then EOF"
 }
+# The interpreter itself, not a wrapper script that starts it.
 PYTHON3=${PYTHON3:-$(command -v python3)}
+[ -n "$PYTHON3" ] && PYTHON3=$("$PYTHON3" -c 'import sys; print(sys.executable)')
 killed_writer fast
 [ -n "$PYTHON3" ] && killed_writer slow
 
