@@ -299,6 +299,13 @@ static int move_dentry(struct dentry *d, struct inode *to, const char *newname)
 
 /* ---- replies ------------------------------------------------------------ */
 
+/* A ring file's size is its channel's mapping, which a change of kind,
+ * capacity or coordination remakes: the kernel keeps none of it. */
+static double attr_timeout_of(const struct inode *in)
+{
+	return in->ring_of ? 0.0 : attr_timeout;
+}
+
 static void reply_entry(fuse_req_t req, struct inode *in)
 {
 	struct fuse_entry_param e;
@@ -306,7 +313,7 @@ static void reply_entry(fuse_req_t req, struct inode *in)
 	memset(&e, 0, sizeof(e));
 	e.ino = in->ino;
 	e.generation = 1;
-	e.attr_timeout = attr_timeout;
+	e.attr_timeout = attr_timeout_of(in);
 	e.entry_timeout = entry_timeout;
 	ns_fill_attr(in, &e.attr);
 	in->nlookup++;
@@ -507,15 +514,18 @@ static void ns_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct inode *in;
 	struct stat st;
+	double t = attr_timeout;
 
 	(void)fi;
 	pthread_mutex_lock(&ipcd->mu);
 	in = ns_inode(ino);
-	if (in)
+	if (in) {
 		ns_fill_attr(in, &st);
+		t = attr_timeout_of(in);
+	}
 	pthread_mutex_unlock(&ipcd->mu);
 	if (in)
-		fuse_reply_attr(req, &st, attr_timeout);
+		fuse_reply_attr(req, &st, t);
 	else
 		fuse_reply_err(req, ENOENT);
 }

@@ -62,6 +62,21 @@ eq() {
 
 is_mounted() { grep -q " $1 fuse" /proc/mounts; }
 
+# The coordination the suite runs with (IPCD_TEST_COORD, default the
+# daemon's: lock), for checks whose numbers depend on the layout.
+COORD=${IPCD_TEST_COORD:-lock}
+
+# counted N: the bytes a write of N bytes adds to a channel's info
+# counters (written, buffered): itself with the lock; a record with its
+# 8-byte header, to 8, with queues; whole 64-byte cells with one shared ring.
+counted() {
+	case $COORD in
+	queues) echo $(((8 + $1 + 7) / 8 * 8)) ;;
+	shared) echo $(($1 ? ($1 + 63) / 64 * 64 : 64)) ;;
+	*) echo "$1" ;;
+	esac
+}
+
 # mount_ipcd [options...]: mount a foreground daemon on a fresh directory.
 mount_ipcd() {
 	require_fuse
