@@ -13,11 +13,38 @@
 mount_ipcd
 
 "$CHAN_TOOL" mkchan "$MNT/small" stream 4096 || fail "mkchan small"
-timeout 120 "$PYTHON3" - "$MNT" <<'PY' || fail "slow path semantics (see above)"
+timeout 120 "$PYTHON3" - "$MNT" "$COORD" <<'PY' || fail "slow path semantics (see above)"
 import errno, fcntl, os, select, signal, struct, sys, time
 
 mnt = sys.argv[1]
+coord = sys.argv[2]    # the lock's ring of 4096 bytes has exact numbers
 def ok(msg): print("ok -", msg, flush=True)
+def fill(w):
+    # Nonblocking writes of 4000 bytes until one is refused: how many.
+    fl = fcntl.fcntl(w, fcntl.F_GETFL); fcntl.fcntl(w, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+    n = 0
+    while True:
+        try:
+            assert os.write(w, b"x" * 4000) == 4000    # whole, or refused
+        except BlockingIOError:
+            break
+        n += 1
+        assert n < 1000, "never full"
+    fcntl.fcntl(w, fcntl.F_SETFL, fl)
+    return n
+def drain(r):
+    fl = fcntl.fcntl(r, fcntl.F_GETFL); fcntl.fcntl(r, fcntl.F_SETFL, fl | os.O_NONBLOCK)
+    got = b""
+    while True:
+        try:
+            b = os.read(r, 65536)
+        except BlockingIOError:
+            break
+        if not b:
+            break
+        got += b
+    fcntl.fcntl(r, fcntl.F_SETFL, fl)
+    return got
 def chan(name):
     p = os.path.join(mnt, name)
     os.close(os.open(p, os.O_CREAT | os.O_RDWR, 0o600))
@@ -62,11 +89,26 @@ p = os.path.join(mnt, "small")
 r = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
 w = os.open(p, os.O_WRONLY | os.O_NONBLOCK)
 expect_err(errno.EAGAIN, os.read, r, 10)
-assert os.write(w, b"x" * 4000) == 4000
-expect_err(errno.EAGAIN, os.write, w, b"y" * 200)   # 96 free: atomic refuses
-assert os.write(w, b"z" * 8192) == 96               # > PIPE_BUF: partial
-expect_err(errno.EAGAIN, os.write, w, b"y" * 5000)
-assert len(os.read(r, 8192)) == 4096
+if coord == "lock":
+    assert os.write(w, b"x" * 4000) == 4000
+    expect_err(errno.EAGAIN, os.write, w, b"y" * 200)   # 96 free: atomic refuses
+    assert os.write(w, b"z" * 8192) == 96               # > PIPE_BUF: partial
+    expect_err(errno.EAGAIN, os.write, w, b"y" * 5000)
+    assert len(os.read(r, 8192)) == 4096
+else:
+    # Queues and one shared ring have their own room: full is full all
+    # the same, a refused write took nothing, and a write of more than
+    # PIPE_BUF takes what fits once a little is free.
+    n = fill(w)
+    assert n >= 1
+    got = drain(r)
+    assert got == b"x" * 4000 * n, (len(got), n)
+    n = fill(w)
+    os.read(r, 4000)
+    k = os.write(w, b"z" * 65536)
+    assert 0 < k < 65536, k
+    got = drain(r)
+    assert got == b"x" * 4000 * (n - 1) + b"z" * k, (len(got), n, k)
 fl = fcntl.fcntl(r, fcntl.F_GETFL); fcntl.fcntl(r, fcntl.F_SETFL, fl & ~os.O_NONBLOCK)
 os.close(r)
 expect_err(errno.EPIPE, os.write, w, b"q")
@@ -137,13 +179,17 @@ os.write(w, b"still works"); assert os.read(r, 100) == b"still works"
 os.close(r); os.close(w)
 p = os.path.join(mnt, "small")
 r = os.open(p, os.O_RDONLY); w = os.open(p, os.O_WRONLY)
-os.write(w, b"f" * 4096)
+if coord == "lock":
+    os.write(w, b"f" * 4096)
+    full = b"f" * 4096
+else:
+    full = b"x" * 4000 * fill(w)
 signal.setitimer(signal.ITIMER_REAL, 0.3)
 try:
-    os.write(w, b"g" * 100); raise AssertionError("write returned")
+    os.write(w, b"g" * 4000); raise AssertionError("write returned")
 except Alarm:
     pass
-assert os.read(r, 8192) == b"f" * 4096
+assert drain(r) == full
 os.close(r); os.close(w)
 signal.signal(signal.SIGALRM, signal.SIG_DFL)
 ok("blocked read and write end with EINTR on a signal")
