@@ -700,11 +700,12 @@ int ipcd_peek(struct ipcd_chan *c, struct iovec iov[2], int flags)
 		return -EBADF;
 	if (!iov)
 		return -EFAULT;
-	if (c->qin || c->sin)
-		return -EOPNOTSUPP;	/* records of several writers: not yet */
+	if (c->qin)
+		return -EOPNOTSUPP;	/* records of several queues: not yet */
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
 	for (;;) {
-		n = ipcd_ring_peek(&c->in, sp, ipcd_tid());
+		n = c->sin ? ipcd_shared_peek(c->sin, sp, ipcd_tid()) :
+			     ipcd_ring_peek(&c->in, sp, ipcd_tid());
 		if (n >= 0) {
 			iov[0].iov_base = (void *)sp[0].p;
 			iov[0].iov_len = sp[0].n;
@@ -727,6 +728,8 @@ int ipcd_peek(struct ipcd_chan *c, struct iovec iov[2], int flags)
 
 int ipcd_consume(struct ipcd_chan *c, size_t n)
 {
+	if (c->sin)
+		return ipcd_shared_consume(c->sin, n);
 	return ipcd_ring_consume(&c->in, n);
 }
 

@@ -114,6 +114,11 @@ struct ipcd_shared {
 	struct ipcd_wslot *ws;		/* writer slots */
 	unsigned nws;
 	_Atomic uint64_t wcache;	/* (tid << 32) | (slot + 1) */
+	/* A peek in progress: the record at ticket peek_u is TAKEN by this
+	 * handle, and showed peek_n bytes from its off. */
+	bool peeking;
+	uint64_t peek_u;
+	uint32_t peek_n;
 };
 
 int ipcd_shared_attach(struct ipcd_shared *s, void *map, size_t len, unsigned side);
@@ -129,6 +134,14 @@ ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, ui
  * IPCD_IO_PEEK. */
 ssize_t ipcd_shared_read(struct ipcd_shared *s, void *buf, size_t len, uint32_t tid,
 			 unsigned flags, size_t *full);
+
+/* Read in place (ipcd_ring_peek's contract): take the next record and
+ * show its bytes not yet read, in one span or two (it may wrap); they stay
+ * the caller's until consume takes n bytes of them (a stream; the rest
+ * goes back to be read) or n records (0 or 1).  peek returns the length,
+ * IPCD_EOF, -EAGAIN, -EALREADY or -EIO; consume 0 or -EINVAL. */
+ssize_t ipcd_shared_peek(struct ipcd_shared *s, struct ipcd_span sp[2], uint32_t tid);
+int ipcd_shared_consume(struct ipcd_shared *s, uint64_t n);
 
 int ipcd_shared_can_read(const struct ipcd_shared *s);
 /* Whether a published record is there to take (holes are not). */

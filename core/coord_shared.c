@@ -396,6 +396,65 @@ ssize_t ipcd_shared_read(struct ipcd_shared *s, void *buf, size_t len, uint32_t 
 	return (ssize_t)got;
 }
 
+ssize_t ipcd_shared_peek(struct ipcd_shared *s, struct ipcd_span sp[2], uint32_t tid)
+{
+	uint64_t u, head, tail, at;
+	uint32_t rl, off;
+	struct ipcd_cell *c;
+	int r;
+
+	if (s->peeking)
+		return -EALREADY;
+	if (broken(s))
+		return -EIO;
+	r = take(s, tid, &u);
+	if (r == -EAGAIN && writers_gone(s)) {
+		if (!indexes(s, &head, &tail) && head == tail)
+			return IPCD_EOF;
+		if (ipcd_shared_reap(s))
+			r = take(s, tid, &u);
+	}
+	if (r)
+		return r;
+	c = cell_at(s, u);
+	rl = atomic_load_explicit(&c->len, RELAXED);
+	off = atomic_load_explicit(&c->off, RELAXED);
+	if (rl > s->rec_max || off > rl || (off && !s->stream)) {
+		atomic_store_explicit(&c->word, FULL(u), RELEASE);
+		return -EIO;
+	}
+	at = ((u & (s->ncells - 1)) * IPCD_CELL_SIZE + off) & (s->v.cap - 1);
+	sp[0].p = s->v.data + at;
+	sp[0].n = rl - off < s->v.cap - at ? rl - off : (size_t)(s->v.cap - at);
+	sp[1].p = s->v.data;
+	sp[1].n = rl - off - sp[0].n;
+	s->peeking = true;
+	s->peek_u = u;
+	s->peek_n = rl - off;
+	return (ssize_t)(rl - off);
+}
+
+int ipcd_shared_consume(struct ipcd_shared *s, uint64_t n)
+{
+	struct ipcd_cell *c;
+	uint64_t u = s->peek_u;
+
+	if (!s->peeking || n > (s->stream ? s->peek_n : 1))
+		return -EINVAL;
+	s->peeking = false;
+	c = cell_at(s, u);
+	if (s->stream ? n == s->peek_n : n == 1) {
+		consume(s, u, ipcd_cells_of(atomic_load_explicit(&c->len, RELAXED)));
+		return 0;
+	}
+	if (s->stream)
+		atomic_store_explicit(&c->off, atomic_load_explicit(&c->off, RELAXED) +
+				  (uint32_t)n, RELAXED);
+	/* Release: the caller's reads of the bytes come first. */
+	atomic_store_explicit(&c->word, FULL(u), RELEASE);
+	return 0;
+}
+
 int ipcd_shared_has_data(const struct ipcd_shared *s)
 {
 	uint64_t head, tail, hole = UINT64_MAX;

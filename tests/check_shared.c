@@ -358,6 +358,59 @@ START_TEST(test_message_basic)
 }
 END_TEST
 
+/* Read in place: a record shown where it lies (in two spans where it
+ * wraps), taken in part or whole, or left; other readers pass it. */
+START_TEST(test_peek)
+{
+	struct ts t;
+	struct ipcd_span sp[2];
+	unsigned char buf[4096], out[4096];
+	uint32_t tid = me();
+	size_t full, i;
+
+	ts_open(&t, 65536, 0, 0);
+	ck_assert_int_eq(ipcd_shared_peek(&t.s, sp, tid), -EAGAIN);
+	ck_assert_int_eq(ipcd_shared_consume(&t.s, 0), -EINVAL);
+	ck_assert_int_eq(ipcd_shared_write(&t.s, "abcdef", 6, tid), 6);
+	ck_assert_int_eq(ipcd_shared_write(&t.s, "gh", 2, tid), 2);
+	ck_assert_int_eq(ipcd_shared_peek(&t.s, sp, tid), 6);
+	ck_assert_int_eq(ipcd_shared_peek(&t.s, sp, tid), -EALREADY);
+	ck_assert_uint_eq(sp[0].n, 6);
+	ck_assert_uint_eq(sp[1].n, 0);
+	ck_assert_int_eq(memcmp(sp[0].p, "abcdef", 6), 0);
+	/* Another reader meanwhile takes the next record. */
+	ck_assert_int_eq(ipcd_shared_read(&t.s, out, sizeof(out), tid + 1, 0, &full), 2);
+	ck_assert_int_eq(memcmp(out, "gh", 2), 0);
+	ck_assert_int_eq(ipcd_shared_consume(&t.s, 7), -EINVAL);
+	ck_assert_int_eq(ipcd_shared_consume(&t.s, 2), 0);
+	ck_assert_int_eq(ipcd_shared_peek(&t.s, sp, tid), 4);
+	ck_assert_int_eq(memcmp(sp[0].p, "cdef", 4), 0);
+	ck_assert_int_eq(ipcd_shared_consume(&t.s, 4), 0);
+	ck_assert_uint_eq(head_of(&t), tail_of(&t));
+	/* A record that wraps: two spans. */
+	atomic_store(&t.s.v.r->head, t.s.ncells - 1);
+	atomic_store(&t.s.v.r->tail, t.s.ncells - 1);
+	for (i = 0; i < t.s.ncells; i++)
+		atomic_store(&t.s.cell[i].word, IPCD_CELL_WORD(IPCD_CELL_FREE, 0,
+					     i < t.s.ncells - 1 ? i + t.s.ncells : i));
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 3);
+	ck_assert_int_eq(ipcd_shared_write(&t.s, buf, 200, tid), 200);
+	ck_assert_int_eq(ipcd_shared_peek(&t.s, sp, tid), 200);
+	ck_assert_uint_eq(sp[0].n, IPCD_CELL_SIZE);
+	ck_assert_uint_eq(sp[1].n, 200 - IPCD_CELL_SIZE);
+	ck_assert_int_eq(memcmp(sp[0].p, buf, sp[0].n), 0);
+	ck_assert_int_eq(memcmp(sp[1].p, buf + sp[0].n, sp[1].n), 0);
+	ck_assert_int_eq(ipcd_shared_consume(&t.s, 0), 0);	/* left: read again */
+	ck_assert_int_eq(ipcd_shared_read(&t.s, out, sizeof(out), tid, 0, &full), 200);
+	ck_assert_int_eq(memcmp(out, buf, 200), 0);
+	/* Every writer gone, nothing left: end of file. */
+	peers(&t, 1, 0);
+	ck_assert_int_eq(ipcd_shared_peek(&t.s, sp, tid), IPCD_EOF);
+	ts_close(&t);
+}
+END_TEST
+
 /* Full at room, records that wrap at the end of the area, many rounds. */
 START_TEST(test_wrap_and_full)
 {
@@ -865,6 +918,7 @@ static Suite *shared_suite(void)
 	tcase_add_test(tc, test_stream_basic);
 	tcase_add_test(tc, test_message_basic);
 	tcase_add_test(tc, test_wrap_and_full);
+	tcase_add_test(tc, test_peek);
 	tcase_add_test(tc, test_holes);
 	tcase_add_test(tc, test_order_past_hole);
 	tcase_add_test(tc, test_reap);
