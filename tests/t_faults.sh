@@ -116,8 +116,10 @@ grep -q "Broken pipe" "$TMPD/kr.err" || fail "writer did not get EPIPE: $(cat "$
 pass "reader killed: writer gets EPIPE"
 
 # --- 4. lock holder killed ----------------------------------------------------
+# (A channel with the lock, whatever the mount's coordination.)
 c=$MNT/lock
 "$CHAN_TOOL" mkchan "$c" || fail "mkchan"
+[ "$COORD" = lock ] || setfattr -n user.ipcd.coord -v lock "$c" || fail "coord lock"
 timeout 30 "$CHAN_TOOL" recv "$c" > "$TMPD/lock.out" & r=$!
 wait_for 50 readers_at_least "$c" 1 || fail "reader"
 coproc HOLD { exec "$RING_PEER" hold-lock "$c"; }
