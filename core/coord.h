@@ -129,6 +129,19 @@ int ipcd_shared_attach(struct ipcd_shared *s, void *map, size_t len, unsigned si
  * daemon), -EPIPE, -EMSGSIZE or -EIO. */
 ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, uint32_t tid);
 
+/*
+ * The steps of a write, for a peer that cannot fetch-and-add (the daemon
+ * makes them for it, IPCD_IOC_RESERVE): reserve the cells of a record of
+ * len bytes for thread tid, noted in its writer slot, and set *t to the
+ * ticket; returns the slot's index or what ipcd_shared_write returns.
+ * The peer then fills the cells and commits them (ring.h).  take: the
+ * next record, TAKEN by tid (IPCD_IOC_TAKE), after moving head over what
+ * was consumed (advance: that alone); 0 with *u, -EAGAIN or -EIO.
+ */
+int ipcd_shared_reserve(struct ipcd_shared *s, size_t len, uint32_t tid, uint64_t *t);
+int ipcd_shared_take(struct ipcd_shared *s, uint32_t tid, uint64_t *u);
+void ipcd_shared_advance(struct ipcd_shared *s);
+
 /* Read one record (message; *full its length) or, from a stream, bytes
  * of records in turn: bytes, IPCD_EOF, -EAGAIN or -EIO.  flags:
  * IPCD_IO_PEEK. */

@@ -170,11 +170,9 @@ static void copy_in(const struct ipcd_shared *s, uint64_t u, const void *buf, si
 	memcpy(s->v.data, (const char *)buf + first, len - first);
 }
 
-ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, uint32_t tid)
+int ipcd_shared_reserve(struct ipcd_shared *s, size_t len, uint32_t tid, uint64_t *tp)
 {
-	struct ipcd_ring *r = s->v.r;
 	struct ipcd_wslot *ws;
-	struct ipcd_cell *c0;
 	uint64_t head, tail, t, k, i;
 	int w, e;
 
@@ -182,11 +180,8 @@ ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, ui
 		return -EIO;
 	if (ipcd_ring_readers(&s->v) == 0)
 		return -EPIPE;
-	if (len > s->rec_max) {
-		if (!s->stream)
-			return -EMSGSIZE;
-		len = s->rec_max;	/* the rest in later records */
-	}
+	if (len > s->rec_max)
+		return -EMSGSIZE;
 	k = ipcd_cells_of(len);
 	w = my_wslot(s, tid);
 	if (w < 0)
@@ -201,7 +196,7 @@ ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, ui
 	 * makes it, so that a reaper that sees the ticket sees the slot
 	 * busy; then which ticket. */
 	atomic_store_explicit(&ws->rsv, IPCD_RSV_PENDING, RELAXED);
-	t = atomic_fetch_add_explicit(&r->tail, k, SEQCST);
+	t = atomic_fetch_add_explicit(&s->v.r->tail, k, SEQCST);
 	atomic_store_explicit(&ws->rsv, IPCD_RSV(t, k), RELAXED);
 	/* Acquire: the last round's reader copied out before we copy in. */
 	for (i = 0; i < k; i++)
@@ -211,6 +206,22 @@ ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, ui
 			atomic_store_explicit(&ws->rsv, 0, RELAXED);
 			return -EIO;
 		}
+	*tp = t;
+	return w;
+}
+
+ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, uint32_t tid)
+{
+	struct ipcd_cell *c0;
+	uint64_t t, k, i;
+	int w;
+
+	if (len > s->rec_max && s->stream)
+		len = s->rec_max;	/* the rest in later records */
+	w = ipcd_shared_reserve(s, len, tid, &t);
+	if (w < 0)
+		return w;
+	k = ipcd_cells_of(len);
 	copy_in(s, t, buf, len);
 	for (i = 1; i < k; i++)
 		atomic_store_explicit(&cell_at(s, t + i)->word, CONT(t + i), RELAXED);
@@ -219,7 +230,7 @@ ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, ui
 	atomic_store_explicit(&c0->off, 0, RELAXED);
 	/* Release: the payload, the other cells' words and len first. */
 	atomic_store_explicit(&c0->word, FULL(t), RELEASE);
-	atomic_store_explicit(&ws->rsv, 0, RELEASE);
+	atomic_store_explicit(&s->ws[w].rsv, 0, RELEASE);
 	ipcd_ring_wake(&s->v, IPCD_WAIT_DATA);
 	return (ssize_t)len;
 }
@@ -228,7 +239,7 @@ ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, ui
 
 /* Move head over the cells consumed from where it is; wake writers if it
  * moved. */
-static void advance(struct ipcd_shared *s)
+void ipcd_shared_advance(struct ipcd_shared *s)
 {
 	uint64_t h, t, x;
 
@@ -276,7 +287,7 @@ static void consume(struct ipcd_shared *s, uint64_t u, uint64_t k)
 
 	for (i = k; i-- > 0;)
 		atomic_store_explicit(&cell_at(s, u + i)->word, FREE(u + i + s->ncells), RELEASE);
-	advance(s);
+	ipcd_shared_advance(s);
 }
 
 /*
@@ -317,6 +328,16 @@ static int take(struct ipcd_shared *s, uint32_t tid, uint64_t *up)
 		*up = u;
 		return 0;
 	}
+}
+
+int ipcd_shared_take(struct ipcd_shared *s, uint32_t tid, uint64_t *u)
+{
+	/* Whoever freed cells without moving head (a peer that cannot
+	 * compare-and-swap) is caught up with first. */
+	ipcd_shared_advance(s);
+	if (broken(s))
+		return -EIO;
+	return take(s, tid, u);
 }
 
 static ssize_t read_one(struct ipcd_shared *s, void *buf, size_t len, uint32_t tid,
@@ -593,6 +614,6 @@ unsigned ipcd_shared_reap(struct ipcd_shared *s)
 			n++;
 	}
 	if (n)
-		advance(s);
+		ipcd_shared_advance(s);
 	return n;
 }

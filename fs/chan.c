@@ -137,8 +137,12 @@ static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
 		r = ipcd_view_attach_role(&ch->rs[i].v, map, len, i);
 		if (!r && ch->sh) {
 			r = ipcd_shared_attach(&ch->sh[i], map, len, i);
-			if (!r)
+			/* The first writer slot is the daemon's, for the slow
+			 * path's writes: they never wait for a client's. */
+			if (!r) {
+				atomic_store(&ch->sh[i].ws[0].tid, daemon_id());
 				ch->rs[i].v = ch->sh[i].v;
+			}
 		}
 		if (!r && nq) {
 			r = ipcd_qset_attach(&ch->qs[i], map, len, i);
@@ -1430,6 +1434,46 @@ static void queue_ioctl(fuse_req_t req, struct handle *h, unsigned cmd, const vo
 		fuse_reply_ioctl(req, 0, &v, sizeof(v));
 }
 
+/* RESERVE and TAKE: a peer without atomic operations asks the daemon to
+ * reserve cells of a shared ring, or take a record, for its thread. */
+static void shared_ioctl(fuse_req_t req, struct handle *h, unsigned cmd, const void *in_buf,
+			 size_t in_bufsz, size_t out_bufsz)
+{
+	pid_t tid = fuse_req_ctx(req)->pid;
+	bool reserve = cmd == IPCD_IOC_RESERVE;
+	uint64_t v = 0;
+	int r;
+
+	if (out_bufsz < sizeof(v) || (reserve && in_bufsz < sizeof(v))) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (reserve)
+		memcpy(&v, in_buf, sizeof(v));
+	pthread_mutex_lock(&ipcd->mu);
+	if (!(h->roles & (reserve ? IPCD_ROLE_WRITE : IPCD_ROLE_READ)))
+		r = -EBADF;
+	else if (!h->ch->sh || !h->ch->map)
+		r = -EINVAL;
+	else if (h->ch->broken)
+		r = -EIO;
+	else if (tid <= 0)
+		r = -ENOSPC;
+	else if (reserve)
+		r = v > UINT32_MAX ? -EMSGSIZE :
+		    ipcd_shared_reserve(&h->ch->sh[out_ring(h) - h->ch->rs], (size_t)v,
+					(uint32_t)tid, &v);
+	else
+		r = ipcd_shared_take(&h->ch->sh[in_ring(h) - h->ch->rs], (uint32_t)tid, &v);
+	if (r == -EIO)
+		chan_break(h->ch);
+	pthread_mutex_unlock(&ipcd->mu);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_ioctl(req, 0, &v, sizeof(v));
+}
+
 void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		struct fuse_file_info *fi, unsigned flags, const void *in_buf,
 		size_t in_bufsz, size_t out_bufsz)
@@ -1477,8 +1521,14 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 		pthread_mutex_lock(&ipcd->mu);
 		if (h->ch->map && !h->ch->broken) {
 			for (unsigned i = 0; i < h->ch->nrings; i++) {
+				/* A shared ring's head, over what the peer freed. */
+				if (h->ch->sh)
+					ipcd_shared_advance(&h->ch->sh[i]);
 				ipcd_ring_wake_all(&h->ch->rs[i].v, IPCD_WAIT_DATA);
 				ipcd_ring_wake_all(&h->ch->rs[i].v, IPCD_WAIT_SPACE);
+				/* Queues: a writer waits for space on its own. */
+				for (unsigned q = 1; h->ch->qs && q < h->ch->qs[i].n; q++)
+					ipcd_ring_wake_all(&h->ch->qs[i].q[q], IPCD_WAIT_SPACE);
 			}
 			chan_progress(h->ch);
 		}
@@ -1506,6 +1556,10 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 	}
 	if (cmd == IPCD_IOC_QUEUE || cmd == IPCD_IOC_CLAIM) {
 		queue_ioctl(req, h, cmd, in_buf, in_bufsz, out_bufsz);
+		return;
+	}
+	if (cmd == IPCD_IOC_RESERVE || cmd == IPCD_IOC_TAKE) {
+		shared_ioctl(req, h, cmd, in_buf, in_bufsz, out_bufsz);
 		return;
 	}
 	if (cmd == IPCD_IOC_SYNC) {

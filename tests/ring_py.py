@@ -72,7 +72,11 @@ What a pure-Python end can and cannot do
    claim (IPCD_IOC_CLAIM), where a C end makes a compare-and-swap, and
    then writes as the queue's only producer, or reads inside the queue by
    its reader slot, with plain stores and full_fence(): one of several
-   writers or readers, in Python or C, at the same time.
+   writers or readers, in Python or C, at the same time.  On a channel of
+   one shared ring (coord=shared) it asks the daemon to reserve a record's
+   cells (IPCD_IOC_RESERVE) and to take a record (IPCD_IOC_TAKE), where a
+   C end makes a fetch-and-add or a compare-and-swap, and moves the bytes
+   and publishes or frees the cells itself: a system call per record.
 
 3. Memory ordering, and how the shared words are touched.
    * Every shared header word is loaded and stored through memoryview casts
@@ -136,12 +140,17 @@ MAP_RINGS_MAX = 64
 MAP_AREA_MAX = 16 * 4096
 COORD_LOCK = 0
 COORD_QUEUES = 1
+COORD_SHARED = 2
+WSLOTS_MAX = 16
+CELL_SIZE = 64                   # a ring of cells (coord shared)
+CELL_FREE, CELL_CONT, CELL_FULL, CELL_TAKEN = 0, 1, 2, 3
 QUEUES_MAX = 16
 RSLOTS_MAX = 64
 MAP_STRUCT_SIZE = 64             # sizeof(struct ipcd_map)
 DESC_SIZE = 32                   # sizeof(struct ipcd_ring_desc)
 RING_KIND_BYTES = 1
 RING_KIND_RECORDS = 2
+RING_KIND_CELLS = 3
 RING_MIN_CAPACITY = 4096
 RING_MAX_CAPACITY = 1 << 30
 RING_STRUCT_SIZE = 448           # sizeof(struct ipcd_ring)
@@ -165,6 +174,8 @@ RINGS_DIR = ".rings"             # ring files, by inode number, under the root
 IOC_WAKE = 0x0000AB05            # _IO(0xab, 5): the doorbell
 IOC_QUEUE = 0x8004AB0B           # _IOR(0xab, 11, uint32_t): our queue
 IOC_CLAIM = 0xC004AB0C           # _IOWR(0xab, 12, uint32_t): a queue's claim
+IOC_RESERVE = 0xC008AB0D         # _IOWR(0xab, 13, uint64_t): cells of a shared ring
+IOC_TAKE = 0x8008AB0E            # _IOR(0xab, 14, uint64_t): a shared ring's record
 PIPE_BUF = 4096
 
 # The directory: magic, version, hdr_size, features, msg_max, map_size,
@@ -241,6 +252,20 @@ def map_len(cap, features):
     return MAP_HDR_SIZE + cap * (2 if features & RING_F_DUPLEX else 1)
 
 
+def _cells(length):
+    """Cells a record of length bytes takes in a ring of cells."""
+    return (length + CELL_SIZE - 1) // CELL_SIZE if length else 1
+
+
+def _span(coord, cap):
+    """Bytes one ring's data takes: a ring of cells has its 16-byte cell
+    entries after the payload, to a whole page."""
+    if coord != COORD_SHARED:
+        return cap
+    meta = cap // CELL_SIZE * 16
+    return cap + (meta + MAP_HDR_SIZE - 1) // MAP_HDR_SIZE * MAP_HDR_SIZE
+
+
 def rec_size(length):
     return REC_HDR_SIZE + ((length + REC_ALIGN - 1) & ~(REC_ALIGN - 1))
 
@@ -263,7 +288,7 @@ def check_map(buf, length, role):
         raise _err(errno.EPROTO, "ring ABI version %d, not %d"
                    % (version, RING_VERSION))
     sides = 2 if features & RING_F_DUPLEX else 1
-    if coord > COORD_QUEUES or (coord == COORD_QUEUES) != (nqueues != 0) or \
+    if coord > COORD_SHARED or (coord == COORD_QUEUES) != (nqueues != 0) or \
             nqueues > QUEUES_MAX:
         n = 0
     else:
@@ -276,8 +301,9 @@ def check_map(buf, length, role):
             map_size <= hdr_area or map_size % MAP_HDR_SIZE or
             (not 1 <= nrslots <= RSLOTS_MAX or rslot_off % 64 or
              rslot_off < desc_off + n * DESC_SIZE or
-             rslot_off + nrslots * 64 > hdr_area
-             if coord == COORD_QUEUES else nrslots or rslot_off)):
+             rslot_off + nrslots * 64 > hdr_area or
+             (coord == COORD_SHARED and nrslots > WSLOTS_MAX)
+             if coord != COORD_LOCK else nrslots or rslot_off)):
         raise _err(errno.EIO, "corrupt directory (hdr_size=%d nrings=%d "
                    "desc_off=%d map_size=%d hdr_area=%d coord=%d features=0x%x)"
                    % (hdr_size, nrings, desc_off, map_size, hdr_area, coord,
@@ -285,7 +311,8 @@ def check_map(buf, length, role):
     if length < map_size:
         raise _err(errno.EINVAL, "mapping of %d bytes, the channel needs %d"
                    % (length, map_size))
-    kind = (RING_KIND_RECORDS if features & RING_F_MESSAGE or
+    kind = (RING_KIND_CELLS if coord == COORD_SHARED else
+            RING_KIND_RECORDS if features & RING_F_MESSAGE or
             coord == COORD_QUEUES else RING_KIND_BYTES)
     found = None
     for i in range(nrings):
@@ -297,7 +324,7 @@ def check_map(buf, length, role):
                 hdr_off % 64 or hdr_off + RING_STRUCT_SIZE > hdr_area or
                 not valid_capacity(cap) or data_off < hdr_area or
                 data_off % MAP_HDR_SIZE or data_off > map_size or
-                cap > map_size - data_off):
+                _span(coord, cap) > map_size - data_off):
             raise _err(errno.EIO, "corrupt entry %d of the directory" % i)
         if d_role == role:
             if found:
@@ -307,9 +334,13 @@ def check_map(buf, length, role):
         raise _err(errno.EINVAL, "no ring of role %d" % role)
     hdr_off, data_off, cap = found
     # A queue of a stream channel takes a write of up to its capacity less
-    # the record header in one record.
+    # the record header in one record, a ring of cells PIPE_BUF bytes.
     ring_max = msg_max if features & RING_F_MESSAGE else (
-        cap - REC_HDR_SIZE if kind == RING_KIND_RECORDS else 0)
+        cap - REC_HDR_SIZE if kind == RING_KIND_RECORDS else
+        PIPE_BUF if kind == RING_KIND_CELLS else 0)
+    if kind == RING_KIND_CELLS and \
+            nrslots * _cells(ring_max) > cap // CELL_SIZE // 2:
+        raise _err(errno.EIO, "more writer slots than the ring has room for")
     (r_magic, r_version, r_hdr_size, r_features, r_msg_max, r_data_off, r_cap,
      r_map_size) = _HDR.unpack_from(buf, hdr_off)
     if (r_magic != RING_MAGIC or r_version != RING_VERSION or
@@ -327,7 +358,8 @@ def check_map(buf, length, role):
             "data_off": data_off, "capacity": cap, "map_size": map_size,
             "anon": anon, "nrings": nrings, "coord": coord, "nqueues": nqueues,
             "rslot_off": rslot_off, "nrslots": nrslots,
-            "records": kind == RING_KIND_RECORDS, "ring_max": ring_max}
+            "records": kind == RING_KIND_RECORDS, "ring_max": ring_max,
+            "cells": kind == RING_KIND_CELLS}
 
 
 def _tid_alive(tid):
@@ -359,13 +391,23 @@ class _Ring:
         self.w = whole[base:base + MAP_RING_SLOT].cast("I")
         off = hdr["data_off"]
         self.data = whole[off:off + self.capacity]
+        # A ring of cells: its entries (word, len, off), 16 bytes a cell.
+        self.cells = hdr.get("cells", False)
+        self.ncells = self.capacity // CELL_SIZE
+        self.cq = self.cw = None
+        if self.cells:
+            meta = whole[off + self.capacity:off + self.capacity + self.ncells * 16]
+            self.cq = meta.cast("Q")
+            self.cw = meta.cast("I")
+            meta.release()
         if self.q.itemsize != 8 or self.w.itemsize != 4:
             raise _err(errno.ENOTSUP, "native Q/I are not 8/4 bytes")
         self.eof_epoch = 0      # the daemon's, for the ring we read (GETINFO)
 
     def release(self):
-        for v in (self.q, self.w, self.data):
-            v.release()
+        for v in (self.q, self.w, self.data, self.cq, self.cw):
+            if v is not None:
+                v.release()
 
     def broken(self):
         return self.w[_I_STATE] & RING_S_BROKEN
@@ -387,7 +429,7 @@ class _Ring:
 
     def info(self, sfx=""):
         we = self.q[_Q_WRITERS_EPOCH]
-        d = {"kind": "message" if self.is_message else "stream",
+        d = {"kind": "message" if self.features & RING_F_MESSAGE else "stream",
              "capacity": self.capacity, "msg_max": self.msg_max,
              "hdr_size": _HDR.unpack_from(self.w, 0)[2],
              "map_size": self.map_size,
@@ -533,6 +575,11 @@ class Channel:
         if self.coord == COORD_QUEUES:
             off = first["rslot_off"]
             self._rslots = self._whole[off:off + 64 * first["nrslots"]].cast("I")
+        self._wslots = self._wslotq = None
+        if self.coord == COORD_SHARED:
+            off = first["rslot_off"]
+            self._wslots = self._whole[off:off + 64 * first["nrslots"]].cast("I")
+            self._wslotq = self._whole[off:off + 64 * first["nrslots"]].cast("Q")
         self._in.eof_epoch = eof_epoch
         self.capacity = first["capacity"]
         self.msg_max = first["msg_max"] if first["features"] & RING_F_MESSAGE \
@@ -556,6 +603,19 @@ class Channel:
         if getattr(self, "_rslots", None) is not None:
             self._rslots.release()
             self._rslots = None
+        if getattr(self, "_wslots", None) is not None:
+            # Our writer slot (a shared ring) is free again: nothing of
+            # ours is reserved between calls.
+            tid = threading.get_native_id()
+            for i in range(len(self._wslots) // 16):
+                if self._wslots[16 * i] == tid:
+                    self._wslotq[8 * i + 1] = 0
+                    self._wslots[16 * i] = 0
+        for name in ("_wslots", "_wslotq"):
+            v = getattr(self, name, None)
+            if v is not None:
+                v.release()
+                setattr(self, name, None)
         for r in self._rings:
             r.release()
         self._rings = []
@@ -672,6 +732,8 @@ class Channel:
             raise _err(errno.EBADF, "channel not opened for writing")
         if self.coord == COORD_QUEUES:
             return self._try_write_queue(data)
+        if self.coord == COORD_SHARED:
+            return self._try_write_shared(data)
         ring = self._out
         src = memoryview(data).cast("B")
         if ring.broken():
@@ -738,6 +800,96 @@ class Channel:
             self._wake(self._queues[0], _I_RD_SLEEPERS, _I_DATA_SEQ)
         return n
 
+    @staticmethod
+    def _cell_word(state, ticket):
+        return (ticket & _M32) << 32 | state
+
+    def _try_write_shared(self, data):
+        """try_write on one shared ring (ipcd-ring(7), "Coordination by one
+        shared ring"): the daemon reserves the record's cells for this
+        thread (IOC_RESERVE, where a C end makes a fetch-and-add); we fill
+        them and publish with plain stores.  With no writer slot free,
+        through the daemon."""
+        src = memoryview(data).cast("B")
+        ring = self._out
+        if not self.is_message:
+            if len(src) == 0:
+                return 0
+            src = src[:ring.msg_max]
+        try:
+            (t,) = struct.unpack("=Q", fcntl.ioctl(
+                self._fd, IOC_RESERVE, struct.pack("=Q", len(src))))
+        except OSError as e:
+            if e.errno == errno.EAGAIN:
+                return None
+            if e.errno != errno.ENOSPC:
+                raise
+            return os.write(self._fd, src)      # every slot has a live writer
+        k = _cells(len(src))
+        for i in range(k):
+            if ring.cq[2 * ((t + i) % ring.ncells)] != self._cell_word(CELL_FREE, t + i):
+                raise _err(errno.EIO, "cell of ticket %d is not free" % (t + i))
+        self._copy_in(ring, (t % ring.ncells) * CELL_SIZE, src)
+        for i in range(1, k):
+            ring.cq[2 * ((t + i) % ring.ncells)] = self._cell_word(CELL_CONT, t + i)
+        c = t % ring.ncells
+        ring.cw[4 * c + 2] = len(src)           # len, off
+        ring.cw[4 * c + 3] = 0
+        # TSO: the payload, the other words and len are in before this.
+        ring.cq[2 * c] = self._cell_word(CELL_FULL, t)
+        self._slot_clear(t)
+        self._wake(ring, _I_RD_SLEEPERS, _I_DATA_SEQ)
+        return len(src)
+
+    def _slot_clear(self, t):
+        """Our writer slot's reservation (ticket t) is published: 0."""
+        tid = threading.get_native_id()
+        for i in range(len(self._wslots) // 16):
+            if self._wslots[16 * i] == tid:
+                q = 8 * i + 1           # rsv, at byte 8 of the slot
+                if self._wslotq[q] & ((1 << 48) - 1) == t & ((1 << 48) - 1):
+                    self._wslotq[q] = 0
+                return
+
+    def _try_read_shared(self, maxlen):
+        """try_read on one shared ring: the daemon takes the next record
+        for this thread (IOC_TAKE, where a C end makes a compare-and-swap);
+        we copy it and give its cells to the next round (a stream read
+        that takes part stores off and hands the record back)."""
+        ring = self._in
+        gone = ring.writers_gone(ring.q[_Q_WRITERS_EPOCH])   # before the indexes
+        try:
+            (u,) = struct.unpack("=Q", fcntl.ioctl(self._fd, IOC_TAKE, bytes(8)))
+        except OSError as e:
+            if e.errno != errno.EAGAIN:
+                raise
+            if gone and ring.q[_Q_HEAD] == ring.q[_Q_TAIL]:
+                return EOF
+            if gone:
+                fcntl.ioctl(self._fd, IOC_WAKE)     # the daemon reaps
+            return None
+        c = u % ring.ncells
+        length, off = ring.cw[4 * c + 2], ring.cw[4 * c + 3]
+        if length > ring.msg_max or off > length or (off and self.is_message):
+            ring.cq[2 * c] = self._cell_word(CELL_FULL, u)
+            raise _err(errno.EIO, "bad record (len=%d off=%d)" % (length, off))
+        n = length - off if self.is_message or maxlen <= 0 else min(length - off, maxlen)
+        out = self._copy_out(ring, c * CELL_SIZE + off, n)
+        if not self.is_message and off + n < length:
+            ring.cw[4 * c + 3] = off + n
+            ring.cq[2 * c] = self._cell_word(CELL_FULL, u)     # back, the rest later
+            return out
+        for i in range(_cells(length) - 1, -1, -1):
+            ring.cq[2 * ((u + i) % ring.ncells)] = \
+                self._cell_word(CELL_FREE, u + i + ring.ncells)
+        # The doorbell moves head over what we freed, and wakes writers.
+        full_fence()
+        try:
+            fcntl.ioctl(self._fd, IOC_WAKE)
+        except OSError:
+            pass
+        return out
+
     def _put_locked(self, ring, src):
         head = ring.q[_Q_HEAD]
         tail = ring.q[_Q_TAIL]
@@ -780,6 +932,8 @@ class Channel:
             raise _err(errno.EBADF, "channel not opened for reading")
         if self.coord == COORD_QUEUES:
             return self._try_read_queue(maxlen)
+        if self.coord == COORD_SHARED:
+            return self._try_read_shared(maxlen)
         ring = self._in
         if ring.broken():
             raise _err(errno.EIO, "the daemon marked the ring broken")

@@ -28,8 +28,8 @@ queues)
 	SLOTS=4 WHAT=queues ;;
 shared)
 	mount_ipcd -o coord=shared,ring_size=64k
-	# A stream ring of 64 KiB has 8 writer slots; the daemon takes one
-	# when it writes for the slow path.
+	# A stream ring of 64 KiB has 8 writer slots; the first is the
+	# daemon's, for the slow path.
 	SLOTS=7 WHAT="writer slots" ;;
 *)
 	fail "T_COORD=$DESIGN: queues or shared" ;;
@@ -117,15 +117,14 @@ fan_in fanin_more $((SLOTS + 3)) 10000
 pass "$((SLOTS + 3)) writers on $SLOTS $WHAT: the rest through the daemon, each writer's lines in order, all once"
 
 # The Python client (mmap and struct only) as one of the writers: the
-# daemon gives it a queue (it cannot compare-and-swap), its records go in
+# daemon gives it a queue (it cannot compare-and-swap), or reserves its
+# cells of the shared ring (it cannot fetch-and-add), its records go in
 # with plain stores, and it rings the doorbell for sleeping readers.
 PY=
 if [ -n "${PYTHON3:-}" ] && command -v "$PYTHON3" >/dev/null 2>&1 && [ "$(uname -m)" = x86_64 ]; then
 	PY=$("$PYTHON3" -c 'import sys; assert sys.version_info >= (3, 8); print(sys.executable)' 2>/dev/null) || PY=
 fi
-if [ "$DESIGN" = shared ]; then
-	echo "# the Python client's part is left out: it reads and writes channels of queues and with the lock, not yet one shared ring"
-elif [ -z "$PY" ]; then
+if [ -z "$PY" ]; then
 	echo "# the Python client's part is left out: no python3 3.8 or later on x86-64 here"
 else
 	F=$MNT/fanin_py
@@ -135,8 +134,8 @@ else
 	wait_for 50 readers_at_least "$F" 1 || fail "reader did not open"
 	exec 8>"$F"
 	pids=
-	# 4 C writers take the 4 queues a client may have, so the Python one
-	# may find none free: then its lines go through the daemon, in order.
+	# 4 C writers take 4 queues (or slots), so the Python one may find
+	# none free: then its lines go through the daemon, in order.
 	for i in 0 1 2 3; do
 		timeout 60 "$CHAN_TOOL" seqsend "$F" "w$i" 10000 & pids="$pids $!"
 	done
@@ -155,7 +154,8 @@ PY
 	wait "$rd" || fail "reader of C and Python writers"
 	check_lines "$TMPD/fanin_py" 5 10000 || fail "4 C writers and the Python client"
 	# The Python client as one of two readers beside a C one: the daemon
-	# moves claims for it (IOC_CLAIM); every line reaches one of them.
+	# moves claims for it (IOC_CLAIM) or takes records for it (IOC_TAKE);
+	# every line reaches one of them.
 	F=$MNT/fanout_py
 	"$CHAN_TOOL" mkchan "$F" || fail "mkchan fanout_py"
 	timeout 60 "$CHAN_TOOL" recv "$F" 32 > "$TMPD/fanout_py.c" &
@@ -182,7 +182,7 @@ PY
 	[ -s "$TMPD/fanout_py.py" ] || fail "the Python reader got nothing"
 	cat "$TMPD/fanout_py.c" "$TMPD/fanout_py.py" | sort -k1,1 -k2,2n > "$TMPD/fanout_py.all"
 	check_lines "$TMPD/fanout_py.all" 2 10000 || fail "C and Python readers: not every line exactly once"
-	pass "the Python client writes as one of 5 writers on 4 queues, and reads as one of 2 readers (lines whole, in order, each once)"
+	pass "the Python client writes as one of 5 writers ($WHAT), and reads as one of 2 readers (lines whole, in order, each once)"
 fi
 
 # ---- fan-out ----------------------------------------------------------------------

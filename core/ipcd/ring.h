@@ -648,6 +648,23 @@ struct ipcd_anc_take {
  * slot is free, EINVAL on a channel without queues or for no such queue,
  * EBADF without the reader role. */
 #define IPCD_IOC_CLAIM		0xc004ab0cu	/* _IOWR(0xab, 12, uint32_t) */
+
+/* RESERVE (coord shared): in, the length of a record to write on this open
+ * file's side; out, its first ticket.  The daemon takes a writer slot for
+ * the calling thread (the first time) and reserves the record's cells for
+ * it, as a fetch-and-add would ("A ring of cells" above); the caller fills
+ * them and commits.  EAGAIN if the ring is full, ENOSPC if no slot is
+ * free, EMSGSIZE, EPIPE, EIO, EINVAL on a channel without a shared ring,
+ * EBADF without the writer role. */
+#define IPCD_IOC_RESERVE	0xc008ab0du	/* _IOWR(0xab, 13, uint64_t) */
+
+/* TAKE (coord shared): out, the ticket of the next published record of
+ * the side this open file reads, now TAKEN by the calling thread, as a
+ * compare-and-swap would; the daemon first moves head over the cells
+ * consumed.  The caller copies, then frees the cells (or stores off and
+ * FULL back) and rings the doorbell (IPCD_IOC_WAKE, which also moves
+ * head).  EAGAIN if there is none, EIO, EINVAL, EBADF as above. */
+#define IPCD_IOC_TAKE		0x8008ab0eu	/* _IOR(0xab, 14, uint64_t) */
 #ifndef __cplusplus
 _Static_assert(sizeof(struct ipcd_anc_bind) == 1032, "anc_bind is 1032 bytes");
 _Static_assert(sizeof(struct ipcd_anc_take) == 32, "anc_take is 32 bytes");
