@@ -822,6 +822,8 @@ class Channel:
         except OSError as e:
             if e.errno == errno.EAGAIN:
                 return None
+            if e.errno == errno.ENOTCONN:
+                raise _err(errno.ECONNABORTED, "the ipcd daemon is gone")
             if e.errno != errno.ENOSPC:
                 raise
             return os.write(self._fd, src)      # every slot has a live writer
@@ -861,6 +863,8 @@ class Channel:
         try:
             (u,) = struct.unpack("=Q", fcntl.ioctl(self._fd, IOC_TAKE, bytes(8)))
         except OSError as e:
+            if e.errno == errno.ENOTCONN:
+                raise _err(errno.ECONNABORTED, "the ipcd daemon is gone")
             if e.errno != errno.EAGAIN:
                 raise
             if gone and ring.q[_Q_HEAD] == ring.q[_Q_TAIL]:
