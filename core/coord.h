@@ -114,6 +114,7 @@ struct ipcd_shared {
 	struct ipcd_wslot *ws;		/* writer slots */
 	unsigned nws;
 	_Atomic uint64_t wcache;	/* (tid << 32) | (slot + 1) */
+	_Atomic uint64_t seen_head;	/* head as a writer here last loaded it */
 	/* A peek in progress: the record at ticket peek_u is TAKEN by this
 	 * handle, and showed peek_n bytes from its off. */
 	bool peeking;

@@ -35,7 +35,7 @@
 
 static struct ipcd_cell *cell_at(const struct ipcd_shared *s, uint64_t u)
 {
-	return &s->cell[u & (s->ncells - 1)];
+	return &s->cell[ipcd_cell_index(u, s->ncells)];
 }
 
 /* Whether a cell showing ticket tk is past ticket u: u was consumed. */
@@ -187,11 +187,18 @@ int ipcd_shared_reserve(struct ipcd_shared *s, size_t len, uint32_t tid, uint64_
 	if (w < 0)
 		return w;
 	ws = &s->ws[w];
-	e = indexes(s, &head, &tail);
-	if (e)
-		return e;
-	if (tail + k - head > s->room)
-		return -EAGAIN;
+	/* head as this process last saw it understates it: room it shows is
+	 * there, and the line readers write need not be loaded. */
+	head = atomic_load_explicit(&s->seen_head, RELAXED);
+	tail = atomic_load_explicit(&s->v.r->tail, ACQUIRE);
+	if (tail - head > s->room - k) {
+		e = indexes(s, &head, &tail);
+		if (e)
+			return e;
+		atomic_store_explicit(&s->seen_head, head, RELAXED);
+		if (tail + k - head > s->room)
+			return -EAGAIN;
+	}
 	/* The slot says a reservation is coming before the fetch-and-add
 	 * makes it, so that a reaper that sees the ticket sees the slot
 	 * busy; then which ticket. */
@@ -241,13 +248,12 @@ ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, ui
  * moved. */
 void ipcd_shared_advance(struct ipcd_shared *s)
 {
-	uint64_t h, t, x;
+	uint64_t h = atomic_load_explicit(&s->v.r->head, ACQUIRE), x = h;
 
-	if (indexes(s, &h, &t))
-		return;
-	x = h;
-	while (x < t && past(IPCD_CELL_TICKET(atomic_load_explicit(&cell_at(s, x)->word, ACQUIRE)),
-			     x))
+	/* No tail needed: a cell not reserved this round shows its own
+	 * ticket, never a later one. */
+	while (x - h < s->ncells &&
+	       past(IPCD_CELL_TICKET(atomic_load_explicit(&cell_at(s, x)->word, ACQUIRE)), x))
 		x++;
 	/* Consumed stays consumed: any head below x may go to x. */
 	while (x > h)
@@ -301,6 +307,17 @@ static int take(struct ipcd_shared *s, uint32_t tid, uint64_t *up)
 	uint64_t head, tail, u, hole, w, again;
 	struct ipcd_cell *c;
 
+	/* Most often the record at head is there to take: no hole passed,
+	 * and no need to load the tail writers move. */
+	head = atomic_load_explicit(&s->v.r->head, ACQUIRE);
+	c = cell_at(s, head);
+	w = FULL(head);
+	if (atomic_load_explicit(&c->word, RELAXED) == w &&
+	    atomic_compare_exchange_strong_explicit(&c->word, &w, TAKEN(head, tid), ACQUIRE,
+						    RELAXED)) {
+		*up = head;
+		return 0;
+	}
 	for (;;) {
 		int r = indexes(s, &head, &tail);
 

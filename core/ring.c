@@ -194,7 +194,8 @@ static void cells_format(void *map, const struct ipcd_ring_desc *d)
 	uint64_t i, n = d->capacity / IPCD_CELL_SIZE;
 
 	for (i = 0; i < n; i++)
-		atomic_store_explicit(&c[i].word, IPCD_CELL_WORD(IPCD_CELL_FREE, 0, i), RELAXED);
+		atomic_store_explicit(&c[ipcd_cell_index(i, n)].word,
+				      IPCD_CELL_WORD(IPCD_CELL_FREE, 0, i), RELAXED);
 }
 
 int ipcd_ring_format(void *map, size_t map_len, uint64_t capacity,

@@ -104,6 +104,17 @@ struct ipcd_view {
 struct ipcd_qset;
 struct ipcd_shared;
 
+/* The entry of ticket u among a ring of n cells (a power of two, at least
+ * 64): consecutive tickets four entries of 16 bytes apart, so that a
+ * writer filling one and a reader taking the one before touch different
+ * cache lines (ring.h, "A ring of cells"). */
+static inline uint64_t ipcd_cell_index(uint64_t u, uint64_t n)
+{
+	uint64_t i = u & (n - 1);
+
+	return (i & 3) * (n / 4) + (i >> 2);
+}
+
 /* Cells a record of len payload bytes takes in a ring of cells. */
 static inline uint64_t ipcd_cells_of(uint64_t len)
 {

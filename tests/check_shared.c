@@ -107,6 +107,12 @@ static uint32_t me(void)
 	return ipcd_tid();
 }
 
+/* The entry of ticket u. */
+static struct ipcd_cell *cell_of(struct ts *t, uint64_t u)
+{
+	return &t->s.cell[ipcd_cell_index(u, t->s.ncells)];
+}
+
 static uint64_t head_of(struct ts *t)
 {
 	return atomic_load(&t->s.v.r->head);
@@ -141,13 +147,13 @@ static void commit_by_hand(struct ts *t, unsigned w, uint64_t u, size_t len, uin
 {
 	unsigned char buf[4096];
 	uint64_t i, k = ipcd_cells_of(len), n = t->s.ncells;
-	struct ipcd_cell *c = &t->s.cell[u & (n - 1)];
+	struct ipcd_cell *c = cell_of(t, u);
 
 	make_rec(buf, len, writer, seq);
 	for (i = 0; i < len; i++)
 		t->s.v.data[((u & (n - 1)) * IPCD_CELL_SIZE + i) & (t->s.v.cap - 1)] = buf[i];
 	for (i = 1; i < k; i++)
-		atomic_store(&t->s.cell[(u + i) & (n - 1)].word,
+		atomic_store(&cell_of(t, u + i)->word,
 			     IPCD_CELL_WORD(IPCD_CELL_CONT, 0, u + i));
 	atomic_store(&c->len, (uint32_t)len);
 	atomic_store(&c->off, 0);
@@ -202,7 +208,7 @@ START_TEST(test_layout)
 	ck_assert_uint_le(t.s.room + t.s.nws * ipcd_cells_of(PIPE_BUF), t.s.ncells);
 	ck_assert_uint_ge(t.s.room, t.s.ncells / 2);
 	for (i = 0; i < t.s.ncells; i++)
-		ck_assert_uint_eq(atomic_load(&t.s.cell[i].word),
+		ck_assert_uint_eq(atomic_load(&cell_of(&t, i)->word),
 				  IPCD_CELL_WORD(IPCD_CELL_FREE, 0, i));
 	ck_assert(t.s.stream);
 	ts_close(&t);
@@ -391,7 +397,7 @@ START_TEST(test_peek)
 	atomic_store(&t.s.v.r->head, t.s.ncells - 1);
 	atomic_store(&t.s.v.r->tail, t.s.ncells - 1);
 	for (i = 0; i < t.s.ncells; i++)
-		atomic_store(&t.s.cell[i].word, IPCD_CELL_WORD(IPCD_CELL_FREE, 0,
+		atomic_store(&cell_of(&t, i)->word, IPCD_CELL_WORD(IPCD_CELL_FREE, 0,
 					     i < t.s.ncells - 1 ? i + t.s.ncells : i));
 	for (i = 0; i < sizeof(buf); i++)
 		buf[i] = (unsigned char)(i * 3);
@@ -578,7 +584,7 @@ START_TEST(test_reap)
 	make_rec(buf, 200, 3, 0);
 	ck_assert_int_eq(ipcd_shared_write(&t.s, buf, 200, tid), 200);
 	u = head_of(&t);
-	atomic_store(&t.s.cell[u & (t.s.ncells - 1)].word,
+	atomic_store(&cell_of(&t, u)->word,
 		     IPCD_CELL_WORD(IPCD_CELL_TAKEN, dead, u));
 	ck_assert_int_eq(ipcd_shared_read(&t.s, buf, 200, tid, 0, &full), -EAGAIN);
 	ck_assert_uint_eq(ipcd_shared_reap(&t.s), 1);
@@ -626,14 +632,14 @@ START_TEST(test_corrupt)
 	atomic_store(&t.s.v.r->tail, 0);
 	/* A committed record whose length is past the largest. */
 	ck_assert_int_eq(ipcd_shared_write(&t.s, "abc", 3, tid), 3);
-	atomic_store(&t.s.cell[0].len, 100000);
+	atomic_store(&cell_of(&t, 0)->len, 100000);
 	ck_assert_int_eq(ipcd_shared_read(&t.s, buf, sizeof(buf), tid, 0, &full), -EIO);
 	ck_assert_int_eq(ipcd_shared_readable(&t.s), -EIO);
-	atomic_store(&t.s.cell[0].len, 3);
+	atomic_store(&cell_of(&t, 0)->len, 3);
 	ck_assert_int_eq(ipcd_shared_read(&t.s, buf, sizeof(buf), tid, 0, &full), 3);
 	/* A cell a writer reserves that is not free for it. */
 	u = tail_of(&t);
-	atomic_store(&t.s.cell[u & (t.s.ncells - 1)].word,
+	atomic_store(&cell_of(&t, u)->word,
 		     IPCD_CELL_WORD(IPCD_CELL_FULL, 0, u + 77));
 	ck_assert_int_eq(ipcd_shared_write(&t.s, "y", 1, tid), -EIO);
 	/* A reservation noted with too many cells: the reaper leaves it. */

@@ -257,6 +257,13 @@ def _cells(length):
     return (length + CELL_SIZE - 1) // CELL_SIZE if length else 1
 
 
+def _cell_index(u, n):
+    """The entry of ticket u among n cells: consecutive tickets four
+    entries apart (ring.h, ipcd_cell_index)."""
+    i = u & (n - 1)
+    return (i & 3) * (n // 4) + (i >> 2)
+
+
 def _span(coord, cap):
     """Bytes one ring's data takes: a ring of cells has its 16-byte cell
     entries after the payload, to a whole page."""
@@ -829,12 +836,13 @@ class Channel:
             return os.write(self._fd, src)      # every slot has a live writer
         k = _cells(len(src))
         for i in range(k):
-            if ring.cq[2 * ((t + i) % ring.ncells)] != self._cell_word(CELL_FREE, t + i):
+            if ring.cq[2 * _cell_index(t + i, ring.ncells)] != \
+                    self._cell_word(CELL_FREE, t + i):
                 raise _err(errno.EIO, "cell of ticket %d is not free" % (t + i))
-        self._copy_in(ring, (t % ring.ncells) * CELL_SIZE, src)
+        self._copy_in(ring, (t % ring.ncells) * CELL_SIZE, src)   # payload in ticket order
         for i in range(1, k):
-            ring.cq[2 * ((t + i) % ring.ncells)] = self._cell_word(CELL_CONT, t + i)
-        c = t % ring.ncells
+            ring.cq[2 * _cell_index(t + i, ring.ncells)] = self._cell_word(CELL_CONT, t + i)
+        c = _cell_index(t, ring.ncells)
         ring.cw[4 * c + 2] = len(src)           # len, off
         ring.cw[4 * c + 3] = 0
         # TSO: the payload, the other words and len are in before this.
@@ -872,19 +880,19 @@ class Channel:
             if gone:
                 fcntl.ioctl(self._fd, IOC_WAKE)     # the daemon reaps
             return None
-        c = u % ring.ncells
+        c = _cell_index(u, ring.ncells)
         length, off = ring.cw[4 * c + 2], ring.cw[4 * c + 3]
         if length > ring.msg_max or off > length or (off and self.is_message):
             ring.cq[2 * c] = self._cell_word(CELL_FULL, u)
             raise _err(errno.EIO, "bad record (len=%d off=%d)" % (length, off))
         n = length - off if self.is_message or maxlen <= 0 else min(length - off, maxlen)
-        out = self._copy_out(ring, c * CELL_SIZE + off, n)
+        out = self._copy_out(ring, (u % ring.ncells) * CELL_SIZE + off, n)
         if not self.is_message and off + n < length:
             ring.cw[4 * c + 3] = off + n
             ring.cq[2 * c] = self._cell_word(CELL_FULL, u)     # back, the rest later
             return out
         for i in range(_cells(length) - 1, -1, -1):
-            ring.cq[2 * ((u + i) % ring.ncells)] = \
+            ring.cq[2 * _cell_index(u + i, ring.ncells)] = \
                 self._cell_word(CELL_FREE, u + i + ring.ncells)
         # The doorbell moves head over what we freed, and wakes writers.
         full_fence()

@@ -360,7 +360,10 @@ struct ipcd_rslot {
  * right after them (at data_off + capacity) one struct ipcd_cell per
  * cell, then padding to a page.  tail counts the cells ever reserved and
  * head the cells below which every one has been consumed; cell c serves
- * the tickets (cell numbers) u with u % cells == c, in turn.  A record is
+ * the tickets (cell numbers) u with u % cells == c, in turn: its payload
+ * is at byte c * IPCD_CELL_SIZE, its entry at index (c % 4) * (cells / 4)
+ * + c / 4 (so that neighbouring tickets' entries lie on different cache
+ * lines).  A record is
  * `len` payload bytes in ceil(len / IPCD_CELL_SIZE) consecutive cells (at
  * least one), which may wrap at the end of the area.
  *
