@@ -216,62 +216,70 @@ static int attach_rings(struct ipcd_view *first, struct ipcd_view *second, void 
 	return 0;
 }
 
-/* A channel coordinated by queues: the sets of queues c reads and writes
- * on side `side`, in and out their first queues; nothing otherwise. */
-static int attach_queues(struct ipcd_chan *c, void *map, size_t len, unsigned side)
-{
-	const struct ipcd_map *m = map;
-	unsigned sides = (m->features & IPCD_RING_F_DUPLEX) ? 2 : 1, i;
-	int r;
+/*
+ * Coordination state of each side of a channel coordinated by queues or
+ * by one shared ring: an array of `sides` elements of `size` bytes, each
+ * attached by attach(element, map, len, side); NULL with *err on failure.
+ */
+typedef int (*side_attach_fn)(void *elem, void *map, size_t len, unsigned side);
 
-	c->qsets = c->qin = c->qout = NULL;
-	if (m->coord != IPCD_COORD_QUEUES)
-		return 0;
-	c->qsets = calloc(sides, sizeof(*c->qsets));
-	if (!c->qsets)
-		return -ENOMEM;
-	for (i = 0; i < sides; i++) {
-		r = ipcd_qset_attach(&c->qsets[i], map, len, i);
-		if (r) {
-			free(c->qsets);
-			c->qsets = NULL;
-			return r;
+static void *attach_sides(size_t size, side_attach_fn attach, void *map, size_t len,
+			  unsigned sides, int *err)
+{
+	char *set = calloc(sides, size);
+	unsigned i;
+
+	*err = set ? 0 : -ENOMEM;
+	for (i = 0; set && i < sides; i++) {
+		*err = attach(set + i * size, map, len, i);
+		if (*err) {
+			free(set);
+			set = NULL;
 		}
 	}
-	c->qout = &c->qsets[sides == 2 ? side : 0];
-	c->qin = &c->qsets[sides == 2 ? 1 - side : 0];
-	c->in = c->qin->q[0];
-	c->out = c->qout->q[0];
-	return 0;
+	return set;
 }
 
-/* A channel coordinated by one shared ring: the rings c reads and writes
- * on side `side`, in and out their views; nothing otherwise. */
-static int attach_shared(struct ipcd_chan *c, void *map, size_t len, unsigned side)
+static int qset_attach(void *e, void *map, size_t len, unsigned side)
+{
+	return ipcd_qset_attach(e, map, len, side);
+}
+
+static int shared_attach(void *e, void *map, size_t len, unsigned side)
+{
+	return ipcd_shared_attach(e, map, len, side);
+}
+
+/* The coordination c reads and writes with on side `side`: the sets of
+ * queues, or the shared rings, with in and out their (first) rings;
+ * nothing for the lock. */
+static int attach_coord(struct ipcd_chan *c, void *map, size_t len, unsigned side)
 {
 	const struct ipcd_map *m = map;
-	unsigned sides = (m->features & IPCD_RING_F_DUPLEX) ? 2 : 1, i;
-	int r;
+	unsigned sides = (m->features & IPCD_RING_F_DUPLEX) ? 2 : 1;
+	unsigned out = sides == 2 ? side : 0, in = sides == 2 ? 1 - side : 0;
+	int r = 0;
 
+	c->qsets = c->qin = c->qout = NULL;
 	c->shs = c->sin = c->sout = NULL;
-	if (m->coord != IPCD_COORD_SHARED)
-		return 0;
-	c->shs = calloc(sides, sizeof(*c->shs));
-	if (!c->shs)
-		return -ENOMEM;
-	for (i = 0; i < sides; i++) {
-		r = ipcd_shared_attach(&c->shs[i], map, len, i);
-		if (r) {
-			free(c->shs);
-			c->shs = NULL;
-			return r;
+	if (m->coord == IPCD_COORD_QUEUES) {
+		c->qsets = attach_sides(sizeof(*c->qsets), qset_attach, map, len, sides, &r);
+		if (c->qsets) {
+			c->qout = &c->qsets[out];
+			c->qin = &c->qsets[in];
+			c->in = c->qin->q[0];
+			c->out = c->qout->q[0];
+		}
+	} else if (m->coord == IPCD_COORD_SHARED) {
+		c->shs = attach_sides(sizeof(*c->shs), shared_attach, map, len, sides, &r);
+		if (c->shs) {
+			c->sout = &c->shs[out];
+			c->sin = &c->shs[in];
+			c->in = c->sin->v;
+			c->out = c->sout->v;
 		}
 	}
-	c->sout = &c->shs[sides == 2 ? side : 0];
-	c->sin = &c->shs[sides == 2 ? 1 - side : 0];
-	c->in = c->sin->v;
-	c->out = c->sout->v;
-	return 0;
+	return r;
 }
 
 /* Map the ring(s) of fd into c; side is that of fd's open file, len the
@@ -290,9 +298,7 @@ static int chan_map(struct ipcd_chan *c, int fd, size_t len, unsigned side)
 		goto err;
 	c->out = side ? second : first;
 	c->in = side ? first : second;
-	r = attach_queues(c, map, len, side);
-	if (!r)
-		r = attach_shared(c, map, len, side);
+	r = attach_coord(c, map, len, side);
 	if (r)
 		goto err;
 	c->map = map;

@@ -149,13 +149,26 @@ static int my_wslot(struct ipcd_shared *s, uint32_t tid)
 	return w;
 }
 
+/* Where byte off of the record at ticket u lies in the payload area,
+ * which records wrap at its end. */
+static uint64_t byte_at(const struct ipcd_shared *s, uint64_t u, uint32_t off)
+{
+	return ((u & (s->ncells - 1)) * IPCD_CELL_SIZE + off) & (s->v.cap - 1);
+}
+
+/* Bytes from at to the end of the area, at most len: the first span. */
+static size_t first_span(const struct ipcd_shared *s, uint64_t at, size_t len)
+{
+	return len < s->v.cap - at ? len : (size_t)(s->v.cap - at);
+}
+
 /* Copy len bytes between buf and the payload of the record at ticket u,
- * from byte off of it; the payload wraps at the end of the area. */
+ * from byte off of it. */
 static void copy_out(const struct ipcd_shared *s, uint64_t u, uint32_t off, void *buf,
 		     size_t len)
 {
-	uint64_t at = ((u & (s->ncells - 1)) * IPCD_CELL_SIZE + off) & (s->v.cap - 1);
-	size_t first = len < s->v.cap - at ? len : (size_t)(s->v.cap - at);
+	uint64_t at = byte_at(s, u, off);
+	size_t first = first_span(s, at, len);
 
 	memcpy(buf, s->v.data + at, first);
 	memcpy((char *)buf + first, s->v.data, len - first);
@@ -163,8 +176,8 @@ static void copy_out(const struct ipcd_shared *s, uint64_t u, uint32_t off, void
 
 static void copy_in(const struct ipcd_shared *s, uint64_t u, const void *buf, size_t len)
 {
-	uint64_t at = (u & (s->ncells - 1)) * IPCD_CELL_SIZE;
-	size_t first = len < s->v.cap - at ? len : (size_t)(s->v.cap - at);
+	uint64_t at = byte_at(s, u, 0);
+	size_t first = first_span(s, at, len);
 
 	memcpy(s->v.data + at, buf, first);
 	memcpy(s->v.data, (const char *)buf + first, len - first);
@@ -357,6 +370,46 @@ int ipcd_shared_take(struct ipcd_shared *s, uint32_t tid, uint64_t *u)
 	return take(s, tid, u);
 }
 
+static int writers_gone(const struct ipcd_shared *s)
+{
+	return ipcd_ring_hup(&s->v);
+}
+
+/*
+ * Take the next record as reader tid: 0 with its ticket *u, its length
+ * *rl and the bytes already read of it *off; IPCD_EOF once every writer
+ * is gone and nothing is left (what a dead writer left unpublished is
+ * reaped first); -EAGAIN; -EIO (a record whose lengths cannot be right
+ * is handed back).
+ */
+static int take_record(struct ipcd_shared *s, uint32_t tid, uint64_t *u, uint32_t *rl,
+		       uint32_t *off)
+{
+	struct ipcd_cell *c;
+	uint64_t head, tail;
+	int r;
+
+	if (broken(s))
+		return -EIO;
+	r = take(s, tid, u);
+	if (r == -EAGAIN && writers_gone(s)) {
+		if (ipcd_shared_reap(s))
+			r = take(s, tid, u);
+		if (r == -EAGAIN && !indexes(s, &head, &tail) && head == tail)
+			return IPCD_EOF;
+	}
+	if (r)
+		return r;
+	c = cell_at(s, *u);
+	*rl = atomic_load_explicit(&c->len, RELAXED);
+	*off = atomic_load_explicit(&c->off, RELAXED);
+	if (*rl > s->rec_max || *off > *rl || (*off && !s->stream)) {
+		atomic_store_explicit(&c->word, FULL(*u), RELEASE);
+		return -EIO;
+	}
+	return 0;
+}
+
 static ssize_t read_one(struct ipcd_shared *s, void *buf, size_t len, uint32_t tid,
 			unsigned flags, size_t *full)
 {
@@ -364,17 +417,11 @@ static ssize_t read_one(struct ipcd_shared *s, void *buf, size_t len, uint32_t t
 	uint32_t rl, off;
 	uint64_t u;
 	size_t n;
-	int r = take(s, tid, &u);
+	int r = take_record(s, tid, &u, &rl, &off);
 
 	if (r)
 		return r;
 	c = cell_at(s, u);
-	rl = atomic_load_explicit(&c->len, RELAXED);
-	off = atomic_load_explicit(&c->off, RELAXED);
-	if (rl > s->rec_max || off > rl || (off && !s->stream)) {
-		atomic_store_explicit(&c->word, FULL(u), RELEASE);
-		return -EIO;
-	}
 	n = rl - off < len ? rl - off : len;
 	copy_out(s, u, off, buf, n);
 	if (full)
@@ -390,37 +437,12 @@ static ssize_t read_one(struct ipcd_shared *s, void *buf, size_t len, uint32_t t
 	return (ssize_t)n;
 }
 
-static int writers_gone(const struct ipcd_shared *s)
-{
-	return ipcd_ring_hup(&s->v);
-}
-
 ssize_t ipcd_shared_read(struct ipcd_shared *s, void *buf, size_t len, uint32_t tid,
 			 unsigned flags, size_t *full)
 {
-	uint64_t head, tail;
-	size_t got = 0, f;
-	ssize_t n;
-	int tries;
+	size_t got, f;
+	ssize_t n = read_one(s, buf, len, tid, flags, &f);
 
-	if (broken(s))
-		return -EIO;
-	for (tries = 0; tries < 2; tries++) {
-		n = read_one(s, buf, len, tid, flags, &f);
-		if (n != -EAGAIN)
-			break;
-		if (!writers_gone(s))
-			return -EAGAIN;
-		/* Every writer gone: what is left unpublished is a dead
-		 * thread's, which reaping gives on. */
-		n = indexes(s, &head, &tail);
-		if (n)
-			return n;
-		if (head == tail)
-			return IPCD_EOF;
-		if (!ipcd_shared_reap(s))
-			return -EAGAIN;
-	}
 	if (n < 0)
 		return n;
 	if (full)
@@ -436,34 +458,18 @@ ssize_t ipcd_shared_read(struct ipcd_shared *s, void *buf, size_t len, uint32_t 
 
 ssize_t ipcd_shared_peek(struct ipcd_shared *s, struct ipcd_span sp[2], uint32_t tid)
 {
-	uint64_t u, head, tail, at;
+	uint64_t u, at;
 	uint32_t rl, off;
-	struct ipcd_cell *c;
 	int r;
 
 	if (s->peeking)
 		return -EALREADY;
-	if (broken(s))
-		return -EIO;
-	r = take(s, tid, &u);
-	if (r == -EAGAIN && writers_gone(s)) {
-		if (!indexes(s, &head, &tail) && head == tail)
-			return IPCD_EOF;
-		if (ipcd_shared_reap(s))
-			r = take(s, tid, &u);
-	}
+	r = take_record(s, tid, &u, &rl, &off);
 	if (r)
 		return r;
-	c = cell_at(s, u);
-	rl = atomic_load_explicit(&c->len, RELAXED);
-	off = atomic_load_explicit(&c->off, RELAXED);
-	if (rl > s->rec_max || off > rl || (off && !s->stream)) {
-		atomic_store_explicit(&c->word, FULL(u), RELEASE);
-		return -EIO;
-	}
-	at = ((u & (s->ncells - 1)) * IPCD_CELL_SIZE + off) & (s->v.cap - 1);
+	at = byte_at(s, u, off);
 	sp[0].p = s->v.data + at;
-	sp[0].n = rl - off < s->v.cap - at ? rl - off : (size_t)(s->v.cap - at);
+	sp[0].n = first_span(s, at, rl - off);
 	sp[1].p = s->v.data;
 	sp[1].n = rl - off - sp[0].n;
 	s->peeking = true;

@@ -1395,83 +1395,61 @@ static void anc_ioctl(fuse_req_t req, struct handle *h, unsigned cmd,
 }
 
 /*
- * QUEUE and CLAIM: what a compare-and-swap would do, for a peer that cannot
- * make one, on the queues this handle writes (QUEUE: the calling thread's
- * queue) or reads (CLAIM: the claim of the queue whose index comes in, for
- * the calling thread's reader slot).  The answer is the queue's or the
- * slot's index.
+ * QUEUE, CLAIM, RESERVE and TAKE: a peer without atomic operations asks the
+ * daemon to make for its thread the one compare-and-swap or fetch-and-add
+ * that a C end makes itself: take its queue, move a queue's claim to its
+ * reader slot (queues), reserve a record's cells or take a record (one
+ * shared ring).  CLAIM and RESERVE take a value in, all give one out.
  */
-static void queue_ioctl(fuse_req_t req, struct handle *h, unsigned cmd, const void *in_buf,
+static void coord_ioctl(fuse_req_t req, struct handle *h, unsigned cmd, const void *in_buf,
 			size_t in_bufsz, size_t out_bufsz)
 {
 	pid_t tid = fuse_req_ctx(req)->pid;
-	bool claim = cmd == IPCD_IOC_CLAIM;
-	uint32_t v = 0;
-	int q;
-
-	if (out_bufsz < sizeof(v) || (claim && in_bufsz < sizeof(v))) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if (claim)
-		memcpy(&v, in_buf, sizeof(v));
-	pthread_mutex_lock(&ipcd->mu);
-	if (!(h->roles & (claim ? IPCD_ROLE_READ : IPCD_ROLE_WRITE)))
-		q = -EBADF;
-	else if (!h->ch->qs || !h->ch->map)
-		q = -EINVAL;
-	else if (tid <= 0)
-		q = -ENOSPC;
-	else if (claim)
-		q = ipcd_qset_claim(&h->ch->qs[in_ring(h) - h->ch->rs], v, (uint32_t)tid);
-	else
-		q = ipcd_qset_take(&h->ch->qs[out_ring(h) - h->ch->rs], (uint32_t)tid);
-	pthread_mutex_unlock(&ipcd->mu);
-	v = q < 0 ? 0 : (uint32_t)q;
-	if (q < 0)
-		fuse_reply_err(req, -q);
-	else
-		fuse_reply_ioctl(req, 0, &v, sizeof(v));
-}
-
-/* RESERVE and TAKE: a peer without atomic operations asks the daemon to
- * reserve cells of a shared ring, or take a record, for its thread. */
-static void shared_ioctl(fuse_req_t req, struct handle *h, unsigned cmd, const void *in_buf,
-			 size_t in_bufsz, size_t out_bufsz)
-{
-	pid_t tid = fuse_req_ctx(req)->pid;
-	bool reserve = cmd == IPCD_IOC_RESERVE;
+	bool queues = cmd == IPCD_IOC_QUEUE || cmd == IPCD_IOC_CLAIM;
+	bool reads = cmd == IPCD_IOC_CLAIM || cmd == IPCD_IOC_TAKE;
+	bool in = cmd == IPCD_IOC_CLAIM || cmd == IPCD_IOC_RESERVE;
+	size_t size = queues ? sizeof(uint32_t) : sizeof(uint64_t);
+	struct chan *ch = h->ch;
 	uint64_t v = 0;
+	uint32_t v32 = 0;
 	int r;
 
-	if (out_bufsz < sizeof(v) || (reserve && in_bufsz < sizeof(v))) {
+	if (out_bufsz < size || (in && in_bufsz < size)) {
 		fuse_reply_err(req, EINVAL);
 		return;
 	}
-	if (reserve)
-		memcpy(&v, in_buf, sizeof(v));
+	if (in && queues)
+		memcpy(&v32, in_buf, size);
+	else if (in)
+		memcpy(&v, in_buf, size);
 	pthread_mutex_lock(&ipcd->mu);
-	if (!(h->roles & (reserve ? IPCD_ROLE_WRITE : IPCD_ROLE_READ)))
+	if (!(h->roles & (reads ? IPCD_ROLE_READ : IPCD_ROLE_WRITE)))
 		r = -EBADF;
-	else if (!h->ch->sh || !h->ch->map)
+	else if (!ch->map || !(queues ? (void *)ch->qs : (void *)ch->sh))
 		r = -EINVAL;
-	else if (h->ch->broken)
+	else if (ch->broken)
 		r = -EIO;
 	else if (tid <= 0)
 		r = -ENOSPC;
-	else if (reserve)
+	else if (cmd == IPCD_IOC_CLAIM)
+		r = ipcd_qset_claim(&ch->qs[in_ring(h) - ch->rs], v32, (uint32_t)tid);
+	else if (cmd == IPCD_IOC_QUEUE)
+		r = ipcd_qset_take(&ch->qs[out_ring(h) - ch->rs], (uint32_t)tid);
+	else if (cmd == IPCD_IOC_RESERVE)
 		r = v > UINT32_MAX ? -EMSGSIZE :
-		    ipcd_shared_reserve(&h->ch->sh[out_ring(h) - h->ch->rs], (size_t)v,
+		    ipcd_shared_reserve(&ch->sh[out_ring(h) - ch->rs], (size_t)v,
 					(uint32_t)tid, &v);
 	else
-		r = ipcd_shared_take(&h->ch->sh[in_ring(h) - h->ch->rs], (uint32_t)tid, &v);
+		r = ipcd_shared_take(&ch->sh[in_ring(h) - ch->rs], (uint32_t)tid, &v);
 	if (r == -EIO)
-		chan_break(h->ch);
+		chan_break(ch);
 	pthread_mutex_unlock(&ipcd->mu);
+	if (queues)
+		v32 = r < 0 ? 0 : (uint32_t)r;
 	if (r < 0)
 		fuse_reply_err(req, -r);
 	else
-		fuse_reply_ioctl(req, 0, &v, sizeof(v));
+		fuse_reply_ioctl(req, 0, queues ? (const void *)&v32 : (const void *)&v, size);
 }
 
 void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
@@ -1554,12 +1532,9 @@ void chan_ioctl(fuse_req_t req, fuse_ino_t ino, unsigned int cmd, void *arg,
 			fuse_reply_ioctl(req, 0, &uc, sizeof(uc));
 		return;
 	}
-	if (cmd == IPCD_IOC_QUEUE || cmd == IPCD_IOC_CLAIM) {
-		queue_ioctl(req, h, cmd, in_buf, in_bufsz, out_bufsz);
-		return;
-	}
-	if (cmd == IPCD_IOC_RESERVE || cmd == IPCD_IOC_TAKE) {
-		shared_ioctl(req, h, cmd, in_buf, in_bufsz, out_bufsz);
+	if (cmd == IPCD_IOC_QUEUE || cmd == IPCD_IOC_CLAIM || cmd == IPCD_IOC_RESERVE ||
+	    cmd == IPCD_IOC_TAKE) {
+		coord_ioctl(req, h, cmd, in_buf, in_bufsz, out_bufsz);
 		return;
 	}
 	if (cmd == IPCD_IOC_SYNC) {

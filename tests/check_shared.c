@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "coord.h"
+#include "coordtest.h"
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -55,51 +56,6 @@ static void ts_open(struct ts *t, uint64_t cap, uint32_t features, uint32_t msg_
 static void ts_close(struct ts *t)
 {
 	munmap(t->map, t->len);
-}
-
-/* A thread id that is no thread's any more. */
-static uint32_t dead_tid(void)
-{
-	pid_t p = fork();
-	int st;
-
-	ck_assert_int_ge(p, 0);
-	if (p == 0)
-		_exit(0);
-	ck_assert_int_eq(waitpid(p, &st, 0), p);
-	return (uint32_t)p;
-}
-
-/* A record: writer, sequence, a check of both, padding to len. */
-struct rec {
-	uint32_t writer, seq, check, len;
-};
-
-static void make_rec(unsigned char *buf, size_t len, uint32_t writer, uint32_t seq)
-{
-	struct rec r = { writer, seq, writer * 2654435761u ^ seq * 40503u, (uint32_t)len };
-	size_t i;
-
-	memcpy(buf, &r, sizeof(r));
-	for (i = sizeof(r); i < len; i++)
-		buf[i] = (unsigned char)(seq + i);
-}
-
-static int check_rec(const unsigned char *buf, size_t len, struct rec *out)
-{
-	struct rec r;
-	size_t i;
-
-	if (len < sizeof(r))
-		return 0;
-	memcpy(&r, buf, sizeof(r));
-	if (r.check != (r.writer * 2654435761u ^ r.seq * 40503u) || r.len != len)
-		return 0;
-	for (i = sizeof(r); i < len; i++)
-		if (buf[i] != (unsigned char)(r.seq + i))
-			return 0;
-	*out = r;
-	return 1;
 }
 
 static uint32_t me(void)
