@@ -639,8 +639,8 @@ struct ipcd_anc_take {
  * on this open file's side, taken for it the first time (a free one or a
  * dead thread's) as a compare-and-swap of its owner would: for peers that
  * cannot make one.  ENOSPC if every queue has a live owner (write through
- * the daemon), EINVAL on a channel without queues, EBADF without the
- * writer role. */
+ * the daemon), EIO on a broken channel, EINVAL on a channel without
+ * queues, EBADF without the writer role. */
 #define IPCD_IOC_QUEUE		0x8004ab0bu	/* _IOR(0xab, 11, uint32_t) */
 
 /* CLAIM (coord queues): in, the index of a queue of the side this open
@@ -648,8 +648,8 @@ struct ipcd_anc_take {
  * first time) and the queue's claim for that slot, as a compare-and-swap
  * would (ipcd-ring(7), "Coordination by queues"); out, the slot's index.
  * EBUSY if another reader is inside the queue or taking it, ENOSPC if no
- * slot is free, EINVAL on a channel without queues or for no such queue,
- * EBADF without the reader role. */
+ * slot is free, EIO on a broken channel, EINVAL on a channel without
+ * queues or for no such queue, EBADF without the reader role. */
 #define IPCD_IOC_CLAIM		0xc004ab0cu	/* _IOWR(0xab, 12, uint32_t) */
 
 /* RESERVE (coord shared): in, the length of a record to write on this open
