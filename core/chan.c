@@ -33,18 +33,14 @@ struct ipcd_chan {
 	void *map;
 	size_t map_len;
 	bool owns_map;		/* ipcd_detach unmaps it (else the caller does) */
-	/* Coordination by queues (coord.h): the sets of queues we read and
-	 * write (the same for a simplex channel), else NULL; in and out are
-	 * then their first queues. */
-	struct ipcd_qset *qin, *qout;
-	struct ipcd_qset *qsets;	/* what to free */
-	_Atomic uint32_t slow_tid;	/* a thread that wrote through the daemon,
-					   into its queue (the first): it takes a
-					   queue of its own only once that is empty */
-	/* Coordination by one shared ring (coord.h): the rings we read and
-	 * write, else NULL; in and out are then their views. */
-	struct ipcd_shared *sin, *sout;
-	struct ipcd_shared *shs;	/* what to free */
+	/* The coordination of the channel (coord.h) and its state of the
+	 * sides we read and write (the same for a simplex channel): for the
+	 * lock, in and out themselves; else in and out are copies of their
+	 * first rings, for waiting and polling. */
+	const struct ipcd_coord_ops *ops;
+	void *sin, *sout;
+	void *states;			/* what to free */
+	bool message;			/* the channel keeps records' bounds */
 };
 
 /*
@@ -217,124 +213,100 @@ static int attach_rings(struct ipcd_view *first, struct ipcd_view *second, void 
 }
 
 /*
- * Coordination state of each side of a channel coordinated by queues or
- * by one shared ring: an array of `sides` elements of `size` bytes, each
- * attached by attach(element, map, len, side); NULL with *err on failure.
+ * Set up c over the rings at map (len bytes) for side `side`: the views
+ * of the rings it reads and writes and, but for the lock, its state of
+ * each side (an array of the design's states, one a side).  wrap: for
+ * an anonymous channel, apply a pair's rules (ring.h): holders count, end
+ * 1 writes a pipe's ring and side s ring s of a socket pair, and a reader
+ * never waits for a writer to come (with none left, end of file).
  */
-typedef int (*side_attach_fn)(void *elem, void *map, size_t len, unsigned side);
-
-static void *attach_sides(size_t size, side_attach_fn attach, void *map, size_t len,
-			  unsigned sides, int *err)
-{
-	char *set = calloc(sides, size);
-	unsigned i;
-
-	*err = set ? 0 : -ENOMEM;
-	for (i = 0; set && i < sides; i++) {
-		*err = attach(set + i * size, map, len, i);
-		if (*err) {
-			free(set);
-			set = NULL;
-		}
-	}
-	return set;
-}
-
-static int qset_attach(void *e, void *map, size_t len, unsigned side)
-{
-	return ipcd_qset_attach(e, map, len, side);
-}
-
-static int shared_attach(void *e, void *map, size_t len, unsigned side)
-{
-	return ipcd_shared_attach(e, map, len, side);
-}
-
-/* The coordination c reads and writes with on side `side`: the sets of
- * queues, or the shared rings, with in and out their (first) rings;
- * nothing for the lock. */
-static int attach_coord(struct ipcd_chan *c, void *map, size_t len, unsigned side)
+static int chan_setup(struct ipcd_chan *c, void *map, size_t len, unsigned side, bool wrap)
 {
 	const struct ipcd_map *m = map;
-	unsigned sides = (m->features & IPCD_RING_F_DUPLEX) ? 2 : 1;
-	unsigned out = sides == 2 ? side : 0, in = sides == 2 ? 1 - side : 0;
-	int r = 0;
-
-	c->qsets = c->qin = c->qout = NULL;
-	c->shs = c->sin = c->sout = NULL;
-	if (m->coord == IPCD_COORD_QUEUES) {
-		c->qsets = attach_sides(sizeof(*c->qsets), qset_attach, map, len, sides, &r);
-		if (c->qsets) {
-			c->qout = &c->qsets[out];
-			c->qin = &c->qsets[in];
-			c->in = c->qin->q[0];
-			c->out = c->qout->q[0];
-		}
-	} else if (m->coord == IPCD_COORD_SHARED) {
-		c->shs = attach_sides(sizeof(*c->shs), shared_attach, map, len, sides, &r);
-		if (c->shs) {
-			c->sout = &c->shs[out];
-			c->sin = &c->shs[in];
-			c->in = c->sin->v;
-			c->out = c->sout->v;
-		}
-	}
-	return r;
-}
-
-/* Map the ring(s) of fd into c; side is that of fd's open file, len the
- * length the daemon gave (0: learn it from the header). */
-static int chan_map(struct ipcd_chan *c, int fd, size_t len, unsigned side)
-{
-	struct ipcd_view first, second;
-	void *map;
-	int r;
-
-	r = ipcd_ring_map(fd, len, &map, &len);
-	if (r)
-		return r;
-	r = attach_rings(&first, &second, map, len);
-	if (r)
-		goto err;
-	c->out = side ? second : first;
-	c->in = side ? first : second;
-	r = attach_coord(c, map, len, side);
-	if (r)
-		goto err;
-	c->map = map;
-	c->map_len = len;
-	c->owns_map = true;
-	return 0;
-err:
-	munmap(map, len);
-	return r;
-}
-
-int ipcd_chan_wrap(int fd, void *map, size_t len, unsigned roles, unsigned side,
-		   struct ipcd_chan **out)
-{
-	struct ipcd_view first, second;
-	struct ipcd_chan *c;
+	struct ipcd_view first, second, *vin, *vout;
+	unsigned i, sides;
+	char *states;
 	uint64_t we;
 	int r;
 
 	r = attach_rings(&first, &second, map, len);
 	if (r)
 		return r;
+	c->ops = ipcd_coord_ops(m->coord);
+	if (!c->ops)
+		return -EINVAL;
+	c->out = side ? second : first;
+	c->in = side ? first : second;
+	c->states = NULL;
+	c->message = !!(m->features & IPCD_RING_F_MESSAGE);
+	if (c->ops == &ipcd_coord_lock) {
+		c->sin = &c->in;
+		c->sout = &c->out;
+	} else {
+		sides = (m->features & IPCD_RING_F_DUPLEX) ? 2 : 1;
+		states = calloc(sides, c->ops->size);
+		if (!states)
+			return -ENOMEM;
+		for (i = 0; i < sides && !r; i++)
+			r = c->ops->attach(states + i * c->ops->size, map, len, i);
+		if (r) {
+			free(states);
+			return r;
+		}
+		c->states = states;
+		c->sout = states + (sides == 2 ? side : 0) * c->ops->size;
+		c->sin = states + (sides == 2 ? 1 - side : 0) * c->ops->size;
+	}
+	vin = c->ops->view(c->sin);
+	vout = c->ops->view(c->sout);
+	if (wrap && first.r->anon) {
+		c->ops->set_ends(c->sout, first.r, second.r == first.r ? 1 : side);
+		c->ops->set_ends(c->sin, first.r, second.r == first.r ? 1 : 1 - side);
+		we = atomic_load(&vin->r->writers_epoch);
+		vin->eof_epoch = IPCD_WEPOCH(we);
+	}
+	if (c->states) {
+		c->in = *vin;
+		c->out = *vout;
+	}
+	return 0;
+}
+
+/* Map the ring(s) of fd into c; side is that of fd's open file, len the
+ * length the daemon gave (0: learn it from the header). */
+static int chan_map(struct ipcd_chan *c, int fd, size_t len, unsigned side)
+{
+	void *map;
+	int r;
+
+	r = ipcd_ring_map(fd, len, &map, &len);
+	if (r)
+		return r;
+	r = chan_setup(c, map, len, side, false);
+	if (r) {
+		munmap(map, len);
+		return r;
+	}
+	c->map = map;
+	c->map_len = len;
+	c->owns_map = true;
+	return 0;
+}
+
+int ipcd_chan_wrap(int fd, void *map, size_t len, unsigned roles, unsigned side,
+		   struct ipcd_chan **out)
+{
+	struct ipcd_chan *c;
+	int r;
+
 	c = chan_alloc();
 	if (!c)
 		return -ENOMEM;
-	if (first.r->anon) {
-		/* Holders count (ring.h): end 1 writes a pipe's ring, side s
-		 * ring s of a socket pair.  And a pipe's reader never waits
-		 * for a writer to come: with none left, end of file. */
-		ipcd_view_set_ends(&first, first.r, second.r == first.r ? 1 : 0);
-		ipcd_view_set_ends(&second, first.r, 1);
-		we = atomic_load(&(side ? first : second).r->writers_epoch);
-		(side ? &first : &second)->eof_epoch = IPCD_WEPOCH(we);
+	r = chan_setup(c, map, len, side, true);
+	if (r) {
+		chan_free(c);
+		return r;
 	}
-	c->out = side ? second : first;
-	c->in = side ? first : second;
 	c->map = map;
 	c->map_len = len;
 	c->owns_map = false;
@@ -380,8 +352,7 @@ int ipcd_attach(int fd, int flags, struct ipcd_chan **out)
 	/* The end-of-file rule belongs to the open file, which may be older
 	 * than this mapping (inherited across exec): the daemon knows it. */
 	c->in.eof_epoch = fi.eof_epoch;
-	if (c->qin)
-		c->qin->q[0].eof_epoch = fi.eof_epoch;
+	c->ops->view(c->sin)->eof_epoch = fi.eof_epoch;
 	c->fd = fd;
 	c->roles = roles;
 	c->nonblock = !!(flags & O_NONBLOCK);
@@ -412,18 +383,12 @@ void ipcd_detach(struct ipcd_chan *c)
 {
 	if (!c)
 		return;
-	if (c->qsets) {
-		/* What this thread holds is free again; other threads' go
-		 * when they end (a dead thread's is taken over). */
-		ipcd_qset_release(c->qin, ipcd_tid());
-		if (c->qout != c->qin)
-			ipcd_qset_release(c->qout, ipcd_tid());
-		free(c->qsets);
-	}
-	if (c->shs) {
-		ipcd_shared_release(c->sout, ipcd_tid());
-		free(c->shs);
-	}
+	/* What this thread holds is free again; other threads' go when they
+	 * end (a dead thread's is taken over). */
+	c->ops->release(c->sin, ipcd_tid());
+	if (c->sout != c->sin)
+		c->ops->release(c->sout, ipcd_tid());
+	free(c->states);
 	if (c->owns_map)
 		munmap(c->map, c->map_len);
 	chan_free(c);
@@ -442,11 +407,7 @@ void ipcd_close(struct ipcd_chan *c)
 
 ssize_t ipcd_readable(const struct ipcd_chan *c)
 {
-	if (c->qin)
-		return ipcd_qset_readable(c->qin);
-	if (c->sin)
-		return ipcd_shared_readable(c->sin);
-	return ipcd_ring_readable(&c->in);
+	return c->ops->readable(c->sin);
 }
 
 uint32_t ipcd_daemon_pid(const struct ipcd_chan *c)
@@ -456,11 +417,7 @@ uint32_t ipcd_daemon_pid(const struct ipcd_chan *c)
 
 ssize_t ipcd_queued(const struct ipcd_chan *c)
 {
-	if (c->qin)
-		return ipcd_qset_queued(c->qin);
-	if (c->sin)
-		return ipcd_shared_queued(c->sin);
-	return ipcd_ring_queued(&c->in);
+	return c->ops->queued(c->sin);
 }
 
 size_t ipcd_capacity(const struct ipcd_chan *c)
@@ -475,10 +432,7 @@ int ipcd_fd(const struct ipcd_chan *c)
 
 int ipcd_is_message(const struct ipcd_chan *c)
 {
-	/* A channel of queues holds records whatever its kind. */
-	if (c->qin)
-		return !c->qin->stream;
-	return !!(c->in.features & IPCD_RING_F_MESSAGE);
+	return c->message;
 }
 
 ssize_t ipcd_send(struct ipcd_chan *c, const void *buf, size_t len, int flags)
@@ -528,89 +482,19 @@ static int send_wait(struct ipcd_chan *c, const struct ipcd_view *out, size_t ne
 	return r == -ETIMEDOUT ? -EAGAIN : r;
 }
 
-/* ipcd_send on a channel of queues: into this thread's queue; with none
- * free, through the daemon (a write(2) on the channel file). */
-static ssize_t send_queued(struct ipcd_chan *c, const void *buf, size_t len, int flags,
-			   const struct ipcd_wopt *w)
-{
-	const char *p = buf;
-	struct ipcd_view *own;
-	uint32_t tid = ipcd_tid();
-	uint64_t t0 = 0;
-	size_t done = 0;
-	ssize_t n;
-	int r;
-
-	for (;;) {
-		/* Bytes of ours still in the daemon's queue come first. */
-		if (atomic_load_explicit(&c->slow_tid, memory_order_relaxed) == tid &&
-		    !ipcd_qset_wq(c->qout, tid) &&
-		    atomic_load(&c->qout->q[0].r->head) != atomic_load(&c->qout->q[0].r->tail))
-			n = -ENOSPC;
-		else
-			n = ipcd_qset_write(c->qout, p + done, len - done, tid);
-		if (n == -ENOSPC) {
-			atomic_store_explicit(&c->slow_tid, tid, memory_order_relaxed);
-			n = write(c->fd, p + done, len - done);
-			if (n < 0)
-				n = -errno;
-		}
-		if (n >= 0) {
-			done += (size_t)n;
-			if (done == len || ipcd_is_message(c))
-				return (ssize_t)done;
-			continue;
-		}
-		own = ipcd_qset_wq(c->qout, tid);
-		if (n == -EAGAIN && own && !(flags & IPCD_NONBLOCK))
-			/* Room in our own queue is what we wait for. */
-			r = send_wait(c, own, ipcd_ring_need(own, len - done), w, &t0);
-		else
-			r = (int)n;
-		if (r < 0)
-			return done ? (ssize_t)done : r;
-	}
-}
-
-/* ipcd_send on a channel of one shared ring: a record at a time; with no
- * writer slot free, through the daemon, which has published the bytes
- * when write(2) returns (so this thread's order holds either way). */
-static ssize_t send_shared(struct ipcd_chan *c, const void *buf, size_t len, int flags,
-			   const struct ipcd_wopt *w)
-{
-	const char *p = buf;
-	uint32_t tid = ipcd_tid();
-	uint64_t t0 = 0;
-	size_t done = 0;
-	ssize_t n;
-	int r;
-
-	for (;;) {
-		n = ipcd_shared_write(c->sout, p + done, len - done, tid);
-		if (n == -ENOSPC) {
-			n = write(c->fd, p + done, len - done);
-			if (n < 0)
-				n = -errno;
-		}
-		if (n >= 0) {
-			done += (size_t)n;
-			if (done == len || ipcd_is_message(c))
-				return (ssize_t)done;
-			continue;
-		}
-		if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
-			r = send_wait(c, &c->out, len - done, w, &t0);
-		else
-			r = (int)n;
-		if (r < 0)
-			return done ? (ssize_t)done : r;
-	}
-}
-
+/*
+ * A record at a time, or bytes of a stream as they go in, into the side's
+ * ring (the thread's own queue, with queues).  A write with no queue or
+ * writer slot free for the thread goes through the daemon, a write(2) on
+ * the channel file, which has put the bytes in when it returns; so the
+ * thread's order holds either way.
+ */
 ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flags,
 		      const struct ipcd_anc_ops *anc, const struct ipcd_wopt *w)
 {
 	const char *p = buf;
+	struct ipcd_view *room;
+	uint32_t tid = ipcd_tid();
 	uint64_t t0 = 0;
 	size_t done = 0;
 	ssize_t n;
@@ -619,25 +503,28 @@ ssize_t ipcd_send_anc(struct ipcd_chan *c, const void *buf, size_t len, int flag
 	if (!(c->roles & IPCD_ROLE_WRITE))
 		return -EBADF;
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
-	if (c->qout)
-		return send_queued(c, buf, len, flags, w);
-	if (c->sout)
-		return send_shared(c, buf, len, flags, w);
 	for (;;) {
-		n = ipcd_ring_write_anc(&c->out, p + done, len - done, ipcd_tid(), anc);
+		n = c->ops->write(c->sout, p + done, len - done, tid, anc);
+		if (n == -ENOSPC && !anc) {
+			n = write(c->fd, p + done, len - done);
+			if (n < 0)
+				n = -errno;
+		}
 		if (n >= 0) {
 			anc = NULL;	/* the attachment goes with the first bytes */
 			done += (size_t)n;
-			if (done == len || ipcd_is_message(c))
+			if (done == len || c->message)
 				return (ssize_t)done;
 			continue;
 		}
-		if (n == -EBUSY)
-			r = ipcd_ring_lock_wait(&c->out, IPCD_WAIT_SPACE);
-		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
-			r = send_wait(c, &c->out, ipcd_ring_need(&c->out, len - done), w, &t0);
-		else
+		if (n == -EBUSY) {
+			r = c->ops->busy(c->sout, IPCD_WAIT_SPACE);
+		} else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK)) {
+			room = c->ops->space_view(c->sout, tid);
+			r = room ? send_wait(c, room, ipcd_ring_need(room, len - done), w, &t0) : 0;
+		} else {
 			r = (int)n;
+		}
 		if (r < 0)
 			return done ? (ssize_t)done : r;
 	}
@@ -664,23 +551,13 @@ ssize_t ipcd_recv_anc(struct ipcd_chan *c, void *buf, size_t len, int flags,
 		return -EBADF;
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
 	for (;;) {
-		if (c->qin)
-			n = ipcd_qset_read(c->qin, buf, len, ipcd_tid(), ioflags, &full);
-		else if (c->sin)
-			n = ipcd_shared_read(c->sin, buf, len, ipcd_tid(), ioflags, &full);
-		else
-			n = ipcd_ring_read_anc(&c->in, buf, len, ipcd_tid(), ioflags, &full, anc);
+		n = c->ops->read(c->sin, buf, len, ipcd_tid(), ioflags, &full, anc);
 		if (n >= 0)
 			return (flags & IPCD_TRUNC) ? (ssize_t)full : n;
 		if (n == IPCD_EOF)
 			return 0;
-		if (n == -EBUSY && c->qin) {
-			/* Another reader is inside the only queue with data:
-			 * it is done in a moment. */
-			sched_yield();
-			r = 0;
-		} else if (n == -EBUSY) {
-			r = ipcd_ring_lock_wait(&c->in, IPCD_WAIT_DATA);
+		if (n == -EBUSY) {
+			r = c->ops->busy(c->sin, IPCD_WAIT_DATA);
 		} else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK)) {
 			r = wait_left(w, &t0, &left, &tp);
 			if (!r)
@@ -706,12 +583,11 @@ int ipcd_peek(struct ipcd_chan *c, struct iovec iov[2], int flags)
 		return -EBADF;
 	if (!iov)
 		return -EFAULT;
-	if (c->qin)
-		return -EOPNOTSUPP;	/* records of several queues: not yet */
+	if (!c->ops->peek)
+		return -EOPNOTSUPP;
 	flags |= c->nonblock ? IPCD_NONBLOCK : 0;
 	for (;;) {
-		n = c->sin ? ipcd_shared_peek(c->sin, sp, ipcd_tid()) :
-			     ipcd_ring_peek(&c->in, sp, ipcd_tid());
+		n = c->ops->peek(c->sin, sp, ipcd_tid());
 		if (n >= 0) {
 			iov[0].iov_base = (void *)sp[0].p;
 			iov[0].iov_len = sp[0].n;
@@ -721,8 +597,12 @@ int ipcd_peek(struct ipcd_chan *c, struct iovec iov[2], int flags)
 		}
 		if (n == IPCD_EOF)
 			return 0;
-		if (n == -EBUSY)
-			r = ipcd_ring_lock_wait(&c->in, IPCD_WAIT_DATA);
+		/* Queues: the ones with data are other readers' for now (a
+		 * peek may hold one a while): nothing to show yet. */
+		if (n == -EBUSY && (flags & IPCD_NONBLOCK))
+			r = -EAGAIN;
+		else if (n == -EBUSY)
+			r = c->ops->busy(c->sin, IPCD_WAIT_DATA);
 		else if (n == -EAGAIN && !(flags & IPCD_NONBLOCK))
 			r = chan_sleep(c, IPCD_WAIT_DATA, 0, NULL, spin_ns(), 0);
 		else
@@ -734,24 +614,41 @@ int ipcd_peek(struct ipcd_chan *c, struct iovec iov[2], int flags)
 
 int ipcd_consume(struct ipcd_chan *c, size_t n)
 {
-	if (c->sin)
-		return ipcd_shared_consume(c->sin, n);
-	return ipcd_ring_consume(&c->in, n);
+	if (!c->ops->consume)
+		return -EOPNOTSUPP;
+	return c->ops->consume(c->sin, n);
+}
+
+int ipcd_has_data(const struct ipcd_chan *c)
+{
+	return c->ops->has_data(c->sin);
+}
+
+int ipcd_has_room(struct ipcd_chan *c, size_t need)
+{
+	return c->ops->has_room(c->sout, need, ipcd_tid());
+}
+
+int ipcd_can_write(struct ipcd_chan *c, size_t need)
+{
+	return ipcd_ring_readers(&c->out) == 0 || ipcd_has_room(c, need);
 }
 
 void ipcd_marks(const struct ipcd_chan *c, uint64_t m[2])
 {
 	const uint64_t k = 0x9e3779b97f4a7c15ull;
 
-	m[0] = atomic_load(&c->in.r->tail) ^
-	       atomic_load(&c->in.r->writers_epoch) * k;
+	/* A record published into cells reserved before moves no index. */
+	m[0] = c->ops->moved(c->sin, true) ^
+	       atomic_load(&c->in.r->writers_epoch) * k ^
+	       (uint64_t)c->ops->has_data(c->sin) << 62;
 	m[0] ^= (uint64_t)ipcd_ring_hup(&c->in) << 63;
-	m[1] = atomic_load(&c->out.r->head) ^
+	m[1] = c->ops->moved(c->sout, false) ^
 	       (ipcd_ring_readers(&c->out) + 1) * k ^
 	       atomic_load(&c->in.r->state) ^ atomic_load(&c->out.r->state) << 1;
 }
 
-static short revents(const struct ipcd_chan *c, short events)
+static short revents(struct ipcd_chan *c, short events)
 {
 	short rev = 0;
 
@@ -761,15 +658,12 @@ static short revents(const struct ipcd_chan *c, short events)
 	if (c->roles & IPCD_ROLE_READ) {
 		/* Bytes (or a pad to skip) are in; hang-up as soon as every
 		 * writer is gone, data or not, as for a pipe. */
-		if (atomic_load(&c->in.r->tail) != atomic_load(&c->in.r->head))
+		if (ipcd_has_data(c))
 			rev |= POLLIN;
-		for (unsigned i = 1; c->qin && i < c->qin->n; i++)
-			if (atomic_load(&c->qin->q[i].r->tail) != atomic_load(&c->qin->q[i].r->head))
-				rev |= POLLIN;
 		if (ipcd_ring_hup(&c->in))
 			rev |= POLLHUP;
 	}
-	if ((c->roles & IPCD_ROLE_WRITE) && ipcd_ring_can_write(&c->out, PIPE_BUF)) {
+	if ((c->roles & IPCD_ROLE_WRITE) && ipcd_can_write(c, PIPE_BUF)) {
 		if (ipcd_ring_readers(&c->out) == 0)
 			rev |= POLLERR | POLLOUT;	/* as a pipe */
 		else

@@ -59,3 +59,73 @@ unsigned ipcd_entry_free_dead(void *set, unsigned n, ipcd_word_fn word)
 	}
 	return freed;
 }
+
+const struct ipcd_coord_ops *ipcd_coord_ops(uint32_t coord)
+{
+	static const struct ipcd_coord_ops *const ops[] = {
+		[IPCD_COORD_LOCK] = &ipcd_coord_lock,
+		[IPCD_COORD_QUEUES] = &ipcd_coord_queues,
+		[IPCD_COORD_SHARED] = &ipcd_coord_shared,
+	};
+
+	return coord <= IPCD_COORD_MAX ? ops[coord] : NULL;
+}
+
+int ipcd_map_recycle(void *map, size_t len)
+{
+	const struct ipcd_map *m = map;
+	struct ipcd_ring *r[2 * IPCD_QUEUES_MAX];
+	unsigned i, n = 0, side, q, nq;
+	uint32_t daemon = 0, off, nslots, coord;
+
+	if (len < sizeof(*m))
+		return -EIO;
+	coord = m->coord;
+	if (coord == IPCD_COORD_LOCK)
+		return 0;
+	nq = coord == IPCD_COORD_QUEUES ? m->nqueues : 1;
+	for (side = 0; side < 2; side++)
+		for (q = 0; q < nq && q < IPCD_QUEUES_MAX; q++) {
+			r[n] = ipcd_map_ring(map, len, IPCD_ROLE(side, q));
+			if (r[n])
+				n++;
+			else if (!side)
+				return -EIO;	/* side 1 only if duplex */
+		}
+	/* Read once: any peer may write the directory. */
+	off = m->rslot_off;
+	nslots = m->nrslots;
+	if (!n || off % 64 || (uint64_t)off + (uint64_t)nslots * 64 > len)
+		return -EIO;
+	for (i = 0; i < n; i++)
+		if (atomic_load(&r[i]->head) != atomic_load(&r[i]->tail) ||
+		    atomic_load(&r[i]->state) || atomic_load(&r[i]->wlock) ||
+		    atomic_load(&r[i]->rlock))
+			return -EBUSY;
+	/* The daemon's: the owner of each side's first queue, or the first
+	 * writer slot's thread. */
+	if (coord == IPCD_COORD_QUEUES) {
+		struct ipcd_rslot *rs = (struct ipcd_rslot *)((char *)map + off);
+
+		daemon = atomic_load(&r[0]->owner);
+		for (i = 0; i < n; i++) {
+			if (atomic_load(&r[i]->owner) != daemon)
+				atomic_store(&r[i]->owner, 0);
+			atomic_store(&r[i]->rclaim, 0);
+			atomic_store(&r[i]->roff, 0);
+		}
+		for (i = 0; i < nslots; i++) {
+			atomic_store(&rs[i].inside, 0);
+			atomic_store(&rs[i].tid, 0);
+		}
+	} else {
+		struct ipcd_wslot *ws = (struct ipcd_wslot *)((char *)map + off);
+
+		/* One set of slots serves both sides. */
+		for (i = 1; i < nslots; i++) {
+			atomic_store(&ws[i].rsv, 0);
+			atomic_store(&ws[i].tid, 0);
+		}
+	}
+	return 0;
+}

@@ -2,8 +2,10 @@
  * coord.h - how the processes that share a channel end take turns without a
  * lock (<ipcd/ring.h>, "Coordination").  One side of a channel is a set of
  * queues: rings of records, each written by one thread (its owner) and
- * read by one thread at a time (its claimant).  coord_queues.c holds the
- * protocol; the daemon, the C API and the shim use it through these calls.
+ * read by one thread at a time (its claimant), coord_queues.c; or one
+ * shared ring of cells, coord_shared.c; or, as before either, one ring
+ * with lock words, coord_lock.c over ring.c.  The daemon, the C API and
+ * the shim use them through one table of calls (struct ipcd_coord_ops).
  * Every call is non-blocking and returns a count or -errno, as ringops.h.
  */
 #ifndef IPCD_COORD_H
@@ -39,6 +41,12 @@ struct ipcd_qset {
 	_Atomic uint64_t wcache;	/* (tid << 32) | (queue + 1): a writer's queue */
 	_Atomic uint64_t rcache;	/* (tid << 32) | (slot + 1): a reader's slot */
 	_Atomic unsigned next;		/* the queue a reader looks at first */
+	_Atomic uint32_t slow_tid;	/* a thread that wrote through the daemon,
+					   into its queue (the first): it takes a
+					   queue of its own only once that is empty */
+	/* A peek in progress: 1 + the queue this handle is inside, as the
+	 * reader of slot peek_me, until consume; else 0. */
+	unsigned peek_q, peek_me;
 };
 
 /* The queues that side `side` of the channel mapped at map (len bytes)
@@ -73,6 +81,14 @@ struct ipcd_view *ipcd_qset_wq(struct ipcd_qset *s, uint32_t tid);
 ssize_t ipcd_qset_read(struct ipcd_qset *s, void *buf, size_t len, uint32_t tid,
 		       unsigned flags, size_t *full);
 
+/* Read in place (ipcd_ring_peek's contract): the next record of a queue
+ * with data, which this reader stays inside (others pass that queue by)
+ * until consume takes n bytes of it (a stream) or n records (0 or 1).
+ * peek returns the length, IPCD_EOF, -EAGAIN, -EBUSY, -EALREADY or -EIO;
+ * consume 0 or -EINVAL. */
+ssize_t ipcd_qset_peek(struct ipcd_qset *s, struct ipcd_span sp[2], uint32_t tid);
+int ipcd_qset_consume(struct ipcd_qset *s, uint64_t n);
+
 /* For a reader that cannot compare-and-swap (the daemon does it for it):
  * take a reader slot for thread tid and the claim of queue i for it, as a
  * read would; returns the slot's index, -EBUSY (another reader is inside
@@ -87,8 +103,8 @@ int ipcd_qset_can_read(const struct ipcd_qset *s);
  * message a read would take; -EIO if damaged. */
 ssize_t ipcd_qset_readable(const struct ipcd_qset *s);
 
-/* Bytes in every queue: of their records, headers and pads included,
- * less what a stream read already took; -EIO if damaged. */
+/* Payload bytes of the records in every queue, less what a stream read
+ * already took of one; -EIO if damaged. */
 ssize_t ipcd_qset_queued(const struct ipcd_qset *s);
 
 /* Give back what thread tid holds: its queue (once empty: until then, its
@@ -161,6 +177,8 @@ int ipcd_shared_can_read(const struct ipcd_shared *s);
 /* Whether a published record is there to take (holes are not). */
 int ipcd_shared_has_data(const struct ipcd_shared *s);
 int ipcd_shared_can_write(const struct ipcd_shared *s, size_t need);
+/* Room for a record of need bytes, readers or not. */
+int ipcd_shared_has_room(const struct ipcd_shared *s, size_t need);
 
 /* Bytes (stream) or the next message's length readable now; -EIO. */
 ssize_t ipcd_shared_readable(const struct ipcd_shared *s);
@@ -174,5 +192,71 @@ void ipcd_shared_release(struct ipcd_shared *s, uint32_t tid);
 /* Free what dead threads hold: their reservations (never published) and
  * the records they were taking (back to be taken); how many. */
 unsigned ipcd_shared_reap(struct ipcd_shared *s);
+
+/*
+ * One table of calls per design (coord_lock.c, coord_queues.c,
+ * coord_shared.c), so that every end of a channel (the C API, the shim
+ * through it, the daemon's slow path) reads, writes, waits and polls a
+ * side the same way whatever coordinates it.  st is the side's state: a
+ * struct ipcd_view (lock), struct ipcd_qset (queues) or struct
+ * ipcd_shared (shared), of `size` bytes, made by attach.  Returns are as
+ * the designs' own calls above.
+ */
+struct ipcd_coord_ops {
+	const char *name;		/* as IPCD_COORD_NAMES */
+	size_t size;
+	int (*attach)(void *st, void *map, size_t len, unsigned side);
+	/* The side's first ring: its header holds the ends, the sleepers,
+	 * the state and the futex words of the side. */
+	struct ipcd_view *(*view)(void *st);
+	/* An anonymous channel's rules (ring.h): the holders of r0's ends
+	 * count, end wend writes the side (ipcd_view_set_ends on each of
+	 * its rings). */
+	void (*set_ends)(void *st, struct ipcd_ring *r0, unsigned wend);
+	/* anc: attachments (SCM_RIGHTS); only the lock's rings carry them,
+	 * the others refuse a write that has some with -EOPNOTSUPP. */
+	ssize_t (*write)(void *st, const void *buf, size_t len, uint32_t tid,
+			 const struct ipcd_anc_ops *anc);
+	ssize_t (*read)(void *st, void *buf, size_t len, uint32_t tid, unsigned flags,
+			size_t *full, const struct ipcd_anc_ops *anc);
+	/* NULL: reading in place is not offered (-EOPNOTSUPP). */
+	ssize_t (*peek)(void *st, struct ipcd_span sp[2], uint32_t tid);
+	int (*consume)(void *st, uint64_t n);
+	/* A read or write said -EBUSY: another thread is inside; wait for
+	 * it to leave (0: try again; -errno). */
+	int (*busy)(void *st, enum ipcd_dir dir);
+	/* The ring thread tid waits on for room (its own queue), NULL if
+	 * it has none yet (it may take one: try again).  A write that says
+	 * -ENOSPC (no queue or writer slot free for the thread) goes
+	 * through the daemon, a write(2) on the channel file. */
+	struct ipcd_view *(*space_view)(void *st, uint32_t tid);
+	/* Whether a published record or byte is there to read (a reserved,
+	 * unwritten one is not), and whether there is room for a write of
+	 * need bytes by thread tid (readers or not; a broken ring: yes, the
+	 * write fails at once). */
+	int (*has_data)(const void *st);
+	int (*has_room)(void *st, size_t need, uint32_t tid);
+	ssize_t (*readable)(const void *st);
+	ssize_t (*queued)(const void *st);
+	/* Bytes ever written (tails) or taken, as the rings count them. */
+	uint64_t (*moved)(const void *st, bool tails);
+	void (*release)(void *st, uint32_t tid);
+	unsigned (*reap)(void *st);
+};
+
+extern const struct ipcd_coord_ops ipcd_coord_lock, ipcd_coord_queues, ipcd_coord_shared;
+
+/*
+ * Ready the rings at map (len bytes), coordinated by queues or one shared
+ * ring, to serve a new pair of ends (pairs kept or recycled, ring.h):
+ * only if every ring is empty and idle (-EBUSY otherwise, -EIO if the
+ * directory is wrong); then no thread owns a queue or a reader or writer
+ * slot any longer, but the daemon its own (the first).  Nothing may hold
+ * an end meanwhile.  0 at once for the lock.
+ */
+int ipcd_map_recycle(void *map, size_t len);
+
+/* The table of coordination `coord` (IPCD_COORD_*), NULL if unknown. */
+const struct ipcd_coord_ops *ipcd_coord_ops(uint32_t coord);
 
 #endif /* IPCD_COORD_H */

@@ -333,6 +333,68 @@ ssize_t ipcd_qset_read(struct ipcd_qset *s, void *buf, size_t len, uint32_t tid,
 	return gone ? IPCD_EOF : -EAGAIN;
 }
 
+ssize_t ipcd_qset_peek(struct ipcd_qset *s, struct ipcd_span sp[2], uint32_t tid)
+{
+	unsigned k, i, start = atomic_load_explicit(&s->next, RELAXED);
+	int gone, d, me, busy = 0;
+	ssize_t n;
+
+	if (s->peek_q)
+		return -EALREADY;
+	me = my_slot(s, tid);
+	if (me < 0)
+		return me;
+	gone = writers_gone(s);
+	for (k = 0; k < s->n; k++) {
+		i = (start + k) % s->n;
+		d = has_data(&s->q[i]);
+		if (d < 0)
+			return d;
+		if (!d)
+			continue;
+		if (enter(s, i, (unsigned)me)) {
+			busy = 1;
+			continue;
+		}
+		n = ipcd_ring_peek_owned(&s->q[i], sp);
+		if (n == -EAGAIN) {	/* a pad alone, or taken just before us */
+			leave(s, (unsigned)me);
+			continue;
+		}
+		if (n < 0) {
+			leave(s, (unsigned)me);
+			return n;
+		}
+		/* Inside until consume: the bytes stay ours. */
+		s->peek_q = i + 1;
+		s->peek_me = (unsigned)me;
+		return n;
+	}
+	if (busy)
+		return -EBUSY;
+	return gone ? IPCD_EOF : -EAGAIN;
+}
+
+int ipcd_qset_consume(struct ipcd_qset *s, uint64_t n)
+{
+	unsigned i;
+	int r;
+
+	if (!s->peek_q)
+		return -EINVAL;
+	i = s->peek_q - 1;
+	r = ipcd_ring_consume_owned(&s->q[i], n, s->stream);
+	if (r)
+		return r;
+	s->peek_q = 0;
+	/* The rest of a record stopped in comes next, as after a read. */
+	if (!(s->stream && atomic_load_explicit(&s->q[i].r->roff, RELAXED)))
+		atomic_store_explicit(&s->next, (i + 1) % s->n, RELAXED);
+	leave(s, s->peek_me);
+	ipcd_ring_wake(&s->q[i], IPCD_WAIT_SPACE);
+	return 0;
+}
+
 int ipcd_qset_can_read(const struct ipcd_qset *s)
 {
 	unsigned i;
@@ -380,25 +442,71 @@ ssize_t ipcd_qset_readable(const struct ipcd_qset *s)
 	return 0;
 }
 
+/*
+ * Payload bytes of the records of v between head and tail.  Another reader
+ * may take them meanwhile and their writer reuse the space: a walk counts
+ * only if head stayed where it was.  -EAGAIN if it moved, -EIO if the
+ * records cannot be right.
+ */
+static ssize_t payload(const struct ipcd_view *v, uint64_t head, uint64_t tail)
+{
+	const uint64_t h0 = head;
+	struct ipcd_ring_rec rec;
+	uint64_t pos, to_end, sum = 0, size;
+	int bad = 0;
+
+	/* Every step moves head forward by at least a header: bounded. */
+	while (head != tail && !bad) {
+		pos = head & (v->cap - 1);
+		to_end = v->cap - pos;
+		if (tail - head < sizeof(rec)) {
+			bad = 1;
+			break;
+		}
+		memcpy(&rec, v->data + pos, sizeof(rec));
+		if (rec.flags == IPCD_REC_PAD) {
+			bad = rec.len != to_end - sizeof(rec) || tail - head < to_end;
+			head += to_end;
+			continue;
+		}
+		size = (sizeof(rec) + (uint64_t)rec.len + IPCD_REC_ALIGN - 1) &
+		       ~(uint64_t)(IPCD_REC_ALIGN - 1);
+		bad = rec.flags != 0 || rec.len > v->msg_max || size > tail - head ||
+		      size > to_end;
+		sum += rec.len;
+		head += size;
+	}
+	if (atomic_load_explicit(&v->r->head, ACQUIRE) != h0)
+		return -EAGAIN;
+	return bad ? -EIO : (ssize_t)sum;
+}
+
 ssize_t ipcd_qset_queued(const struct ipcd_qset *s)
 {
-	uint64_t head, tail, sum = 0;
-	unsigned i;
+	uint64_t head, tail, sum = 0, off;
+	unsigned i, tries;
+	ssize_t n;
 	int r;
 
-	/* Bytes between head and tail, record headers and pads included, less
-	 * what a stream read took of the record at head: what another reader
-	 * may be taking cannot be parsed safely from outside. */
+	/* The records' payload, less what a stream read took of the record
+	 * at head; a queue whose head keeps moving (being read meanwhile)
+	 * is left out. */
 	for (i = 0; i < s->n; i++) {
-		r = stable(&s->q[i], &head, &tail);
-		if (r == -EIO)
-			return r;
-		if (r || head == tail)
-			continue;
-		sum += tail - head;
-		if (s->stream)
-			sum -= atomic_load_explicit(&s->q[i].r->roff, RELAXED) < tail - head ?
-			       atomic_load_explicit(&s->q[i].r->roff, RELAXED) : 0;
+		for (tries = 0, n = -EAGAIN; tries < 4 && n == -EAGAIN; tries++) {
+			r = stable(&s->q[i], &head, &tail);
+			if (r == -EIO)
+				return r;
+			if (r)
+				continue;
+			off = s->stream ? atomic_load_explicit(&s->q[i].r->roff, RELAXED) : 0;
+			n = head == tail ? 0 : payload(&s->q[i], head, tail);
+			if (n > 0)
+				n -= off < (uint64_t)n ? (ssize_t)off : n;
+		}
+		if (n == -EIO)
+			return n;
+		if (n > 0)
+			sum += (uint64_t)n;
 	}
 	return (ssize_t)sum;
 }
@@ -448,3 +556,166 @@ unsigned ipcd_qset_reap(struct ipcd_qset *s)
 	return ipcd_entry_free_dead(s, s->n, owner_word) +
 	       ipcd_entry_free_dead(s, s->nrs, slot_word);
 }
+
+/* ---- the table of calls (coord.h) ------------------------------------------------- */
+
+static int q_attach(void *st, void *map, size_t len, unsigned side)
+{
+	return ipcd_qset_attach(st, map, len, side);
+}
+
+static struct ipcd_view *q_view(void *st)
+{
+	return &((struct ipcd_qset *)st)->q[0];
+}
+
+static void q_set_ends(void *st, struct ipcd_ring *r0, unsigned wend)
+{
+	struct ipcd_qset *s = st;
+	unsigned i;
+
+	/* A writer's own queue says whether a reader is left. */
+	for (i = 0; i < s->n; i++)
+		ipcd_view_set_ends(&s->q[i], r0, wend);
+}
+
+static ssize_t q_write(void *st, const void *buf, size_t len, uint32_t tid,
+		       const struct ipcd_anc_ops *anc)
+{
+	struct ipcd_qset *s = st;
+	ssize_t n;
+
+	if (anc && anc->bind)
+		return -EOPNOTSUPP;
+	/* Bytes of the thread's still in the daemon's queue come first: it
+	 * writes there until they are read. */
+	if (atomic_load_explicit(&s->slow_tid, RELAXED) == tid && !ipcd_qset_wq(s, tid) &&
+	    atomic_load(&s->q[0].r->head) != atomic_load(&s->q[0].r->tail))
+		return -ENOSPC;
+	n = ipcd_qset_write(s, buf, len, tid);
+	if (n == -ENOSPC)
+		atomic_store_explicit(&s->slow_tid, tid, RELAXED);
+	return n;
+}
+
+static ssize_t q_peek(void *st, struct ipcd_span sp[2], uint32_t tid)
+{
+	return ipcd_qset_peek(st, sp, tid);
+}
+
+static int q_consume(void *st, uint64_t n)
+{
+	return ipcd_qset_consume(st, n);
+}
+
+static ssize_t q_read(void *st, void *buf, size_t len, uint32_t tid, unsigned flags,
+		      size_t *full, const struct ipcd_anc_ops *anc)
+{
+	(void)anc;	/* no attachments here */
+	return ipcd_qset_read(st, buf, len, tid, flags, full);
+}
+
+/* Another reader is inside the only queue with data: it is done in a
+ * moment, and no lock of its is ours to wait on. */
+static int q_busy(void *st, enum ipcd_dir dir)
+{
+	(void)st;
+	(void)dir;
+	sched_yield();
+	return 0;
+}
+
+static struct ipcd_view *q_space_view(void *st, uint32_t tid)
+{
+	return ipcd_qset_wq(st, tid);
+}
+
+static int q_has_data(const void *st)
+{
+	const struct ipcd_qset *s = st;
+	unsigned i;
+
+	for (i = 0; i < s->n; i++)
+		if (has_data((struct ipcd_view *)&s->q[i]) > 0)
+			return 1;
+	return 0;
+}
+
+/* Room below a ring's limit for need bytes (a broken one: yes). */
+static int room_for(const struct ipcd_view *v, size_t need)
+{
+	ssize_t n = ipcd_ring_space(v);
+
+	return n < 0 || (size_t)n >= (need ? need : 1);
+}
+
+static int q_has_room(void *st, size_t need, uint32_t tid)
+{
+	struct ipcd_qset *s = st;
+	struct ipcd_view *own = ipcd_qset_wq(s, tid);
+	unsigned i;
+	uint32_t o;
+
+	if (own)
+		return room_for(own, ipcd_ring_need(own, need));
+	/* A queue free to take is room; with none, the write goes through
+	 * the daemon's queue. */
+	for (i = 1; i < s->n; i++) {
+		o = atomic_load_explicit(&s->q[i].r->owner, RELAXED);
+		if (!o || !ipcd_tid_alive(o))
+			return 1;
+	}
+	return room_for(&s->q[0], ipcd_ring_need(&s->q[0], need));
+}
+
+static ssize_t q_readable(const void *st)
+{
+	return ipcd_qset_readable(st);
+}
+
+static ssize_t q_queued(const void *st)
+{
+	return ipcd_qset_queued(st);
+}
+
+static uint64_t q_moved(const void *st, bool tails)
+{
+	const struct ipcd_qset *s = st;
+	uint64_t sum = 0;
+	unsigned i;
+
+	for (i = 0; i < s->n; i++)
+		sum += atomic_load_explicit(tails ? &s->q[i].r->tail : &s->q[i].r->head, RELAXED);
+	return sum;
+}
+
+static void q_release(void *st, uint32_t tid)
+{
+	ipcd_qset_release(st, tid);
+}
+
+static unsigned q_reap(void *st)
+{
+	return ipcd_qset_reap(st);
+}
+
+const struct ipcd_coord_ops ipcd_coord_queues = {
+	.name = "queues",
+	.size = sizeof(struct ipcd_qset),
+	.attach = q_attach,
+	.view = q_view,
+	.set_ends = q_set_ends,
+	.write = q_write,
+	.read = q_read,
+	.peek = q_peek,
+	.consume = q_consume,
+	.busy = q_busy,
+	.space_view = q_space_view,
+	.has_data = q_has_data,
+	.has_room = q_has_room,
+	.readable = q_readable,
+	.queued = q_queued,
+	.moved = q_moved,
+	.release = q_release,
+	.reap = q_reap,
+};

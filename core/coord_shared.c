@@ -19,6 +19,7 @@
  * own copy of the cell count, lengths against the largest record.
  */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include "coord.h"
@@ -183,10 +184,22 @@ static void copy_in(const struct ipcd_shared *s, uint64_t u, const void *buf, si
 	memcpy(s->v.data, (const char *)buf + first, len - first);
 }
 
+/* The cells a writer may see reserved: the ring's room, and with a limit
+ * (a pipe's size, S bytes) S / 16 cells: as many writes of 16 bytes as S
+ * holds (up to 4 S bytes in larger ones), and always one largest record. */
+static uint64_t room_of(const struct ipcd_shared *s)
+{
+	uint64_t lim = atomic_load_explicit(&s->v.r->limit, RELAXED) / 16;
+
+	if (!lim || lim >= s->room)
+		return s->room;
+	return lim > ipcd_cells_of(s->rec_max) ? lim : ipcd_cells_of(s->rec_max);
+}
+
 int ipcd_shared_reserve(struct ipcd_shared *s, size_t len, uint32_t tid, uint64_t *tp)
 {
 	struct ipcd_wslot *ws;
-	uint64_t head, tail, t, k, i;
+	uint64_t head, tail, t, k, i, room;
 	int w, e;
 
 	if (broken(s))
@@ -204,12 +217,13 @@ int ipcd_shared_reserve(struct ipcd_shared *s, size_t len, uint32_t tid, uint64_
 	 * there, and the line readers write need not be loaded. */
 	head = atomic_load_explicit(&s->seen_head, RELAXED);
 	tail = atomic_load_explicit(&s->v.r->tail, ACQUIRE);
-	if (tail - head > s->room - k) {
+	room = room_of(s);
+	if (tail - head > room - k) {
 		e = indexes(s, &head, &tail);
 		if (e)
 			return e;
 		atomic_store_explicit(&s->seen_head, head, RELAXED);
-		if (tail + k - head > s->room)
+		if (tail + k - head > room)
 			return -EAGAIN;
 	}
 	/* The slot says a reservation is coming before the fetch-and-add
@@ -238,6 +252,8 @@ ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, ui
 
 	if (len > s->rec_max && s->stream)
 		len = s->rec_max;	/* the rest in later records */
+	if (!len && s->stream)
+		return 0;	/* as a pipe: nothing to write, no record */
 	w = ipcd_shared_reserve(s, len, tid, &t);
 	if (w < 0)
 		return w;
@@ -320,6 +336,26 @@ static int take(struct ipcd_shared *s, uint32_t tid, uint64_t *up)
 	uint64_t head, tail, u, hole, w, again;
 	struct ipcd_cell *c;
 
+	/* A stream's record a read took part of goes on first, so that no
+	 * other record comes between its parts (one taken past it while it
+	 * was a hole included). */
+	u = atomic_load_explicit(&s->v.r->rpart, ACQUIRE);
+	if (u) {
+		uint64_t p = u--;
+
+		c = cell_at(s, u);
+		w = FULL(u);
+		if (atomic_compare_exchange_strong_explicit(&c->word, &w, TAKEN(u, tid), ACQUIRE,
+							    RELAXED)) {
+			*up = u;
+			return 0;
+		}
+		/* Consumed since (a stale mark): clear it.  Taken by another
+		 * reader: it goes on with it, and we with what follows. */
+		if (past(IPCD_CELL_TICKET(w), u))
+			atomic_compare_exchange_strong_explicit(&s->v.r->rpart, &p, 0, RELAXED,
+								RELAXED);
+	}
 	/* Most often the record at head is there to take: no hole passed,
 	 * and no need to load the tail writers move. */
 	head = atomic_load_explicit(&s->v.r->head, ACQUIRE);
@@ -410,8 +446,27 @@ static int take_record(struct ipcd_shared *s, uint32_t tid, uint64_t *u, uint32_
 	return 0;
 }
 
+/* A stream's record u was read up to off: the next read goes on with it. */
+static void part_left(struct ipcd_shared *s, uint64_t u, uint32_t off)
+{
+	atomic_store_explicit(&cell_at(s, u)->off, off, RELAXED);
+	atomic_store_explicit(&s->v.r->rpart, u + 1, RELAXED);
+}
+
+/* Consume a record that a read took all of (or the rest of). */
+static void done_with(struct ipcd_shared *s, uint64_t u, uint32_t rl)
+{
+	uint64_t p = u + 1;
+
+	if (s->stream && atomic_load_explicit(&s->v.r->rpart, RELAXED) == p)
+		atomic_compare_exchange_strong_explicit(&s->v.r->rpart, &p, 0, RELAXED, RELAXED);
+	consume(s, u, ipcd_cells_of(rl));
+}
+
+/* Take the next record and read from it: all of it, or (a stream) what
+ * len holds, the rest left for the next read. */
 static ssize_t read_one(struct ipcd_shared *s, void *buf, size_t len, uint32_t tid,
-			unsigned flags, size_t *full)
+			size_t *full)
 {
 	struct ipcd_cell *c;
 	uint32_t rl, off;
@@ -426,23 +481,100 @@ static ssize_t read_one(struct ipcd_shared *s, void *buf, size_t len, uint32_t t
 	copy_out(s, u, off, buf, n);
 	if (full)
 		*full = rl - off;
-	if ((flags & IPCD_IO_PEEK) || (s->stream && off + n < rl)) {
-		if (!(flags & IPCD_IO_PEEK))
-			atomic_store_explicit(&c->off, off + (uint32_t)n, RELAXED);
+	if (s->stream && off + n < rl) {
+		part_left(s, u, off + (uint32_t)n);
 		/* Release: our copy (and off) before the next taker's. */
 		atomic_store_explicit(&c->word, FULL(u), RELEASE);
 		return (ssize_t)n;
 	}
-	consume(s, u, ipcd_cells_of(rl));
+	done_with(s, u, rl);
 	return (ssize_t)n;
+}
+
+/*
+ * Copy record u's unread bytes (at most len) without taking it: only if
+ * it is published and untouched from before the copy to after it (no
+ * reader took it, or part of it, meanwhile; its cells are not reused
+ * before it is consumed).  Its bytes, or -EAGAIN.
+ */
+static ssize_t look_at(const struct ipcd_shared *s, uint64_t u, void *buf, size_t len,
+		       size_t *full)
+{
+	struct ipcd_cell *c = cell_at(s, u);
+	uint32_t rl, off;
+	size_t n;
+
+	if (atomic_load_explicit(&c->word, ACQUIRE) != FULL(u))
+		return -EAGAIN;
+	rl = atomic_load_explicit(&c->len, RELAXED);
+	off = atomic_load_explicit(&c->off, RELAXED);
+	if (rl > s->rec_max || off > rl || (off && !s->stream))
+		return -EAGAIN;	/* changing under us; a read tells if damaged */
+	n = rl - off < len ? rl - off : len;
+	copy_out(s, u, off, buf, n);
+	/* Acquire: the copy is done before the word and off are looked at
+	 * again. */
+	atomic_thread_fence(ACQUIRE);
+	if (atomic_load_explicit(&c->word, RELAXED) != FULL(u) ||
+	    atomic_load_explicit(&c->off, RELAXED) != off)
+		return -EAGAIN;
+	if (full)
+		*full = rl - off;
+	return (ssize_t)n;
+}
+
+/*
+ * A peek (IPCD_IO_PEEK): what a read would take now, in its order (the
+ * record a read took part of, then the published records from head on),
+ * copied while every record stays where it is, so that other readers
+ * never find one gone for a moment.  Bytes, IPCD_EOF or -EAGAIN.
+ */
+static ssize_t peek_copy(struct ipcd_shared *s, void *buf, size_t len, size_t *full)
+{
+	uint64_t head, tail, u, p, hole;
+	size_t got = 0, f = 0;
+	ssize_t n;
+	int r = indexes(s, &head, &tail);
+
+	if (r)
+		return r;
+	p = atomic_load_explicit(&s->v.r->rpart, ACQUIRE);
+	if (p && p - 1 - head < tail - head) {
+		n = look_at(s, p - 1, buf, len, &f);
+		if (n > 0)
+			got = (size_t)n;
+	}
+	/* A message: one record; a stream: records while len has room. */
+	for (u = head; u < tail && got < len && !(got && !s->stream); u++) {
+		hole = UINT64_MAX;
+		u = first_full(s, u, tail, &hole);
+		if (u == tail)
+			break;
+		if (p && u == p - 1)
+			continue;
+		n = look_at(s, u, (char *)buf + got, len - got, got ? NULL : &f);
+		if (n > 0)
+			got += (size_t)n;
+	}
+	if (got) {
+		if (full)
+			*full = s->stream ? got : f;
+		return (ssize_t)got;
+	}
+	if (writers_gone(s) && !indexes(s, &head, &tail) && head == tail)
+		return IPCD_EOF;
+	return -EAGAIN;
 }
 
 ssize_t ipcd_shared_read(struct ipcd_shared *s, void *buf, size_t len, uint32_t tid,
 			 unsigned flags, size_t *full)
 {
 	size_t got, f;
-	ssize_t n = read_one(s, buf, len, tid, flags, &f);
+	ssize_t n;
 
+	if (flags & IPCD_IO_PEEK)
+		return broken(s) ? -EIO : peek_copy(s, buf, len, full);
+	n = read_one(s, buf, len, tid, &f);
 	if (n < 0)
 		return n;
 	if (full)
@@ -450,8 +582,8 @@ ssize_t ipcd_shared_read(struct ipcd_shared *s, void *buf, size_t len, uint32_t 
 	got = (size_t)n;
 	/* A stream read goes on through the records that follow, each
 	 * writer's whole (none of PIPE_BUF bytes or less is split). */
-	while (s->stream && !(flags & IPCD_IO_PEEK) && got < len &&
-	       (n = read_one(s, (char *)buf + got, len - got, tid, 0, NULL)) > 0)
+	while (s->stream && got < len &&
+	       (n = read_one(s, (char *)buf + got, len - got, tid, NULL)) > 0)
 		got += (size_t)n;
 	return (ssize_t)got;
 }
@@ -488,12 +620,11 @@ int ipcd_shared_consume(struct ipcd_shared *s, uint64_t n)
 	s->peeking = false;
 	c = cell_at(s, u);
 	if (s->stream ? n == s->peek_n : n == 1) {
-		consume(s, u, ipcd_cells_of(atomic_load_explicit(&c->len, RELAXED)));
+		done_with(s, u, atomic_load_explicit(&c->len, RELAXED));
 		return 0;
 	}
 	if (s->stream)
-		atomic_store_explicit(&c->off, atomic_load_explicit(&c->off, RELAXED) +
-				  (uint32_t)n, RELAXED);
+		part_left(s, u, atomic_load_explicit(&c->off, RELAXED) + (uint32_t)n);
 	/* Release: the caller's reads of the bytes come first. */
 	atomic_store_explicit(&c->word, FULL(u), RELEASE);
 	return 0;
@@ -517,14 +648,19 @@ int ipcd_shared_can_read(const struct ipcd_shared *s)
 	return ipcd_shared_has_data(s) || writers_gone(s);
 }
 
-int ipcd_shared_can_write(const struct ipcd_shared *s, size_t need)
+int ipcd_shared_has_room(const struct ipcd_shared *s, size_t need)
 {
 	uint64_t head, tail, k;
 
-	if (broken(s) || indexes(s, &head, &tail) || ipcd_ring_readers(&s->v) == 0)
+	if (broken(s) || indexes(s, &head, &tail))
 		return 1;
 	k = ipcd_cells_of(need < s->rec_max ? need : s->rec_max);
-	return tail + k - head <= s->room;
+	return tail + k - head <= room_of(s);
+}
+
+int ipcd_shared_can_write(const struct ipcd_shared *s, size_t need)
+{
+	return ipcd_ring_readers(&s->v) == 0 || ipcd_shared_has_room(s, need);
 }
 
 /* The bytes of published records: the next one's (all false, message
@@ -640,3 +776,121 @@ unsigned ipcd_shared_reap(struct ipcd_shared *s)
 		ipcd_shared_advance(s);
 	return n;
 }
+
+/* ---- the table of calls (coord.h) ------------------------------------------------- */
+
+static int sh_attach(void *st, void *map, size_t len, unsigned side)
+{
+	return ipcd_shared_attach(st, map, len, side);
+}
+
+static struct ipcd_view *sh_view(void *st)
+{
+	return &((struct ipcd_shared *)st)->v;
+}
+
+static void sh_set_ends(void *st, struct ipcd_ring *r0, unsigned wend)
+{
+	ipcd_view_set_ends(&((struct ipcd_shared *)st)->v, r0, wend);
+}
+
+static ssize_t sh_write(void *st, const void *buf, size_t len, uint32_t tid,
+			const struct ipcd_anc_ops *anc)
+{
+	if (anc && anc->bind)
+		return -EOPNOTSUPP;
+	return ipcd_shared_write(st, buf, len, tid);
+}
+
+static ssize_t sh_read(void *st, void *buf, size_t len, uint32_t tid, unsigned flags,
+		       size_t *full, const struct ipcd_anc_ops *anc)
+{
+	(void)anc;	/* no attachments here */
+	return ipcd_shared_read(st, buf, len, tid, flags, full);
+}
+
+static ssize_t sh_peek(void *st, struct ipcd_span sp[2], uint32_t tid)
+{
+	return ipcd_shared_peek(st, sp, tid);
+}
+
+static int sh_consume(void *st, uint64_t n)
+{
+	return ipcd_shared_consume(st, n);
+}
+
+/* Nothing here is ever held by one thread for another to wait on. */
+static int sh_busy(void *st, enum ipcd_dir dir)
+{
+	(void)st;
+	(void)dir;
+	sched_yield();
+	return 0;
+}
+
+static struct ipcd_view *sh_space_view(void *st, uint32_t tid)
+{
+	(void)tid;
+	return &((struct ipcd_shared *)st)->v;
+}
+
+static int sh_has_data(const void *st)
+{
+	return ipcd_shared_has_data(st);
+}
+
+static int sh_has_room(void *st, size_t need, uint32_t tid)
+{
+	(void)tid;
+	return ipcd_shared_has_room(st, need);
+}
+
+static ssize_t sh_readable(const void *st)
+{
+	return ipcd_shared_readable(st);
+}
+
+static ssize_t sh_queued(const void *st)
+{
+	return ipcd_shared_queued(st);
+}
+
+/* Cells, of IPCD_CELL_SIZE bytes each: a record's last is padded. */
+static uint64_t sh_moved(const void *st, bool tails)
+{
+	const struct ipcd_shared *s = st;
+
+	return atomic_load_explicit(tails ? &s->v.r->tail : &s->v.r->head, RELAXED) *
+	       IPCD_CELL_SIZE;
+}
+
+static void sh_release(void *st, uint32_t tid)
+{
+	ipcd_shared_release(st, tid);
+}
+
+static unsigned sh_reap(void *st)
+{
+	return ipcd_shared_reap(st);
+}
+
+const struct ipcd_coord_ops ipcd_coord_shared = {
+	.name = "shared",
+	.size = sizeof(struct ipcd_shared),
+	.attach = sh_attach,
+	.view = sh_view,
+	.set_ends = sh_set_ends,
+	.write = sh_write,
+	.read = sh_read,
+	.peek = sh_peek,
+	.consume = sh_consume,
+	.busy = sh_busy,
+	.space_view = sh_space_view,
+	.has_data = sh_has_data,
+	.has_room = sh_has_room,
+	.readable = sh_readable,
+	.queued = sh_queued,
+	.moved = sh_moved,
+	.release = sh_release,
+	.reap = sh_reap,
+};

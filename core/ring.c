@@ -86,13 +86,12 @@ static int valid_capacity(uint64_t cap)
 
 /* The largest record of the ring d: a message channel's largest message;
  * a stream channel's queue takes a write of up to its capacity less the
- * record header in one record. */
+ * record header in one record, its ring of cells one of up to the
+ * directory's msg_max (at least PIPE_BUF: so many bytes go whole). */
 static uint32_t ring_msg_max(const struct ipcd_map *m, const struct ipcd_ring_desc *d)
 {
-	if (m->features & IPCD_RING_F_MESSAGE)
+	if ((m->features & IPCD_RING_F_MESSAGE) || d->kind == IPCD_RING_KIND_CELLS)
 		return m->msg_max;
-	if (d->kind == IPCD_RING_KIND_CELLS)
-		return PIPE_BUF;	/* a stream's reservations: whole up to PIPE_BUF */
 	if (d->kind == IPCD_RING_KIND_RECORDS)
 		return (uint32_t)(d->capacity - sizeof(struct ipcd_ring_rec) < UINT32_MAX ?
 				  d->capacity - sizeof(struct ipcd_ring_rec) : UINT32_MAX);
@@ -220,7 +219,7 @@ int ipcd_map_format(void *map, size_t map_len, uint64_t capacity, uint32_t featu
 	    (msg_max == 0 || msg_max > capacity - sizeof(struct ipcd_ring_rec)))
 		return -EINVAL;
 	if (!(features & IPCD_RING_F_MESSAGE))
-		msg_max = 0;
+		msg_max = coord != IPCD_COORD_SHARED ? 0 : msg_max > PIPE_BUF ? msg_max : PIPE_BUF;
 	if (coord == IPCD_COORD_SHARED &&
 	    !wslots_for(capacity, msg_max ? msg_max : PIPE_BUF))
 		return -EINVAL;	/* records too large for the ring */
@@ -254,6 +253,7 @@ int ipcd_map_format(void *map, size_t map_len, uint64_t capacity, uint32_t featu
 		r->hdr_size = sizeof(*r);
 		r->features = features;
 		r->msg_max = ring_msg_max(m, d);
+		r->kind = d->kind;
 		r->data_off = d->data_off;
 		r->capacity = capacity;
 		r->map_size = len;
@@ -299,7 +299,9 @@ const struct ipcd_ring_desc *ipcd_map_desc(const void *map, size_t map_len, uint
 	     (m->coord == IPCD_COORD_SHARED && m->nrslots > WSLOTS_MAX) ||
 	     m->rslot_off < m->desc_off + (uint64_t)n * sizeof(*d) ||
 	     m->rslot_off + (uint64_t)m->nrslots * sizeof(struct ipcd_rslot) > m->hdr_area :
-	     m->nrslots != 0 || m->rslot_off != 0))
+	     m->nrslots != 0 || m->rslot_off != 0) ||
+	    (m->coord == IPCD_COORD_SHARED && !(m->features & IPCD_RING_F_MESSAGE) &&
+	     m->msg_max < PIPE_BUF))
 		goto out;
 	if (map_len < m->map_size) {
 		e = -EINVAL;
@@ -760,7 +762,7 @@ int ipcd_ring_set_limit(struct ipcd_view *v, uint64_t limit, uint32_t tid)
 		return r;
 	if (load_used(v, &head, &tail)) {
 		r = -EIO;
-	} else if (tail - head > limit) {
+	} else if (v->sh ? ipcd_shared_queued(v->sh) > (ssize_t)limit : tail - head > limit) {
 		r = -EBUSY;
 	} else {
 		atomic_store_explicit(&v->r->limit, limit == v->cap ? 0 : (uint32_t)limit,
@@ -809,6 +811,8 @@ size_t ipcd_ring_need(const struct ipcd_view *v, size_t len)
 {
 	uint64_t to_end, rs;
 
+	if (v->sh)	/* cells: ipcd_ring_can_write counts them */
+		return len;
 	if (!(v->features & IPCD_RING_F_MESSAGE))
 		return len <= PIPE_BUF ? (len ? len : 1) : 1;
 	if (len > v->msg_max)
@@ -835,6 +839,8 @@ static uint64_t put_need(const struct ipcd_view *v, uint64_t tail, size_t len)
 {
 	uint64_t to_end, rs;
 
+	if (v->sh)	/* cells: ipcd_ring_can_write counts them */
+		return len;
 	if (!(v->features & IPCD_RING_F_MESSAGE))
 		return len;
 	if (len > v->msg_max)
@@ -1234,6 +1240,57 @@ static int qtail_load(struct ipcd_view *v, uint64_t head, uint64_t *tail)
 	if (!plausible(v, head, *tail))
 		return -EIO;
 	atomic_store_explicit(&v->qtail, *tail, RELEASE);
+	return 0;
+}
+
+ssize_t ipcd_ring_peek_owned(struct ipcd_view *v, struct ipcd_span sp[2])
+{
+	uint64_t head, old, tail, pos;
+	struct ipcd_ring_rec rec;
+	uint32_t off;
+	int r;
+
+	if (broken(v))
+		return -EIO;
+	head = old = atomic_load_explicit(&v->r->head, ACQUIRE);
+	if (qtail_load(v, head, &tail))
+		return -EIO;
+	off = atomic_load_explicit(&v->r->roff, RELAXED);
+	r = rec_next(v, &head, tail, &rec, &pos);
+	if (head != old)	/* past a pad, as a read would go */
+		atomic_store_explicit(&v->r->head, head, RELEASE);
+	if (r)
+		return r;
+	if (off > rec.len)
+		return -EIO;
+	/* A record never wraps (a pad goes first): one span. */
+	sp[0].p = v->data + pos + sizeof(rec) + off;
+	sp[0].n = rec.len - off;
+	sp[1].p = NULL;
+	sp[1].n = 0;
+	return (ssize_t)(rec.len - off);
+}
+
+int ipcd_ring_consume_owned(struct ipcd_view *v, uint64_t n, bool stream)
+{
+	uint64_t head = atomic_load_explicit(&v->r->head, RELAXED), tail, pos;
+	struct ipcd_ring_rec rec;
+	uint32_t off = atomic_load_explicit(&v->r->roff, RELAXED);
+
+	if (qtail_load(v, head, &tail) || rec_next(v, &head, tail, &rec, &pos))
+		return -EINVAL;	/* nothing peeked at head */
+	if (stream ? off + n > rec.len : n > 1)
+		return -EINVAL;
+	if (!n)
+		return 0;
+	if (stream && off + n < rec.len) {
+		atomic_store_explicit(&v->r->roff, off + (uint32_t)n, RELAXED);
+		return 0;
+	}
+	if (stream)
+		atomic_store_explicit(&v->r->roff, 0, RELAXED);
+	/* Release: the caller's reads of the bytes are done first. */
+	atomic_store_explicit(&v->r->head, head + rec_size(rec.len), RELEASE);
 	return 0;
 }
 

@@ -274,6 +274,12 @@ ssize_t ipcd_ring_put_owned(struct ipcd_view *v, const void *buf, size_t len, bo
 ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigned flags,
 			     size_t *full, bool stream);
 void ipcd_ring_wake(struct ipcd_view *v, enum ipcd_dir dir);
+/* Reading a queue in place, by its claimant: the record at head, from
+ * roff (past a pad first), in sp[0] (sp[1] empty): its length, -EAGAIN or
+ * -EIO; then consume n bytes of it (stream) or n records (0 or 1): 0 or
+ * -EINVAL.  Neither wakes anyone. */
+ssize_t ipcd_ring_peek_owned(struct ipcd_view *v, struct ipcd_span sp[2]);
+int ipcd_ring_consume_owned(struct ipcd_view *v, uint64_t n, bool stream);
 
 /*
  * Read in place.  peek takes the read lock and shows what a read would

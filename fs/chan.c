@@ -91,9 +91,10 @@ static uint32_t shared_msg_max(uint64_t cap)
 
 static void free_coord(struct chan *ch)
 {
-	free(ch->qs);
+	if (ch->st[0] != &ch->rs[0].v)
+		free(ch->st[0]);
+	ch->st[0] = ch->st[1] = NULL;
 	ch->qs = NULL;
-	free(ch->sh);
 	ch->sh = NULL;
 }
 
@@ -129,30 +130,35 @@ static int map_ring(struct chan *ch, uint64_t capacity, uint32_t features)
 			    coord == IPCD_COORD_SHARED ? shared_msg_max(qcap) : msg_max_for(qcap),
 			    coord, nq);
 	free_coord(ch);
-	if (!r && nq && !(ch->qs = calloc(2, sizeof(*ch->qs))))
-		r = -ENOMEM;
-	if (!r && coord == IPCD_COORD_SHARED && !(ch->sh = calloc(2, sizeof(*ch->sh))))
-		r = -ENOMEM;
+	ch->ops = ipcd_coord_ops(coord);
+	if (!r && ch->ops != &ipcd_coord_lock) {
+		char *st = calloc(2, ch->ops->size);
+
+		ch->st[0] = st;
+		ch->st[1] = st ? st + ch->ops->size : NULL;
+		if (!st)
+			r = -ENOMEM;
+	} else {
+		ch->st[0] = &ch->rs[0].v;
+		ch->st[1] = &ch->rs[1].v;
+	}
+	if (coord == IPCD_COORD_QUEUES)
+		ch->qs = ch->st[0];
+	else if (coord == IPCD_COORD_SHARED)
+		ch->sh = ch->st[0];
 	for (i = 0; i < n && !r; i++) {
 		r = ipcd_view_attach_role(&ch->rs[i].v, map, len, i);
-		if (!r && ch->sh) {
-			r = ipcd_shared_attach(&ch->sh[i], map, len, i);
-			/* The first writer slot is the daemon's, for the slow
-			 * path's writes: they never wait for a client's. */
-			if (!r) {
-				atomic_store(&ch->sh[i].ws[0].tid, daemon_id());
-				ch->rs[i].v = ch->sh[i].v;
-			}
-		}
-		if (!r && nq) {
-			r = ipcd_qset_attach(&ch->qs[i], map, len, i);
-			/* The first queue is the daemon's, for the slow path's
-			 * writes: no thread of a client ever owns it. */
-			if (!r) {
-				atomic_store(&ch->qs[i].q[0].r->owner, daemon_id());
-				ch->rs[i].v = ch->qs[i].q[0];
-			}
-		}
+		if (!r && ch->st[i] != &ch->rs[i].v)
+			r = ch->ops->attach(ch->st[i], map, len, i);
+		/* The first queue, or writer slot, is the daemon's, for the
+		 * slow path's writes: no thread of a client ever owns it, and
+		 * they never wait for a client's. */
+		if (!r && ch->sh)
+			atomic_store(&ch->sh[i].ws[0].tid, daemon_id());
+		if (!r && ch->qs)
+			atomic_store(&ch->qs[i].q[0].r->owner, daemon_id());
+		if (!r)
+			ch->rs[i].v = *ch->ops->view(ch->st[i]);
 	}
 	if (r) {
 		munmap(map, len);
@@ -232,6 +238,7 @@ int chan_reformat(struct chan *ch, uint64_t capacity, uint32_t features)
 	ipcd->freed_bytes += chan_bytes(ch);	/* the counters start over */
 	ipcd->freed_reused += chan_reused(ch);
 	ipcd->freed_served += chan_served(ch);
+	ipcd->freed_served_by[ch->coord] += chan_served(ch);
 	anc_clear(&ch->rs[0]);
 	anc_clear(&ch->rs[1]);
 	munmap(ch->map, ch->map_len);
@@ -255,8 +262,8 @@ int chan_set_coord(struct chan *ch, uint32_t coord)
 
 	if (coord > IPCD_COORD_MAX)
 		return -EINVAL;
-	if (ch->anon)
-		return coord == IPCD_COORD_LOCK ? 0 : -EBUSY;
+	if (ch->anon)	/* its kind decides (chan_pipes_coord) */
+		return coord == old ? 0 : -EBUSY;
 	if (coord == old)
 		return 0;
 	ch->coord = coord;
@@ -277,10 +284,8 @@ void chan_reap(struct chan *ch)
 {
 	unsigned i;
 
-	for (i = 0; ch->qs && ch->map && i < ch->nrings; i++)
-		ipcd_qset_reap(&ch->qs[i]);
-	for (i = 0; ch->sh && ch->map && i < ch->nrings; i++)
-		ipcd_shared_reap(&ch->sh[i]);
+	for (i = 0; ch->map && i < ch->nrings; i++)
+		ch->ops->reap(ch->st[i]);
 }
 
 /* The ring features an anonymous channel of kind anon needs. */
@@ -296,13 +301,29 @@ uint32_t chan_anon_features(uint32_t anon)
 }
 
 /*
+ * The coordination of an anonymous channel of kind anon.  Pipes take the
+ * mount's if it keeps a pipe's order: one shared ring does (a write that
+ * began after another ended has the later ticket), queues do not (a
+ * reader may take a later writer's queue first), so pipes keep the lock
+ * then.  Socket pairs keep the lock, whose rings alone carry attachments
+ * (SCM_RIGHTS).
+ */
+uint32_t chan_pipes_coord(uint32_t anon)
+{
+	if ((anon == IPCD_ANON_PIPE || anon == IPCD_ANON_PACKET) &&
+	    ipcd->coord_default == IPCD_COORD_SHARED)
+		return IPCD_COORD_SHARED;
+	return IPCD_COORD_LOCK;
+}
+
+/*
  * Make a fresh channel nobody has open an anonymous one of kind anon: the
  * rings it needs, the kind in their headers, and a pipe's size.  Its next
  * two read-write opens marked O_NOATIME are its two ends (ring.h).
  */
 int chan_set_anon(struct chan *ch, uint32_t anon)
 {
-	uint32_t features = chan_anon_features(anon);
+	uint32_t features = chan_anon_features(anon), coord;
 	unsigned i;
 	int r;
 
@@ -310,9 +331,9 @@ int chan_set_anon(struct chan *ch, uint32_t anon)
 		return -EINVAL;
 	if (ch->opens || ch->anon)
 		return -EBUSY;
-	/* The shim reads a pair's ring itself: pairs keep the lock. */
-	if (ch->coord != IPCD_COORD_LOCK || features != ch->features) {
-		ch->coord = IPCD_COORD_LOCK;
+	coord = chan_pipes_coord(anon);
+	if (ch->coord != coord || features != ch->features) {
+		ch->coord = coord;
 		r = chan_reformat(ch, ch->cap, features);
 		if (r)
 			return r;
@@ -322,6 +343,8 @@ int chan_set_anon(struct chan *ch, uint32_t anon)
 	for (i = 0; i < ch->nrings; i++) {
 		/* Pipe: end 1 writes the ring; socket pair: side s writes ring s. */
 		ipcd_view_set_ends(&ch->rs[i].v, ch->rs[0].v.r, ch->nrings == 2 ? i : 1);
+		if (ch->st[i] != &ch->rs[i].v)	/* the daemon reads and writes by it */
+			ch->ops->set_ends(ch->st[i], ch->rs[0].v.r, ch->nrings == 2 ? i : 1);
 		ch->rs[i].v.r->anon = anon;
 		if ((anon == IPCD_ANON_PIPE || anon == IPCD_ANON_PACKET) &&
 		    ch->cap > IPCD_PIPE_SIZE)
@@ -339,6 +362,7 @@ void chan_free_ring(struct chan *ch)
 	ipcd->freed_bytes += chan_bytes(ch);
 	ipcd->freed_reused += chan_reused(ch);
 	ipcd->freed_served += chan_served(ch);
+	ipcd->freed_served_by[ch->coord] += chan_served(ch);
 	anc_clear(&ch->rs[0]);
 	anc_clear(&ch->rs[1]);
 	cds_list_del(&ch->all);
@@ -361,26 +385,14 @@ static const char *kind_name(uint32_t features)
 	return kinds[features & IPCD_RING_F_KNOWN];
 }
 
-/* Bytes ever written into the channel's rings (by any path). */
-/* Side i's tail (tails) or head, summed over its queues. */
+/* Side i's tail (tails) or head, as bytes its rings moved (a ring of
+ * cells counts whole cells). */
 static uint64_t side_sum(const struct chan *ch, unsigned i, bool tails)
 {
-	uint64_t sum = 0;
-	unsigned q;
-
-	if (!ch->map)
-		return 0;
-	/* A ring of cells counts cells: its bytes are cells of 64. */
-	if (ch->sh)
-		return atomic_load(tails ? &ch->rs[i].v.r->tail : &ch->rs[i].v.r->head) *
-		       IPCD_CELL_SIZE;
-	if (!ch->qs)
-		return atomic_load(tails ? &ch->rs[i].v.r->tail : &ch->rs[i].v.r->head);
-	for (q = 0; q < ch->qs[i].n; q++)
-		sum += atomic_load(tails ? &ch->qs[i].q[q].r->tail : &ch->qs[i].q[q].r->head);
-	return sum;
+	return ch->map ? ch->ops->moved(ch->st[i], tails) : 0;
 }
 
+/* Bytes ever written into the channel's rings (by any path). */
 uint64_t chan_bytes(const struct chan *ch)
 {
 	uint64_t sum = 0;
@@ -448,6 +460,9 @@ int chan_recycle(fuse_ino_t ino, uid_t uid, gid_t gid, uint32_t *anon, uint64_t 
 		for (i = 0; i < IPCD_HOLDERS; i++)
 			if (atomic_load(&r0->holders[e][i]))
 				return -EBUSY;
+	/* Queues or a shared ring: only empty ones, their owners forgotten. */
+	if (ipcd_map_recycle(ch->map, ch->map_len))
+		return -EBUSY;
 	for (i = 0; i < ch->nrings; i++) {
 		struct ipcd_ring *r = ch->rs[i].v.r;
 
@@ -639,72 +654,54 @@ static struct ipcd_view read_view(struct handle *h)
 	return v;
 }
 
-/* Retry once after taking a lock over from a dead holder. */
-static ssize_t after_busy(struct rstate *rs, struct ipcd_view *v,
-			  enum ipcd_dir dir, ssize_t n)
+/* A read or write met another thread inside: look again soon, and with
+ * the lock, take it over from a dead holder (then -EAGAIN: once more). */
+static ssize_t after_busy(struct chan *ch, struct rstate *rs, void *st, enum ipcd_dir dir)
 {
 	int r;
 
-	if (n != -EBUSY)
-		return n;
-	r = ipcd_ring_lock_reap(v, dir);
+	rs->busy = true;
+	if (ch->ops != &ipcd_coord_lock)
+		return -EBUSY;
+	r = ipcd_ring_lock_reap(st, dir);
 	if (r < 0)
 		return -EIO;
-	rs->busy = true;
 	return r ? -EAGAIN : -EBUSY;
 }
 
 static ssize_t do_read(struct handle *h, void *buf, size_t size)
 {
 	struct chan *ch = h->ch;
+	struct rstate *rs = in_ring(h);
 	struct ipcd_view v;
+	void *st = ch->st[rs - ch->rs];
 	ssize_t n;
+	int again = 0;
 
 	if (ch->broken || !ch->map)
 		return -EIO;
 	/* Our own read must not wake the core for our own space interest;
 	 * chan_progress counts us again afterwards. */
-	want(in_ring(h), in_ring(h)->want_data, false);
-	if (ch->qs) {
-		/* Queues: read as a reader like any other, with this open
-		 * file's end-of-file rule. */
-		struct ipcd_qset *qs = &ch->qs[in_ring(h) - ch->rs];
-
-		qs->q[0].eof_epoch = h->eof_epoch;
-		n = ipcd_qset_read(qs, buf, size, daemon_id(), 0, NULL);
-		if (n == -EBUSY) {
-			in_ring(h)->busy = true;	/* look again soon */
-			n = -EAGAIN;
-		}
-		if (n == -EIO)
-			chan_break(ch);
-		if (n > 0)
-			ipcd->slow_bytes += (uint64_t)n;
-		return n;
+	want(rs, rs->want_data, false);
+	/* A reader like any other, with this open file's end-of-file rule:
+	 * the lock's view is a copy, the other designs' state the daemon's
+	 * own. */
+	if (st == &rs->v) {
+		v = read_view(h);
+		st = &v;
+	} else {
+		ch->ops->view(st)->eof_epoch = h->eof_epoch;
 	}
-	if (ch->sh) {
-		/* One ring of cells: read as a reader like any other. */
-		struct ipcd_shared *sh = &ch->sh[in_ring(h) - ch->rs];
-
-		sh->v.eof_epoch = h->eof_epoch;
-		n = ipcd_shared_read(sh, buf, size, daemon_id(), 0, NULL);
-		if (n == -EIO)
-			chan_break(ch);
-		if (n > 0)
-			ipcd->slow_bytes += (uint64_t)n;
-		return n;
-	}
-	v = read_view(h);
-	n = ipcd_ring_read(&v, buf, size, ipcd_tid(), 0, NULL);
-	if (n == -EBUSY)
-		n = after_busy(in_ring(h), &v, IPCD_WAIT_DATA, n);
-	if (n == -EAGAIN)	/* a pad or a dead holder's lock: once more */
-		n = ipcd_ring_read(&v, buf, size, ipcd_tid(), 0, NULL);
+	do {
+		n = ch->ops->read(st, buf, size, daemon_id(), 0, NULL, NULL);
+		if (n == -EBUSY)
+			n = after_busy(ch, rs, st, IPCD_WAIT_DATA);
+	} while (n == -EAGAIN && !again++);	/* a pad or a dead holder's lock */
 	if (n == -EIO)
 		chan_break(ch);
 	if (n > 0) {
 		ipcd->slow_bytes += (uint64_t)n;
-		anc_sync(in_ring(h));	/* what we read past is dropped */
+		anc_sync(rs);	/* what we read past is dropped */
 	}
 	return n;
 }
@@ -723,16 +720,12 @@ static int do_write(struct handle *h, const unsigned char *buf, size_t size,
 	/* Likewise: our own write must not wake the core for our data interest. */
 	want(out, false, out->want_space);
 	while (*done < size || (size == 0 && *done == 0)) {
-		if (ch->qs)	/* the daemon writes its own queue, the first */
-			n = ipcd_qset_write(&ch->qs[out - ch->rs], buf + *done, size - *done,
-					    daemon_id());
-		else if (ch->sh)	/* in a writer slot of its own */
-			n = ipcd_shared_write(&ch->sh[out - ch->rs], buf + *done, size - *done,
-					      daemon_id());
-		else
-			n = ipcd_ring_write(&out->v, buf + *done, size - *done, ipcd_tid());
+		/* Queues: the daemon's own, the first; a shared ring: in a
+		 * writer slot of its own. */
+		n = ch->ops->write(ch->st[out - ch->rs], buf + *done, size - *done, daemon_id(),
+				   NULL);
 		if (n == -EBUSY)
-			n = after_busy(out, &out->v, IPCD_WAIT_SPACE, n);
+			n = after_busy(ch, out, ch->st[out - ch->rs], IPCD_WAIT_SPACE);
 		if (n == -EAGAIN && !again++)
 			continue;	/* a pad went in first, or a lock was reaped */
 		if (n < 0) {
@@ -761,18 +754,14 @@ static short handle_revents(struct handle *h)
 	if (ch->broken || !ch->map)
 		return POLLERR;
 	v = read_view(h);
-	if (ch->sh ? ipcd_shared_readable(&ch->sh[in_ring(h) - ch->rs]) < 0 :
-		     ipcd_ring_readable(&v) < 0 || ipcd_ring_space(&out->v) < 0 ||
-		     (ch->qs && ipcd_qset_queued(&ch->qs[in_ring(h) - ch->rs]) < 0)) {
+	if (ch->ops->readable(ch->st[in_ring(h) - ch->rs]) < 0 ||
+	    (!ch->sh && ipcd_ring_space(&out->v) < 0)) {
 		chan_break(ch);
 		return POLLERR;
 	}
 	if (h->roles & IPCD_ROLE_READ) {
-		unsigned side = (unsigned)(in_ring(h) - ch->rs);
-
 		/* Cells reserved and not yet written are no data. */
-		if (ch->sh ? ipcd_shared_has_data(&ch->sh[side]) :
-			     side_sum(ch, side, true) != side_sum(ch, side, false))
+		if (ch->ops->has_data(ch->st[in_ring(h) - ch->rs]))
 			rev |= POLLIN | POLLRDNORM;
 		if (ipcd_ring_hup(&v))
 			rev |= POLLHUP;	/* as a pipe: data or not */
@@ -799,8 +788,7 @@ static void snapshot(struct handle *h, uint64_t snap[8])
 		snap[4 * i + 1] = side_sum(ch, i, false);
 		/* A ring of cells: a record published after its cells were
 		 * reserved moves no index. */
-		if (ch->sh)
-			snap[4 * i] ^= (uint64_t)ipcd_shared_has_data(&ch->sh[i]) << 63;
+		snap[4 * i] ^= (uint64_t)ch->ops->has_data(ch->st[i]) << 63;
 		/* The counts as the rules see them: holders leaving count. */
 		snap[4 * i + 2] = atomic_load(&r->writers_epoch) ^
 				  (uint64_t)ipcd_ring_hup(&ch->rs[i].v) << 31;

@@ -130,10 +130,14 @@ struct chan {
 	unsigned nrings;		/* 1, or 2 for a duplex channel: sides */
 	uint32_t coord;			/* IPCD_COORD_* */
 	unsigned nq;			/* queues a side (coord queues), else 0 */
-	struct ipcd_qset *qs;		/* queues: one set a side, else NULL;
-					   rs[i].v is side i's first queue */
+	/* The coordination's calls (coord.h) and its state of side i,
+	 * st[i]: &rs[i].v for the lock; else an array of two (qs or sh),
+	 * and rs[i].v is a copy of its first ring. */
+	const struct ipcd_coord_ops *ops;
+	void *st[2];
+	struct ipcd_qset *qs;		/* queues: one set a side, else NULL */
 	struct ipcd_shared *sh;		/* shared: one ring of cells a side,
-					   else NULL; rs[i].v is its view */
+					   else NULL */
 	struct rstate rs[2];
 	unsigned opens;
 	uint32_t anon;			/* IPCD_ANON_*, or 0 for a named channel */
@@ -190,6 +194,7 @@ struct ipcd_fs {
 	uint64_t freed_bytes;		/* bytes ever written to rings now freed */
 	uint64_t freed_reused;		/* reuses counted by pairs now freed */
 	uint64_t freed_served;		/* pipes served by pairs now freed */
+	uint64_t freed_served_by[IPCD_COORD_MAX + 1];	/* of them, by coordination */
 	uint64_t slow_bytes;		/* bytes the daemon read or wrote for clients */
 	_Atomic uint64_t core_ns;	/* CPU time of the coordination core's thread */
 
@@ -232,6 +237,7 @@ const char *chan_coord(const struct chan *ch);
 /* Free the queues and reader slots of dead threads (queues). */
 void chan_reap(struct chan *ch);
 int chan_set_anon(struct chan *ch, uint32_t anon);
+uint32_t chan_pipes_coord(uint32_t anon);
 uint32_t chan_anon_features(uint32_t anon);
 void chan_free_ring(struct chan *ch);
 void chan_destroy(struct chan *ch);

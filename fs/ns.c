@@ -974,33 +974,47 @@ static void reply_value(fuse_req_t req, const char *v, size_t len, size_t size)
  * rings (record headers and pads included), and payload bytes the daemon
  * itself wrote or read for clients (slow_bytes), pairs readied for another
  * pipe (reused) and pipes that pairs served (served): when slow_bytes stays
- * put while bytes grows, the traffic went through the rings alone. */
+ * put while bytes grows, the traffic went through the rings alone.  pipes:
+ * the coordination a pipe's pair gets (chan_pipes_coord), and
+ * served_<coordination>: the pipes and socket pairs pairs of each served. */
 static int status_line(char *v, size_t len)
 {
+	static const char *const coords[] = IPCD_COORD_NAMES;
 	uint64_t bytes = ipcd->freed_bytes, reused = ipcd->freed_reused;
-	uint64_t served = ipcd->freed_served;
+	uint64_t served = ipcd->freed_served, by[IPCD_COORD_MAX + 1];
 	struct chan *ch;
+	int n;
+	unsigned k;
 
+	memcpy(by, ipcd->freed_served_by, sizeof(by));
 	cds_list_for_each_entry(ch, &ipcd->chans, all) {
 		bytes += chan_bytes(ch);
 		reused += chan_reused(ch);
 		served += chan_served(ch);
+		by[ch->coord] += chan_served(ch);
 	}
-	return snprintf(v, len,
-			"fastpath=%s%s%s channels=%llu memory=%llu/%llu created=%llu "
-			"reused=%llu served=%llu bytes=%llu slow_bytes=%llu core_us=%llu\n",
-			ipcd->fastpath ? "on" : "off",
-			ipcd->fastpath ? "" : " reason=",
-			ipcd->fastpath ? "" : ipcd->fastpath_why,
-			(unsigned long long)ipcd->nchannels,
-			(unsigned long long)ipcd->mem_used,
-			(unsigned long long)ipcd->mem_limit,
-			(unsigned long long)ipcd->created,
-			(unsigned long long)reused,
-			(unsigned long long)served,
-			(unsigned long long)bytes,
-			(unsigned long long)ipcd->slow_bytes,
-			(unsigned long long)(atomic_load(&ipcd->core_ns) / 1000));
+	n = snprintf(v, len,
+		     "fastpath=%s%s%s channels=%llu memory=%llu/%llu created=%llu "
+		     "reused=%llu served=%llu bytes=%llu slow_bytes=%llu core_us=%llu pipes=%s",
+		     ipcd->fastpath ? "on" : "off",
+		     ipcd->fastpath ? "" : " reason=",
+		     ipcd->fastpath ? "" : ipcd->fastpath_why,
+		     (unsigned long long)ipcd->nchannels,
+		     (unsigned long long)ipcd->mem_used,
+		     (unsigned long long)ipcd->mem_limit,
+		     (unsigned long long)ipcd->created,
+		     (unsigned long long)reused,
+		     (unsigned long long)served,
+		     (unsigned long long)bytes,
+		     (unsigned long long)ipcd->slow_bytes,
+		     (unsigned long long)(atomic_load(&ipcd->core_ns) / 1000),
+		     coords[chan_pipes_coord(IPCD_ANON_PIPE)]);
+	for (k = 0; k <= IPCD_COORD_MAX && n > 0 && (size_t)n < len; k++)
+		n += snprintf(v + n, len - (size_t)n, " served_%s=%llu", coords[k],
+			      (unsigned long long)by[k]);
+	if (n > 0 && (size_t)n < len)
+		n += snprintf(v + n, len - (size_t)n, "\n");
+	return n;
 }
 
 static void ns_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,

@@ -33,6 +33,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include "coord.h"
 #include "shim.h"
 
 #define KINDS		(IPCD_ANON_MAX + 1)
@@ -779,7 +780,10 @@ static bool keep_take(uint32_t anon, bool cloexec, bool nb, int fds[2], struct s
 		if (!end_free(k->m, 0) || !end_free(k->m, 1))
 			continue;	/* still held elsewhere: later */
 		r1 = k->m->r1;
-		if (!ring_fresh(k->m->r0, anon) || (r1 && !ring_fresh(r1, anon))) {
+		/* Queues or a shared ring: only empty ones, their owners
+		 * forgotten. */
+		if (ipcd_map_recycle(k->m->map, k->m->len) ||
+		    !ring_fresh(k->m->r0, anon) || (r1 && !ring_fresh(r1, anon))) {
 			kept_drop(k);
 			continue;
 		}

@@ -81,7 +81,7 @@ short shim_revents(struct sfd *s, int fd, short events)
 	 * then seen (its acquire pairs with the release that publishes the
 	 * writer gone, after its bytes). */
 	hup = ipcd_ring_hup(in);
-	data = atomic_load(&in->r->tail) != atomic_load(&in->r->head);
+	data = ipcd_has_data(c);
 	no_reader = ipcd_ring_readers(out) == 0;
 	if (s->kind == SK_PIPE) {
 		if (s->roles & IPCD_ROLE_READ) {
@@ -91,7 +91,9 @@ short shim_revents(struct sfd *s, int fd, short events)
 				rev |= POLLHUP;
 		}
 		if (s->roles & IPCD_ROLE_WRITE) {
-			if (room >= PIPE_BUF)
+			/* With no reader too, as the kernel: writable
+			 * while there is room. */
+			if (ipcd_has_room(c, PIPE_BUF))
 				rev |= POLLOUT | POLLWRNORM;
 			if (no_reader)
 				rev |= POLLERR;

@@ -651,5 +651,11 @@ void shim_site_done(struct ipcd_ring *r0, struct ipcd_ring *r1)
 		bytes += atomic_load(&r1->tail) - atomic_load(&r1->site_tail);
 		writes += atomic_load(&r1->writes) - atomic_load(&r1->site_writes);
 	}
+	/* A ring of cells counts cells, not writes: each write took one or
+	 * more, so their count is at least the writes'. */
+	if (r0->kind == IPCD_RING_KIND_CELLS) {
+		writes = (uint32_t)bytes;
+		bytes *= IPCD_CELL_SIZE;
+	}
 	note(key, bytes, writes);
 }

@@ -201,9 +201,8 @@ START_TEST(test_stream_basic)
 	ck_assert_ptr_ne(ipcd_qset_wq(&t.s, a), ipcd_qset_wq(&t.s, b));
 	ck_assert_uint_eq(atomic_load(&ipcd_qset_wq(&t.s, a)->r->owner), a);
 	ck_assert_int_eq(ipcd_qset_can_read(&t.s), 1);
-	/* Bytes of the records, headers and padding included (8 + 8 each),
-	 * less the 3 already read. */
-	ck_assert_int_eq(ipcd_qset_queued(&t.s), 3 * 16 - 3);
+	/* The records' payload, less the 3 bytes already read. */
+	ck_assert_int_eq(ipcd_qset_queued(&t.s), 4 - 3 + 2 + 2);
 	/* The rest of the write a read stopped in comes next, whatever the
 	 * order of the queues, then that writer's next write: a read takes
 	 * one writer's bytes only. */
@@ -245,6 +244,58 @@ START_TEST(test_message_basic)
 	ck_assert_uint_eq(full, 5);
 	ck_assert_int_eq(ipcd_qset_read(&t.s, out, sizeof(out), a, 0, &full), -EAGAIN);
 	ck_assert_int_eq(ipcd_qset_write(&t.s, out, 4096, a), -EMSGSIZE);
+	tq_close(&t);
+}
+END_TEST
+
+/* Reading in place: a record of one queue, the reader inside it until it
+ * consumes (another reader passes that queue by), a stream's record
+ * consumed in parts, then the other writer's; a message whole. */
+START_TEST(test_peek)
+{
+	struct tq t;
+	struct ipcd_span sp[2];
+	char out[64];
+	size_t full;
+	uint32_t a = me(), b = (uint32_t)getppid();
+	ssize_t n;
+
+	tq_open(&t, 4096, 0, 4);
+	ck_assert_int_eq(ipcd_qset_peek(&t.s, sp, a), -EAGAIN);
+	ck_assert_int_eq(ipcd_qset_consume(&t.s, 0), -EINVAL);
+	ck_assert_int_eq(ipcd_qset_write(&t.s, "hello", 5, a), 5);
+	ck_assert_int_eq(ipcd_qset_write(&t.s, "xy", 2, b), 2);
+	n = ipcd_qset_peek(&t.s, sp, a);
+	ck_assert(n == 5 || n == 2);
+	ck_assert_uint_eq(sp[1].n, 0);
+	ck_assert_int_eq(ipcd_qset_peek(&t.s, sp, a), -EALREADY);
+	if (n == 2) {	/* b's queue came first: take it whole */
+		ck_assert_int_eq(memcmp(sp[0].p, "xy", 2), 0);
+		ck_assert_int_eq(ipcd_qset_consume(&t.s, 2), 0);
+		ck_assert_int_eq(ipcd_qset_peek(&t.s, sp, a), 5);
+	}
+	ck_assert_int_eq(memcmp(sp[0].p, "hello", 5), 0);
+	/* Another reader meanwhile takes what is in the other queues only. */
+	if (n == 5)
+		ck_assert_int_eq(ipcd_qset_read(&t.s, out, sizeof(out), b, 0, &full), 2);
+	ck_assert_int_eq(ipcd_qset_read(&t.s, out, sizeof(out), b, 0, &full), -EBUSY);
+	ck_assert_int_eq(ipcd_qset_consume(&t.s, 6), -EINVAL);
+	ck_assert_int_eq(ipcd_qset_consume(&t.s, 2), 0);
+	ck_assert_int_eq(ipcd_qset_peek(&t.s, sp, a), 3);
+	ck_assert_int_eq(memcmp(sp[0].p, "llo", 3), 0);
+	ck_assert_int_eq(ipcd_qset_consume(&t.s, 3), 0);
+	ck_assert_int_eq(ipcd_qset_peek(&t.s, sp, a), -EAGAIN);
+	ck_assert_int_eq(ipcd_qset_queued(&t.s), 0);
+	tq_close(&t);
+
+	tq_open(&t, 4096, IPCD_RING_F_MESSAGE, 2);
+	ck_assert_int_eq(ipcd_qset_write(&t.s, "one", 3, a), 3);
+	ck_assert_int_eq(ipcd_qset_peek(&t.s, sp, a), 3);
+	ck_assert_int_eq(ipcd_qset_consume(&t.s, 2), -EINVAL);
+	ck_assert_int_eq(ipcd_qset_consume(&t.s, 0), 0);	/* left: it comes again */
+	ck_assert_int_eq(ipcd_qset_peek(&t.s, sp, a), 3);
+	ck_assert_int_eq(ipcd_qset_consume(&t.s, 1), 0);
+	ck_assert_int_eq(ipcd_qset_read(&t.s, out, sizeof(out), a, 0, &full), -EAGAIN);
 	tq_close(&t);
 }
 END_TEST
@@ -708,6 +759,7 @@ static Suite *coord_suite(void)
 	tcase_add_test(tc, test_directory_rejects);
 	tcase_add_test(tc, test_stream_basic);
 	tcase_add_test(tc, test_message_basic);
+	tcase_add_test(tc, test_peek);
 	tcase_add_test(tc, test_wrap_and_full);
 	tcase_add_test(tc, test_queues_run_out);
 	tcase_add_test(tc, test_claims);

@@ -193,6 +193,7 @@ _FILEINFO = struct.Struct("=IIII")     # roles, side, eof_epoch, reserved
 # Indexes of the shared words in the 'Q' (8-byte) and 'I' (4-byte) views.
 _Q_TAIL = 64 // 8
 _Q_HEAD = 128 // 8
+_Q_RPART = 152 // 8              # a ring of cells of a stream: 1 + a part-read ticket
 _Q_WRITERS_EPOCH = 256 // 8
 _I_WLOCK = 72 // 4
 _I_WRITES = 84 // 4
@@ -341,10 +342,12 @@ def check_map(buf, length, role):
         raise _err(errno.EINVAL, "no ring of role %d" % role)
     hdr_off, data_off, cap = found
     # A queue of a stream channel takes a write of up to its capacity less
-    # the record header in one record, a ring of cells PIPE_BUF bytes.
-    ring_max = msg_max if features & RING_F_MESSAGE else (
-        cap - REC_HDR_SIZE if kind == RING_KIND_RECORDS else
-        PIPE_BUF if kind == RING_KIND_CELLS else 0)
+    # the record header in one record, a ring of cells the directory's
+    # msg_max (at least PIPE_BUF).
+    ring_max = msg_max if features & RING_F_MESSAGE or kind == RING_KIND_CELLS else (
+        cap - REC_HDR_SIZE if kind == RING_KIND_RECORDS else 0)
+    if kind == RING_KIND_CELLS and ring_max < PIPE_BUF:
+        raise _err(errno.EIO, "a ring of cells whose records are under PIPE_BUF")
     if kind == RING_KIND_CELLS and \
             nrslots * _cells(ring_max) > cap // CELL_SIZE // 2:
         raise _err(errno.EIO, "more writer slots than the ring has room for")
@@ -889,8 +892,11 @@ class Channel:
         out = self._copy_out(ring, (u % ring.ncells) * CELL_SIZE + off, n)
         if not self.is_message and off + n < length:
             ring.cw[4 * c + 3] = off + n
+            ring.q[_Q_RPART] = u + 1        # the next read goes on with it
             ring.cq[2 * c] = self._cell_word(CELL_FULL, u)     # back, the rest later
             return out
+        if not self.is_message and ring.q[_Q_RPART] == u + 1:
+            ring.q[_Q_RPART] = 0            # (a reader that finds it stale clears it too)
         for i in range(_cells(length) - 1, -1, -1):
             ring.cq[2 * _cell_index(u + i, ring.ncells)] = \
                 self._cell_word(CELL_FREE, u + i + ring.ncells)

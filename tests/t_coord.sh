@@ -3,8 +3,9 @@
 # a real mount, in either design: coordinated by queues (-o coord=queues,
 # the default here) or by one shared ring (T_COORD=shared: -o
 # coord=shared, as t_shared.sh runs it), and the attribute user.ipcd.coord:
-#   - the attribute: read, set before any open, refused while open, on an
-#     anonymous pair, and for a bad value; the mount's default;
+#   - the attribute: read, set before any open, refused while open, for a
+#     bad value; the mount's default; an anonymous pipe's (a shared ring on
+#     a mount of shared rings, else the lock) and socket pair's (the lock);
 #   - fan-in: 4 writers over mmap into one stream, each writer's lines whole
 #     and in order, every line once;
 #   - fan-out: 3 readers share the read end, every line reaches exactly one;
@@ -325,9 +326,18 @@ grep -q '^w12 0 ' "$TMPD/reuse" || fail "the last writer's line"
 	fail "writers went through the daemon ($(($(status slow_bytes) - slow0)) bytes): nothing taken over"
 pass "12 writers killed in turn on $SLOTS $WHAT: each dead one's taken over, lines whole"
 
-# ---- anonymous pairs keep the lock ----------------------------------------------------------
+# ---- anonymous pairs: pipes take a shared ring, else the lock -------------------------------
+# One shared ring keeps a pipe's order; queues do not (a later writer's
+# queue may be read first), and only the lock's rings carry descriptors.
+[ "$DESIGN" = shared ] && want=shared || want=lock
 P=$MNT/pair
 : > "$P"
 setfattr -n user.ipcd.anon -v pipe "$P" || fail "set anon"
-[ "$(coord_of "$P")" = lock ] || fail "an anonymous pair is coordinated by $(coord_of "$P")"
-pass "an anonymous pair keeps the lock (the shim reads its ring itself)"
+[ "$(coord_of "$P")" = "$want" ] || fail "an anonymous pipe is coordinated by $(coord_of "$P"), not $want"
+P=$MNT/spair
+: > "$P"
+setfattr -n user.ipcd.anon -v stream "$P" || fail "set anon"
+[ "$(coord_of "$P")" = lock ] || fail "an anonymous socket pair is coordinated by $(coord_of "$P")"
+getfattr -n user.ipcd.status --only-values "$MNT" | grep -q " pipes=$want " ||
+	fail "the status does not say pipes=$want"
+pass "an anonymous pipe is coordinated by $want, a socket pair by the lock, as the status says"

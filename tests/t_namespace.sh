@@ -361,7 +361,7 @@ t "every attribute listxattr names can be read (getfattr -d)" eq "$errs_ok" ""
 t "listxattr of the root names status" \
 	eq "$(getfattr -m - "$M" 2>/dev/null | grep ^user | tr '\n' ' ')" "user.ipcd.status "
 t "status has fastpath, channels, memory and byte counts" \
-	sh -c 'getfattr --absolute-names --only-values -n user.ipcd.status "$1" | grep -Eq "^fastpath=(on|off( reason=.+)?) channels=[0-9]+ memory=[0-9]+/[0-9]+ created=[0-9]+ reused=[0-9]+ served=[0-9]+ bytes=[0-9]+ slow_bytes=[0-9]+ core_us=[0-9]+$"' sh "$M"
+	sh -c 'getfattr --absolute-names --only-values -n user.ipcd.status "$1" | grep -Eq "^fastpath=(on|off( reason=.+)?) channels=[0-9]+ memory=[0-9]+/[0-9]+ created=[0-9]+ reused=[0-9]+ served=[0-9]+ bytes=[0-9]+ slow_bytes=[0-9]+ core_us=[0-9]+ pipes=(lock|shared) served_lock=[0-9]+ served_queues=[0-9]+ served_shared=[0-9]+$"' sh "$M"
 errs "set an unknown user.* xattr: not supported" "Operation not supported" \
 	setfattr -n user.other -v 1 "$X"
 errs "get an unknown user.* xattr: no such attribute" "No such attribute" \

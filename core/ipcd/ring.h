@@ -379,7 +379,8 @@ struct ipcd_rslot {
  *	h = load_acquire(head); t0 = load(tail)
  *	if t0 + k - h > room: full (room: capacity in cells less
  *	    nslots * kmax, so the reservations between a check and its
- *	    fetch-and-add never reach a cell not yet consumed)
+ *	    fetch-and-add never reach a cell not yet consumed; with a
+ *	    limit, at most limit / 16 but at least kmax)
  *	slot[w].rsv = PENDING; t = fetch_add(tail, k); slot[w].rsv = RSV(t, k)
  *	copy the payload; store CONT(t + i) for i >= 1; store len, off = 0
  *	store_release(word[t], FULL(t)); slot[w].rsv = 0
@@ -443,7 +444,7 @@ struct ipcd_ring {
 	uint64_t map_size;	/* the whole mapping's, as the directory's */
 	uint32_t anon;		/* IPCD_ANON_*: what an anonymous channel
 				   stands in for; 0 for a named channel */
-	uint32_t reserved0a;	/* zero */
+	uint32_t kind;		/* IPCD_RING_KIND_*, as the directory's */
 	uint64_t reserved0[2];	/* zero */
 
 	/* Cache line 1: written by the producer holding wlock. */
@@ -466,7 +467,11 @@ struct ipcd_ring {
 					   may take from it, or 0 */
 	IPCD_ATOMIC(uint32_t) roff;	/* queues, stream: bytes of the record at
 					   head already read */
-	uint32_t reserved2[11];		/* zero */
+	uint32_t reserved2a;		/* zero */
+	IPCD_ATOMIC(uint64_t) rpart;	/* shared, stream: 1 + the ticket of a
+					   record a read took part of (the
+					   next read goes on with it), or 0 */
+	uint32_t reserved2[8];		/* zero */
 
 	/* Cache line 3: sleeping and waking; rarely written. */
 	IPCD_ATOMIC(uint32_t) data_seq;	   /* futex: producers bump it to wake readers */
@@ -515,6 +520,7 @@ _Static_assert(__builtin_offsetof(struct ipcd_map, hdr_area) == 48, "hdr_area");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, owner) == 88, "owner on line 1");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, rclaim) == 140, "rclaim on line 2");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, roff) == 144, "roff on line 2");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, rpart) == 152, "rpart on line 2");
 _Static_assert(sizeof(struct ipcd_rslot) == 64, "a reader slot is a cache line");
 _Static_assert(sizeof(struct ipcd_wslot) == 64, "a writer slot is a cache line");
 _Static_assert(sizeof(struct ipcd_cell) == 16, "a cell's entry is 16 bytes");
