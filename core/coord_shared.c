@@ -196,6 +196,20 @@ static uint64_t room_of(const struct ipcd_shared *s)
 	return lim > ipcd_cells_of(s->rec_max) ? lim : ipcd_cells_of(s->rec_max);
 }
 
+/*
+ * Two readers that consume neighbouring records at once may each move
+ * head before the other's cells show consumed to it (a store, then a load
+ * of another word: without a full barrier either may miss the other's),
+ * and leave head short of what is consumed.  The next consume moves it
+ * on; where none may come (the ring full, or its writers gone), a full
+ * barrier first, and head moved over what is consumed.
+ */
+static void catch_up(struct ipcd_shared *s)
+{
+	atomic_thread_fence(SEQCST);
+	ipcd_shared_advance(s);
+}
+
 int ipcd_shared_reserve(struct ipcd_shared *s, size_t len, uint32_t tid, uint64_t *tp)
 {
 	struct ipcd_wslot *ws;
@@ -222,6 +236,15 @@ int ipcd_shared_reserve(struct ipcd_shared *s, size_t len, uint32_t tid, uint64_
 		e = indexes(s, &head, &tail);
 		if (e)
 			return e;
+		if (tail + k - head > room) {
+			/* Full, or head left short by readers that consumed
+			 * neighbouring records at once, each before it saw
+			 * the other's (see catch_up). */
+			catch_up(s);
+			e = indexes(s, &head, &tail);
+			if (e)
+				return e;
+		}
 		atomic_store_explicit(&s->seen_head, head, RELAXED);
 		if (tail + k - head > room)
 			return -EAGAIN;
@@ -431,6 +454,8 @@ static int take_record(struct ipcd_shared *s, uint32_t tid, uint64_t *u, uint32_
 	if (r == -EAGAIN && writers_gone(s)) {
 		if (ipcd_shared_reap(s))
 			r = take(s, tid, u);
+		if (r == -EAGAIN)
+			catch_up(s);
 		if (r == -EAGAIN && !indexes(s, &head, &tail) && head == tail)
 			return IPCD_EOF;
 	}
@@ -561,9 +586,10 @@ static ssize_t peek_copy(struct ipcd_shared *s, void *buf, size_t len, size_t *f
 			*full = s->stream ? got : f;
 		return (ssize_t)got;
 	}
-	if (writers_gone(s) && !indexes(s, &head, &tail) && head == tail)
-		return IPCD_EOF;
-	return -EAGAIN;
+	if (!writers_gone(s))
+		return -EAGAIN;
+	catch_up(s);
+	return !indexes(s, &head, &tail) && head == tail ? IPCD_EOF : -EAGAIN;
 }
 
 ssize_t ipcd_shared_read(struct ipcd_shared *s, void *buf, size_t len, uint32_t tid,

@@ -538,6 +538,42 @@ START_TEST(test_part_past_hole)
 }
 END_TEST
 
+/* Head left short of what readers consumed (two that consumed
+ * neighbouring records at once, each before it saw the other's): end of
+ * file still comes once the writers are gone, and a writer that finds
+ * the ring full moves head on before it says so. */
+START_TEST(test_head_left_short)
+{
+	struct ts t;
+	unsigned char out[4096];
+	uint32_t tid = me();
+	uint64_t h, n = 0;
+	size_t full;
+
+	ts_open(&t, 65536, 0, 0);
+	ck_assert_int_eq(ipcd_shared_write(&t.s, "abc", 3, tid), 3);
+	ck_assert_int_eq(ipcd_shared_read(&t.s, out, sizeof(out), tid, 0, &full), 3);
+	h = head_of(&t);
+	atomic_store(&t.s.v.r->head, h - 1);
+	peers(&t, 1, 0);
+	ck_assert_int_eq(ipcd_shared_read(&t.s, out, 1, tid, 0, &full), IPCD_EOF);
+	ck_assert_uint_eq(head_of(&t), h);
+	/* Full but for what head was left short of. */
+	peers(&t, 1, 1);
+	while (ipcd_shared_write(&t.s, out, 64, tid) == 64)
+		n++;
+	ck_assert_uint_gt(n, 0);
+	for (uint64_t i = 0; i < n; i++)
+		ck_assert_int_eq(ipcd_shared_read(&t.s, out, 64, tid, 0, &full), 64);
+	h = head_of(&t);
+	atomic_store(&t.s.v.r->head, h - n);
+	atomic_store(&t.s.seen_head, h - n);
+	ck_assert_int_eq(ipcd_shared_write(&t.s, out, 64, tid), 64);
+	ck_assert_uint_eq(head_of(&t), h);
+	ts_close(&t);
+}
+END_TEST
+
 /* Dead threads: a reservation never published, one never even noted, a
  * record being taken; the reaper gives each on, and end of file comes. */
 START_TEST(test_reap)
@@ -919,6 +955,7 @@ static Suite *shared_suite(void)
 	tcase_add_test(tc, test_holes);
 	tcase_add_test(tc, test_order_past_hole);
 	tcase_add_test(tc, test_part_past_hole);
+	tcase_add_test(tc, test_head_left_short);
 	tcase_add_test(tc, test_reap);
 	tcase_add_test(tc, test_corrupt);
 	tcase_add_test(tc, test_fan_in);
