@@ -4,7 +4,8 @@
 # printed at the top of a run, and the mount's counters.
 #
 # The caller sets `me` (its name for messages) and may set IPCD, SHIM and
-# IPCD_CPUS; it runs its measured programs in the background with their pid
+# IPCD_CPUS, and IPCD_OPTS (the daemon's -o options, e.g. coord=shared);
+# it runs its measured programs in the background with their pid
 # in `bench`, so that the trap can stop them first.  Everything under $tmp
 # is removed at the end.
 
@@ -90,10 +91,11 @@ mount_fresh() {
 	trap 'exit 143' TERM
 	trap 'exit 129' HUP
 	mkdir "$mnt" || die "cannot make $mnt"
+	# IPCD_OPTS: the daemon's -o options, e.g. coord=shared.
 	if [ -n "$IPCD_CPUS" ]; then
-		taskset -c "$IPCD_CPUS" "$IPCD" -f "$mnt" >"$log" 2>&1 &
+		taskset -c "$IPCD_CPUS" "$IPCD" -f ${IPCD_OPTS:+-o "$IPCD_OPTS"} "$mnt" >"$log" 2>&1 &
 	else
-		"$IPCD" -f "$mnt" >"$log" 2>&1 &
+		"$IPCD" -f ${IPCD_OPTS:+-o "$IPCD_OPTS"} "$mnt" >"$log" 2>&1 &
 	fi
 	daemon=$!
 	i=0

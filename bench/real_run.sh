@@ -30,7 +30,8 @@
 #                 shows what loading any library costs; 0: pairs only
 #   IPCD, SHIM, LIFE, FLOOR  paths (defaults ./ipcd, ./.libs/libipcd-shim.so,
 #                 ./bench/life, ./bench/floor.so); IPCD_CPUS pins the daemon
-#                 (taskset list)
+#                 (taskset list); IPCD_OPTS gives it -o options (coord=shared:
+#                 the shim's pipes are shared rings)
 # Programs: bash, coreutils, git, rsync, make, findutils (xargs), python3,
 # node (optional), tar, gzip, grep, mawk or gawk.  A case whose program is
 # missing is skipped with the reason.

@@ -15,6 +15,8 @@
 #                    sleeps (the shim's default is 50000)
 #   IPCD_CPUS   pin the daemon to these CPUs (taskset list, e.g. 0); by
 #               default it runs wherever the scheduler puts it
+#   IPCD_OPTS   the daemon's -o options, e.g. coord=shared (the shim's
+#               pipes are then shared rings)
 #   IPCD_SHIM_LEARN  default off here, as in bench-life: channels measured,
 #               not the kernel pipes the shim would leave some places with
 set -u
@@ -100,9 +102,9 @@ trap 'exit 129' HUP
 
 mkdir "$mnt" || die "cannot make $mnt"
 if [ -n "$IPCD_CPUS" ]; then
-	taskset -c "$IPCD_CPUS" "$IPCD" -f "$mnt" >"$log" 2>&1 &
+	taskset -c "$IPCD_CPUS" "$IPCD" -f ${IPCD_OPTS:+-o "$IPCD_OPTS"} "$mnt" >"$log" 2>&1 &
 else
-	"$IPCD" -f "$mnt" >"$log" 2>&1 &
+	"$IPCD" -f ${IPCD_OPTS:+-o "$IPCD_OPTS"} "$mnt" >"$log" 2>&1 &
 fi
 daemon=$!
 
