@@ -129,3 +129,29 @@ int ipcd_map_recycle(void *map, size_t len)
 	}
 	return 0;
 }
+
+void ipcd_map_counts(const void *map, size_t len, const struct ipcd_ring *r0,
+		     const struct ipcd_ring *r1, uint64_t *bytes, uint32_t *writes)
+{
+	const struct ipcd_map *m = map;
+	const struct ipcd_wslot *ws;
+	uint32_t off, n, i;
+
+	*bytes = 0;
+	*writes = 0;
+	if (r0->kind != IPCD_RING_KIND_CELLS) {
+		*bytes = atomic_load(&r0->tail) + (r1 ? atomic_load(&r1->tail) : 0);
+		*writes = atomic_load(&r0->writes) + (r1 ? atomic_load(&r1->writes) : 0);
+		return;
+	}
+	/* Read once: any peer may write the directory. */
+	off = m->rslot_off;
+	n = m->nrslots;
+	if (off % 64 || (uint64_t)off + (uint64_t)n * sizeof(*ws) > len)
+		return;
+	ws = (const struct ipcd_wslot *)((const char *)map + off);
+	for (i = 0; i < n; i++) {
+		*bytes += atomic_load_explicit(&ws[i].bytes, memory_order_relaxed);
+		*writes += atomic_load_explicit(&ws[i].writes, memory_order_relaxed);
+	}
+}

@@ -256,6 +256,15 @@ extern const struct ipcd_coord_ops ipcd_coord_lock, ipcd_coord_queues, ipcd_coor
  */
 int ipcd_map_recycle(void *map, size_t len);
 
+/*
+ * What the rings at map (len bytes), r0 and r1 (NULL but duplex) their
+ * rings of roles 0 and 1, carried so far: payload bytes (record headers
+ * and pads included, but for a ring of cells: its writer slots' counts)
+ * and writes, modulo 2^32.
+ */
+void ipcd_map_counts(const void *map, size_t len, const struct ipcd_ring *r0,
+		     const struct ipcd_ring *r1, uint64_t *bytes, uint32_t *writes);
+
 /* The table of coordination `coord` (IPCD_COORD_*), NULL if unknown. */
 const struct ipcd_coord_ops *ipcd_coord_ops(uint32_t coord);
 

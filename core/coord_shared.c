@@ -290,6 +290,11 @@ ssize_t ipcd_shared_write(struct ipcd_shared *s, const void *buf, size_t len, ui
 	/* Release: the payload, the other cells' words and len first. */
 	atomic_store_explicit(&c0->word, FULL(t), RELEASE);
 	atomic_store_explicit(&s->ws[w].rsv, 0, RELEASE);
+	/* The slot's counts: ours alone to write while we hold it. */
+	atomic_store_explicit(&s->ws[w].writes,
+			      atomic_load_explicit(&s->ws[w].writes, RELAXED) + 1, RELAXED);
+	atomic_store_explicit(&s->ws[w].bytes,
+			      atomic_load_explicit(&s->ws[w].bytes, RELAXED) + len, RELAXED);
 	ipcd_ring_wake(&s->v, IPCD_WAIT_DATA);
 	return (ssize_t)len;
 }

@@ -253,8 +253,9 @@ static void wake_ends(struct ipcd_ring *r0, struct ipcd_ring *r1, int end)
 
 /* Clear value v from the slots of end `end` of the channel of rings r0 and
  * r1; true if that was the last holder (then its peers are woken). */
-static bool drop(struct ipcd_ring *r0, struct ipcd_ring *r1, int end, uint64_t v)
+static bool drop(const struct smap *m, int end, uint64_t v)
 {
+	struct ipcd_ring *r0 = m->r0, *r1 = m->r1;
 	_Atomic uint64_t *sl = slots_of(r0, end);
 	int i;
 
@@ -269,7 +270,7 @@ static bool drop(struct ipcd_ring *r0, struct ipcd_ring *r1, int end, uint64_t v
 	wake_ends(r0, r1, end);
 	/* What a pipe, or a socket pair, carried is known now. */
 	if (r1 ? hold_empty(r0, !end) || shim_site_peer_closed(r0, r1, end) : end == 1)
-		shim_site_done(r0, r1);
+		shim_site_done(m);
 	return true;
 }
 
@@ -377,7 +378,8 @@ static void drop_pending(struct sfd *s, int fd)
 	v = slot_has(sl, my_id) ? my_id : !parent() ? 0 :
 	    slot_has(sl, IPCD_HOLDER_CHILD | parent_id) ? IPCD_HOLDER_CHILD | parent_id :
 	    IPCD_HOLDER_CHILD | IPCD_HOLDER_SPAWN | parent_id;
-	if (r0->anon && v && drop(r0, r1, s->end, v))
+	if (r0->anon && v && drop(&(struct smap){ .map = map, .len = len, .r0 = r0, .r1 = r1 },
+				  s->end, v))
 		shim_give_end(fd, NULL, r0, s->end);
 	munmap(map, len);
 }
@@ -398,7 +400,7 @@ void hold_last(struct sfd *s, int fd)
 	pthread_mutex_lock(&hold_mu);
 	if (atomic_exchange(&s->counted, false)) {
 		list_del(s);
-		last = drop(s->m->r0, s->m->r1, s->end, held_value());
+		last = drop(s->m, s->end, held_value());
 	}
 	pthread_mutex_unlock(&hold_mu);
 	if (!last)
@@ -588,7 +590,7 @@ void hold_exit(void)
 
 			fdtab_each(exit_give, &g);
 		}
-		drop(s->m->r0, s->m->r1, s->end, held_value());
+		drop(s->m, s->end, held_value());
 	}
 	pthread_mutex_unlock(&hold_mu);
 	fdtab_each(exit_pending, NULL);
@@ -627,7 +629,7 @@ void hold_exec(void)
 			continue;
 		fdtab_each(exec_stays, &x);
 		if (!x.stays)
-			shim_site_done(s->m->r0, s->m->r1);
+			shim_site_done(s->m);
 	}
 	pthread_mutex_unlock(&hold_mu);
 }

@@ -570,7 +570,7 @@ ssize_t shim_read(struct sfd *s, int fd, void *buf, size_t len, int flags,
 		}
 	}
 	if (!n && len && s->kind == SK_PIPE && s->m)
-		shim_site_done(s->m->r0, s->m->r1);	/* every writer is gone */
+		shim_site_done(s->m);	/* every writer is gone */
 	shim_prog_moved(n);
 	return n;
 }

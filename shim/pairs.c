@@ -1115,7 +1115,7 @@ int shim_make_pair(int fds[2], enum skind kind, int flags, uint64_t site)
 		if (sfd_bind(s[i], fds[i], m) < 0)
 			goto fail;
 	}
-	shim_site_mark(m->r0, m->r1, site);	/* 0 clears what a kept pair had */
+	shim_site_mark(m, site);	/* 0 clears what a kept pair had */
 	atomic_fetch_add(&m->r0->served, 1);	/* ring.h, "Serving" */
 	if (fdtab_set(fds[0], s[0], cloexec) < 0 || fdtab_set(fds[1], s[1], cloexec) < 0)
 		goto fail;

@@ -255,8 +255,8 @@ static inline bool shim_rings(void *map, size_t len, struct ipcd_ring **r0,
  * bytes); what it carries is final (a pipe's write end let go of for good,
  * or its end of file read, or both ends of a socket pair let go of; counted
  * once, never again) */
-void shim_site_mark(struct ipcd_ring *r0, struct ipcd_ring *r1, uint64_t key);
-void shim_site_done(struct ipcd_ring *r0, struct ipcd_ring *r1);
+void shim_site_mark(const struct smap *m, uint64_t key);
+void shim_site_done(const struct smap *m);
 /* A pair let go of here while others still hold it, whose site is not
  * counted yet: count it once the daemon shows all its ends gone. */
 void shim_site_watch(struct smap *m);

@@ -54,6 +54,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "coord.h"
 #include "shim.h"
 
 #define SITE_SMALL	4096	/* bytes: a pipe that carried no more is small */
@@ -557,7 +558,7 @@ void shim_site_resolve(void)
 			i++;
 			continue;	/* still open somewhere */
 		}
-		shim_site_done(m->r0, m->r1);	/* nothing if counted already */
+		shim_site_done(m);	/* nothing if counted already */
 		watch_unref(m);
 		watch[i] = watch[--n];
 	}
@@ -623,39 +624,29 @@ bool shim_site_peer_closed(struct ipcd_ring *r0, struct ipcd_ring *r1, int end)
 	return r1 && IPCD_WRITERS(atomic_load(&peer->writers_epoch)) == 0;
 }
 
-void shim_site_mark(struct ipcd_ring *r0, struct ipcd_ring *r1, uint64_t key)
+void shim_site_mark(const struct smap *m, uint64_t key)
 {
+	uint64_t bytes;
+	uint32_t writes;
 
-	atomic_store(&r0->site_tail, atomic_load(&r0->tail));
-	atomic_store(&r0->site_writes, atomic_load(&r0->writes));
-	if (r1) {
-		atomic_store(&r1->site_tail, atomic_load(&r1->tail));
-		atomic_store(&r1->site_writes, atomic_load(&r1->writes));
-	}
-	atomic_store(&r0->site, key);
+	/* What both rings carried so far (ring 0 keeps the sum). */
+	ipcd_map_counts(m->map, m->len, m->r0, m->r1, &bytes, &writes);
+	atomic_store(&m->r0->site_tail, bytes);
+	atomic_store(&m->r0->site_writes, writes);
+	atomic_store(&m->r0->site, key);
 }
 
-void shim_site_done(struct ipcd_ring *r0, struct ipcd_ring *r1)
+void shim_site_done(const struct smap *m)
 {
 	uint64_t key, bytes;
 	uint32_t writes;
 
-	if (!atomic_load_explicit(&r0->site, memory_order_relaxed))
+	if (!atomic_load_explicit(&m->r0->site, memory_order_relaxed))
 		return;
-	key = atomic_exchange(&r0->site, 0);
+	key = atomic_exchange(&m->r0->site, 0);
 	if (!key)
 		return;
-	bytes = atomic_load(&r0->tail) - atomic_load(&r0->site_tail);
-	writes = atomic_load(&r0->writes) - atomic_load(&r0->site_writes);
-	if (r1) {
-		bytes += atomic_load(&r1->tail) - atomic_load(&r1->site_tail);
-		writes += atomic_load(&r1->writes) - atomic_load(&r1->site_writes);
-	}
-	/* A ring of cells counts cells, not writes: each write took one or
-	 * more, so their count is at least the writes'. */
-	if (r0->kind == IPCD_RING_KIND_CELLS) {
-		writes = (uint32_t)bytes;
-		bytes *= IPCD_CELL_SIZE;
-	}
-	note(key, bytes, writes);
+	ipcd_map_counts(m->map, m->len, m->r0, m->r1, &bytes, &writes);
+	note(key, bytes - atomic_load(&m->r0->site_tail),
+	     writes - atomic_load(&m->r0->site_writes));
 }

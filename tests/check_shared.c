@@ -286,6 +286,16 @@ START_TEST(test_stream_basic)
 	peers(&t, 1, 0);
 	ck_assert_int_eq(ipcd_shared_read(&t.s, out, 1, tid, 0, &full), IPCD_EOF);
 	ck_assert_int_eq(ipcd_shared_can_read(&t.s), 1);
+	/* What went through, as the writer slots count it (the cells, 64
+	 * bytes each, say more): 6 + 5 bytes and the big write's records. */
+	{
+		uint64_t bytes;
+		uint32_t writes;
+
+		ipcd_map_counts(t.map, t.len, t.s.v.r, NULL, &bytes, &writes);
+		ck_assert_uint_eq(bytes, 6 + 5 + sizeof(big));
+		ck_assert_uint_eq(writes, 2 + sizeof(big) / PIPE_BUF);
+	}
 	ipcd_shared_release(&t.s, tid);
 	for (i = 0; i < t.s.nws; i++)
 		ck_assert_uint_eq(atomic_load(&t.s.ws[i].tid), 0);

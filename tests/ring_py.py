@@ -850,18 +850,23 @@ class Channel:
         ring.cw[4 * c + 3] = 0
         # TSO: the payload, the other words and len are in before this.
         ring.cq[2 * c] = self._cell_word(CELL_FULL, t)
-        self._slot_clear(t)
+        self._slot_clear(t, len(src))
         self._wake(ring, _I_RD_SLEEPERS, _I_DATA_SEQ)
         return len(src)
 
-    def _slot_clear(self, t):
-        """Our writer slot's reservation (ticket t) is published: 0."""
+    def _slot_clear(self, t, n):
+        """Our writer slot's reservation (ticket t, n bytes) is published:
+        rsv 0, and the slot's counts of records and bytes grow."""
         tid = threading.get_native_id()
         for i in range(len(self._wslots) // 16):
             if self._wslots[16 * i] == tid:
                 q = 8 * i + 1           # rsv, at byte 8 of the slot
                 if self._wslotq[q] & ((1 << 48) - 1) == t & ((1 << 48) - 1):
                     self._wslotq[q] = 0
+                w = 16 * i + 1          # writes, at byte 4
+                self._wslots[w] = (self._wslots[w] + 1) & 0xffffffff
+                b = 8 * i + 2           # bytes, at byte 16
+                self._wslotq[b] = (self._wslotq[b] + n) & ((1 << 64) - 1)
                 return
 
     def _try_read_shared(self, maxlen):

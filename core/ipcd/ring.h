@@ -211,13 +211,15 @@
  * the daemon.
  *
  * Sites.  The process that makes a pair may note in ring 0's site a
- * number for the place in its program that asked for it, and in each
- * ring's site_tail its tail at that moment; whoever first sees that the
+ * number for the place in its program that asked for it, and in its
+ * site_tail and site_writes the sums of its rings' tail and writes at that
+ * moment (of a ring of cells, of its writer slots' bytes and writes);
+ * whoever first sees that the
  * pair carried all it will (the last holder of a pipe's write end, a reader
  * of its end of file, the last holder of a socket pair's end once the
  * other end has no writer left) takes the number
- * with an atomic exchange and counts what the pair carried, tail -
- * site_tail and writes - site_writes over its rings, for that place
+ * with an atomic exchange and counts what the pair carried, the same sums
+ * less site_tail and site_writes, for that place
  * (ipcd-shim(7), "Pipes that carry little").  Other clients leave them
  * alone.
  */
@@ -422,9 +424,11 @@ struct ipcd_cell {
 #define IPCD_RSV_CELLS(r)	((uint32_t)((r) >> 48) & 0x7fffu)
 struct ipcd_wslot {
 	IPCD_ATOMIC(uint32_t) tid;	/* the writing thread's id, or 0 */
-	uint32_t reserved0;		/* zero */
+	IPCD_ATOMIC(uint32_t) writes;	/* records its threads published, modulo
+					   2^32: counted by the thread in it */
 	IPCD_ATOMIC(uint64_t) rsv;	/* 0, IPCD_RSV_PENDING or IPCD_RSV(t, k) */
-	uint64_t reserved[6];		/* zero */
+	IPCD_ATOMIC(uint64_t) bytes;	/* their payload bytes, likewise */
+	uint64_t reserved[5];		/* zero */
 };
 
 /* writers_epoch packs two daemon-written counters into one atomic word. */
@@ -523,6 +527,8 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, roff) == 144, "roff on line 
 _Static_assert(__builtin_offsetof(struct ipcd_ring, rpart) == 152, "rpart on line 2");
 _Static_assert(sizeof(struct ipcd_rslot) == 64, "a reader slot is a cache line");
 _Static_assert(sizeof(struct ipcd_wslot) == 64, "a writer slot is a cache line");
+_Static_assert(__builtin_offsetof(struct ipcd_wslot, writes) == 4, "a slot's writes");
+_Static_assert(__builtin_offsetof(struct ipcd_wslot, bytes) == 16, "a slot's bytes");
 _Static_assert(sizeof(struct ipcd_cell) == 16, "a cell's entry is 16 bytes");
 _Static_assert(__builtin_offsetof(struct ipcd_map, rslot_off) == 56, "rslot_off");
 _Static_assert(__builtin_offsetof(struct ipcd_map, version) == 4, "version where v1 had it");
