@@ -285,21 +285,21 @@ static int writers_gone(const struct ipcd_qset *s)
 	return ipcd_ring_hup(&s->q[0]);
 }
 
-ssize_t ipcd_qset_read(struct ipcd_qset *s, void *buf, size_t len, uint32_t tid,
-		       unsigned flags, size_t *full)
+/*
+ * Visit the queues with data in turn, from the one after the last read,
+ * and call fn(s, i, me, arg) inside each that slot me could enter, until
+ * one returns other than -EAGAIN (nothing there after all: the next).
+ * Returns what fn returned, or -EBUSY (a queue with data is being read by
+ * another live thread: look again soon), IPCD_EOF or -EAGAIN.
+ */
+typedef ssize_t (*inside_fn)(struct ipcd_qset *s, unsigned i, unsigned me, void *arg);
+
+static ssize_t each_with_data(struct ipcd_qset *s, unsigned me, inside_fn fn, void *arg)
 {
 	unsigned k, i, start = atomic_load_explicit(&s->next, RELAXED);
-	int gone, d, me, busy = 0;
-	bool part;
-	size_t dummy;
+	int gone, d, busy = 0;
 	ssize_t n;
 
-	if (!full)
-		full = &dummy;
-	*full = 0;
-	me = my_slot(s, tid);
-	if (me < 0)
-		return me;
 	/* Before the indexes: if the writers were gone, their last records
 	 * are in. */
 	gone = writers_gone(s);
@@ -310,69 +310,78 @@ ssize_t ipcd_qset_read(struct ipcd_qset *s, void *buf, size_t len, uint32_t tid,
 			return d;
 		if (!d)
 			continue;
-		if (enter(s, i, (unsigned)me)) {
+		if (enter(s, i, me)) {
 			busy = 1;
 			continue;
 		}
-		n = ipcd_ring_take_owned(&s->q[i], buf, len, flags, full, s->stream);
-		/* Stopped inside a record: the rest of that write comes next,
-		 * so that it reaches this reader whole; else the next queue's
-		 * turn. */
-		part = s->stream && atomic_load_explicit(&s->q[i].r->roff, RELAXED);
-		leave(s, (unsigned)me);
-		if (n == -EAGAIN)
-			continue;	/* a pad alone, or taken just before us */
-		if (n >= 0 && !(flags & IPCD_IO_PEEK)) {
-			atomic_store_explicit(&s->next, part ? i : (i + 1) % s->n, RELAXED);
-			ipcd_ring_wake(&s->q[i], IPCD_WAIT_SPACE);
-		}
-		return n;
+		n = fn(s, i, me, arg);
+		if (n != -EAGAIN)	/* else a pad alone, or taken just before us */
+			return n;
 	}
 	if (busy)
 		return -EBUSY;
 	return gone ? IPCD_EOF : -EAGAIN;
 }
 
+struct read_arg {
+	void *buf;
+	size_t len, *full;
+	unsigned flags;
+};
+
+static ssize_t read_inside(struct ipcd_qset *s, unsigned i, unsigned me, void *arg)
+{
+	struct read_arg *a = arg;
+	ssize_t n = ipcd_ring_take_owned(&s->q[i], a->buf, a->len, a->flags, a->full, s->stream);
+	/* Stopped inside a record: the rest of that write comes next, so
+	 * that it reaches this reader whole; else the next queue's turn. */
+	bool part = s->stream && atomic_load_explicit(&s->q[i].r->roff, RELAXED);
+
+	leave(s, me);
+	if (n >= 0 && !(a->flags & IPCD_IO_PEEK)) {
+		atomic_store_explicit(&s->next, part ? i : (i + 1) % s->n, RELAXED);
+		ipcd_ring_wake(&s->q[i], IPCD_WAIT_SPACE);
+	}
+	return n;
+}
+
+ssize_t ipcd_qset_read(struct ipcd_qset *s, void *buf, size_t len, uint32_t tid,
+		       unsigned flags, size_t *full)
+{
+	size_t dummy;
+	struct read_arg a = { buf, len, full ? full : &dummy, flags };
+	int me = my_slot(s, tid);
+
+	*a.full = 0;
+	if (me < 0)
+		return me;
+	return each_with_data(s, (unsigned)me, read_inside, &a);
+}
+
+static ssize_t peek_inside(struct ipcd_qset *s, unsigned i, unsigned me, void *arg)
+{
+	ssize_t n = ipcd_ring_peek_owned(&s->q[i], arg);
+
+	if (n < 0) {
+		leave(s, me);
+		return n;
+	}
+	/* Inside until consume: the bytes stay ours. */
+	s->peek_q = i + 1;
+	s->peek_me = me;
+	return n;
+}
+
 ssize_t ipcd_qset_peek(struct ipcd_qset *s, struct ipcd_span sp[2], uint32_t tid)
 {
-	unsigned k, i, start = atomic_load_explicit(&s->next, RELAXED);
-	int gone, d, me, busy = 0;
-	ssize_t n;
+	int me;
 
 	if (s->peek_q)
 		return -EALREADY;
 	me = my_slot(s, tid);
 	if (me < 0)
 		return me;
-	gone = writers_gone(s);
-	for (k = 0; k < s->n; k++) {
-		i = (start + k) % s->n;
-		d = has_data(&s->q[i]);
-		if (d < 0)
-			return d;
-		if (!d)
-			continue;
-		if (enter(s, i, (unsigned)me)) {
-			busy = 1;
-			continue;
-		}
-		n = ipcd_ring_peek_owned(&s->q[i], sp);
-		if (n == -EAGAIN) {	/* a pad alone, or taken just before us */
-			leave(s, (unsigned)me);
-			continue;
-		}
-		if (n < 0) {
-			leave(s, (unsigned)me);
-			return n;
-		}
-		/* Inside until consume: the bytes stay ours. */
-		s->peek_q = i + 1;
-		s->peek_me = (unsigned)me;
-		return n;
-	}
-	if (busy)
-		return -EBUSY;
-	return gone ? IPCD_EOF : -EAGAIN;
+	return each_with_data(s, (unsigned)me, peek_inside, sp);
 }
 
 int ipcd_qset_consume(struct ipcd_qset *s, uint64_t n)
