@@ -285,6 +285,30 @@ for z in 64 4096; do
 	pivot mount sat $z r 14 1 "cpu_r_$z"
 done
 
+# panels NAME TITLE YLABEL TOP TOPSAYS TOPCOLS BOTTOM BOTTOMSAYS BOTTOMCOLS
+# AXES: a 2x2 plot into NAME.png, log scales, the top row from the pivots
+# TOP_64 and TOP_4096 (columns 2 to TOPCOLS), the bottom row likewise; x is
+# writers or readers (AXES: writers, readers, or both: writers on top,
+# readers below).
+panels() {
+	tx=${10} bx=${10}
+	[ "${10}" = both ] && tx=writers bx=readers
+	cat <<PANELS
+set output "$dir/$1.png"
+set multiplot layout 2,2 title "$2"
+set logscale y
+do for [z in "64 4096"] {
+	set title sprintf("%s-byte records, $5", z); set xlabel "$tx"; set ylabel "$3"
+	plot for [i=2:$6] sprintf("%s/$4_%s", w, z) using 1:i
+}
+do for [z in "64 4096"] {
+	set title sprintf("%s-byte records, $8", z); set xlabel "$bx"; set ylabel "$3"
+	plot for [i=2:$9] sprintf("%s/$7_%s", w, z) using 1:i
+}
+unset multiplot
+PANELS
+}
+
 cat >"$work/plot.gp" <<EOF
 set terminal pngcairo size 1200,900 font "sans,10"
 set datafile missing "NaN"
@@ -296,54 +320,14 @@ set grid
 set style data linespoints
 w = "$work"
 
-set output "$dir/coord_throughput.png"
-set multiplot layout 2,2 title "Records per second (millions, log scale), ipcd mount, 2 vCPUs: past 2 processes they take turns on the CPUs"
-set logscale y
-do for [z in "64 4096"] {
-	set title sprintf("%s-byte records, 1 reader", z); set xlabel "writers"; set ylabel "M records/s"
-	plot for [i=2:6] sprintf("%s/rate_w_%s", w, z) using 1:i
-}
-do for [z in "64 4096"] {
-	set title sprintf("%s-byte records, 1 writer", z); set xlabel "readers"; set ylabel "M records/s"
-	plot for [i=2:5] sprintf("%s/rate_r_%s", w, z) using 1:i
-}
-unset multiplot
-
-set output "$dir/coord_latency.png"
-set multiplot layout 2,2 title "p99 latency, send to receive (us, log scale): as fast as they go (mostly queueing in a full buffer), and paced"
-do for [z in "64 4096"] {
-	set title sprintf("%s-byte records, 1 reader, as fast as they go", z); set xlabel "writers"; set ylabel "p99 us"
-	plot for [i=2:6] sprintf("%s/p99_w_%s", w, z) using 1:i
-}
-do for [z in "64 4096"] {
-	set title sprintf("%s-byte records, 1 reader, each writer paced", z); set xlabel "writers"; set ylabel "p99 us"
-	plot for [i=2:5] sprintf("%s/pp99_w_%s", w, z) using 1:i
-}
-unset multiplot
-
-set output "$dir/coord_latency_readers.png"
-set multiplot layout 2,2 title "p99 latency against readers (us, log scale), 1 writer"
-do for [z in "64 4096"] {
-	set title sprintf("%s-byte records, as fast as they go", z); set xlabel "readers"; set ylabel "p99 us"
-	plot for [i=2:5] sprintf("%s/p99_r_%s", w, z) using 1:i
-}
-do for [z in "64 4096"] {
-	set title sprintf("%s-byte records, paced", z); set xlabel "readers"; set ylabel "p99 us"
-	plot for [i=2:5] sprintf("%s/pp99_r_%s", w, z) using 1:i
-}
-unset multiplot
-
-set output "$dir/coord_cpu.png"
-set multiplot layout 2,2 title "CPU time per record (ns, log scale): all processes and the daemon, as fast as they go"
-do for [z in "64 4096"] {
-	set title sprintf("%s-byte records, 1 reader", z); set xlabel "writers"; set ylabel "CPU ns/record"
-	plot for [i=2:6] sprintf("%s/cpu_w_%s", w, z) using 1:i
-}
-do for [z in "64 4096"] {
-	set title sprintf("%s-byte records, 1 writer", z); set xlabel "readers"; set ylabel "CPU ns/record"
-	plot for [i=2:5] sprintf("%s/cpu_r_%s", w, z) using 1:i
-}
-unset multiplot
+$(panels coord_throughput "Records per second (millions, log scale), ipcd mount, 2 vCPUs: past 2 processes they take turns on the CPUs" \
+	"M records/s" rate_w "1 reader" 6 rate_r "1 writer" 5 both)
+$(panels coord_latency "p99 latency, send to receive (us, log scale): as fast as they go (mostly queueing in a full buffer), and paced" \
+	"p99 us" p99_w "1 reader, as fast as they go" 6 pp99_w "1 reader, each writer paced" 5 writers)
+$(panels coord_latency_readers "p99 latency against readers (us, log scale), 1 writer" \
+	"p99 us" p99_r "as fast as they go" 5 pp99_r "paced" 5 readers)
+$(panels coord_cpu "CPU time per record (ns, log scale): all processes and the daemon, as fast as they go" \
+	"CPU ns/record" cpu_w "1 reader" 6 cpu_r "1 writer" 5 both)
 
 set terminal pngcairo size 1200,1100 font "sans,10"
 set output "$dir/coord_stopped.png"

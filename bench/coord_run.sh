@@ -60,61 +60,8 @@ fi
 CASE_LIMIT=200
 RUN_LIMIT=1800
 
-tmp=
-daemons=
-bench=
-
-die() {
-	echo "$me: $*" >&2
-	exit 1
-}
-
-mounted() {
-	# Field 2 of /proc/mounts is the mount point; our paths have no spaces.
-	awk -v m="$1" '$2 == m && $3 ~ /^fuse/ { found = 1 } END { exit !found }' \
-		/proc/mounts
-}
-
-cleanup() {
-	status=$?
-	trap - EXIT INT TERM HUP
-	if [ -n "$bench" ] && kill -0 "$bench" 2>/dev/null; then
-		# Interrupted: stop the benchmark first, so nothing holds a mount.
-		kill "$bench" 2>/dev/null
-		wait "$bench" 2>/dev/null
-	fi
-	for m in "$tmp/a" "$tmp/b"; do
-		[ -n "$tmp" ] && mounted "$m" &&
-			{ fusermount3 -u "$m" 2>/dev/null || fusermount3 -u -z "$m" 2>/dev/null; }
-	done
-	for d in $daemons; do
-		i=0
-		while kill -0 "$d" 2>/dev/null && [ "$i" -lt 50 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
-		if kill -0 "$d" 2>/dev/null; then
-			kill "$d" 2>/dev/null
-			sleep 0.5
-			kill -9 "$d" 2>/dev/null
-		fi
-		wait "$d" 2>/dev/null
-	done
-	if [ -n "$tmp" ]; then
-		if mounted "$tmp/a" || mounted "$tmp/b"; then
-			echo "$me: a mount under $tmp is still there" >&2
-			status=1
-		else
-			for l in "$tmp"/*.log; do
-				[ -s "$l" ] || continue
-				echo "--- daemon log $l ---" >&2
-				cat "$l" >&2
-			done
-			rm -rf --one-file-system "$tmp"
-		fi
-	fi
-	exit "$status"
-}
+# die, mounted_at and cleanup, which unmounts what mount_one lists.
+. "$(dirname "$0")/mount.sh"
 
 # mount_one DIR [OPTIONS]: a daemon on $tmp/DIR; its pid in $pid.
 mount_one() {
@@ -126,8 +73,10 @@ mount_one() {
 	fi
 	pid=$!
 	daemons="$daemons $pid"
+	mnts="$mnts $tmp/$1"
+	logs="$logs $tmp/$1.log"
 	i=0
-	until mounted "$tmp/$1"; do
+	until mounted_at "$tmp/$1"; do
 		kill -0 "$pid" 2>/dev/null || die "the daemon on $tmp/$1 exited before mounting"
 		[ $i -lt 100 ] || die "no mount on $tmp/$1 after 10 s"
 		sleep 0.1

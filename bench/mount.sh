@@ -1,4 +1,5 @@
-# mount.sh - sourced by bench/life_run.sh and bench/real_run.sh (POSIX sh):
+# mount.sh - sourced by bench/life_run.sh, bench/real_run.sh and
+# bench/coord_run.sh (its helpers; POSIX sh):
 # a fresh ipcd on a temporary directory that an EXIT trap always unmounts
 # (also on Ctrl-C, a failure or a hang stopped by timeout), the environment
 # printed at the top of a run, and the mount's counters.
@@ -17,17 +18,41 @@ mnt=
 log=
 daemon=
 bench=
+mnts=
+daemons=
+logs=
 
 die() {
 	echo "$me: $*" >&2
 	exit 1
 }
 
-mounted() {
-	# Field 2 of /proc/mounts is the mount point; our path has no spaces.
-	[ -n "$mnt" ] || return 1
-	awk -v m="$mnt" '$2 == m && $3 ~ /^fuse/ { found = 1 } END { exit !found }' \
+# mounted_at DIR: whether a FUSE file system is mounted on DIR.
+mounted_at() {
+	# Field 2 of /proc/mounts is the mount point; our paths have no spaces.
+	[ -n "$1" ] || return 1
+	awk -v m="$1" '$2 == m && $3 ~ /^fuse/ { found = 1 } END { exit !found }' \
 		/proc/mounts
+}
+
+mounted() {
+	mounted_at "$mnt"
+}
+
+# stop_daemon PID: a daemon whose file system was unmounted ends; give it
+# a moment, then insist.
+stop_daemon() {
+	i=0
+	while kill -0 "$1" 2>/dev/null && [ "$i" -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if kill -0 "$1" 2>/dev/null; then
+		kill "$1" 2>/dev/null
+		sleep 0.5
+		kill -9 "$1" 2>/dev/null
+	fi
+	wait "$1" 2>/dev/null
 }
 
 cleanup() {
@@ -39,30 +64,28 @@ cleanup() {
 		kill "$bench" 2>/dev/null
 		wait "$bench" 2>/dev/null
 	fi
-	if mounted; then
-		fusermount3 -u "$mnt" 2>/dev/null || fusermount3 -u -z "$mnt" 2>/dev/null
-	fi
-	if [ -n "$daemon" ]; then
-		i=0
-		while kill -0 "$daemon" 2>/dev/null && [ "$i" -lt 50 ]; do
-			sleep 0.1
-			i=$((i + 1))
-		done
-		if kill -0 "$daemon" 2>/dev/null; then
-			kill "$daemon" 2>/dev/null
-			sleep 0.5
-			kill -9 "$daemon" 2>/dev/null
-		fi
-		wait "$daemon" 2>/dev/null
-	fi
-	if mounted; then
-		echo "$me: $mnt is still mounted" >&2
+	# mnt, daemon and log; a caller with more mounts lists the others in
+	# mnts, daemons and logs.
+	for m in $mnt $mnts; do
+		mounted_at "$m" &&
+			{ fusermount3 -u "$m" 2>/dev/null || fusermount3 -u -z "$m" 2>/dev/null; }
+	done
+	for d in $daemon $daemons; do
+		stop_daemon "$d"
+	done
+	left=
+	for m in $mnt $mnts; do
+		mounted_at "$m" || continue
+		echo "$me: $m is still mounted" >&2
+		left=1
 		status=1
-	elif [ -n "$tmp" ] && [ -d "$tmp" ]; then
-		if [ -s "$log" ]; then
-			echo "--- daemon log ---" >&2
-			cat "$log" >&2
-		fi
+	done
+	if [ -z "$left" ] && [ -n "$tmp" ] && [ -d "$tmp" ]; then
+		for l in $log $logs; do
+			[ -s "$l" ] || continue
+			echo "--- daemon log $l ---" >&2
+			cat "$l" >&2
+		done
 		rm -rf --one-file-system "$tmp"
 	fi
 	exit "$status"
