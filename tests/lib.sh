@@ -114,6 +114,21 @@ wait_for() {
 
 readers_at_least() { [ "$(info_field "$1" readers)" -ge "$2" ] 2>/dev/null; }
 
+# procs_with NAME=VALUE: the pids of the processes whose environment holds
+# that entry; kill_procs_with NAME=VALUE: kill them (SIGKILL).
+procs_with() {
+	local p
+	for p in /proc/[0-9]*; do
+		grep -qzxF "$1" "$p/environ" 2>/dev/null && echo "${p#/proc/}"
+	done
+}
+kill_procs_with() {
+	local p
+	for p in $(procs_with "$1"); do
+		kill -9 "$p" 2>/dev/null
+	done
+}
+
 # The shim as LD_PRELOAD wants it.  In a sanitized build the shim needs its
 # sanitizer runtimes loaded before it; the programs run under it are not
 # ours, so their own leaks are not reported (the shim's errors still are):

@@ -74,17 +74,8 @@ mkdir -p "$W"
 
 # Every program a case starts carries SHIM_COORD_RUN in its environment, so
 # that whatever outlives its case (or the test) can be found and stopped.
-ours() {
-	local p
-	for p in /proc/[0-9]*; do
-		grep -qzxF "SHIM_COORD_RUN=$TMPD" "$p/environ" 2>/dev/null &&
-			echo "${p#/proc/}"
-	done
-}
-kill_ours() {
-	local p
-	for p in $(ours); do kill -9 "$p" 2>/dev/null; done
-}
+ours() { procs_with "SHIM_COORD_RUN=$TMPD"; }
+kill_ours() { kill_procs_with "SHIM_COORD_RUN=$TMPD"; }
 no_ours() { [ -z "$(ours)" ]; }
 EXTRA_CLEANUP=kill_ours
 

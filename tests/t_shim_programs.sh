@@ -110,19 +110,8 @@ path_ok() {
 
 # Processes still running with our mount in their environment: only the
 # programs under test have it.
-ours() {
-	local p
-	for p in /proc/[0-9]*; do
-		grep -qzxF "IPCD_MOUNT=$MNT" "$p/environ" 2>/dev/null &&
-			echo "${p#/proc/}"
-	done
-}
-kill_ours() {
-	local p
-	for p in $(ours); do
-		kill -9 "$p" 2>/dev/null
-	done
-}
+ours() { procs_with "IPCD_MOUNT=$MNT"; }
+kill_ours() { kill_procs_with "IPCD_MOUNT=$MNT"; }
 EXTRA_CLEANUP=kill_ours
 
 FAILED=0
