@@ -629,7 +629,9 @@ int ipcd_has_room(struct ipcd_chan *c, size_t need)
 	return c->ops->has_room(c->sout, need, ipcd_tid());
 }
 
-int ipcd_can_write(struct ipcd_chan *c, size_t need)
+/* Whether a write of need bytes would go in now or fail at once (no
+ * reader left, a broken ring). */
+static int can_write(struct ipcd_chan *c, size_t need)
 {
 	return ipcd_ring_readers(&c->out) == 0 || ipcd_has_room(c, need);
 }
@@ -663,7 +665,7 @@ static short revents(struct ipcd_chan *c, short events)
 		if (ipcd_ring_hup(&c->in))
 			rev |= POLLHUP;
 	}
-	if ((c->roles & IPCD_ROLE_WRITE) && ipcd_can_write(c, PIPE_BUF)) {
+	if ((c->roles & IPCD_ROLE_WRITE) && can_write(c, PIPE_BUF)) {
 		if (ipcd_ring_readers(&c->out) == 0)
 			rev |= POLLERR | POLLOUT;	/* as a pipe */
 		else

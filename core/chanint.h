@@ -16,12 +16,10 @@
 void ipcd_marks(const struct ipcd_chan *c, uint64_t m[2]);
 
 /* Whether bytes or a record are there to read (a pad to skip counts; a
- * record reserved and not yet written does not), and whether a write of
- * need bytes would go in now (or fail at once: no reader, a broken ring),
- * as the channel's coordination tells. */
+ * record reserved and not yet written does not), and whether there is
+ * room for a write of need bytes (a reader left or not), as the channel's
+ * coordination tells. */
 int ipcd_has_data(const struct ipcd_chan *c);
-int ipcd_can_write(struct ipcd_chan *c, size_t need);
-/* Room for need bytes whether a reader is left or not. */
 int ipcd_has_room(struct ipcd_chan *c, size_t need);
 
 /* Payload bytes of everything queued (all messages); -EIO if corrupt. */

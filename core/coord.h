@@ -246,6 +246,11 @@ struct ipcd_coord_ops {
 
 extern const struct ipcd_coord_ops ipcd_coord_lock, ipcd_coord_queues, ipcd_coord_shared;
 
+/* busy for the designs without locks: another reader is inside the only
+ * queue with data (a shared ring's never says -EBUSY); it is done in a
+ * moment, and nothing of its is ours to wait on: give the CPU up once. */
+int ipcd_coord_yield(void *st, enum ipcd_dir dir);
+
 /*
  * Ready the rings at map (len bytes), coordinated by queues or one shared
  * ring, to serve a new pair of ends (pairs kept or recycled, ring.h):

@@ -37,7 +37,6 @@
  * write of at most PIPE_BUF bytes (one record) reaches a reader whole.
  */
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 
 #include "coord.h"
@@ -624,16 +623,6 @@ static ssize_t q_read(void *st, void *buf, size_t len, uint32_t tid, unsigned fl
 	return ipcd_qset_read(st, buf, len, tid, flags, full);
 }
 
-/* Another reader is inside the only queue with data: it is done in a
- * moment, and no lock of its is ours to wait on. */
-static int q_busy(void *st, enum ipcd_dir dir)
-{
-	(void)st;
-	(void)dir;
-	sched_yield();
-	return 0;
-}
-
 static struct ipcd_view *q_space_view(void *st, uint32_t tid)
 {
 	return ipcd_qset_wq(st, tid);
@@ -718,7 +707,7 @@ const struct ipcd_coord_ops ipcd_coord_queues = {
 	.read = q_read,
 	.peek = q_peek,
 	.consume = q_consume,
-	.busy = q_busy,
+	.busy = ipcd_coord_yield,
 	.space_view = q_space_view,
 	.has_data = q_has_data,
 	.has_room = q_has_room,

@@ -19,7 +19,6 @@
  * own copy of the cell count, lengths against the largest record.
  */
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 
 #include "coord.h"
@@ -850,15 +849,6 @@ static int sh_consume(void *st, uint64_t n)
 	return ipcd_shared_consume(st, n);
 }
 
-/* Nothing here is ever held by one thread for another to wait on. */
-static int sh_busy(void *st, enum ipcd_dir dir)
-{
-	(void)st;
-	(void)dir;
-	sched_yield();
-	return 0;
-}
-
 static struct ipcd_view *sh_space_view(void *st, uint32_t tid)
 {
 	(void)tid;
@@ -915,7 +905,7 @@ const struct ipcd_coord_ops ipcd_coord_shared = {
 	.read = sh_read,
 	.peek = sh_peek,
 	.consume = sh_consume,
-	.busy = sh_busy,
+	.busy = ipcd_coord_yield,
 	.space_view = sh_space_view,
 	.has_data = sh_has_data,
 	.has_room = sh_has_room,
