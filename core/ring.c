@@ -7,9 +7,11 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -1369,9 +1371,67 @@ ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigne
 	return res;
 }
 
+/* ---- the wake-up barrier ------------------------------------------------- */
+
+/*
+ * A waker stores an index and then loads a sleeper count; a sleeper adds
+ * itself to the count and then loads the index.  Each needs a full barrier
+ * between its store and its load, or each may miss the other (a lost
+ * wake-up).  The waker runs once per record, the sleeper once per sleep,
+ * so the sleeper pays: a process that joins (registers for the kernel's
+ * global expedited membarrier) stores and loads with no fence, and every
+ * sleeper, after counting itself, has the kernel run a full barrier on
+ * each CPU that runs a process that joined (or that process is not
+ * running, and switching it out was one).  Either the waker's store is
+ * then visible to the sleeper's look, or the waker's load comes after the
+ * barrier and sees the count.  A process that has not joined (a kernel
+ * without the call, a sandbox that forbids it, IPCD_BARRIER=fence, the
+ * Python client) fences at each wake-up as before.  A sleeper whose own
+ * call fails cannot force the barrier on the others: it sleeps in short
+ * slices and looks again.  Joining survives fork (the child shares the
+ * registered address space's copy), not exec (the new program joins
+ * again when it attaches a ring).
+ */
+static atomic_int barrier_state IPCD_FORKED;	/* 1 joined, -1 cannot, 0 not yet */
+
+void ipcd_barrier_join(void)
+{
+	long q;
+	const char *e;
+	int ok;
+
+	if (atomic_load_explicit(&barrier_state, RELAXED))
+		return;
+	e = getenv("IPCD_BARRIER");
+	q = ipcd_syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0, 0, 0, 0);
+	ok = !(e && strcmp(e, "fence") == 0) && q > 0 &&
+	     (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+	     (q & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) &&
+	     ipcd_syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0, 0, 0,
+			  0) == 0;
+	atomic_store_explicit(&barrier_state, ok ? 1 : -1, RELAXED);
+}
+
+bool ipcd_barrier_joined(void)
+{
+	return atomic_load_explicit(&barrier_state, RELAXED) > 0;
+}
+
+bool ipcd_barrier_sleep(void)
+{
+	/* The call is a full barrier on our own CPU too. */
+	if (ipcd_syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0, 0, 0, 0) == 0)
+		return true;
+	atomic_thread_fence(SEQCST);
+	return false;
+}
+
 void ipcd_ring_wake(struct ipcd_view *v, enum ipcd_dir dir)
 {
-	atomic_thread_fence(SEQCST);
+	if (atomic_load_explicit(&barrier_state, RELAXED) > 0)
+		atomic_signal_fence(SEQCST);	/* the sleeper's membarrier */
+	else
+		atomic_thread_fence(SEQCST);
 	wake(v, dir);
 }
 
@@ -1563,11 +1623,12 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 			const struct timespec *timeout, uint64_t spin_ns,
 			uint32_t sigmark)
 {
+	static const struct timespec slice = { 0, 10 * 1000 * 1000 };
 	uint32_t ds = 0, ss = 0;
 	uint64_t start;
 	long rc = 0;
 	int i, burst, got = 0;
-	bool sigsafe = dirs & IPCD_WAIT_SIGSAFE;
+	bool sigsafe = dirs & IPCD_WAIT_SIGSAFE, sliced = false;
 
 	dirs &= IPCD_WAIT_DATA | IPCD_WAIT_SPACE;
 	if (interrupted(sigsafe, sigmark))
@@ -1605,6 +1666,14 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 		atomic_fetch_add_explicit(&out->r->wr_sleepers, 1, SEQCST);
 		ss = atomic_load_explicit(&out->r->space_seq, ACQUIRE);
 	}
+	/* Wakers that joined the barrier load our count with no fence: the
+	 * kernel runs it for them now, or we cannot be sure of being woken
+	 * and sleep a slice at a time. */
+	if (!ipcd_barrier_sleep() &&
+	    (!timeout || timeout->tv_sec > 0 || timeout->tv_nsec > slice.tv_nsec)) {
+		timeout = &slice;
+		sliced = true;
+	}
 	/* A handler that comes from here on bumps the words we sleep on, so
 	 * the futex wait does not start or ends at once. */
 	if (sigsafe) {
@@ -1637,9 +1706,9 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 		atomic_fetch_sub_explicit(&out->r->wr_sleepers, 1, RELAXED);
 	if ((rc < 0 && errno == EINTR) || interrupted(sigsafe, sigmark))
 		return -EINTR;
-	if (rc < 0 && errno == ETIMEDOUT)
+	if (rc < 0 && errno == ETIMEDOUT && !sliced)
 		return -ETIMEDOUT;
-	return 0;
+	return 0;	/* the caller looks again (after a slice, too) */
 }
 
 int ipcd_ring_wait(struct ipcd_view *v, unsigned dirs, size_t need,

@@ -267,8 +267,8 @@ ssize_t ipcd_ring_read_anc(struct ipcd_view *v, void *buf, size_t len,
  * what ipcd_ring_write does, less -EBUSY; take_owned takes one record
  * (message; *full its length) or, on a stream, bytes of consecutive
  * records from where the last read stopped (roff), and returns bytes,
- * -EAGAIN or -EIO.  Neither wakes anyone: ipcd_ring_wake does, a full
- * barrier first.
+ * -EAGAIN or -EIO.  Neither wakes anyone: ipcd_ring_wake does, after
+ * the wake-up barrier (a full fence, or none for a process that joined).
  */
 ssize_t ipcd_ring_put_owned(struct ipcd_view *v, const void *buf, size_t len, bool stream);
 ssize_t ipcd_ring_take_owned(struct ipcd_view *v, void *buf, size_t len, unsigned flags,
@@ -362,6 +362,18 @@ int ipcd_ring_lock_reap(struct ipcd_view *v, enum ipcd_dir dir);
 
 /* Whether the daemon that serves the ring still runs (1), or not (0). */
 int ipcd_ring_daemon_alive(const struct ipcd_view *v);
+
+/*
+ * The wake-up barrier (ring.c): ipcd_barrier_join lets this process wake
+ * sleepers with no fence (once per process; a queue or shared ring's
+ * attach calls it; IPCD_BARRIER=fence in the environment declines), and
+ * says whether it did; a sleeper calls ipcd_barrier_sleep after counting
+ * itself and before its last look: true if the barrier ran on every
+ * process that joined, false if it could not (sleep in short slices).
+ */
+void ipcd_barrier_join(void);
+bool ipcd_barrier_joined(void);
+bool ipcd_barrier_sleep(void);
 
 /* Wake every sleeper of direction dir, whatever the sleeper counts say. */
 void ipcd_ring_wake_all(struct ipcd_view *v, enum ipcd_dir dir);

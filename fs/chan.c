@@ -989,9 +989,13 @@ bool chan_busy(const struct chan *ch)
 void chan_progress(struct chan *ch)
 {
 	/* Newly counted as a sleeper: a peer may have moved a ring just
-	 * before it could see us, so look once more. */
-	if (progress_once(ch, ipcd->rbuf))
+	 * before it could see us, so look once more, after the barrier that
+	 * peers' wake-ups count on (ipcd_barrier_sleep). */
+	if (progress_once(ch, ipcd->rbuf)) {
+		if (!ipcd_barrier_sleep())
+			ipcd->sliced = true;
 		progress_once(ch, ipcd->rbuf);
+	}
 }
 
 /* Interrupt: answer EINTR if the request is still parked. */

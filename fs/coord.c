@@ -83,7 +83,7 @@ static void *coord_main(void *arg)
 	unsigned n, watched, i;
 	uint64_t t0;
 	long ms;
-	bool busy, again, wd[2], ws[2];
+	bool busy, again, sliced, wd[2], ws[2];
 
 	if (!w)
 		return NULL;
@@ -119,6 +119,7 @@ static void *coord_main(void *arg)
 					 (ch->rs[i].want_space && !ws[i]);
 			watched++;
 		}
+		sliced = fs->sliced;
 		pthread_mutex_unlock(&fs->mu);
 		atomic_store_explicit(&fs->core_ns, thread_ns(), memory_order_relaxed);
 
@@ -131,7 +132,7 @@ static void *coord_main(void *arg)
 			syscall(SYS_futex_waitv, w, n, 0, NULL, CLOCK_MONOTONIC);
 			continue;
 		}
-		ms = busy ? 2 : (n >= WAITV_MAX) ? 10 : 1000;
+		ms = busy ? 2 : (n >= WAITV_MAX || sliced) ? 10 : 1000;
 		clock_gettime(CLOCK_MONOTONIC, &deadline);
 		deadline.tv_nsec += (ms % 1000) * 1000000L;
 		deadline.tv_sec += ms / 1000 + deadline.tv_nsec / 1000000000L;

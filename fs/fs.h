@@ -202,6 +202,7 @@ struct ipcd_fs {
 	struct cds_list_head watched;	/* struct chan, under mu */
 	_Atomic uint32_t kick;		/* futex word: bumped to wake the core */
 	bool stop;			/* under mu */
+	bool sliced;			/* the wake-up barrier failed: sleep 10 ms at most */
 	pthread_t coord;
 	unsigned char *rbuf;		/* scratch for reads, under mu */
 };

@@ -8,6 +8,9 @@
 #define _GNU_SOURCE
 #include <check.h>
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/membarrier.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -15,7 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -749,6 +755,134 @@ START_TEST(test_writer_stopped)
 }
 END_TEST
 
+/* ---- the wake-up barrier ------------------------------------------------------- */
+
+/* Whether this kernel lets a process join (ring.c, ipcd_barrier_join). */
+static bool barrier_possible(void)
+{
+	long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+
+	return q > 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+	       (q & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);
+}
+
+/* From here on, membarrier fails with EPERM in this process (as in a
+ * sandbox that forbids it). */
+static void forbid_membarrier(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_membarrier, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
+
+	ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+	ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+	ck_assert_int_eq(syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0), -1);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+#define WAKE_RECS	3000
+
+/*
+ * A writer (a forked child: joined by inheritance) sends records one at a
+ * time with pauses of 0 to ~60 us, so that the reader, which never spins,
+ * is about to sleep or asleep at each; a lost wake-up shows as a wait
+ * that ends by its 3 s timeout with a record there.  With sliced, the
+ * reader cannot issue the barrier: it must still get every record, and
+ * wake by itself within a slice when nothing comes.
+ */
+static void wake_run(bool sliced)
+{
+	struct tq t;
+	unsigned char buf[64];
+	const struct timespec timeout = { 3, 0 };
+	uint32_t tid = me(), seq = 0;
+	uint64_t t0;
+	struct rec r;
+	size_t full;
+	ssize_t n;
+	pid_t p;
+	int st, w;
+
+	tq_open(&t, 4096, 0, 2);
+	ck_assert_int_eq(ipcd_barrier_joined(), barrier_possible());
+	p = fork();
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		uint32_t s, ctid = me();
+		unsigned pause = 1;
+
+		if (ipcd_barrier_joined() != barrier_possible())
+			_exit(3);
+		for (s = 0; s < WAKE_RECS; s++) {
+			pause = pause * 1103515245u + 12345u;
+			if (s == WAKE_RECS / 2)
+				usleep(800 * 1000);	/* a long pause: the slice shows */
+			else if (pause >> 28)
+				usleep((pause >> 24) & 63);
+			make_rec(buf, sizeof(buf), 0, s);
+			while (ipcd_qset_write(&t.s, buf, sizeof(buf), ctid) == -EAGAIN)
+				;
+		}
+		_exit(0);
+	}
+	if (sliced)
+		forbid_membarrier();
+	while (seq < WAKE_RECS) {
+		n = ipcd_qset_read(&t.s, buf, sizeof(buf), tid, 0, &full);
+		if (n == -EAGAIN) {
+			t0 = mono_ms();
+			w = ipcd_ring_wait(&t.s.q[0], IPCD_WAIT_DATA, 1, &timeout, 0);
+			ck_assert_msg(w == 0, "record %u: wait returned %d after %llu ms (%s)",
+				      seq, w, (unsigned long long)(mono_ms() - t0),
+				      w == -ETIMEDOUT ? "a lost wake-up" : "error");
+			/* Sliced: back within a slice or so, woken or not. */
+			if (sliced)
+				ck_assert_uint_lt(mono_ms() - t0, 300);
+			continue;
+		}
+		ck_assert_int_eq(n, sizeof(buf));
+		ck_assert(check_rec(buf, sizeof(buf), &r));
+		ck_assert_uint_eq(r.seq, seq);
+		seq++;
+	}
+	ck_assert_int_eq(waitpid(p, &st, 0), p);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	tq_close(&t);
+}
+
+START_TEST(test_wake_barrier)
+{
+	wake_run(false);
+}
+END_TEST
+
+/* The reader in a forked child: the seccomp filter stays with it. */
+START_TEST(test_wake_sliced)
+{
+	pid_t p = fork();
+	int st;
+
+	ck_assert_int_ge(p, 0);
+	if (p == 0) {
+		wake_run(true);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(p, &st, 0), p);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the sliced reader failed");
+}
+END_TEST
+
 static Suite *coord_suite(void)
 {
 	Suite *s = suite_create("coord");
@@ -770,6 +904,8 @@ static Suite *coord_suite(void)
 	tcase_add_test(tc, test_more_writers_than_queues);
 	tcase_add_test(tc, test_writer_killed);
 	tcase_add_test(tc, test_writer_stopped);
+	tcase_add_test(tc, test_wake_barrier);
+	tcase_add_test(tc, test_wake_sliced);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -81,7 +81,12 @@
  *
  * Sleeping (a reader; writers mirror it with wr_sleepers and space_seq):
  *	rd_sleepers += 1 (sequentially consistent), s = data_seq,
- *	re-check the ring, FUTEX_WAIT(data_seq, s), rd_sleepers -= 1.
+ *	membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) (if it fails: sleep at most
+ *	about 10 ms at a time), re-check the ring, FUTEX_WAIT(data_seq, s),
+ *	rd_sleepers -= 1.
+ *
+ * A waker registered with MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED may
+ * leave its full fence out: the sleeper's membarrier runs one on its CPU.
  *
  * Message channels (IPCD_RING_F_MESSAGE) store records: an 8-byte
  * struct ipcd_ring_rec followed by `len` payload bytes, padded to 8.  A
