@@ -16,6 +16,9 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#if __has_include(<sys/rseq.h>)
+#include <sys/rseq.h>
+#endif
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -624,11 +627,43 @@ static inline void mb_after_rmw(void)
 #endif
 }
 
+/*
+ * 1 + the CPU this thread runs on, or 0 if unknown: from the area the C
+ * library registers for restartable sequences, which the kernel keeps up
+ * to date; no system call, no call into libc.
+ */
+static inline uint32_t cpu_now(void)
+{
+#if defined(RSEQ_SIG) && (defined(__x86_64__) || defined(__aarch64__))
+	const struct rseq *rs;
+	int32_t c;
+
+	if (__rseq_size == 0)
+		return 0;
+	rs = (const struct rseq *)((char *)__builtin_thread_pointer() + __rseq_offset);
+	c = (int32_t)*(const volatile uint32_t *)&rs->cpu_id;
+	return c < 0 ? 0 : (uint32_t)c + 1;
+#else
+	return 0;
+#endif
+}
+
+/* Leave the hint of where this side runs (wcpu, rcpu; ring.h): stored only
+ * when it changed, on a line this side writes anyway. */
+static inline void note_cpu(_Atomic uint32_t *w)
+{
+	uint32_t c = cpu_now();
+
+	if (c && atomic_load_explicit(w, RELAXED) != c)
+		atomic_store_explicit(w, c, RELAXED);
+}
+
 /* Called right after lock_drop, whose exchange serves as the full barrier. */
 static void wake(struct ipcd_view *v, enum ipcd_dir dir)
 {
 	_Atomic uint32_t *sleepers, *seq;
 
+	note_cpu(dir == IPCD_WAIT_DATA ? &v->r->wcpu : &v->r->rcpu);
 	if (dir == IPCD_WAIT_DATA) {
 		sleepers = &v->r->rd_sleepers;
 		seq = &v->r->data_seq;
@@ -1564,6 +1599,24 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* How long a wait polls without yielding while the other side runs on
+ * another CPU. */
+#define PURE_SPIN_NS	3000u
+
+/* Whether the side we wait for last ran on a CPU other than ours (the
+ * writer's hint when we wait for data, the reader's for space). */
+static bool peer_elsewhere(const struct ipcd_view *in, const struct ipcd_view *out,
+			   unsigned dirs)
+{
+	uint32_t me = cpu_now(), peer;
+
+	if (!me)
+		return false;
+	peer = atomic_load_explicit((dirs & IPCD_WAIT_DATA) ? &in->r->wcpu : &out->r->rcpu,
+				    RELAXED);
+	return peer && peer != me;
+}
+
 static int ready(const struct ipcd_view *in, const struct ipcd_view *out,
 		 unsigned dirs, size_t need)
 {
@@ -1634,6 +1687,21 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 	if (interrupted(sigsafe, sigmark))
 		return -EINTR;
 	if (spin_ns) {
+		/* The other side last ran on another CPU: its answer may come
+		 * any moment, and a yield (a system call) would only see it
+		 * late.  Poll without yielding for a while first. */
+		if (peer_elsewhere(in, out, dirs)) {
+			start = now_ns();
+			for (i = 0;; i++) {
+				if (ready(in, out, dirs, need))
+					return 0;
+				cpu_relax();
+				if (i % 64 == 63 &&
+				    (now_ns() - start >= PURE_SPIN_NS ||
+				     now_ns() - start >= spin_ns || interrupted(sigsafe, sigmark)))
+					break;
+			}
+		}
 		/* Look 1, 2, 4 ... 64 times between yields: a peer that shares
 		 * our CPU gets it almost at once, one on another CPU is caught
 		 * by the polls.  A handler that runs meanwhile counts in

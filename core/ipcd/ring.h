@@ -467,7 +467,9 @@ struct ipcd_ring {
 	IPCD_ATOMIC(uint32_t) writes;	/* writes that published bytes, modulo
 					   2^32.  Under wlock only */
 	IPCD_ATOMIC(uint32_t) owner;	/* queues: the writer's thread id, or 0 */
-	uint32_t reserved1[9];		/* zero */
+	IPCD_ATOMIC(uint32_t) wcpu;	/* a hint: 1 + the CPU the last writer that
+					   woke readers ran on, or 0 */
+	uint32_t reserved1[8];		/* zero */
 
 	/* Cache line 2: written by the consumer holding rlock. */
 	IPCD_ATOMIC(uint64_t) head;	/* bytes ever consumed */
@@ -480,7 +482,9 @@ struct ipcd_ring {
 	IPCD_ATOMIC(uint64_t) rpart;	/* shared, stream: 1 + the ticket of a
 					   record a read took part of (the
 					   next read goes on with it), or 0 */
-	uint32_t reserved2[8];		/* zero */
+	IPCD_ATOMIC(uint32_t) rcpu;	/* a hint: 1 + the CPU the last reader that
+					   woke writers ran on, or 0 */
+	uint32_t reserved2[7];		/* zero */
 
 	/* Cache line 3: sleeping and waking; rarely written. */
 	IPCD_ATOMIC(uint32_t) data_seq;	   /* futex: producers bump it to wake readers */
@@ -530,6 +534,8 @@ _Static_assert(__builtin_offsetof(struct ipcd_ring, owner) == 88, "owner on line
 _Static_assert(__builtin_offsetof(struct ipcd_ring, rclaim) == 140, "rclaim on line 2");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, roff) == 144, "roff on line 2");
 _Static_assert(__builtin_offsetof(struct ipcd_ring, rpart) == 152, "rpart on line 2");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, wcpu) == 92, "wcpu on line 1");
+_Static_assert(__builtin_offsetof(struct ipcd_ring, rcpu) == 160, "rcpu on line 2");
 _Static_assert(sizeof(struct ipcd_rslot) == 64, "a reader slot is a cache line");
 _Static_assert(sizeof(struct ipcd_wslot) == 64, "a writer slot is a cache line");
 _Static_assert(__builtin_offsetof(struct ipcd_wslot, writes) == 4, "a slot's writes");
