@@ -13,6 +13,8 @@
  *
  *   pp      64-byte ping-pong over a pair of pipes and over one
  *           socketpair(AF_UNIX, SOCK_STREAM): round-trip latency
+ *           (also over a bare ring, -t bare: two rings of bytes in shared
+ *           memory, both ends spinning, the floor the shim is held to)
  *   s64     one-way stream of 64-byte write()s, read back 64 bytes per
  *           read(): messages per second
  *   s64k    one-way stream of 64 KiB write()s: bytes per second
@@ -36,12 +38,14 @@
 #include <limits.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -67,7 +71,8 @@
 /* Targets the project hopes for; the comparison says whether they are met. */
 #define TGT_PP_CROSS	50.0		/* cross-CPU pipe ping-pong speed-up */
 #define TGT_PP_SAME	1.0		/* same-CPU: no slower than the pipe */
-#define TGT_S64		10.0		/* 64-byte stream, messages/s */
+#define TGT_S64		20.0		/* 64-byte stream, messages/s */
+#define TGT_BARE	0.5		/* cross-CPU pipe ping-pong: bare ring's time / shim's */
 #define TGT_S64K	5.0		/* 64 KiB stream, bytes/s */
 #define TGT_IDLE_US	2000.0		/* CPU of both processes + daemon in the window */
 #define TGT_OVH_NS	5.0		/* extra ns per call on a non-channel fd */
@@ -85,8 +90,8 @@ struct msg {
 };
 _Static_assert(sizeof(struct msg) == MSG_SIZE, "a message is 64 bytes");
 
-enum tkind { K_PIPE, K_SOCK, K_COUNT };
-static const char *const knames[K_COUNT] = { "pipe", "socketpair" };
+enum tkind { K_PIPE, K_SOCK, K_BARE, K_COUNT };
+static const char *const knames[K_COUNT] = { "pipe", "socketpair", "bare" };
 
 enum place { P_SAME, P_CROSS, P_COUNT };
 static const char *const pnames[P_COUNT] = { "same", "cross" };
@@ -383,6 +388,94 @@ static void case_failed(const char *key, const char *fmt, ...)
 	failures++;
 }
 
+/* ---- a bare ring: the floor the shim is measured against ----------------- */
+
+/*
+ * Two processes and one shared mapping, nothing else: per direction a ring
+ * of bytes as large as a pipe's buffer, one writer and one reader, its
+ * indexes on lines of their own, a release store to publish and an
+ * acquire load to see, no lock, no atomic read-modify-write, no fence, and
+ * a waiting side that only spins (yielding now and then, so that two ends
+ * on one CPU take turns).  No daemon, no sleeping, no checks of what the
+ * other side wrote: what a channel costs beyond moving the bytes is the
+ * difference to this.
+ */
+#define BARE_CAP	65536u
+#define BARE_YIELD	1024		/* polls between yields */
+
+struct bare_ring {
+	_Alignas(64) _Atomic uint64_t head;
+	_Alignas(64) _Atomic uint64_t tail;
+	_Alignas(64) unsigned char data[BARE_CAP];
+};
+
+struct bare {
+	struct bare_ring ring[2];	/* [0] from A to B, [1] from B to A */
+};
+
+static inline void bare_relax(unsigned *polls)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+	if (++*polls % BARE_YIELD == 0)
+		sched_yield();
+}
+
+static int bare_write(struct bare_ring *r, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed), h, at, n, first;
+	unsigned polls = 0;
+
+	while (len) {
+		h = atomic_load_explicit(&r->head, memory_order_acquire);
+		if (t - h == BARE_CAP) {
+			if (wd_fired)
+				return -EINTR;
+			bare_relax(&polls);
+			continue;
+		}
+		n = BARE_CAP - (t - h) < len ? BARE_CAP - (t - h) : len;
+		at = t % BARE_CAP;
+		first = BARE_CAP - at < n ? BARE_CAP - at : n;
+		memcpy(r->data + at, p, first);
+		memcpy(r->data, p + first, n - first);
+		t += n;
+		p += n;
+		len -= n;
+		atomic_store_explicit(&r->tail, t, memory_order_release);
+	}
+	return 0;
+}
+
+static int bare_read(struct bare_ring *r, void *buf, size_t len)
+{
+	unsigned char *p = buf;
+	uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed), t, at, n, first;
+	unsigned polls = 0;
+
+	while (len) {
+		t = atomic_load_explicit(&r->tail, memory_order_acquire);
+		if (t == h) {
+			if (wd_fired)
+				return -EINTR;
+			bare_relax(&polls);
+			continue;
+		}
+		n = t - h < len ? t - h : len;
+		at = h % BARE_CAP;
+		first = BARE_CAP - at < n ? BARE_CAP - at : n;
+		memcpy(p, r->data + at, first);
+		memcpy(p + first, r->data, n - first);
+		h += n;
+		p += n;
+		len -= n;
+		atomic_store_explicit(&r->head, h, memory_order_release);
+	}
+	return 0;
+}
+
 /* ---- the two ends of a link ---------------------------------------------- */
 
 /*
@@ -393,10 +486,12 @@ static void case_failed(const char *key, const char *fmt, ...)
 struct link {
 	enum tkind k;
 	int fd[4];
+	struct bare *bare;	/* K_BARE: the shared mapping */
 };
 
 struct side {
 	int rfd, wfd;
+	struct bare_ring *in, *out;	/* K_BARE */
 };
 
 static int link_open(struct link *l, enum tkind k)
@@ -404,8 +499,18 @@ static int link_open(struct link *l, enum tkind k)
 	int i;
 
 	l->k = k;
+	l->bare = NULL;
 	for (i = 0; i < 4; i++)
 		l->fd[i] = -1;
+	if (k == K_BARE) {
+		l->bare = mmap(NULL, sizeof(struct bare), PROT_READ | PROT_WRITE,
+			       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+		if (l->bare == MAP_FAILED) {
+			l->bare = NULL;
+			return -errno;
+		}
+		return 0;
+	}
 	if (k == K_PIPE) {
 		if (pipe(&l->fd[0]) < 0)
 			return -errno;
@@ -418,9 +523,12 @@ static int link_open(struct link *l, enum tkind k)
 
 static struct side link_side(const struct link *l, int b)
 {
-	struct side s;
+	struct side s = { -1, -1, NULL, NULL };
 
-	if (l->k == K_PIPE) {
+	if (l->k == K_BARE) {
+		s.in = &l->bare->ring[b ? 0 : 1];
+		s.out = &l->bare->ring[b ? 1 : 0];
+	} else if (l->k == K_PIPE) {
 		s.rfd = b ? l->fd[0] : l->fd[2];
 		s.wfd = b ? l->fd[3] : l->fd[1];
 	} else {
@@ -446,11 +554,26 @@ static void link_close(struct link *l)
 {
 	int i;
 
+	if (l->bare) {
+		munmap(l->bare, sizeof(struct bare));
+		l->bare = NULL;
+	}
 	for (i = 0; i < 4; i++)
 		if (l->fd[i] >= 0) {
 			close(l->fd[i]);
 			l->fd[i] = -1;
 		}
+}
+
+/* The bytes of a link, whichever kind it is. */
+static int side_write(const struct side *s, const void *buf, size_t len)
+{
+	return s->out ? bare_write(s->out, buf, len) : write_all(s->wfd, buf, len);
+}
+
+static int side_read(const struct side *s, void *buf, size_t len)
+{
+	return s->in ? bare_read(s->in, buf, len) : read_all(s->rfd, buf, len);
 }
 
 /* What an fd really is: "kernel" for a kernel pipe or socket, else "ipcd"
@@ -527,7 +650,7 @@ static int ponger(void *arg)
 		return 1;
 	ready = true;
 	for (;;) {
-		r = read_all(s.rfd, &m, sizeof(m));
+		r = side_read(&s, &m, sizeof(m));
 		if (r) {
 			snprintf(rep.what, sizeof(rep.what), "ponger: read of round %" PRIu64
 				 ": %s", expect, errstr(r));
@@ -545,7 +668,7 @@ static int ponger(void *arg)
 			rep.cpu_ns = start ? cpu_self_ns() - start : 0;
 			break;
 		}
-		r = write_all(s.wfd, &m, sizeof(m));
+		r = side_write(&s, &m, sizeof(m));
 		if (r) {
 			snprintf(rep.what, sizeof(rep.what), "ponger: write of round %" PRIu64
 				 ": %s", expect, errstr(r));
@@ -634,9 +757,9 @@ static void case_pp(enum tkind k, enum place p, uint64_t *lat)
 		}
 		fill_msg(&m, seq, 0);
 		t0 = now_ns();
-		r = write_all(s.wfd, &m, sizeof(m));
+		r = side_write(&s, &m, sizeof(m));
 		if (!r)
-			r = read_all(s.rfd, &echo, sizeof(echo));
+			r = side_read(&s, &echo, sizeof(echo));
 		t1 = now_ns();
 		if (r) {
 			case_failed(key, "round %" PRIu64 ": %s", seq, errstr(r));
@@ -660,7 +783,7 @@ static void case_pp(enum tkind k, enum place p, uint64_t *lat)
 		cpu = cpu_self_ns() - c0;
 	}
 	fill_msg(&m, seq, F_STOP);
-	r = write_all(s.wfd, &m, sizeof(m));
+	r = side_write(&s, &m, sizeof(m));
 	if (r) {
 		case_failed(key, "stop message: %s", errstr(r));
 		goto out;
@@ -767,7 +890,7 @@ static int writer(void *arg)
 			}
 		}
 		stamp(buf, a->size, seq, flags);
-		r = write_all(s.wfd, buf, a->size);
+		r = side_write(&s, buf, a->size);
 		if (r) {
 			snprintf(rep.what, sizeof(rep.what), "writer: write of message %"
 				 PRIu64 ": %s", seq, errstr(r));
@@ -849,7 +972,7 @@ static void case_stream(enum tkind k, enum place p, size_t size)
 	s = link_side(&l, 0);
 	wd_arm((unsigned)(STREAM_WARM_S + opt.stream_s) + 10, child, 0);
 	for (;;) {
-		r = read_all(s.rfd, buf, size);
+		r = side_read(&s, buf, size);
 		if (r) {
 			case_failed(key, "read of message %" PRIu64 ": %s", expect, errstr(r));
 			goto out;
@@ -936,22 +1059,22 @@ static int idler(void *arg)
 	if (a->which == 0) {
 		for (i = 0; i < IDLE_ROUNDS; i++) {
 			fill_msg(&m, (uint64_t)i, 0);
-			if ((r = write_all(s.wfd, &m, sizeof(m))) ||
-			    (r = read_all(s.rfd, &m, sizeof(m))))
+			if ((r = side_write(&s, &m, sizeof(m))) ||
+			    (r = side_read(&s, &m, sizeof(m))))
 				return 1;
 		}
 		if (write_all(a->ctl, "D", 1))
 			return 1;
 		/* Idle: the parent's stop message ends this read. */
-		r = read_all(s.rfd, &m, sizeof(m));
+		r = side_read(&s, &m, sizeof(m));
 		return r || !(m.flags & F_STOP);
 	}
 	for (;;) {
-		if (read_all(s.rfd, &m, sizeof(m)) || !msg_ok(&m))
+		if (side_read(&s, &m, sizeof(m)) || !msg_ok(&m))
 			return 1;
 		if (m.flags & F_STOP)
 			return 0;
-		if (write_all(s.wfd, &m, sizeof(m)))
+		if (side_write(&s, &m, sizeof(m)))
 			return 1;
 	}
 }
@@ -1278,6 +1401,41 @@ static void cmp_row(const struct resfile *k, const struct resfile *s, const char
 	printf("%-34s  %-5s  %10s  %10s  %9s  %s\n", label, cpus, kb, sb, q, t);
 }
 
+/*
+ * The shim's pipe against the bare ring, both from the shim run (one
+ * session, one placement): the kernel column shows the bare ring's figure,
+ * the shim column the pipe's under the shim, the ratio the bare ring's
+ * over the shim's (1: as fast as the floor; the target: within 2 times).
+ */
+static void bare_rows(const struct resfile *s)
+{
+	char kb[32], sb[32], q[32], t[48], key[96];
+	double bv, sv;
+	int p;
+
+	for (p = 0; p < P_COUNT; p++) {
+		snprintf(key, sizeof(key), "pp.bare.%s.med_us", pnames[p]);
+		bv = get(s, key);
+		snprintf(key, sizeof(key), "pp.pipe.%s.med_us", pnames[p]);
+		sv = get(s, key);
+		snprintf(kb, sizeof(kb), bv > 0 ? "%.2f" : "-", bv);
+		snprintf(sb, sizeof(sb), sv > 0 ? "%.2f" : "-", sv);
+		snprintf(q, sizeof(q), bv > 0 && sv > 0 ? "%.2fx" : "-", bv / sv);
+		if (p == P_CROSS) {
+			targets_total++;
+			if (bv > 0 && sv > 0 && bv / sv >= TGT_BARE)
+				targets_met++;
+			snprintf(t, sizeof(t), "within %gx of bare: %s", 1 / TGT_BARE,
+				 bv <= 0 || sv <= 0 ? "no data" :
+				 bv / sv >= TGT_BARE ? "met" : "NOT met");
+		} else {
+			snprintf(t, sizeof(t), "(info)");
+		}
+		printf("%-34s  %-5s  %10s  %10s  %9s  %s\n", "ping-pong pipe vs bare ring, us",
+		       pnames[p], kb, sb, q, t);
+	}
+}
+
 static int compare(const char *kpath, const char *spath)
 {
 	struct resfile k, s;
@@ -1316,6 +1474,7 @@ static int compare(const char *kpath, const char *spath)
 			snprintf(label, sizeof(label), "ping-pong %s p99 rt, us", knames[kk]);
 			cmp_row(&k, &s, label, pnames[p], key, 1, LOWER, 0);
 		}
+	bare_rows(&s);
 	for (kk = 0; kk < K_COUNT; kk++)
 		for (p = 0; p < P_COUNT; p++) {
 			snprintf(key, sizeof(key), "s64.%s.%s.rate", knames[kk], pnames[p]);
@@ -1331,6 +1490,8 @@ static int compare(const char *kpath, const char *spath)
 				kk == K_PIPE ? TGT_S64K : 0);
 		}
 	for (kk = 0; kk < K_COUNT; kk++) {
+		if (kk == K_BARE)
+			continue;	/* a bare ring never blocks */
 		snprintf(key, sizeof(key), "idle.%s.procs_us", knames[kk]);
 		kv = get(&k, key);
 		sv = get(&s, key);
@@ -1404,7 +1565,8 @@ static void usage(FILE *f)
 		"  -p PID      the ipcd daemon, to measure its CPU time\n"
 		"  -l LABEL    a name for this run in the output (e.g. kernel, shim)\n"
 		"  -c CASES    comma-separated subset of pp,s64,s64k,idle,ovh (default all)\n"
-		"  -t KINDS    subset of pipe,socketpair (default both)\n"
+		"  -t KINDS    subset of pipe,socketpair,bare (default all; bare: a ring\n"
+		"              in shared memory, both ends spinning, no ipcd)\n"
 		"  -P PLACES   subset of same,cross (default both)\n"
 		"  -n ROUNDS   measured ping-pong round trips per case (default %d)\n"
 		"  -w WARMUP   ping-pong round trips before measuring (default %d)\n"
@@ -1452,7 +1614,7 @@ static void parse_list(char *list, const char *const *names, int count, bool *wa
 
 int main(int argc, char **argv)
 {
-	char clist[] = "pp,s64,s64k,idle,ovh", klist[] = "pipe,socketpair",
+	char clist[] = "pp,s64,s64k,idle,ovh", klist[] = "pipe,socketpair,bare",
 	     plist[] = "same,cross";
 	const char *spin = getenv("IPCD_SPIN_NS"), *cmp = NULL;
 	struct sigaction sa;
@@ -1587,7 +1749,7 @@ int main(int argc, char **argv)
 		printf("%-26s  %8s  %13s  %10s  %15s  %10s\n", "transport", "window_s",
 		       "procs_ms_stat", "procs_us", "daemon_ms_stat", "daemon_us");
 		for (k = 0; k < K_COUNT; k++)
-			if (opt.want_k[k])
+			if (opt.want_k[k] && k != K_BARE)
 				case_idle((enum tkind)k);
 		printf("_stat: utime+stime from /proc/PID/stat (clock ticks); _us: run "
 		       "time from /proc/PID/task/*/schedstat\n");
