@@ -364,7 +364,7 @@ int ipcd_ring_lock_reap(struct ipcd_view *v, enum ipcd_dir dir);
 int ipcd_ring_daemon_alive(const struct ipcd_view *v);
 
 /*
- * The wake-up barrier (ring.c): ipcd_barrier_join lets this process wake
+ * The wake-up barrier (ring_wait.c): ipcd_barrier_join lets this process wake
  * sleepers with no fence (once per process; a queue or shared ring's
  * attach calls it; IPCD_BARRIER=fence in the environment declines), and
  * says whether it did; a sleeper calls ipcd_barrier_sleep after counting

@@ -757,7 +757,7 @@ END_TEST
 
 /* ---- the wake-up barrier ------------------------------------------------------- */
 
-/* Whether this kernel lets a process join (ring.c, ipcd_barrier_join). */
+/* Whether this kernel lets a process join (ring_wait.c, ipcd_barrier_join). */
 static bool barrier_possible(void)
 {
 	long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
