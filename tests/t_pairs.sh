@@ -241,20 +241,35 @@ sleep 1.5
 c0=$(status_field created)
 s0=$(status_field served)
 bad_runs=0
+slowest=0
 for i in $(seq 20); do
+	t0=$(date +%s%N)
 	LD_PRELOAD=$SHIM_PRELOAD IPCD_MOUNT=$MNT IPCD_SHIM_LEARN=off timeout 60 "$PY" -c '
 import os
 r, w = os.pipe()
 os.write(w, b"x")
 os.close(w)
 assert os.read(r, 1) == b"x" and os.read(r, 1) == b""' || bad_runs=$((bad_runs + 1))
+	ms=$((($(date +%s%N) - t0) / 1000000))
+	[ "$ms" -gt "$slowest" ] && slowest=$ms
 done
 made=$(($(status_field created) - c0))
 served=$(($(status_field served) - s0))
-echo "# 20 programs of one pipe each; the daemon made $made channels, which served $served pipes"
+echo "# 20 programs of one pipe each; the daemon made $made channels, which served $served pipes (slowest program: $slowest ms)"
 [ "$served" = 20 ] || bad "20 programs of one pipe: served grew by $served (want 20, one a program)"
 [ "$bad_runs" = 0 ] || bad "20 programs of one pipe: $bad_runs failed"
-[ "$made" -le 30 ] || bad "20 programs of one pipe: the daemon made $made channels (want at most 30; 60 to 70 when untaken pairs went with each)"
+# About 24 when every program's untaken pairs are back before the next
+# asks (4 at first, then one a program), 60 to 70 when they went with each.
+# The returns of a program that ends race with the next one's request (the
+# factory reads both sockets in whatever order epoll gives them): counts of
+# 11 to 43 were seen, 37 on a quiet machine.  A pair handed back waits a second (the
+# factory's SPARE_TTL_MS) for the next program: a program slower than half
+# of that (a loaded machine) lets spares expire, and the count says nothing.
+if [ "$slowest" -le 500 ]; then
+	[ "$made" -le 50 ] || bad "20 programs of one pipe: the daemon made $made channels (want at most 50; 60 to 70 when untaken pairs went with each)"
+else
+	echo "# not counted: a program took $slowest ms (over 500), spares may have expired meanwhile"
+fi
 
 # 6. A pipe per child that only says whether its exec worked (xargs makes
 #    one per command): its write end goes with the exec, nothing is written,
