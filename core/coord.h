@@ -41,6 +41,11 @@ struct ipcd_qset {
 	_Atomic uint64_t wcache;	/* (tid << 32) | (queue + 1): a writer's queue */
 	_Atomic uint64_t rcache;	/* (tid << 32) | (slot + 1): a reader's slot */
 	_Atomic unsigned next;		/* the queue a reader looks at first */
+	/* What readers here last saw: bit i while queue i had records when
+	 * last looked at; most reads look only at those, and every
+	 * IPCD_QSET_LOOKS-th read (or one that finds none there) at all. */
+	_Atomic uint32_t seen;
+	_Atomic uint32_t looks;
 	_Atomic uint32_t slow_tid;	/* a thread that wrote through the daemon,
 					   into its queue (the first): it takes a
 					   queue of its own only once that is empty */

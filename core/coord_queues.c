@@ -294,20 +294,49 @@ static int writers_gone(const struct ipcd_qset *s)
  */
 typedef ssize_t (*inside_fn)(struct ipcd_qset *s, unsigned i, unsigned me, void *arg);
 
+/* Note what a look at queue i found (a hint for the next reads). */
+static void saw(struct ipcd_qset *s, unsigned i, bool data)
+{
+	uint32_t seen = atomic_load_explicit(&s->seen, RELAXED), bit = 1u << i;
+
+	if (!!(seen & bit) != data)
+		atomic_store_explicit(&s->seen, data ? seen | bit : seen & ~bit, RELAXED);
+}
+
+/*
+ * Take turns between the queues with records, from s->next on: fn on the
+ * first this reader can enter.  Most calls look only at the queues that
+ * had records when last looked at, so that one writer among many idle
+ * queues costs no look at each of them per record; every
+ * IPCD_QSET_LOOKS-th call, and one that finds nothing there, looks at
+ * all (a writer that starts in an idle queue waits at most that many
+ * reads of the others).  The end of file and -EAGAIN come only from a
+ * look at all.
+ */
+#define IPCD_QSET_LOOKS	16u
+
 static ssize_t each_with_data(struct ipcd_qset *s, unsigned me, inside_fn fn, void *arg)
 {
 	unsigned k, i, start = atomic_load_explicit(&s->next, RELAXED);
+	uint32_t seen = atomic_load_explicit(&s->seen, RELAXED);
+	uint32_t looks = atomic_load_explicit(&s->looks, RELAXED);
+	bool all = !seen || looks % IPCD_QSET_LOOKS == 0;
 	int gone, d, busy = 0;
 	ssize_t n;
 
+	atomic_store_explicit(&s->looks, looks + 1, RELAXED);
 	/* Before the indexes: if the writers were gone, their last records
 	 * are in. */
 	gone = writers_gone(s);
+again:
 	for (k = 0; k < s->n; k++) {
 		i = (start + k) % s->n;
+		if (!all && !(seen & (1u << i)))
+			continue;
 		d = has_data(&s->q[i]);
 		if (d < 0)
 			return d;
+		saw(s, i, d);
 		if (!d)
 			continue;
 		if (enter(s, i, me)) {
@@ -317,6 +346,11 @@ static ssize_t each_with_data(struct ipcd_qset *s, unsigned me, inside_fn fn, vo
 		n = fn(s, i, me, arg);
 		if (n != -EAGAIN)	/* else a pad alone, or taken just before us */
 			return n;
+	}
+	if (!all) {
+		all = true;
+		busy = 0;
+		goto again;
 	}
 	if (busy)
 		return -EBUSY;
