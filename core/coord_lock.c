@@ -1,7 +1,7 @@
 /*
  * coord_lock.c - coordination by lock words (IPCD_COORD_LOCK): one ring a
  * side, whose writers take turns by the ring's write lock and readers by
- * its read lock (ring.c).  This is the table of calls (coord.h) over the
+ * its read lock (ring.c, ring_lock.c).  This is the table of calls (coord.h) over the
  * ring's own operations, so that ends use every design alike; it is also
  * the only design whose rings carry attachments.
  */
