@@ -310,8 +310,9 @@ static void saw(struct ipcd_qset *s, unsigned i, bool data)
  * queues costs no look at each of them per record; every
  * IPCD_QSET_LOOKS-th call, and one that finds nothing there, looks at
  * all (a writer that starts in an idle queue waits at most that many
- * reads of the others).  The end of file and -EAGAIN come only from a
- * look at all.
+ * reads of the others).  The end of file, -EAGAIN and errors come only
+ * from a look at all, so that they are those a look at every queue in
+ * turn from s->next meets.
  */
 #define IPCD_QSET_LOOKS	16u
 
@@ -334,8 +335,11 @@ again:
 		if (!all && !(seen & (1u << i)))
 			continue;
 		d = has_data(&s->q[i]);
-		if (d < 0)
+		if (d < 0) {
+			if (!all)
+				goto look_at_all;	/* errors as a look at all meets them */
 			return d;
+		}
 		saw(s, i, d);
 		if (!d)
 			continue;
@@ -344,10 +348,15 @@ again:
 			continue;
 		}
 		n = fn(s, i, me, arg);
-		if (n != -EAGAIN)	/* else a pad alone, or taken just before us */
+		/* -EAGAIN: a pad alone, or taken just before us.  A failure
+		 * took nothing: a look at all meets it (or what comes first). */
+		if (n >= 0 || (n != -EAGAIN && all))
 			return n;
+		if (n != -EAGAIN)
+			goto look_at_all;
 	}
 	if (!all) {
+look_at_all:
 		all = true;
 		busy = 0;
 		goto again;
