@@ -68,7 +68,8 @@ int ipcd_qset_attach(struct ipcd_qset *s, void *map, size_t len, unsigned side)
 	s->rs = (struct ipcd_rslot *)((char *)map + m->rslot_off);
 	s->nrs = m->nrslots;
 	s->q[0].qs = s;		/* waiting for data waits for any queue */
-	ipcd_barrier_join();	/* wake-ups with no fence (ring_wait.c) */
+	for (i = 0; i < s->n; i++)
+		ipcd_barrier_view(&s->q[i]);	/* wake-ups with no fence (ring_wait.c) */
 	return 0;
 }
 

@@ -69,7 +69,7 @@ int ipcd_shared_attach(struct ipcd_shared *s, void *map, size_t len, unsigned si
 	s->nws = m->nrslots;
 	s->room = s->ncells - (uint64_t)s->nws * ipcd_cells_of(s->rec_max);
 	s->v.sh = s;
-	ipcd_barrier_join();	/* wake-ups with no fence (ring_wait.c) */
+	ipcd_barrier_view(&s->v);	/* wake-ups with no fence (ring_wait.c) */
 	return 0;
 }
 

@@ -324,6 +324,7 @@ int ipcd_view_attach_role(struct ipcd_view *v, void *map, size_t map_len, uint32
 	v->wend = v->rend = 0;
 	v->qs = NULL;
 	v->sh = NULL;
+	v->nofence = false;
 	v->peeking = false;
 	atomic_store_explicit(&v->qtail, 0, RELAXED);
 	hints_drop(v);

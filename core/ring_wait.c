@@ -125,7 +125,7 @@ void ipcd_ring_wake_all(struct ipcd_view *v, enum ipcd_dir dir)
  */
 static atomic_int barrier_state IPCD_FORKED;	/* 1 joined, -1 cannot, 0 not yet */
 
-void ipcd_barrier_join(void)
+static void barrier_join(void)
 {
 	long q;
 	const char *e;
@@ -141,6 +141,13 @@ void ipcd_barrier_join(void)
 	     ipcd_syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0, 0, 0,
 			  0) == 0;
 	atomic_store_explicit(&barrier_state, ok ? 1 : -1, RELAXED);
+}
+
+/* v's wakers may wake with no fence: join, and have its sleepers pay. */
+void ipcd_barrier_view(struct ipcd_view *v)
+{
+	v->nofence = true;
+	barrier_join();
 }
 
 bool ipcd_barrier_joined(void)
@@ -268,14 +275,15 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 		 * any moment, and a yield (a system call) would only see it
 		 * late.  Poll without yielding for a while first. */
 		if (peer_elsewhere(in, out, dirs)) {
+			uint64_t limit = spin_ns < PURE_SPIN_NS ? spin_ns : PURE_SPIN_NS;
+
 			start = now_ns();
 			for (i = 0;; i++) {
 				if (ready(in, out, dirs, need))
 					return 0;
 				cpu_relax();
 				if (i % 64 == 63 &&
-				    (now_ns() - start >= PURE_SPIN_NS ||
-				     now_ns() - start >= spin_ns || interrupted(sigsafe, sigmark)))
+				    (now_ns() - start >= limit || interrupted(sigsafe, sigmark)))
 					break;
 			}
 		}
@@ -313,8 +321,11 @@ int ipcd_ring_wait_pair(struct ipcd_view *in, struct ipcd_view *out,
 	}
 	/* Wakers that joined the barrier load our count with no fence: the
 	 * kernel runs it for them now, or we cannot be sure of being woken
-	 * and sleep a slice at a time. */
-	if (!ipcd_barrier_sleep() &&
+	 * and sleep a slice at a time.  Under a lock, its release is the
+	 * wakers' barrier: nothing to do. */
+	if ((((dirs & IPCD_WAIT_DATA) && in->nofence) ||
+	     ((dirs & IPCD_WAIT_SPACE) && out->nofence)) &&
+	    !ipcd_barrier_sleep() &&
 	    (!timeout || timeout->tv_sec > 0 || timeout->tv_nsec > slice.tv_nsec)) {
 		timeout = &slice;
 		sliced = true;

@@ -98,6 +98,10 @@ struct ipcd_view {
 	/* A peek in progress (ipcd_ring_peek): the read lock is held, head was
 	 * peek_head, and what it showed ends at peek_end. */
 	bool peeking;
+	/* A ring of queues or cells: its wakers may have joined the wake-up
+	 * barrier and wake with no fence, so a sleeper makes the barrier
+	 * (ipcd_barrier_sleep).  A lock's release is the barrier itself. */
+	bool nofence;
 	uint64_t peek_head, peek_end;
 };
 
@@ -364,14 +368,16 @@ int ipcd_ring_lock_reap(struct ipcd_view *v, enum ipcd_dir dir);
 int ipcd_ring_daemon_alive(const struct ipcd_view *v);
 
 /*
- * The wake-up barrier (ring_wait.c): ipcd_barrier_join lets this process wake
- * sleepers with no fence (once per process; a queue or shared ring's
- * attach calls it; IPCD_BARRIER=fence in the environment declines), and
- * says whether it did; a sleeper calls ipcd_barrier_sleep after counting
- * itself and before its last look: true if the barrier ran on every
- * process that joined, false if it could not (sleep in short slices).
+ * The wake-up barrier (ring_wait.c): ipcd_barrier_view marks v as a ring
+ * whose wakers may wake with no fence and lets this process be one (it
+ * joins once per process; a queue or shared ring's attach calls it;
+ * IPCD_BARRIER=fence in the environment declines); ipcd_barrier_joined
+ * says whether it did; a sleeper on such a ring calls ipcd_barrier_sleep
+ * after counting itself and before its last look: true if the barrier ran
+ * on every process that joined, false if it could not (sleep in short
+ * slices).
  */
-void ipcd_barrier_join(void);
+void ipcd_barrier_view(struct ipcd_view *v);
 bool ipcd_barrier_joined(void);
 bool ipcd_barrier_sleep(void);
 

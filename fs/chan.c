@@ -992,7 +992,7 @@ void chan_progress(struct chan *ch)
 	 * before it could see us, so look once more, after the barrier that
 	 * peers' wake-ups count on (ipcd_barrier_sleep). */
 	if (progress_once(ch, ipcd->rbuf)) {
-		if (!ipcd_barrier_sleep())
+		if (ch->coord != IPCD_COORD_LOCK && !ipcd_barrier_sleep())
 			ipcd->sliced = true;
 		progress_once(ch, ipcd->rbuf);
 	}

@@ -757,7 +757,7 @@ END_TEST
 
 /* ---- the wake-up barrier ------------------------------------------------------- */
 
-/* Whether this kernel lets a process join (ring_wait.c, ipcd_barrier_join). */
+/* Whether this kernel lets a process join (ring_wait.c, barrier_join). */
 static bool barrier_possible(void)
 {
 	long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
@@ -799,7 +799,8 @@ static uint64_t mono_ms(void)
  * is about to sleep or asleep at each; a lost wake-up shows as a wait
  * that ends by its 3 s timeout with a record there.  With sliced, the
  * reader cannot issue the barrier: it must still get every record, and
- * wake by itself within a slice when nothing comes.
+ * come back from waits by itself while nothing comes (during the
+ * writer's one long pause, which the writer marks in shared memory).
  */
 static void wake_run(bool sliced)
 {
@@ -807,6 +808,8 @@ static void wake_run(bool sliced)
 	unsigned char buf[64];
 	const struct timespec timeout = { 3, 0 };
 	uint32_t tid = me(), seq = 0;
+	_Atomic int *pausing;
+	unsigned back_in_pause = 0;
 	uint64_t t0;
 	struct rec r;
 	size_t full;
@@ -814,6 +817,9 @@ static void wake_run(bool sliced)
 	pid_t p;
 	int st, w;
 
+	pausing = mmap(NULL, sizeof(*pausing), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(pausing, MAP_FAILED);
 	tq_open(&t, 4096, 0, 2);
 	ck_assert_int_eq(ipcd_barrier_joined(), barrier_possible());
 	p = fork();
@@ -826,9 +832,13 @@ static void wake_run(bool sliced)
 			_exit(3);
 		for (s = 0; s < WAKE_RECS; s++) {
 			pause = pause * 1103515245u + 12345u;
-			if (s == WAKE_RECS / 2)
-				usleep(800 * 1000);	/* a long pause: the slice shows */
-			else if (pause >> 28)
+			if (s == WAKE_RECS / 2) {
+				/* A long pause, marked: a sliced reader's waits
+				 * come back meanwhile with nothing written. */
+				atomic_store(pausing, 1);
+				usleep(800 * 1000);
+				atomic_store(pausing, 0);
+			} else if (pause >> 28)
 				usleep((pause >> 24) & 63);
 			make_rec(buf, sizeof(buf), 0, s);
 			while (ipcd_qset_write(&t.s, buf, sizeof(buf), ctid) == -EAGAIN)
@@ -846,9 +856,7 @@ static void wake_run(bool sliced)
 			ck_assert_msg(w == 0, "record %u: wait returned %d after %llu ms (%s)",
 				      seq, w, (unsigned long long)(mono_ms() - t0),
 				      w == -ETIMEDOUT ? "a lost wake-up" : "error");
-			/* Sliced: back within a slice or so, woken or not. */
-			if (sliced)
-				ck_assert_uint_lt(mono_ms() - t0, 300);
+			back_in_pause += atomic_load(pausing);
 			continue;
 		}
 		ck_assert_int_eq(n, sizeof(buf));
@@ -858,6 +866,10 @@ static void wake_run(bool sliced)
 	}
 	ck_assert_int_eq(waitpid(p, &st, 0), p);
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	/* Sliced: waits came back by themselves while the writer paused. */
+	if (sliced)
+		ck_assert_msg(back_in_pause >= 3, "%u waits came back during the writer's pause (want 3 or more)", back_in_pause);
+	munmap(pausing, sizeof(*pausing));
 	tq_close(&t);
 }
 

@@ -81,8 +81,9 @@
  *
  * Sleeping (a reader; writers mirror it with wr_sleepers and space_seq):
  *	rd_sleepers += 1 (sequentially consistent), s = data_seq,
- *	membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) (if it fails: sleep at most
- *	about 10 ms at a time), re-check the ring, FUTEX_WAIT(data_seq, s),
+ *	on a ring of queues or cells membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)
+ *	(if it fails: sleep at most about 10 ms at a time), re-check the ring,
+ *	FUTEX_WAIT(data_seq, s),
  *	rd_sleepers -= 1.
  *
  * A waker registered with MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED may
